@@ -1,0 +1,143 @@
+// Package config holds the one configuration struct of an Entente node, its
+// defaults, its loading from a YAML file with environment overrides, and its
+// validation. Every error names the setting that is wrong.
+//
+// config depends only on identity (to derive the node's DID). It must not
+// open files other than the config file, nor start anything.
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/entente-org/entente/identity"
+)
+
+// Config is the whole configuration of one node. Each field's `doc` tag is the
+// text of the configuration reference in README.md; `default` is applied
+// before the file and the environment are read.
+type Config struct {
+	Node       Node       `yaml:"node"`
+	HTTP       HTTP       `yaml:"http"`
+	Database   Database   `yaml:"database"`
+	Keys       Keys       `yaml:"keys"`
+	Federation Federation `yaml:"federation"`
+	Log        Log        `yaml:"log"`
+}
+
+// Node describes the institution this node serves.
+type Node struct {
+	Name      string `yaml:"name" doc:"Display name of the institution, shown to peers and users. Required."`
+	PublicURL string `yaml:"public_url" doc:"HTTPS base URL at which peers and browsers reach this node, without a path. The node's did:web identifier is derived from it. Required."`
+	DataDir   string `yaml:"data_dir" default:"entente-data" doc:"Directory for the node's keys, its self-signed certificate and the embedded SQLite database. Created with mode 0700."`
+}
+
+// HTTP configures the node's HTTPS server.
+type HTTP struct {
+	Listen          string        `yaml:"listen" default:":8443" doc:"Address the HTTPS server listens on (host:port)."`
+	TLSCert         string        `yaml:"tls_cert" doc:"PEM certificate chain file. Empty: a self-signed certificate is made at first start in data_dir/tls (development only)."`
+	TLSKey          string        `yaml:"tls_key" doc:"PEM private key file for tls_cert. Set both or neither."`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" default:"15s" doc:"How long in-flight requests may take to finish after SIGTERM."`
+}
+
+// Database selects the store backend.
+type Database struct {
+	URL string `yaml:"url" doc:"PostgreSQL URL (postgres://user:password@host:5432/db). Empty: embedded SQLite at data_dir/entente.db."`
+}
+
+// Keys configures where the node's signing keys live and how they rotate.
+type Keys struct {
+	Storage         string        `yaml:"storage" default:"file" doc:"Where the node's P-256 keys are kept: \"file\" (data_dir/keys.json, mode 0600) or \"database\"."`
+	RotationOverlap time.Duration `yaml:"rotation_overlap" default:"168h" doc:"How long a rotated key stays valid for verification after \"entente keys rotate\"."`
+}
+
+// Federation configures how the node talks to peers.
+type Federation struct {
+	AllowPrivateAddresses bool          `yaml:"allow_private_addresses" default:"false" doc:"Allow peers on loopback, private and link-local addresses. Only for a local federation such as the demo; never in production."`
+	CAFile                string        `yaml:"ca_file" doc:"Extra PEM CA certificates trusted for peers' TLS, in addition to the system roots."`
+	DIDCacheTTL           time.Duration `yaml:"did_cache_ttl" default:"5m" doc:"How long a resolved peer DID document is cached. Keep it short so revoked keys stop being accepted."`
+}
+
+// Log configures structured logging.
+type Log struct {
+	Format string `yaml:"format" default:"json" doc:"\"json\" for production, \"text\" for development."`
+	Level  string `yaml:"level" default:"info" doc:"One of debug, info, warn, error."`
+}
+
+// FieldError is a validation error that names the setting at fault.
+type FieldError struct {
+	Field string // dotted YAML path, e.g. "node.public_url"
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// DID returns the node's did:web identifier, derived from node.public_url.
+// It is only meaningful on a validated Config.
+func (c *Config) DID() string {
+	did, _ := identity.DIDFromBaseURL(c.Node.PublicURL)
+	return did
+}
+
+// Validate checks every setting and returns the first error, naming its field.
+func (c *Config) Validate() error {
+	if strings.TrimSpace(c.Node.Name) == "" {
+		return fieldErr("node.name", "required")
+	}
+	if len(c.Node.Name) > 200 {
+		return fieldErr("node.name", "longer than 200 bytes")
+	}
+	if c.Node.PublicURL == "" {
+		return fieldErr("node.public_url", "required (the https URL peers reach this node at)")
+	}
+	if _, err := identity.DIDFromBaseURL(c.Node.PublicURL); err != nil {
+		return fieldErr("node.public_url", "%v", err)
+	}
+	if c.Node.DataDir == "" {
+		return fieldErr("node.data_dir", "required")
+	}
+	if _, port, err := net.SplitHostPort(c.HTTP.Listen); err != nil || port == "" {
+		return fieldErr("http.listen", "must be host:port, got %q", c.HTTP.Listen)
+	}
+	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
+		return fieldErr("http.tls_key", "tls_cert and tls_key must be set together")
+	}
+	if c.HTTP.ShutdownTimeout <= 0 {
+		return fieldErr("http.shutdown_timeout", "must be positive")
+	}
+	if c.Database.URL != "" {
+		u, err := url.Parse(c.Database.URL)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+			return fieldErr("database.url", "must be a postgres:// URL with a host")
+		}
+	}
+	switch c.Keys.Storage {
+	case "file", "database":
+	default:
+		return fieldErr("keys.storage", "must be \"file\" or \"database\", got %q", c.Keys.Storage)
+	}
+	if c.Keys.RotationOverlap <= 0 {
+		return fieldErr("keys.rotation_overlap", "must be positive")
+	}
+	if c.Federation.DIDCacheTTL <= 0 || c.Federation.DIDCacheTTL > time.Hour {
+		return fieldErr("federation.did_cache_ttl", "must be between 1s and 1h, got %s", c.Federation.DIDCacheTTL)
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		return fieldErr("log.format", "must be \"json\" or \"text\", got %q", c.Log.Format)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fieldErr("log.level", "must be one of debug, info, warn, error; got %q", c.Log.Level)
+	}
+	return nil
+}

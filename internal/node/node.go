@@ -1,0 +1,271 @@
+// Package node assembles one institution's Entente node from the other
+// packages: the store, the identity and keys, the HTTPS server with its health
+// and metrics endpoints, and graceful shutdown.
+//
+// node is wiring. It holds no protocol logic of its own; each route it mounts
+// belongs to the package that owns the concern. Only cmd/entente and tests
+// import it.
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/entente-org/entente/identity"
+	"github.com/entente-org/entente/internal/config"
+	"github.com/entente-org/entente/store"
+)
+
+// Options are the parts of a node that do not come from its Config.
+type Options struct {
+	Logger  *slog.Logger
+	Version string
+	// Listener, when set, is used instead of listening on cfg.HTTP.Listen.
+	// The demo and tests listen first so that the port is known before the
+	// node's public URL, and so its DID, is fixed.
+	Listener net.Listener
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Node is one running institution node.
+type Node struct {
+	cfg      config.Config
+	log      *slog.Logger
+	version  string
+	now      func() time.Time
+	did      string
+	store    store.Store
+	keys     *identity.Keyring
+	client   *http.Client
+	resolver *identity.Resolver
+	registry *prometheus.Registry
+	metrics  *metrics
+	mux      *http.ServeMux
+	server   *http.Server
+	listener net.Listener
+	tlsConf  *tls.Config
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens the node's store and keys and prepares its HTTPS server. Nothing
+// listens until Start. On error everything opened so far is closed again.
+func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:      cfg,
+		log:      opts.Logger,
+		version:  opts.Version,
+		now:      opts.Now,
+		did:      cfg.DID(),
+		listener: opts.Listener,
+		mux:      http.NewServeMux(),
+	}
+	if n.log == nil {
+		n.log = slog.New(slog.DiscardHandler)
+	}
+	if n.now == nil {
+		n.now = time.Now
+	}
+	n.log = n.log.With("node", n.did)
+	defer func() {
+		if err != nil {
+			n.closeResources()
+		}
+	}()
+
+	n.store, err = OpenStore(ctx, cfg, n.log)
+	if err != nil {
+		return nil, err
+	}
+	n.keys, err = identity.LoadOrGenerateKeyring(ctx, KeyStorage(cfg, n.store), n.now())
+	if err != nil {
+		return nil, fmt.Errorf("node keys: %w", err)
+	}
+	n.tlsConf, err = serverTLS(cfg, n.log)
+	if err != nil {
+		return nil, err
+	}
+	roots, err := peerRoots(cfg.Federation.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	n.client = identity.NewHTTPClient(identity.ClientOptions{
+		AllowPrivate: cfg.Federation.AllowPrivateAddresses,
+		RootCAs:      roots,
+	})
+	n.resolver = identity.NewResolver(identity.ResolverOptions{
+		Client:       n.client,
+		TTL:          cfg.Federation.DIDCacheTTL,
+		AllowPrivate: cfg.Federation.AllowPrivateAddresses,
+		Logger:       n.log,
+		Now:          n.now,
+	})
+	n.registry = newRegistry(n.version)
+	n.routes()
+	return n, nil
+}
+
+// OpenStore opens the store the config selects: PostgreSQL when
+// database.url is set, otherwise SQLite under the data directory.
+func OpenStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
+	if err := os.MkdirAll(cfg.Node.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("node.data_dir: %w", err)
+	}
+	s, err := store.Open(ctx, store.Options{
+		DatabaseURL: cfg.Database.URL,
+		SQLitePath:  filepath.Join(cfg.Node.DataDir, "entente.db"),
+		Logger:      log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return s, nil
+}
+
+// KeyStorage returns where the config says the node's keys live.
+func KeyStorage(cfg config.Config, s store.Store) identity.KeyStorage {
+	if cfg.Keys.Storage == "database" {
+		return storeKeys{s}
+	}
+	return identity.NewFileKeyStorage(filepath.Join(cfg.Node.DataDir, "keys.json"))
+}
+
+// storeKeys keeps the key ring as a secret in the store.
+type storeKeys struct{ s store.Store }
+
+const keyringSecret = "node_keyring"
+
+func (k storeKeys) LoadKeys(ctx context.Context) ([]byte, error) {
+	b, err := k.s.GetSecret(ctx, keyringSecret)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, identity.ErrNoKeys
+	}
+	return b, err
+}
+
+func (k storeKeys) SaveKeys(ctx context.Context, data []byte) error {
+	return k.s.PutSecret(ctx, keyringSecret, data)
+}
+
+// DID is the node's did:web identifier.
+func (n *Node) DID() string { return n.did }
+
+// Name is the institution's display name.
+func (n *Node) Name() string { return n.cfg.Node.Name }
+
+// PublicURL is the base URL peers reach this node at.
+func (n *Node) PublicURL() string { return n.cfg.Node.PublicURL }
+
+// Store is the node's store.
+func (n *Node) Store() store.Store { return n.store }
+
+// Keys is the node's key ring.
+func (n *Node) Keys() *identity.Keyring { return n.keys }
+
+// Resolver resolves peers' DID documents.
+func (n *Node) Resolver() *identity.Resolver { return n.resolver }
+
+// HTTPClient is the SSRF-guarded client for requests to peers.
+func (n *Node) HTTPClient() *http.Client { return n.client }
+
+// Registry is the node's own Prometheus registry (no global state, so that
+// several nodes can run in one process).
+func (n *Node) Registry() *prometheus.Registry { return n.registry }
+
+// Handle mounts a handler on the node's HTTPS server. It must be called
+// before Start.
+func (n *Node) Handle(pattern string, h http.Handler) {
+	n.mux.Handle(pattern, n.instrument(pattern, h))
+}
+
+// Addr is the address the server listens on, once started.
+func (n *Node) Addr() net.Addr {
+	if n.listener == nil {
+		return nil
+	}
+	return n.listener.Addr()
+}
+
+// Start begins serving HTTPS. It returns once the listener is open.
+func (n *Node) Start() error {
+	if n.listener == nil {
+		l, err := net.Listen("tcp", n.cfg.HTTP.Listen)
+		if err != nil {
+			return fmt.Errorf("http.listen: %w", err)
+		}
+		n.listener = l
+	}
+	n.server = &http.Server{
+		Handler:           n.mux,
+		TLSConfig:         n.tlsConf,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+	}
+	tl := tls.NewListener(n.listener, n.tlsConf)
+	go func() {
+		if err := n.server.Serve(tl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("https server stopped", "err", err)
+		}
+	}()
+	n.log.Info("node serving", "name", n.cfg.Node.Name, "addr", n.listener.Addr().String(), "public_url", n.cfg.Node.PublicURL, "store", n.store.Backend())
+	return nil
+}
+
+// Shutdown stops accepting connections, lets in-flight requests finish within
+// http.shutdown_timeout, then closes the store.
+func (n *Node) Shutdown(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.HTTP.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	if n.server != nil {
+		if err := n.server.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("https shutdown: %w", err))
+		}
+	}
+	if err := n.closeResources(); err != nil {
+		errs = append(errs, err)
+	}
+	n.log.Info("node stopped")
+	return errors.Join(errs...)
+}
+
+// Run starts the node and serves until ctx is cancelled, then shuts down
+// gracefully.
+func (n *Node) Run(ctx context.Context) error {
+	if err := n.Start(); err != nil {
+		n.closeResources()
+		return err
+	}
+	<-ctx.Done()
+	return n.Shutdown(context.WithoutCancel(ctx))
+}
+
+func (n *Node) closeResources() error {
+	n.closeOnce.Do(func() {
+		if n.store != nil {
+			n.closeErr = n.store.Close()
+		}
+		if n.listener != nil && n.server == nil {
+			n.listener.Close()
+		}
+	})
+	return n.closeErr
+}
