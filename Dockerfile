@@ -10,9 +10,11 @@
 # ---- build ------------------------------------------------------------------
 FROM golang:1.26-bookworm AS build
 
-# The binary must not link libc: the runtime image has none.
+# The binary must not link libc: the runtime image has none. The compile
+# cache lives in a BuildKit cache mount (below), not in a layer.
 ENV CGO_ENABLED=0 \
-    GOFLAGS=-mod=readonly
+    GOFLAGS=-mod=readonly \
+    GOCACHE=/cache/go-build
 
 WORKDIR /src
 
@@ -26,7 +28,7 @@ COPY . .
 ARG VERSION=dev
 # -trimpath keeps build paths out of the binary (reproducible, no host paths);
 # -s -w drop the symbol and debug tables.
-RUN --mount=type=cache,target=/root/.cache/go-build \
+RUN --mount=type=cache,target=/cache/go-build \
     go build -trimpath \
       -ldflags "-s -w -X main.version=${VERSION}" \
       -o /out/entente ./cmd/entente

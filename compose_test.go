@@ -18,6 +18,8 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/entente-org/entente/internal/config"
 )
 
 const (
@@ -345,6 +347,75 @@ func TestComposeRequiresDatabasePasswords(t *testing.T) {
 				t.Errorf("error %q does not name the required variable %s", err, tc.missing)
 			}
 		})
+	}
+}
+
+// TestComposeNodeEnvironmentIsValidConfig runs each node's environment, on
+// top of the image's ENV, through the node's own configuration loader: a
+// misspelt variable or an invalid value would otherwise only show when the
+// container starts.
+func TestComposeNodeEnvironmentIsValidConfig(t *testing.T) {
+	p := mustLoadCompose(t, testPasswords())
+	stages := readDockerfile(t)
+	imageEnv := stages[len(stages)-1].env()
+	reference := config.Reference()
+
+	for node, db := range nodeDatabases {
+		t.Run(node, func(t *testing.T) {
+			env := maps.Clone(imageEnv)
+			for k, v := range p.Services[node].Environment {
+				if v != nil {
+					env[k] = *v
+				}
+			}
+			var environ []string
+			for k, v := range env {
+				// The loader ignores unknown ENTENTE_ variables, so a typo
+				// must be caught here.
+				if strings.HasPrefix(k, config.EnvPrefix) && !strings.Contains(reference, "`"+k+"`") {
+					t.Errorf("%s is not a setting of the node", k)
+				}
+				environ = append(environ, k+"="+v)
+			}
+			cfg, err := config.Load("", environ)
+			if err != nil {
+				t.Fatalf("node configuration: %v", err)
+			}
+			if cfg.Node.DataDir != nodeDataDir {
+				t.Errorf("node.data_dir = %q, want the volume %s", cfg.Node.DataDir, nodeDataDir)
+			}
+			if cfg.HTTP.Listen != ":8443" {
+				t.Errorf("http.listen = %q, want :8443", cfg.HTTP.Listen)
+			}
+			if cfg.Keys.Storage != "database" {
+				t.Errorf("keys.storage = %q, want database", cfg.Keys.Storage)
+			}
+			if u, err := url.Parse(cfg.Database.URL); err != nil || u.Hostname() != db {
+				t.Errorf("database.url = %q, want host %s", cfg.Database.URL, db)
+			}
+			if !cfg.Federation.AllowPrivateAddresses {
+				t.Error("federation.allow_private_addresses = false, but peers are on the private compose network")
+			}
+			if cfg.Log.Format != "json" {
+				t.Errorf("log.format = %q, want json", cfg.Log.Format)
+			}
+		})
+	}
+}
+
+func TestDeployExampleConfigLoads(t *testing.T) {
+	cfg, err := config.Load(filepath.Join("deploy", "entente.example.yaml"), nil)
+	if err != nil {
+		t.Fatalf("deploy example: %v", err)
+	}
+	// The example describes a node running from the image: its data must be
+	// in the image's volume and it must listen on the exposed port.
+	if cfg.Node.DataDir != nodeDataDir || cfg.HTTP.Listen != ":8443" {
+		t.Errorf("data_dir %q, listen %q; want %s and :8443", cfg.Node.DataDir, cfg.HTTP.Listen, nodeDataDir)
+	}
+	if cfg.HTTP.TLSCert == "" || cfg.Database.URL != "" || cfg.Keys.Storage != "database" {
+		t.Errorf("tls_cert %q, database.url %q, keys.storage %q; want a real certificate, the URL left to the environment, keys in the database",
+			cfg.HTTP.TLSCert, cfg.Database.URL, cfg.Keys.Storage)
 	}
 }
 

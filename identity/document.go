@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -94,7 +95,7 @@ func (k *Keyring) DocumentHandler(did, federationEndpoint string) http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "application/did+json")
-		w.Header().Set("Content-Length", fmt.Sprint(len(doc)))
+		w.Header().Set("Content-Length", strconv.Itoa(len(doc)))
 		if r.Method == http.MethodHead {
 			return
 		}

@@ -13,8 +13,8 @@ type dialect struct {
 	name string
 	// numbered placeholders ($1, $2, …) instead of ?.
 	numbered bool
-	// types are substituted into migration SQL as {{.Blob}}, {{.Timestamp}}
-	// and {{.AutoID}}.
+	// types are substituted into migration SQL as {{.Blob}}, {{.Timestamp}},
+	// {{.AutoID}} and {{.Text}}.
 	types columnTypes
 }
 
@@ -23,6 +23,10 @@ type columnTypes struct {
 	Timestamp string
 	// AutoID is a complete column definition for a generated integer key.
 	AutoID string
+	// Text is a text column that sorts bytewise, as SQLite's TEXT does, so
+	// that ORDER BY gives the same order on both backends whatever the
+	// PostgreSQL database's locale.
+	Text string
 }
 
 func sqliteDialect() dialect {
@@ -32,6 +36,7 @@ func sqliteDialect() dialect {
 			Blob:      "BLOB",
 			Timestamp: "TIMESTAMP",
 			AutoID:    "INTEGER PRIMARY KEY AUTOINCREMENT",
+			Text:      "TEXT",
 		},
 	}
 }
@@ -44,6 +49,7 @@ func postgresDialect() dialect {
 			Blob:      "BYTEA",
 			Timestamp: "TIMESTAMPTZ",
 			AutoID:    "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+			Text:      `TEXT COLLATE "C"`,
 		},
 	}
 }

@@ -7,7 +7,8 @@
 // the PostgreSQL adapter rebinds them to $1..$n. Migration SQL is rendered per
 // dialect (dialect.go), so a type such as BLOB/BYTEA is chosen in one place.
 //
-// Adding a method means writing its query once, on dbStore. Adding a table
+// Adding a data method means writing its query once, on queries (tx.go),
+// which serves both Store and the Tx that InTx hands out. Adding a table
 // means appending one entry to migrations (migrate.go); entries are never
 // edited or reordered once released.
 //

@@ -29,13 +29,13 @@ func TestRebind(t *testing.T) {
 }
 
 func TestRenderDialects(t *testing.T) {
-	m := migration{Version: 1, Name: "t", SQL: "CREATE TABLE t (id {{.AutoID}}, b {{.Blob}}, at {{.Timestamp}})"}
+	m := migration{Version: 1, Name: "t", SQL: "CREATE TABLE t (id {{.AutoID}}, b {{.Blob}}, at {{.Timestamp}}, s {{.Text}})"}
 	tests := []struct {
 		d    dialect
 		want string
 	}{
-		{sqliteDialect(), "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, b BLOB, at TIMESTAMP)"},
-		{postgresDialect(), "CREATE TABLE t (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, b BYTEA, at TIMESTAMPTZ)"},
+		{sqliteDialect(), "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, b BLOB, at TIMESTAMP, s TEXT)"},
+		{postgresDialect(), `CREATE TABLE t (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, b BYTEA, at TIMESTAMPTZ, s TEXT COLLATE "C")`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.d.name, func(t *testing.T) {

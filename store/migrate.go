@@ -27,8 +27,108 @@ CREATE TABLE secrets (
 	value      {{.Blob}} NOT NULL,
 	updated_at {{.Timestamp}} NOT NULL
 )`},
+		{Version: 2, Name: "federation", SQL: federationSchema},
 	}
 }
+
+// federationSchema holds the trust list, local users, conferences with their
+// logs (spec/federation.md §6), and the inbound replay cache and durable
+// outbox (§8). Times are BIGINT milliseconds since the epoch (see
+// millisArg). A conference's records, nodes and participants do not
+// reference its row: a transaction may append the first record of a
+// conference before it writes the conference's new state.
+const federationSchema = `
+CREATE TABLE peers (
+	did             {{.Text}} PRIMARY KEY,
+	name            TEXT NOT NULL,
+	key_pin         TEXT NOT NULL,
+	may_invite      BOOLEAN NOT NULL,
+	may_relay_media BOOLEAN NOT NULL,
+	added_at        BIGINT
+);
+CREATE TABLE users (
+	id           {{.Text}} PRIMARY KEY,
+	display_name TEXT NOT NULL,
+	admin        BOOLEAN NOT NULL,
+	created_at   BIGINT
+);
+CREATE TABLE tokens (
+	hash       {{.Text}} PRIMARY KEY,
+	user_id    {{.Text}} NOT NULL REFERENCES users (id),
+	created_at BIGINT,
+	expires_at BIGINT,
+	revoked    BOOLEAN NOT NULL
+);
+CREATE INDEX tokens_user ON tokens (user_id);
+CREATE TABLE conferences (
+	id         {{.Text}} PRIMARY KEY,
+	host       {{.Text}} NOT NULL,
+	title      TEXT NOT NULL,
+	created_by TEXT NOT NULL,
+	created_at BIGINT,
+	locked     BOOLEAN NOT NULL,
+	ended      BOOLEAN NOT NULL,
+	head_seq   BIGINT NOT NULL,
+	head_hash  TEXT NOT NULL
+);
+CREATE INDEX conferences_created ON conferences (created_at);
+CREATE TABLE records (
+	conference {{.Text}} NOT NULL,
+	seq        BIGINT NOT NULL,
+	hash       TEXT NOT NULL,
+	prev       TEXT NOT NULL,
+	event_id   {{.Text}} NOT NULL,
+	event_type TEXT NOT NULL,
+	origin     TEXT NOT NULL,
+	sender     TEXT NOT NULL,
+	event      {{.Blob}} NOT NULL,
+	link       {{.Blob}} NOT NULL,
+	created_at BIGINT,
+	PRIMARY KEY (conference, seq),
+	UNIQUE (conference, event_id)
+);
+CREATE TABLE conference_nodes (
+	conference    {{.Text}} NOT NULL,
+	node          {{.Text}} NOT NULL,
+	state         TEXT NOT NULL CHECK (state IN ('invited', 'accepted', 'declined')),
+	users         TEXT NOT NULL,
+	last_sent_seq BIGINT NOT NULL,
+	PRIMARY KEY (conference, node)
+);
+CREATE TABLE participants (
+	conference   {{.Text}} NOT NULL,
+	user_ref     {{.Text}} NOT NULL,
+	node         TEXT NOT NULL,
+	display_name TEXT NOT NULL,
+	organisation TEXT NOT NULL,
+	joined_seq   BIGINT NOT NULL,
+	join_event   TEXT NOT NULL,
+	PRIMARY KEY (conference, user_ref)
+);
+CREATE INDEX participants_joined ON participants (conference, joined_seq);
+CREATE TABLE inbox (
+	origin       {{.Text}} NOT NULL,
+	message_id   {{.Text}} NOT NULL,
+	payload_hash TEXT NOT NULL,
+	received_at  BIGINT NOT NULL,
+	PRIMARY KEY (origin, message_id)
+);
+CREATE INDEX inbox_received ON inbox (received_at);
+CREATE TABLE outbox (
+	id           {{.AutoID}},
+	message_id   TEXT NOT NULL,
+	destination  {{.Text}} NOT NULL,
+	body         {{.Blob}} NOT NULL,
+	created_at   BIGINT NOT NULL,
+	expires_at   BIGINT,
+	next_attempt BIGINT NOT NULL,
+	attempts     INTEGER NOT NULL,
+	state        TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed', 'expired')),
+	last_error   TEXT NOT NULL,
+	receipt      {{.Blob}},
+	delivered_at BIGINT
+);
+CREATE INDEX outbox_destination ON outbox (destination, state, id)`
 
 const createMigrationsTable = `
 CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -186,7 +186,7 @@ type pgQueries struct {
 func (p pgQueries) exec(ctx context.Context, query string, args ...any) (int64, error) {
 	tag, err := p.q.Exec(ctx, rebind(query), args...)
 	if err != nil {
-		return 0, err
+		return 0, pgConstraint(err)
 	}
 	return tag.RowsAffected(), nil
 }
@@ -198,7 +198,7 @@ func (p pgQueries) queryRow(ctx context.Context, query string, args ...any) rowS
 func (p pgQueries) query(ctx context.Context, query string, args ...any) (rows, error) {
 	r, err := p.q.Query(ctx, rebind(query), args...)
 	if err != nil {
-		return nil, err
+		return nil, pgConstraint(err)
 	}
 	return r, nil
 }
@@ -209,6 +209,29 @@ func (r pgRow) Scan(dest ...any) error {
 	err := r.row.Scan(dest...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ErrNotFound
+	}
+	return pgConstraint(err)
+}
+
+// PostgreSQL's SQLSTATE codes for the constraint violations pgConstraint maps.
+const (
+	pgUniqueViolation     = "23505"
+	pgForeignKeyViolation = "23503"
+)
+
+// pgConstraint gives PostgreSQL's constraint violations the meaning the
+// rest of Entente checks for: a taken key is ErrConflict, a reference to a
+// missing row ErrNotFound. The driver's error stays wrapped for its detail.
+func pgConstraint(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	switch pe.Code {
+	case pgUniqueViolation:
+		return fmt.Errorf("%w (%w)", ErrConflict, err)
+	case pgForeignKeyViolation:
+		return fmt.Errorf("%w (%w)", ErrNotFound, err)
 	}
 	return err
 }

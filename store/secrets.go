@@ -7,12 +7,12 @@ import (
 	"time"
 )
 
-func (s *dbStore) GetSecret(ctx context.Context, name string) ([]byte, error) {
+func (s queries) GetSecret(ctx context.Context, name string) ([]byte, error) {
 	if name == "" {
 		return nil, errors.New("store: get secret: name is empty")
 	}
 	var value []byte
-	err := s.db.queryRow(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&value)
+	err := s.q.queryRow(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&value)
 	if err != nil {
 		return nil, fmt.Errorf("store: get secret %q: %w", name, err)
 	}
@@ -23,7 +23,7 @@ func (s *dbStore) GetSecret(ctx context.Context, name string) ([]byte, error) {
 	return value, nil
 }
 
-func (s *dbStore) PutSecret(ctx context.Context, name string, value []byte) error {
+func (s queries) PutSecret(ctx context.Context, name string, value []byte) error {
 	if name == "" {
 		return errors.New("store: put secret: name is empty")
 	}
@@ -31,7 +31,7 @@ func (s *dbStore) PutSecret(ctx context.Context, name string, value []byte) erro
 		// Both drivers would send a nil slice as NULL.
 		value = []byte{}
 	}
-	_, err := s.db.exec(ctx, `
+	_, err := s.q.exec(ctx, `
 INSERT INTO secrets (name, value, updated_at) VALUES (?, ?, ?)
 ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
 		name, value, time.Now().UTC())

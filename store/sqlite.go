@@ -9,7 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite" // also registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // sqliteMaxOpenConns lets readers proceed in parallel under WAL while
@@ -100,7 +101,7 @@ type sqlQueries struct {
 func (s sqlQueries) exec(ctx context.Context, query string, args ...any) (int64, error) {
 	res, err := s.q.ExecContext(ctx, query, args...)
 	if err != nil {
-		return 0, err
+		return 0, sqliteConstraint(err)
 	}
 	return res.RowsAffected()
 }
@@ -112,7 +113,7 @@ func (s sqlQueries) queryRow(ctx context.Context, query string, args ...any) row
 func (s sqlQueries) query(ctx context.Context, query string, args ...any) (rows, error) {
 	r, err := s.q.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, err
+		return nil, sqliteConstraint(err)
 	}
 	return sqlRows{r}, nil
 }
@@ -123,6 +124,23 @@ func (r sqlRow) Scan(dest ...any) error {
 	err := r.row.Scan(dest...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrNotFound
+	}
+	return sqliteConstraint(err)
+}
+
+// sqliteConstraint gives SQLite's constraint violations the meaning the
+// rest of Entente checks for: a taken key is ErrConflict, a reference to a
+// missing row ErrNotFound. The driver's error stays wrapped for its detail.
+func sqliteConstraint(err error) error {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch se.Code() {
+	case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+		return fmt.Errorf("%w (%w)", ErrConflict, err)
+	case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+		return fmt.Errorf("%w (%w)", ErrNotFound, err)
 	}
 	return err
 }

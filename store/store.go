@@ -7,25 +7,31 @@ import (
 	"log/slog"
 )
 
-// Store is the node's persistence, whichever backend holds it.
+// Store is the node's persistence, whichever backend holds it. Its data
+// methods (Tx) each run on their own; InTx groups several into one
+// transaction.
 type Store interface {
+	Tx
 	// Backend is "sqlite" or "postgres".
 	Backend() string
 	Ping(ctx context.Context) error
 	Close() error
 	// SchemaVersion is the highest migration applied to the database.
 	SchemaVersion(ctx context.Context) (int, error)
-	// GetSecret returns the named secret, or an error wrapping ErrNotFound
-	// when there is none. Secrets are small named blobs, such as the node's
-	// key ring when keys are kept in the database.
-	GetSecret(ctx context.Context, name string) ([]byte, error)
-	// PutSecret inserts the named secret or replaces its value.
-	PutSecret(ctx context.Context, name string, value []byte) error
+	// InTx runs fn in one transaction; fn's Tx sees and makes changes
+	// atomically. The transaction commits when fn returns nil and rolls back
+	// otherwise, returning fn's error. fn must use tx, not the Store: on
+	// SQLite the transaction holds the write lock until it ends.
+	InTx(ctx context.Context, fn func(tx Tx) error) error
 }
 
 var (
 	// ErrNotFound is wrapped by lookups that find nothing.
 	ErrNotFound = errors.New("store: not found")
+	// ErrConflict is wrapped by writes refused by a unique constraint: a
+	// record seq or event id already taken, a token hash already stored, a
+	// message id seen with other content.
+	ErrConflict = errors.New("store: conflict")
 	// ErrSchemaTooNew is returned by Open when the database was migrated by a
 	// newer Entente than this one; running on it could corrupt data.
 	ErrSchemaTooNew = errors.New("store: database schema is newer than this build supports")
@@ -62,8 +68,11 @@ func openWith(ctx context.Context, opts Options, ms []migration) (Store, error) 
 	return openSQLite(ctx, opts.SQLitePath, opts.Logger, ms)
 }
 
-// dbStore implements Store once, over either backend's adapter.
+// dbStore implements Store once, over either backend's adapter. Its data
+// methods come from queries over the pool; InTx hands fn queries over the
+// transaction instead.
 type dbStore struct {
+	queries
 	dialect dialect
 	db      db
 	log     *slog.Logger
@@ -71,7 +80,7 @@ type dbStore struct {
 
 // open migrates d and wraps it as a Store; d is closed if that fails.
 func open(ctx context.Context, d db, dl dialect, ms []migration, log *slog.Logger) (*dbStore, error) {
-	s := &dbStore{dialect: dl, db: d, log: log.With("backend", dl.name)}
+	s := &dbStore{queries: queries{d}, dialect: dl, db: d, log: log.With("backend", dl.name)}
 	if err := migrate(ctx, d, dl, ms, s.log); err != nil {
 		return nil, errors.Join(err, d.close())
 	}

@@ -22,10 +22,10 @@ import (
 
 // demoInstitutions names the demo's nodes; a demo with more nodes than this
 // list numbers the rest.
-var demoInstitutions = []struct{ slug, name string }{
-	{"ministry", "Ministry of Digital Affairs"},
-	{"agency", "National Statistics Agency"},
-	{"city", "City of Lyon"},
+var demoInstitutions = []struct{ slug, name, user, userName string }{
+	{"ministry", "Ministry of Digital Affairs", "alice", "Alice Martin"},
+	{"agency", "National Statistics Agency", "bruno", "Bruno Lefèvre"},
+	{"city", "City of Lyon", "chloe", "Chloé Bernard"},
 }
 
 type demoOptions struct {
@@ -106,10 +106,17 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) (err error) {
 		}
 		nodes = append(nodes, n)
 	}
+	if err := demoTrust(ctx, nodes); err != nil {
+		return err
+	}
 	if err := demoFederate(ctx, nodes); err != nil {
 		return err
 	}
-	printDemo(a.stdout, nodes, dir, o.dataDir == "", time.Since(start))
+	call, err := demoConference(ctx, nodes)
+	if err != nil {
+		return err
+	}
+	printDemo(a.stdout, nodes, call, dir, o.dataDir == "", time.Since(start))
 	if o.once {
 		return nil
 	}
@@ -119,9 +126,9 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) (err error) {
 }
 
 func startDemoNode(ctx context.Context, i int, o demoOptions, dir string, ca *devcert.CA, caFile string, log *slog.Logger) (*node.Node, error) {
-	slug, name := "institution-"+strconv.Itoa(i+1), "Institution "+strconv.Itoa(i+1)
+	slug, name := demoSlug(i), "Institution "+strconv.Itoa(i+1)
 	if i < len(demoInstitutions) {
-		slug, name = demoInstitutions[i].slug, demoInstitutions[i].name
+		name = demoInstitutions[i].name
 	}
 	port := 0
 	if o.basePort != 0 {
@@ -165,6 +172,20 @@ func startDemoNode(ctx context.Context, i int, o demoOptions, dir string, ca *de
 	return n, nil
 }
 
+func demoSlug(i int) string {
+	if i < len(demoInstitutions) {
+		return demoInstitutions[i].slug
+	}
+	return "institution-" + strconv.Itoa(i+1)
+}
+
+func demoUser(i int) (id, name string) {
+	if i < len(demoInstitutions) {
+		return demoInstitutions[i].user, demoInstitutions[i].userName
+	}
+	return "user" + strconv.Itoa(i+1), "User " + strconv.Itoa(i+1)
+}
+
 // demoFederate has every node resolve every other node's DID document over
 // HTTPS, which proves their identities and TLS are in place.
 func demoFederate(ctx context.Context, nodes []*node.Node) error {
@@ -185,11 +206,17 @@ func demoFederate(ctx context.Context, nodes []*node.Node) error {
 	return nil
 }
 
-func printDemo(w io.Writer, nodes []*node.Node, dir string, temporary bool, took time.Duration) {
+func printDemo(w io.Writer, nodes []*node.Node, call demoCall, dir string, temporary bool, took time.Duration) {
 	fmt.Fprintf(w, "Entente demo: %d institution nodes federated on 127.0.0.1\n\n", len(nodes))
-	for _, n := range nodes {
-		fmt.Fprintf(w, "  %s\n    DID:  %s\n    URL:  %s\n", n.Name(), n.DID(), n.PublicURL())
+	for i, n := range nodes {
+		u := call.users[i]
+		fmt.Fprintf(w, "  %s\n    DID:   %s\n    URL:   %s\n    User:  %s (%s), API token %s\n",
+			n.Name(), n.DID(), n.PublicURL(), u.user.ID, u.user.DisplayName, u.token)
 	}
+	fmt.Fprintf(w, "\nConference %q (%s)\n  hosted by %s; every other institution invited and accepted.\n",
+		call.title, call.conference, nodes[0].Name())
+	fmt.Fprintf(w, "  Try: curl --cacert %s -H 'Authorization: Bearer %s' %s/api/v1/conferences/%s\n",
+		filepath.Join(dir, "demo-ca.pem"), call.users[1].token, nodes[1].PublicURL(), call.conference)
 	where := dir
 	if temporary {
 		where += " (temporary, removed on exit)"

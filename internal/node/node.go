@@ -22,7 +22,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/identity"
+	"github.com/entente-org/entente/internal/accounts"
 	"github.com/entente-org/entente/internal/config"
 	"github.com/entente-org/entente/store"
 )
@@ -37,6 +39,8 @@ type Options struct {
 	Listener net.Listener
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// RetryBase shortens the outbox's first retry delay in tests.
+	RetryBase time.Duration
 }
 
 // Node is one running institution node.
@@ -56,6 +60,11 @@ type Node struct {
 	server   *http.Server
 	listener net.Listener
 	tlsConf  *tls.Config
+	fed      *federation.Service
+	accounts accounts.Authenticator
+
+	stopOutbox context.CancelFunc
+	outboxDone chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -116,6 +125,21 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 		Logger:       n.log,
 		Now:          n.now,
 	})
+	n.fed, err = federation.NewService(federation.Options{
+		DID:       n.did,
+		Name:      cfg.Node.Name,
+		Store:     n.store,
+		Keys:      n.keys,
+		Resolver:  n.resolver,
+		HTTP:      n.client,
+		Logger:    n.log,
+		Now:       n.now,
+		RetryBase: opts.RetryBase,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.accounts = accounts.Authenticator{Store: n.store, Now: n.now}
 	n.registry = newRegistry(n.version)
 	n.routes()
 	return n, nil
@@ -184,6 +208,12 @@ func (n *Node) Resolver() *identity.Resolver { return n.resolver }
 // HTTPClient is the SSRF-guarded client for requests to peers.
 func (n *Node) HTTPClient() *http.Client { return n.client }
 
+// Federation is the node's federation service.
+func (n *Node) Federation() *federation.Service { return n.fed }
+
+// Accounts authenticates local users.
+func (n *Node) Accounts() accounts.Authenticator { return n.accounts }
+
 // Registry is the node's own Prometheus registry (no global state, so that
 // several nodes can run in one process).
 func (n *Node) Registry() *prometheus.Registry { return n.registry }
@@ -225,6 +255,12 @@ func (n *Node) Start() error {
 			n.log.Error("https server stopped", "err", err)
 		}
 	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	n.stopOutbox, n.outboxDone = cancel, make(chan struct{})
+	go func() {
+		defer close(n.outboxDone)
+		n.fed.RunOutbox(ctx)
+	}()
 	n.log.Info("node serving", "name", n.cfg.Node.Name, "addr", n.listener.Addr().String(), "public_url", n.cfg.Node.PublicURL, "store", n.store.Backend())
 	return nil
 }
@@ -239,6 +275,11 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if err := n.server.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("https shutdown: %w", err))
 		}
+	}
+	if n.stopOutbox != nil {
+		// Delivery resumes from the store at the next start.
+		n.stopOutbox()
+		<-n.outboxDone
 	}
 	if err := n.closeResources(); err != nil {
 		errs = append(errs, err)

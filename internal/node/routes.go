@@ -54,6 +54,9 @@ func (n *Node) routes() {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}))
 	n.Handle("GET /readyz", http.HandlerFunc(n.readyz))
+	n.Handle("/federation/v1/", http.StripPrefix("/federation/v1", n.fed.Handler()))
+	n.Handle("/api/v1/", http.StripPrefix("/api/v1", n.fed.ClientAPI(n.accounts.Authenticate)))
+	n.Handle("/admin/v1/", http.StripPrefix("/admin/v1", n.fed.AdminAPI(n.accounts.Authenticate)))
 	n.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{ErrorLog: nil}))
 }
 

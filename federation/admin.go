@@ -1,0 +1,100 @@
+package federation
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/entente-org/entente/store"
+)
+
+// AdminAPI serves the admin API (spec/client-api.md, "Admin API"): the trust
+// list and the node's conferences. Only admin users may call it. Mount it
+// with the prefix stripped, at "/admin/v1/".
+func (s *Service) AdminAPI(auth UserAuth) http.Handler {
+	mux := http.NewServeMux()
+	h := func(pattern string, fn func(w http.ResponseWriter, r *http.Request, u LocalUser)) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			u, err := auth(r)
+			if err != nil {
+				WriteError(w, err)
+				return
+			}
+			if !u.Admin {
+				WriteError(w, Forbidden("%s is not an administrator of this node", u.ID))
+				return
+			}
+			fn(w, r, u)
+		})
+	}
+	trust := TrustList{Store: s.store}
+	h("GET /peers", func(w http.ResponseWriter, r *http.Request, _ LocalUser) {
+		peers, err := s.store.ListPeers(r.Context())
+		if err != nil {
+			WriteError(w, err)
+			return
+		}
+		out := []PeerView{}
+		for _, p := range peers {
+			out = append(out, peerView(p))
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	h("GET /peers/{did}", func(w http.ResponseWriter, r *http.Request, _ LocalUser) {
+		p, err := trust.Get(r.Context(), r.PathValue("did"))
+		if err != nil {
+			WriteError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, peerView(p))
+	})
+	h("POST /peers", func(w http.ResponseWriter, r *http.Request, _ LocalUser) {
+		var v PeerView
+		if !readJSON(w, r, &v) {
+			return
+		}
+		p := store.Peer{DID: v.DID, Name: v.Name, KeyPin: v.KeyPin, MayInvite: v.MayInvite, MayRelayMedia: v.MayRelayMedia, AddedAt: s.now().UTC()}
+		if err := trust.Add(r.Context(), p); err != nil {
+			WriteError(w, err)
+			return
+		}
+		s.log.Info("peer trusted", "peer", p.DID, "may_invite", p.MayInvite, "may_relay_media", p.MayRelayMedia)
+		writeJSON(w, http.StatusCreated, peerView(p))
+	})
+	h("DELETE /peers/{did}", func(w http.ResponseWriter, r *http.Request, _ LocalUser) {
+		if err := trust.Remove(r.Context(), r.PathValue("did")); err != nil {
+			WriteError(w, err)
+			return
+		}
+		s.log.Info("peer removed from trust list", "peer", r.PathValue("did"))
+		w.WriteHeader(http.StatusNoContent)
+	})
+	h("GET /conferences", func(w http.ResponseWriter, r *http.Request, u LocalUser) {
+		s.apiListConferences(w, r, u)
+	})
+	h("GET /conferences/{id}", func(w http.ResponseWriter, r *http.Request, u LocalUser) {
+		s.apiGetConference(w, r, u)
+	})
+	h("GET /conferences/{id}/audit", func(w http.ResponseWriter, r *http.Request, u LocalUser) {
+		s.apiEvents(w, r, u)
+	})
+	// The node itself ends a conference it hosts, as its administration.
+	h("POST /conferences/{id}/end", func(w http.ResponseWriter, r *http.Request, _ LocalUser) {
+		seq, err := s.Moderate(r.Context(), LocalUser{}, r.PathValue("id"), TypeEnd, "")
+		writeAction(w, seq, "", err)
+	})
+	return mux
+}
+
+// PeerView is a trust entry as the admin API shows and takes it.
+type PeerView struct {
+	DID           string    `json:"did"`
+	Name          string    `json:"name"`
+	KeyPin        string    `json:"key_pin"`
+	MayInvite     bool      `json:"may_invite"`
+	MayRelayMedia bool      `json:"may_relay_media"`
+	AddedAt       time.Time `json:"added_at"`
+}
+
+func peerView(p store.Peer) PeerView {
+	return PeerView{DID: p.DID, Name: p.Name, KeyPin: p.KeyPin, MayInvite: p.MayInvite, MayRelayMedia: p.MayRelayMedia, AddedAt: p.AddedAt}
+}

@@ -1,0 +1,314 @@
+package federation
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/entente-org/entente/store"
+)
+
+// UserAuth establishes which local user makes a client or admin API request.
+// Returning an *Error lets it choose the status (401 for a missing token).
+type UserAuth func(r *http.Request) (LocalUser, error)
+
+// ClientAPI serves the client API of spec/client-api.md. Mount it with the
+// prefix stripped, at "/api/v1/".
+func (s *Service) ClientAPI(auth UserAuth) http.Handler {
+	mux := http.NewServeMux()
+	h := func(pattern string, fn func(w http.ResponseWriter, r *http.Request, u LocalUser)) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			u, err := auth(r)
+			if err != nil {
+				WriteError(w, err)
+				return
+			}
+			fn(w, r, u)
+		})
+	}
+	h("GET /me", s.apiMe)
+	h("GET /peers", s.apiPeers)
+	h("GET /conferences", s.apiListConferences)
+	h("POST /conferences", s.apiCreateConference)
+	h("GET /conferences/{id}", s.apiGetConference)
+	h("GET /conferences/{id}/participants", s.apiParticipants)
+	h("GET /conferences/{id}/events", s.apiEvents)
+	h("POST /conferences/{id}/invitations", s.apiInvite)
+	h("POST /conferences/{id}/join", s.apiJoin)
+	h("POST /conferences/{id}/leave", s.apiLeave)
+	h("POST /conferences/{id}/remove", s.apiRemove)
+	h("POST /conferences/{id}/lock", s.apiModerate(TypeLock))
+	h("POST /conferences/{id}/unlock", s.apiModerate(TypeUnlock))
+	h("POST /conferences/{id}/end", s.apiModerate(TypeEnd))
+	h("GET /invitations", s.apiInvitations)
+	h("POST /invitations/{id}/accept", s.apiAnswer(true))
+	h("POST /invitations/{id}/decline", s.apiAnswer(false))
+	return mux
+}
+
+// ConferenceView is a conference as the client API shows it.
+type ConferenceView struct {
+	ID           string         `json:"id"`
+	Host         string         `json:"host"`
+	Hosted       bool           `json:"hosted"`
+	Title        string         `json:"title"`
+	CreatedBy    string         `json:"created_by"`
+	CreatedAt    time.Time      `json:"created_at"`
+	Locked       bool           `json:"locked"`
+	Ended        bool           `json:"ended"`
+	Head         Head           `json:"head"`
+	Nodes        []NodeView     `json:"nodes,omitempty"`
+	Participants []RosterMember `json:"participants,omitempty"`
+}
+
+// NodeView is a node's part in a conference.
+type NodeView struct {
+	Node  string   `json:"node"`
+	State string   `json:"state"`
+	Users []string `json:"users"`
+}
+
+func (s *Service) view(c store.Conference) ConferenceView {
+	return ConferenceView{
+		ID: c.ID, Host: c.Host, Hosted: c.Host == s.did, Title: c.Title, CreatedBy: c.CreatedBy,
+		CreatedAt: c.CreatedAt, Locked: c.Locked, Ended: c.Ended, Head: Head{c.HeadSeq, c.HeadHash},
+	}
+}
+
+func (s *Service) apiMe(w http.ResponseWriter, r *http.Request, u LocalUser) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"user": s.userRef(u), "id": u.ID, "display_name": u.DisplayName, "admin": u.Admin,
+		"node": map[string]string{"did": s.did, "name": s.name},
+	})
+}
+
+func (s *Service) apiPeers(w http.ResponseWriter, r *http.Request, _ LocalUser) {
+	peers, err := s.store.ListPeers(r.Context())
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	out := []map[string]string{}
+	for _, p := range peers {
+		out = append(out, map[string]string{"did": p.DID, "name": p.Name})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Service) apiListConferences(w http.ResponseWriter, r *http.Request, _ LocalUser) {
+	confs, err := s.store.ListConferences(r.Context())
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	out := []ConferenceView{}
+	for _, c := range confs {
+		out = append(out, s.view(c))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Service) apiCreateConference(w http.ResponseWriter, r *http.Request, u LocalUser) {
+	var req struct {
+		Title      string   `json:"title"`
+		Moderators []string `json:"moderators"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	c, err := s.CreateConference(r.Context(), u, req.Title, req.Moderators)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.view(c))
+}
+
+// ConferenceDetail is the conference with its nodes and participants, as
+// this node's log or replica holds them.
+func (s *Service) ConferenceDetail(ctx context.Context, id string) (ConferenceView, error) {
+	c, err := s.store.GetConference(ctx, id)
+	if err != nil {
+		return ConferenceView{}, notFoundOr(err, "unknown conference %s", id)
+	}
+	v := s.view(c)
+	nodes, err := s.store.ListConferenceNodes(ctx, id)
+	if err != nil {
+		return v, err
+	}
+	for _, n := range nodes {
+		v.Nodes = append(v.Nodes, NodeView{Node: n.Node, State: n.State, Users: n.Users})
+	}
+	roster, err := s.LocalRoster(ctx, id)
+	if err != nil {
+		return v, err
+	}
+	v.Participants = roster.Participants
+	return v, nil
+}
+
+func (s *Service) apiGetConference(w http.ResponseWriter, r *http.Request, _ LocalUser) {
+	v, err := s.ConferenceDetail(r.Context(), r.PathValue("id"))
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Service) apiParticipants(w http.ResponseWriter, r *http.Request, _ LocalUser) {
+	roster, err := s.Roster(r.Context(), r.PathValue("id"))
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, roster)
+}
+
+func (s *Service) apiEvents(w http.ResponseWriter, r *http.Request, _ LocalUser) {
+	rep, err := s.Audit(r.Context(), r.PathValue("id"))
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+func (s *Service) apiInvite(w http.ResponseWriter, r *http.Request, u LocalUser) {
+	var req struct {
+		Node  string   `json:"node"`
+		Users []string `json:"users"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	seq, err := s.Invite(r.Context(), u, r.PathValue("id"), req.Node, req.Users)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]int64{"seq": seq})
+}
+
+func (s *Service) apiJoin(w http.ResponseWriter, r *http.Request, u LocalUser) {
+	seq, id, err := s.Join(r.Context(), u, r.PathValue("id"))
+	writeAction(w, seq, id, err)
+}
+
+func (s *Service) apiLeave(w http.ResponseWriter, r *http.Request, u LocalUser) {
+	seq, id, err := s.Leave(r.Context(), u, r.PathValue("id"))
+	writeAction(w, seq, id, err)
+}
+
+func (s *Service) apiRemove(w http.ResponseWriter, r *http.Request, u LocalUser) {
+	var req struct {
+		User string `json:"user"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	seq, err := s.Moderate(r.Context(), u, r.PathValue("id"), TypeRemove, req.User)
+	writeAction(w, seq, "", err)
+}
+
+func (s *Service) apiModerate(typ string) func(http.ResponseWriter, *http.Request, LocalUser) {
+	return func(w http.ResponseWriter, r *http.Request, u LocalUser) {
+		seq, err := s.Moderate(r.Context(), u, r.PathValue("id"), typ, "")
+		writeAction(w, seq, "", err)
+	}
+}
+
+// Invitation is an invitation of this node that it has not answered yet.
+type Invitation struct {
+	Conference string    `json:"conference"`
+	Title      string    `json:"title"`
+	Host       string    `json:"host"`
+	HostName   string    `json:"host_name"`
+	InvitedBy  string    `json:"invited_by"`
+	Users      []string  `json:"users"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// Invitations lists the open invitations of this node that u may answer.
+func (s *Service) Invitations(ctx context.Context, u LocalUser) ([]Invitation, error) {
+	confs, err := s.store.ListConferences(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []Invitation{}
+	for _, c := range confs {
+		if c.Host == s.did || c.Ended {
+			continue
+		}
+		n, err := s.store.GetConferenceNode(ctx, c.ID, s.did)
+		if err != nil || n.State != "invited" {
+			continue
+		}
+		if len(n.Users) > 0 && !slices.Contains(n.Users, u.ID) {
+			continue
+		}
+		inv := Invitation{Conference: c.ID, Title: c.Title, Host: c.Host, InvitedBy: c.CreatedBy, Users: n.Users, CreatedAt: c.CreatedAt}
+		if p, err := s.store.GetPeer(ctx, c.Host); err == nil {
+			inv.HostName = p.Name
+		}
+		out = append(out, inv)
+	}
+	return out, nil
+}
+
+func (s *Service) apiInvitations(w http.ResponseWriter, r *http.Request, u LocalUser) {
+	inv, err := s.Invitations(r.Context(), u)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, inv)
+}
+
+func (s *Service) apiAnswer(accept bool) func(http.ResponseWriter, *http.Request, LocalUser) {
+	return func(w http.ResponseWriter, r *http.Request, u LocalUser) {
+		id, err := s.Answer(r.Context(), u, r.PathValue("id"), accept)
+		writeAction(w, 0, id, err)
+	}
+}
+
+// writeAction answers an action: 200 with the seq when it took effect here,
+// 202 with the event id when it was sent to the host.
+func writeAction(w http.ResponseWriter, seq int64, eventID string, err error) {
+	switch {
+	case err != nil:
+		WriteError(w, err)
+	case eventID != "":
+		writeJSON(w, http.StatusAccepted, map[string]string{"status": "sent to host", "event": eventID})
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"status": "applied", "seq": seq})
+	}
+}
+
+// maxAPIBody bounds client and admin API request bodies.
+const maxAPIBody = 64 << 10
+
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxAPIBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		WriteError(w, BadRequest("request body: %v", err))
+		return false
+	}
+	if dec.More() {
+		WriteError(w, BadRequest("request body: data after the JSON object"))
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+

@@ -1,0 +1,96 @@
+package federation
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Error is a refusal that a peer is told about: the one place where
+// protocol errors get their HTTP status and code (spec §9). Its Message is
+// sent to the peer, so it describes the peer's request, never our internals.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+	Err     error
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// newError formats like fmt.Errorf, so %w keeps the cause reachable through
+// errors.Is and errors.As.
+func newError(status int, code, format string, args ...any) *Error {
+	err := fmt.Errorf(format, args...)
+	return &Error{Status: status, Code: code, Message: err.Error(), Err: errors.Unwrap(err)}
+}
+
+// BadRequest is a malformed or expired message, or a strict decoding failure.
+func BadRequest(format string, args ...any) *Error {
+	return newError(http.StatusBadRequest, "bad_request", format, args...)
+}
+
+// Unauthorized is a missing or invalid signature, digest, date or key.
+func Unauthorized(format string, args ...any) *Error {
+	return newError(http.StatusUnauthorized, "unauthorized", format, args...)
+}
+
+// Forbidden is a node not on the trust list, a wrong destination, a sender
+// of another node or a broken authorization rule.
+func Forbidden(format string, args ...any) *Error {
+	return newError(http.StatusForbidden, "forbidden", format, args...)
+}
+
+// NotFound is an unknown conference.
+func NotFound(format string, args ...any) *Error {
+	return newError(http.StatusNotFound, "not_found", format, args...)
+}
+
+// Conflict is an out-of-order record or an id reused with other content.
+func Conflict(format string, args ...any) *Error {
+	return newError(http.StatusConflict, "conflict", format, args...)
+}
+
+// Gone is an event for a conference that has ended.
+func Gone(format string, args ...any) *Error {
+	return newError(http.StatusGone, "gone", format, args...)
+}
+
+// TooLarge is a body over the limit.
+func TooLarge(format string, args ...any) *Error {
+	return newError(http.StatusRequestEntityTooLarge, "too_large", format, args...)
+}
+
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// WriteError answers with err's status and {"error":{"code","message"}}
+// (spec §3.3). Anything that is not an *Error is our own failure: the peer
+// gets a bare 500, and the caller is expected to have logged the cause.
+func WriteError(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	detail := errorDetail{Code: "internal", Message: "internal error"}
+	if fe, ok := errors.AsType[*Error](err); ok {
+		status = fe.Status
+		detail = errorDetail{Code: fe.Code, Message: fe.Message}
+	}
+	body, mErr := json.Marshal(errorBody{Error: detail})
+	if mErr != nil {
+		status, body = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"internal error"}}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}

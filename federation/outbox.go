@@ -1,0 +1,172 @@
+package federation
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/entente-org/entente/store"
+)
+
+// enqueue writes a sealed message to the durable outbox, inside the caller's
+// transaction, so it is sent if and only if the change that caused it
+// commits (spec §8).
+func (s *Service) enqueue(ctx context.Context, tx store.Tx, destination string, env Envelope, p Payload) error {
+	body, err := json.Marshal(env)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	_, err = tx.EnqueueOutbox(ctx, store.OutboxMessage{
+		MessageID:   p.ID,
+		Destination: destination,
+		Body:        body,
+		CreatedAt:   now,
+		ExpiresAt:   time.UnixMilli(p.Expires),
+		NextAttempt: now,
+	})
+	return err
+}
+
+// notifyOutbox wakes the delivery loop after a commit.
+func (s *Service) notifyOutbox() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// outboxPoll bounds how long a message written by another process (the CLI,
+// or another node process on the same database) waits to be noticed.
+const outboxPoll = time.Second
+
+// RunOutbox delivers the outbox until ctx is cancelled: per destination one
+// message at a time, in order, retrying with exponential backoff (spec §8).
+func (s *Service) RunOutbox(ctx context.Context) {
+	for {
+		n, err := s.DeliverDue(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("outbox", "err", err)
+		}
+		wait := outboxPoll
+		if n == 0 {
+			if next, err := s.store.NextOutboxWake(ctx); err == nil && !next.IsZero() {
+				if d := next.Sub(s.now()); d < wait {
+					wait = max(d, 0)
+				}
+			}
+		} else {
+			wait = 0
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-s.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// DeliverDue makes one delivery attempt for each destination whose next
+// message is due, in parallel across destinations. It returns how many
+// attempts it made.
+func (s *Service) DeliverDue(ctx context.Context) (int, error) {
+	due, err := s.store.DueOutbox(ctx, s.now(), 64)
+	if err != nil || len(due) == 0 {
+		return 0, err
+	}
+	var wg sync.WaitGroup
+	for _, m := range due {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.deliver(ctx, m)
+		}()
+	}
+	wg.Wait()
+	return len(due), nil
+}
+
+func (s *Service) deliver(ctx context.Context, m store.OutboxMessage) {
+	log := s.log.With("peer", m.Destination, "message", m.MessageID)
+	now := s.now()
+	if !now.Before(m.ExpiresAt) {
+		log.Warn("outbound message expired undelivered", "attempts", m.Attempts)
+		s.store.MarkOutboxFinal(ctx, m.ID, "expired", "expired after "+m.LastError)
+		return
+	}
+	receipt, status, err := s.post(ctx, m)
+	switch {
+	case err == nil:
+		if err := s.store.MarkOutboxDelivered(ctx, m.ID, receipt, s.now()); err != nil {
+			log.Error("outbox: cannot mark delivered", "err", err)
+		}
+		return
+	case finalStatus(status):
+		log.Warn("peer refused message", "status", status, "err", err)
+		s.store.MarkOutboxFinal(ctx, m.ID, "failed", err.Error())
+		return
+	}
+	attempts := m.Attempts + 1
+	next := now.Add(s.backoff(attempts))
+	log.Info("delivery failed, will retry", "attempts", attempts, "next", next, "err", err)
+	if err := s.store.MarkOutboxRetry(ctx, m.ID, attempts, next, err.Error()); err != nil {
+		log.Error("outbox: cannot schedule retry", "err", err)
+	}
+}
+
+// finalStatus are answers that will not change by sending again (spec §8).
+func finalStatus(status int) bool {
+	switch status {
+	case 400, 401, 403, 409, 410, 413:
+		return true
+	}
+	return false
+}
+
+// backoff is retryBase·2^(attempts−1), capped at retryMax, ±20 %.
+func (s *Service) backoff(attempts int) time.Duration {
+	d := s.retryBase
+	for i := 1; i < attempts && d < s.retryMax; i++ {
+		d *= 2
+	}
+	d = min(d, s.retryMax)
+	jitter := 0.8 + 0.4*rand.Float64()
+	return time.Duration(float64(d) * jitter)
+}
+
+// post sends one message and verifies the signed receipt.
+func (s *Service) post(ctx context.Context, m store.OutboxMessage) ([]byte, int, error) {
+	endpoint, err := s.endpoint(ctx, m.Destination)
+	if err != nil {
+		return nil, 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	status, body, err := s.client.Do(ctx, http.MethodPost, endpoint+"/inbox", m.Body)
+	if err != nil {
+		return nil, 0, err
+	}
+	if status != http.StatusOK {
+		return nil, status, errors.New("answered " + http.StatusText(status) + ": " + truncate(body, 300))
+	}
+	p, err := s.openAnswer(ctx, m.Destination, body, TypeReceipt)
+	if err != nil {
+		return nil, 0, err
+	}
+	var rc ReceiptContent
+	if err := decodeContent(p.Content, &rc); err != nil {
+		return nil, 0, err
+	}
+	if rc.Message != m.MessageID {
+		return nil, 0, errors.New("receipt for " + rc.Message + ", not " + m.MessageID)
+	}
+	return body, status, nil
+}

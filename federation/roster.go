@@ -1,0 +1,97 @@
+package federation
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/entente-org/entente/store"
+)
+
+// Roster is the host's signed statement of who is in a conference and from
+// which organisation (spec §7).
+type Roster struct {
+	Head         Head           `json:"head"`
+	Locked       bool           `json:"locked"`
+	Ended        bool           `json:"ended"`
+	Participants []RosterMember `json:"participants"`
+}
+
+// Head identifies the last record of a log.
+type Head struct {
+	Seq  int64  `json:"seq"`
+	Hash string `json:"hash"`
+}
+
+// RosterMember is one participant. Organisation is the one in the join event
+// that the participant's home node signed.
+type RosterMember struct {
+	User         string `json:"user"`
+	DisplayName  string `json:"display_name"`
+	Organisation string `json:"organisation"`
+	Node         string `json:"node"`
+	JoinedSeq    int64  `json:"joined_seq"`
+	JoinEvent    string `json:"join_event"`
+}
+
+// LocalRoster is the roster as this node's log or replica holds it.
+func (s *Service) LocalRoster(ctx context.Context, id string) (Roster, error) {
+	conf, err := s.store.GetConference(ctx, id)
+	if err != nil {
+		return Roster{}, notFoundOr(err, "unknown conference %s", id)
+	}
+	parts, err := s.store.ListParticipants(ctx, id)
+	if err != nil {
+		return Roster{}, err
+	}
+	r := Roster{
+		Head:         Head{Seq: conf.HeadSeq, Hash: conf.HeadHash},
+		Locked:       conf.Locked,
+		Ended:        conf.Ended,
+		Participants: []RosterMember{},
+	}
+	for _, p := range parts {
+		r.Participants = append(r.Participants, RosterMember{
+			User: p.User, DisplayName: p.DisplayName, Organisation: p.Organisation,
+			Node: p.Node, JoinedSeq: p.JoinedSeq, JoinEvent: p.JoinEvent,
+		})
+	}
+	return r, nil
+}
+
+func (s *Service) serveRoster(w http.ResponseWriter, r *http.Request) {
+	peer, id, ok := s.memberNode(w, r)
+	if !ok {
+		return
+	}
+	roster, err := s.LocalRoster(r.Context(), id)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	s.respond(w, peer, id, TypeRoster, roster)
+}
+
+// Roster returns the roster of a conference: this node's own for a
+// conference it hosts, otherwise the host's signed statement, verified.
+func (s *Service) Roster(ctx context.Context, id string) (Roster, error) {
+	conf, err := s.store.GetConference(ctx, id)
+	if err != nil {
+		return Roster{}, notFoundOr(err, "unknown conference %s", id)
+	}
+	if conf.Host == s.did {
+		return s.LocalRoster(ctx, id)
+	}
+	var r Roster
+	err = s.fetchSigned(ctx, conf.Host, "/conferences/"+id+"/roster", TypeRoster, id, &r)
+	return r, err
+}
+
+func notFoundOr(err error, format string, args ...any) error {
+	if isNotFound(err) {
+		return NotFound(format, args...)
+	}
+	return err
+}
+
+func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }

@@ -1,0 +1,174 @@
+package federation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/bluesky-social/indigo/atproto/atcrypto"
+
+	"github.com/entente-org/entente/identity"
+	"github.com/entente-org/entente/store"
+)
+
+// Options configure a Service.
+type Options struct {
+	DID      string // this node's DID
+	Name     string // this institution's display name, vouched for in join events
+	Store    store.Store
+	Keys     *identity.Keyring
+	Resolver *identity.Resolver
+	// HTTP is the SSRF-guarded client for requests to peers.
+	HTTP   *http.Client
+	Logger *slog.Logger
+	Now    func() time.Time
+	// RetryBase is the first outbox retry delay (spec §8: 1 s); tests shorten it.
+	RetryBase time.Duration
+	// RetryMax caps the retry delay (spec §8: 5 min).
+	RetryMax time.Duration
+	// MessageTTL is how long an outbound message may wait for delivery.
+	MessageTTL time.Duration
+}
+
+// Service is one node's federation: its trust list, the conferences it hosts
+// or takes part in, its inbox and its outbox.
+type Service struct {
+	did      string
+	name     string
+	store    store.Store
+	keys     *identity.Keyring
+	resolver *identity.Resolver
+	client   *Client
+	auth     *Authenticator
+	log      *slog.Logger
+	now      func() time.Time
+
+	retryBase, retryMax, messageTTL time.Duration
+	wake                            chan struct{}
+}
+
+// NewService builds a Service. It starts nothing; see RunOutbox.
+func NewService(o Options) (*Service, error) {
+	if o.DID == "" || o.Store == nil || o.Keys == nil || o.Resolver == nil || o.HTTP == nil {
+		return nil, errors.New("federation: DID, Store, Keys, Resolver and HTTP are required")
+	}
+	s := &Service{
+		did:        o.DID,
+		name:       o.Name,
+		store:      o.Store,
+		keys:       o.Keys,
+		resolver:   o.Resolver,
+		log:        o.Logger,
+		now:        o.Now,
+		retryBase:  o.RetryBase,
+		retryMax:   o.RetryMax,
+		messageTTL: o.MessageTTL,
+		wake:       make(chan struct{}, 1),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.retryBase <= 0 {
+		s.retryBase = time.Second
+	}
+	if s.retryMax <= 0 {
+		s.retryMax = 5 * time.Minute
+	}
+	if s.messageTTL <= 0 {
+		s.messageTTL = 24 * time.Hour
+	}
+	s.client = &Client{HTTP: o.HTTP, DID: o.DID, Keys: o.Keys, Now: s.now}
+	s.auth = &Authenticator{
+		Self:    o.DID,
+		Trusted: s.trustedPin,
+		Resolve: s.resolve,
+		Now:     s.now,
+	}
+	return s, nil
+}
+
+// DID is this node's DID.
+func (s *Service) DID() string { return s.did }
+
+// Name is this institution's display name.
+func (s *Service) Name() string { return s.name }
+
+// trustedPin is the Authenticator's view of the trust list (spec §2).
+func (s *Service) trustedPin(ctx context.Context, did string) (string, error) {
+	p, err := s.store.GetPeer(ctx, did)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", fmt.Errorf("%w: %s", ErrUntrusted, did)
+	}
+	if err != nil {
+		return "", err
+	}
+	return p.KeyPin, nil
+}
+
+func (s *Service) resolve(ctx context.Context, did string, refresh bool) (*identity.Peer, error) {
+	if refresh {
+		return s.resolver.Refresh(ctx, did)
+	}
+	return s.resolver.Resolve(ctx, did)
+}
+
+// keyOf finds a P-256 key of a node by its full key id ("did#fragment"),
+// re-resolving once when the fragment is unknown (a key rotated since the
+// document was cached). It is the KeyLookup for envelopes.
+func (s *Service) keyOf(ctx context.Context, keyID string) (atcrypto.PublicKey, error) {
+	did, frag, ok := cutKeyID(keyID)
+	if !ok {
+		return nil, Unauthorized("key id %q is not of the form did#fragment", keyID)
+	}
+	peer, err := s.resolver.Resolve(ctx, did)
+	if err != nil {
+		return nil, Unauthorized("cannot resolve %s: %v", did, err)
+	}
+	key, err := peer.Key("#" + frag)
+	if err != nil {
+		peer, err = s.resolver.Refresh(ctx, did)
+		if err != nil {
+			return nil, Unauthorized("cannot resolve %s: %v", did, err)
+		}
+		if key, err = peer.Key("#" + frag); err != nil {
+			return nil, Unauthorized("%s is not a key of %s", keyID, did)
+		}
+	}
+	return key, nil
+}
+
+// seal signs payload bytes as this node.
+func (s *Service) seal(p Payload) (Envelope, []byte, error) {
+	b, err := MarshalPayload(p)
+	if err != nil {
+		return Envelope{}, nil, err
+	}
+	env, err := Seal(s.did, s.keys, b)
+	return env, b, err
+}
+
+// newPayload fills the header of a message from this node.
+func (s *Service) newPayload(typ, destination, sender, conference string, content any) (Payload, error) {
+	raw, err := marshalContent(content)
+	if err != nil {
+		return Payload{}, err
+	}
+	now := s.now()
+	return Payload{
+		ID:          NewMessageID(),
+		Type:        typ,
+		Origin:      s.did,
+		Destination: destination,
+		Sender:      sender,
+		Conference:  conference,
+		Created:     now.UnixMilli(),
+		Expires:     now.Add(s.messageTTL).UnixMilli(),
+		Content:     raw,
+	}, nil
+}

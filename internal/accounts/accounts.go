@@ -1,0 +1,113 @@
+// Package accounts holds the node's local users and their API tokens: the
+// simple sign-in mechanism that the client and admin APIs accept today.
+//
+// Federation sees only a federation.LocalUser, never a token, so an OpenID
+// Connect login can replace this package without touching federation.
+package accounts
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/entente-org/entente/federation"
+	"github.com/entente-org/entente/store"
+)
+
+// tokenPrefix marks Entente tokens, so that secret scanners can find leaked ones.
+const tokenPrefix = "ent_"
+
+// AddUser creates or updates a local user.
+func AddUser(ctx context.Context, s store.Store, id, displayName string, admin bool, now time.Time) (store.User, error) {
+	if !federation.ValidLocalpart(id) {
+		return store.User{}, fmt.Errorf("user name %q: use 1 to 64 of a-z, 0-9, '.', '_' and '-'", id)
+	}
+	displayName = strings.TrimSpace(displayName)
+	if displayName == "" {
+		displayName = id
+	}
+	if len(displayName) > 100 {
+		return store.User{}, errors.New("display name longer than 100 bytes")
+	}
+	u := store.User{ID: id, DisplayName: displayName, Admin: admin, CreatedAt: now.UTC()}
+	if old, err := s.GetUser(ctx, id); err == nil {
+		u.CreatedAt = old.CreatedAt
+	}
+	return u, s.PutUser(ctx, u)
+}
+
+// IssueToken makes a new bearer token for a user, valid for ttl. Only its
+// hash is stored: the token is shown once.
+func IssueToken(ctx context.Context, s store.Store, userID string, ttl time.Duration, now time.Time) (string, error) {
+	if _, err := s.GetUser(ctx, userID); errors.Is(err, store.ErrNotFound) {
+		return "", fmt.Errorf("no user %q (add it with \"entente users add\")", userID)
+	} else if err != nil {
+		return "", err
+	}
+	if ttl <= 0 {
+		return "", errors.New("token lifetime must be positive")
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	token := tokenPrefix + base64.RawURLEncoding.EncodeToString(b)
+	err := s.PutToken(ctx, store.Token{Hash: hashToken(token), UserID: userID, CreatedAt: now.UTC(), ExpiresAt: now.Add(ttl).UTC()})
+	return token, err
+}
+
+func hashToken(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:])
+}
+
+// Authenticator checks bearer tokens against the store.
+type Authenticator struct {
+	Store store.Store
+	Now   func() time.Time
+}
+
+// Authenticate returns the user of a request's bearer token (Authorization
+// header, or the access_token query parameter that browsers' WebSockets need).
+func (a Authenticator) Authenticate(r *http.Request) (federation.LocalUser, error) {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		token = r.URL.Query().Get("access_token")
+	}
+	if token == "" {
+		return federation.LocalUser{}, federation.Unauthorized("sign in: no bearer token")
+	}
+	return a.User(r.Context(), token)
+}
+
+// User returns the user a token belongs to.
+func (a Authenticator) User(ctx context.Context, token string) (federation.LocalUser, error) {
+	if !strings.HasPrefix(token, tokenPrefix) {
+		return federation.LocalUser{}, federation.Unauthorized("sign in: not an Entente token")
+	}
+	t, err := a.Store.GetToken(ctx, hashToken(token))
+	if errors.Is(err, store.ErrNotFound) {
+		return federation.LocalUser{}, federation.Unauthorized("sign in: unknown token")
+	} else if err != nil {
+		return federation.LocalUser{}, err
+	}
+	now := time.Now
+	if a.Now != nil {
+		now = a.Now
+	}
+	if t.Revoked || !now().Before(t.ExpiresAt) {
+		return federation.LocalUser{}, federation.Unauthorized("sign in: token revoked or expired")
+	}
+	u, err := a.Store.GetUser(ctx, t.UserID)
+	if err != nil {
+		return federation.LocalUser{}, federation.Unauthorized("sign in: the token's user no longer exists")
+	}
+	return federation.LocalUser{ID: u.ID, DisplayName: u.DisplayName, Admin: u.Admin}, nil
+}

@@ -1,0 +1,179 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Tx is every data method of the store. Store runs each on its own; the Tx
+// that InTx hands its function runs them all in one transaction.
+//
+// Lookups that find nothing return an error wrapping ErrNotFound, writes
+// refused by a unique constraint one wrapping ErrConflict. Times are kept to
+// the millisecond and returned in UTC; a zero time is kept as such.
+type Tx interface {
+	// GetSecret returns the named secret, or an error wrapping ErrNotFound
+	// when there is none. Secrets are small named blobs, such as the node's
+	// key ring when keys are kept in the database.
+	GetSecret(ctx context.Context, name string) ([]byte, error)
+	// PutSecret inserts the named secret or replaces its value.
+	PutSecret(ctx context.Context, name string, value []byte) error
+
+	// PutPeer inserts the trust list entry for p.DID or replaces it whole.
+	PutPeer(ctx context.Context, p Peer) error
+	GetPeer(ctx context.Context, did string) (Peer, error)
+	// ListPeers returns the trust list ordered by DID.
+	ListPeers(ctx context.Context) ([]Peer, error)
+	DeletePeer(ctx context.Context, did string) error
+
+	// PutUser inserts the local user u.ID or replaces it whole.
+	PutUser(ctx context.Context, u User) error
+	GetUser(ctx context.Context, id string) (User, error)
+	// ListUsers returns the local users ordered by ID.
+	ListUsers(ctx context.Context) ([]User, error)
+	// PutToken inserts t; ErrConflict when its hash is already stored,
+	// ErrNotFound when its user does not exist.
+	PutToken(ctx context.Context, t Token) error
+	GetToken(ctx context.Context, hash string) (Token, error)
+	RevokeToken(ctx context.Context, hash string) error
+
+	// PutConference inserts the conference c.ID or replaces it whole.
+	PutConference(ctx context.Context, c Conference) error
+	GetConference(ctx context.Context, id string) (Conference, error)
+	// ListConferences returns every conference, newest first.
+	ListConferences(ctx context.Context) ([]Conference, error)
+
+	// AppendRecord adds r to its conference's log; ErrConflict when the
+	// conference already has a record with r's seq or r's event id.
+	AppendRecord(ctx context.Context, r Record) error
+	// ListRecords returns the conference's records with seq > afterSeq in
+	// ascending order, at most limit of them (all when limit <= 0).
+	ListRecords(ctx context.Context, conference string, afterSeq int64, limit int) ([]Record, error)
+	GetRecordByEvent(ctx context.Context, conference, eventID string) (Record, error)
+
+	// PutConferenceNode inserts or replaces the entry for (n.Conference,
+	// n.Node).
+	PutConferenceNode(ctx context.Context, n ConferenceNode) error
+	GetConferenceNode(ctx context.Context, conference, node string) (ConferenceNode, error)
+	// ListConferenceNodes returns the conference's nodes ordered by DID.
+	ListConferenceNodes(ctx context.Context, conference string) ([]ConferenceNode, error)
+
+	// PutParticipant inserts or replaces the entry for (p.Conference,
+	// p.User).
+	PutParticipant(ctx context.Context, p Participant) error
+	DeleteParticipant(ctx context.Context, conference, user string) error
+	// ListParticipants returns the conference's participants ordered by
+	// JoinedSeq.
+	ListParticipants(ctx context.Context, conference string) ([]Participant, error)
+
+	// RecordInbound stores (origin, messageID) with the payload hash. It
+	// returns duplicate=true when the same (origin, id) was stored with the
+	// same hash, and an error wrapping ErrConflict when it was stored with
+	// another hash (spec/federation.md §8).
+	RecordInbound(ctx context.Context, origin, messageID, payloadHash string, at time.Time) (duplicate bool, err error)
+	// PruneInbound deletes the entries recorded before before, returning
+	// how many it deleted.
+	PruneInbound(ctx context.Context, before time.Time) (int64, error)
+
+	// EnqueueOutbox stores m as pending and returns its ID.
+	EnqueueOutbox(ctx context.Context, m OutboxMessage) (int64, error)
+	// DueOutbox returns, for each destination, its oldest pending message
+	// if that one's NextAttempt <= now; at most limit (all when limit <= 0),
+	// ordered by ID.
+	DueOutbox(ctx context.Context, now time.Time, limit int) ([]OutboxMessage, error)
+	// NextOutboxWake is the earliest NextAttempt among the oldest pending
+	// messages of each destination, or the zero time when none is pending.
+	NextOutboxWake(ctx context.Context) (time.Time, error)
+	MarkOutboxDelivered(ctx context.Context, id int64, receipt []byte, at time.Time) error
+	MarkOutboxRetry(ctx context.Context, id int64, attempts int, next time.Time, lastErr string) error
+	// MarkOutboxFinal ends the message's delivery; state is OutboxFailed or
+	// OutboxExpired, and reason is kept as its LastError.
+	MarkOutboxFinal(ctx context.Context, id int64, state, reason string) error
+	// ListOutbox returns the messages to destination in state, ordered by
+	// ID; "" for either matches any.
+	ListOutbox(ctx context.Context, destination string, state string) ([]OutboxMessage, error)
+	// CountOutbox counts the messages in state; "" counts them all.
+	CountOutbox(ctx context.Context, state string) (int64, error)
+}
+
+// queries implements Tx once over a querier, which is either the backend's
+// pool (for Store) or one of its transactions (for InTx).
+type queries struct{ q querier }
+
+func (s *dbStore) InTx(ctx context.Context, fn func(tx Tx) error) error {
+	var fnErr error
+	err := s.db.inTx(ctx, func(q querier) error {
+		fnErr = fn(queries{q})
+		return fnErr
+	})
+	if err != nil && fnErr == nil {
+		// Beginning or committing failed; fn's own errors are returned as
+		// they are so that callers can match them.
+		return fmt.Errorf("store: transaction on %s: %w", s.dialect.name, err)
+	}
+	return err
+}
+
+// Times are stored as BIGINT milliseconds since the Unix epoch, so that both
+// backends compare and order them alike and none of the drivers' time zone
+// handling is involved. The zero time is stored as NULL.
+func millisArg(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMilli()
+}
+
+// millisTime scans a column written by millisArg.
+type millisTime struct{ t *time.Time }
+
+func (m millisTime) Scan(src any) error {
+	switch v := src.(type) {
+	case nil:
+		*m.t = time.Time{}
+	case int64:
+		*m.t = time.UnixMilli(v).UTC()
+	default:
+		return fmt.Errorf("time column holds %T, want integer milliseconds", src)
+	}
+	return nil
+}
+
+// nonNil keeps an empty blob from being sent as NULL, which both drivers do
+// with a nil slice.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// scanAll reads every row of rs with scan, closing rs.
+func scanAll[T any](rs rows, scan func(r rowScanner) (T, error)) ([]T, error) {
+	defer rs.Close()
+	var out []T
+	for rs.Next() {
+		v, err := scan(rs)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// affectedOne turns an update or delete that touched no row into
+// ErrNotFound.
+func affectedOne(n int64, err error) error {
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
