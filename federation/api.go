@@ -270,8 +270,8 @@ func (s *Service) apiInvitations(w http.ResponseWriter, r *http.Request, u Local
 
 func (s *Service) apiAnswer(accept bool) func(http.ResponseWriter, *http.Request, LocalUser) {
 	return func(w http.ResponseWriter, r *http.Request, u LocalUser) {
-		id, err := s.Answer(r.Context(), u, r.PathValue("id"), accept)
-		writeAction(w, 0, id, err)
+		seq, id, err := s.Answer(r.Context(), u, r.PathValue("id"), accept)
+		writeAction(w, seq, id, err)
 	}
 }
 

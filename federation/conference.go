@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -115,20 +116,25 @@ func (s *Service) hostEvent(ctx context.Context, typ string, u LocalUser, confer
 	return seq, nil
 }
 
-// Answer accepts or declines, for u, an invitation of this node.
-func (s *Service) Answer(ctx context.Context, u LocalUser, conference string, accept bool) (string, error) {
+// Answer accepts or declines, for u, an invitation of this node. Like every
+// action on a remote conference, it returns the record's seq once the host
+// applied it, or the queued event's id if the host has not answered yet.
+func (s *Service) Answer(ctx context.Context, u LocalUser, conference string, accept bool) (int64, string, error) {
 	conf, err := s.memberConference(ctx, conference)
 	if err != nil {
-		return "", err
+		return 0, "", err
 	}
 	n, err := s.store.GetConferenceNode(ctx, conference, s.did)
 	if errors.Is(err, store.ErrNotFound) {
-		return "", Forbidden("this node was not invited to %s", conference)
+		return 0, "", Forbidden("this node was not invited to %s", conference)
 	} else if err != nil {
-		return "", err
+		return 0, "", err
 	}
 	if n.State != "invited" {
-		return "", Conflict("the invitation was already answered (%s)", n.State)
+		return 0, "", Conflict("the invitation was already answered (%s)", n.State)
+	}
+	if len(n.Users) > 0 && !slices.Contains(n.Users, u.ID) {
+		return 0, "", Forbidden("the invitation names other users of this node")
 	}
 	typ := TypeDecline
 	if accept {
@@ -160,8 +166,10 @@ func (s *Service) userEvent(ctx context.Context, typ string, u LocalUser, confer
 		seq, err := s.hostEvent(ctx, typ, u, conference, content)
 		return seq, "", err
 	}
-	id, err := s.memberEvent(ctx, conf, typ, u, content)
-	return 0, id, err
+	if conf.Ended {
+		return 0, "", Gone("conference %s has ended", conference)
+	}
+	return s.memberEvent(ctx, conf, typ, u, content)
 }
 
 // memberConference finds a conference hosted elsewhere that this node knows.
@@ -182,34 +190,66 @@ func (s *Service) memberConference(ctx context.Context, id string) (store.Confer
 	return conf, nil
 }
 
-// memberEvent makes an event of this node for a conference hosted elsewhere,
-// checks it against the replica, and queues it for the host. The replica
-// changes when the host sends the record back (spec §6.4).
-func (s *Service) memberEvent(ctx context.Context, conf store.Conference, typ string, u LocalUser, content any) (string, error) {
+// memberEvent makes an event of this node for a conference hosted elsewhere
+// and queues it for the host. It then waits briefly for the host's answer, so
+// that the user learns at once whether the host applied or refused it; if the
+// host does not answer in time, the event stays queued and is delivered later
+// (the result then has seq 0 and the event id). The replica changes when the
+// host sends the record back (spec §6.4).
+func (s *Service) memberEvent(ctx context.Context, conf store.Conference, typ string, u LocalUser, content any) (int64, string, error) {
 	p, err := s.newPayload(typ, conf.Host, s.userRef(u), conf.ID, content)
 	if err != nil {
-		return "", err
+		return 0, "", err
 	}
 	ev, err := s.sealEvent(p)
 	if err != nil {
-		return "", err
+		return 0, "", err
 	}
 	err = s.store.InTx(ctx, func(tx store.Tx) error {
-		st, err := loadState(ctx, tx, conf.ID)
-		if err != nil {
-			return err
-		}
-		// Refuse early what the host would refuse anyway.
-		if err := st.authorize(ev); err != nil {
-			return err
-		}
 		return s.enqueue(ctx, tx, conf.Host, ev.env, p)
 	})
 	if err != nil {
-		return "", err
+		return 0, "", err
 	}
 	s.notifyOutbox()
-	return p.ID, nil
+	return s.awaitHost(ctx, conf.Host, p.ID)
+}
+
+// memberWait is how long an action on a remote conference waits for the
+// host's answer before it is reported as queued.
+const memberWait = 3 * time.Second
+
+// awaitHost waits for the outcome of a queued message to the host.
+func (s *Service) awaitHost(ctx context.Context, host, messageID string) (int64, string, error) {
+	deadline := time.Now().Add(memberWait)
+	for {
+		m, err := s.store.GetOutbox(ctx, host, messageID)
+		if err != nil {
+			return 0, "", err
+		}
+		switch m.State {
+		case store.OutboxDelivered:
+			p, err := s.openAnswer(ctx, host, m.Receipt, TypeReceipt)
+			if err != nil {
+				return 0, "", err
+			}
+			var rc ReceiptContent
+			if err := decodeContent(p.Content, &rc); err != nil {
+				return 0, "", err
+			}
+			return rc.Seq, "", nil
+		case store.OutboxFailed, store.OutboxExpired:
+			return 0, "", hostRefusal(m.LastError)
+		}
+		if time.Now().After(deadline) {
+			return 0, messageID, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, messageID, nil
+		case <-time.After(15 * time.Millisecond):
+		}
+	}
 }
 
 // sealEvent signs an event payload made here.

@@ -101,17 +101,24 @@ func MarshalPayload(p Payload) ([]byte, error) {
 	return b, nil
 }
 
+// maxPayloadString is the base64url length of a 1 MiB payload.
+const maxPayloadString = (1<<20)*4/3 + 4
+
 // DecodeEnvelope decodes an envelope strictly (spec §4.1, §4.3). It checks
 // the form of every field but not the signature: see Open.
 func DecodeEnvelope(data []byte) (Envelope, error) {
 	var e Envelope
-	if err := strictjson.Decode(data, &e, strictjson.Limits{}); err != nil {
+	// The payload string carries a whole message, bounded by the body cap;
+	// the strings inside the payload keep the ordinary limit.
+	if err := strictjson.Decode(data, &e, strictjson.Limits{MaxString: maxPayloadString}); err != nil {
 		return Envelope{}, BadRequest("envelope: %w", err)
 	}
 	if err := strictjson.Require(data, "v", "payload", "sig"); err != nil {
 		return Envelope{}, BadRequest("envelope: %w", err)
 	}
 	switch {
+	case len(e.Sig.Key) > 512 || len(e.Sig.Value) > 512:
+		return Envelope{}, BadRequest("envelope: sig.key and sig.value must be at most 512 bytes")
 	case e.V != envelopeVersion:
 		return Envelope{}, BadRequest("envelope: version %d, expected %d", e.V, envelopeVersion)
 	case e.Sig.Alg != envelopeAlg:

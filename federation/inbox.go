@@ -11,13 +11,17 @@ import (
 	"github.com/entente-org/entente/store"
 )
 
-// Handler serves the federation API (spec §3–§7) under the node's federation
-// endpoint. Mount it with the prefix stripped, e.g. at "/federation/v1/".
+// Path is where a node serves the federation API; its DID document's
+// federation service endpoint is the node's public URL followed by Path.
+const Path = "/federation/v1"
+
+// Handler serves the federation API (spec §3–§7) at Path. The prefix is not
+// stripped: the HTTP signature covers the full request path.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /inbox", s.serveInbox)
-	mux.HandleFunc("GET /conferences/{id}/roster", s.serveRoster)
-	mux.HandleFunc("GET /conferences/{id}/records", s.serveRecords)
+	mux.HandleFunc("POST "+Path+"/inbox", s.serveInbox)
+	mux.HandleFunc("GET "+Path+"/conferences/{id}/roster", s.serveRoster)
+	mux.HandleFunc("GET "+Path+"/conferences/{id}/records", s.serveRecords)
 	return mux
 }
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -99,7 +101,7 @@ func (s *Service) deliver(ctx context.Context, m store.OutboxMessage) {
 	now := s.now()
 	if !now.Before(m.ExpiresAt) {
 		log.Warn("outbound message expired undelivered", "attempts", m.Attempts)
-		s.store.MarkOutboxFinal(ctx, m.ID, "expired", "expired after "+m.LastError)
+		s.store.MarkOutboxFinal(ctx, m.ID, store.OutboxExpired, "expired undelivered; last error: "+m.LastError)
 		return
 	}
 	receipt, status, err := s.post(ctx, m)
@@ -111,7 +113,7 @@ func (s *Service) deliver(ctx context.Context, m store.OutboxMessage) {
 		return
 	case finalStatus(status):
 		log.Warn("peer refused message", "status", status, "err", err)
-		s.store.MarkOutboxFinal(ctx, m.ID, "failed", err.Error())
+		s.store.MarkOutboxFinal(ctx, m.ID, store.OutboxFailed, err.Error())
 		return
 	}
 	attempts := m.Attempts + 1
@@ -155,7 +157,7 @@ func (s *Service) post(ctx context.Context, m store.OutboxMessage) ([]byte, int,
 		return nil, 0, err
 	}
 	if status != http.StatusOK {
-		return nil, status, errors.New("answered " + http.StatusText(status) + ": " + truncate(body, 300))
+		return nil, status, refusalError(status, body)
 	}
 	p, err := s.openAnswer(ctx, m.Destination, body, TypeReceipt)
 	if err != nil {
@@ -169,4 +171,30 @@ func (s *Service) post(ctx context.Context, m store.OutboxMessage) ([]byte, int,
 		return nil, 0, errors.New("receipt for " + rc.Message + ", not " + m.MessageID)
 	}
 	return body, status, nil
+}
+
+// refusalError describes a peer's error answer as "<status> <code>: <message>",
+// the form hostRefusal reads back.
+func refusalError(status int, body []byte) error {
+	var e struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	if json.Unmarshal(body, &e) != nil || e.Error.Code == "" {
+		return fmt.Errorf("%d %s: %s", status, "error", truncate(body, 300))
+	}
+	return fmt.Errorf("%d %s: %s", status, e.Error.Code, e.Error.Message)
+}
+
+// hostRefusal turns the recorded refusal of a host back into an *Error for
+// the user whose action it was.
+func hostRefusal(lastError string) error {
+	var status int
+	var code string
+	head, msg, ok := strings.Cut(lastError, ": ")
+	if ok {
+		if _, err := fmt.Sscanf(head, "%d %s", &status, &code); err == nil && status >= 400 && status < 500 {
+			return &Error{Status: status, Code: code, Message: "the host refused: " + msg}
+		}
+	}
+	return &Error{Status: http.StatusBadGateway, Code: "bad_gateway", Message: "the host could not be reached: " + lastError}
 }

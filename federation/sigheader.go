@@ -64,7 +64,7 @@ func ParseSignatureHeader(v string) (SignatureParams, error) {
 				return p, fmt.Errorf("parameter %q: unterminated quoted value", name)
 			}
 			value, rest = after[1:1+end], after[2+end:]
-			if err := checkQuotedValue(value); err != nil {
+			if err := checkQuotedValue(value, name == "headers"); err != nil {
 				return p, fmt.Errorf("parameter %q: %w", name, err)
 			}
 		} else {
@@ -154,9 +154,13 @@ func parseTimestamp(s string) (int64, error) {
 	return strconv.ParseInt(s, 10, 64)
 }
 
-func checkQuotedValue(v string) error {
+// checkQuotedValue allows a space only where the grammar needs one, between
+// the entries of headers.
+func checkQuotedValue(v string, spaces bool) error {
 	for i := 0; i < len(v); i++ {
 		switch c := v[i]; {
+		case c == ' ' && !spaces:
+			return errors.New("space is not allowed in this value")
 		case c == '\\':
 			return errors.New("escapes are not allowed")
 		case c == ',':

@@ -21,10 +21,10 @@ var ErrUnknownKey = errors.New("key not in the peer's DID document")
 const (
 	defaultResolverTTL      = 5 * time.Minute
 	defaultMaxDocumentBytes = 64 << 10
-	// refreshInterval is the least time between two fetches of one DID
+	// defaultMinRefetch is the least time between two fetches of one DID
 	// forced by Refresh (or retried after a failure), so that a flood of
 	// messages naming unknown keys cannot make us hammer a peer.
-	refreshInterval = 10 * time.Second
+	defaultMinRefetch = 10 * time.Second
 	// fetchTimeout bounds a shared fetch when the client has no timeout of
 	// its own; it runs detached from the context of whoever started it.
 	fetchTimeout = 30 * time.Second
@@ -86,8 +86,11 @@ type ResolverOptions struct {
 	MaxDocumentBytes int64
 	// AllowPrivate is passed to CheckEndpoint for federation endpoints.
 	AllowPrivate bool
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// MinRefetch is the least time between two fetches of one DID after a
+	// failure or a Refresh; zero means 10 s.
+	MinRefetch time.Duration
+	Logger     *slog.Logger
+	Now        func() time.Time
 }
 
 // Resolver fetches and caches peers' DID documents. It is safe for
@@ -97,6 +100,7 @@ type Resolver struct {
 	ttl          time.Duration
 	maxBytes     int64
 	allowPrivate bool
+	minRefetch   time.Duration
 	log          *slog.Logger
 	now          func() time.Time
 
@@ -124,6 +128,7 @@ func NewResolver(opts ResolverOptions) *Resolver {
 		ttl:          opts.TTL,
 		maxBytes:     opts.MaxDocumentBytes,
 		allowPrivate: opts.AllowPrivate,
+		minRefetch:   opts.MinRefetch,
 		log:          opts.Logger,
 		now:          opts.Now,
 		entries:      make(map[string]*cacheEntry),
@@ -134,6 +139,9 @@ func NewResolver(opts ResolverOptions) *Resolver {
 	}
 	if r.ttl <= 0 {
 		r.ttl = defaultResolverTTL
+	}
+	if r.minRefetch <= 0 {
+		r.minRefetch = defaultMinRefetch
 	}
 	if r.maxBytes <= 0 {
 		r.maxBytes = defaultMaxDocumentBytes
@@ -149,7 +157,7 @@ func NewResolver(opts ResolverOptions) *Resolver {
 
 // Resolve returns the peer for did, from the cache while it is younger than
 // the TTL. Concurrent callers for one DID share one fetch. After a failed
-// fetch the error is returned for refreshInterval without fetching again.
+// fetch the error is returned for the minimum refetch interval without fetching again.
 func (r *Resolver) Resolve(ctx context.Context, did string) (*Peer, error) {
 	r.mu.Lock()
 	now := r.now()
@@ -158,7 +166,7 @@ func (r *Resolver) Resolve(ctx context.Context, did string) (*Peer, error) {
 			r.mu.Unlock()
 			return e.peer, nil
 		}
-		if e.peer == nil && now.Sub(e.lastAttempt) < refreshInterval {
+		if e.peer == nil && now.Sub(e.lastAttempt) < r.minRefetch {
 			r.mu.Unlock()
 			return nil, e.lastErr
 		}
@@ -169,12 +177,12 @@ func (r *Resolver) Resolve(ctx context.Context, did string) (*Peer, error) {
 }
 
 // Refresh fetches did again, bypassing the cache, for a key id the cached
-// document lacks. Within refreshInterval of the previous fetch it returns
+// document lacks. Within the minimum refetch interval of the previous fetch it returns
 // the cached result instead.
 func (r *Resolver) Refresh(ctx context.Context, did string) (*Peer, error) {
 	r.mu.Lock()
 	now := r.now()
-	if e, ok := r.entries[did]; ok && now.Sub(e.lastAttempt) < refreshInterval {
+	if e, ok := r.entries[did]; ok && now.Sub(e.lastAttempt) < r.minRefetch {
 		r.mu.Unlock()
 		if e.peer != nil {
 			return e.peer, nil

@@ -128,7 +128,8 @@ CREATE TABLE outbox (
 	receipt      {{.Blob}},
 	delivered_at BIGINT
 );
-CREATE INDEX outbox_destination ON outbox (destination, state, id)`
+CREATE INDEX outbox_destination ON outbox (destination, state, id);
+CREATE INDEX outbox_message ON outbox (destination, message_id)`
 
 const createMigrationsTable = `
 CREATE TABLE IF NOT EXISTS schema_migrations (

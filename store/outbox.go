@@ -188,6 +188,15 @@ func (s queries) listOutbox(ctx context.Context, destination string, state strin
 	return scanAll(rs, scanOutbox)
 }
 
+func (s queries) GetOutbox(ctx context.Context, destination, messageID string) (OutboxMessage, error) {
+	m, err := scanOutbox(s.q.queryRow(ctx, `SELECT `+outboxColumns+` FROM outbox
+WHERE destination = ? AND message_id = ? ORDER BY id DESC LIMIT 1`, destination, messageID))
+	if err != nil {
+		return m, fmt.Errorf("store: outbox message %q to %q: %w", messageID, destination, err)
+	}
+	return m, nil
+}
+
 func (s queries) CountOutbox(ctx context.Context, state string) (int64, error) {
 	where, args, err := outboxFilter("", state)
 	if err != nil {

@@ -93,6 +93,9 @@ type Tx interface {
 	// ListOutbox returns the messages to destination in state, ordered by
 	// ID; "" for either matches any.
 	ListOutbox(ctx context.Context, destination string, state string) ([]OutboxMessage, error)
+	// GetOutbox returns the message messageID queued for destination;
+	// ErrNotFound when there is none.
+	GetOutbox(ctx context.Context, destination, messageID string) (OutboxMessage, error)
 	// CountOutbox counts the messages in state; "" counts them all.
 	CountOutbox(ctx context.Context, state string) (int64, error)
 }

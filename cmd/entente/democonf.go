@@ -77,7 +77,7 @@ func demoConference(ctx context.Context, nodes []*node.Node) (demoCall, error) {
 		if err != nil {
 			return call, err
 		}
-		if _, err := n.Federation().Answer(ctx, u, conf.ID, true); err != nil {
+		if _, _, err := n.Federation().Answer(ctx, u, conf.ID, true); err != nil {
 			return call, err
 		}
 	}

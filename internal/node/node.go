@@ -41,6 +41,8 @@ type Options struct {
 	Now func() time.Time
 	// RetryBase shortens the outbox's first retry delay in tests.
 	RetryBase time.Duration
+	// MinRefetch shortens the resolver's minimum refetch interval in tests.
+	MinRefetch time.Duration
 }
 
 // Node is one running institution node.
@@ -122,6 +124,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 		Client:       n.client,
 		TTL:          cfg.Federation.DIDCacheTTL,
 		AllowPrivate: cfg.Federation.AllowPrivateAddresses,
+		MinRefetch:   opts.MinRefetch,
 		Logger:       n.log,
 		Now:          n.now,
 	})

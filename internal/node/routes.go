@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/entente-org/entente/federation"
 )
 
 // metrics are the node's HTTP metrics, registered on the node's registry.
@@ -54,7 +56,7 @@ func (n *Node) routes() {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}))
 	n.Handle("GET /readyz", http.HandlerFunc(n.readyz))
-	n.Handle("/federation/v1/", http.StripPrefix("/federation/v1", n.fed.Handler()))
+	n.Handle(federation.Path+"/", n.fed.Handler())
 	n.Handle("/api/v1/", http.StripPrefix("/api/v1", n.fed.ClientAPI(n.accounts.Authenticate)))
 	n.Handle("/admin/v1/", http.StripPrefix("/admin/v1", n.fed.AdminAPI(n.accounts.Authenticate)))
 	n.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{ErrorLog: nil}))
@@ -62,7 +64,7 @@ func (n *Node) routes() {
 
 // FederationEndpoint is the base URL of this node's federation API, as
 // published in its DID document's federation service entry.
-func (n *Node) FederationEndpoint() string { return n.cfg.Node.PublicURL + "/federation/v1" }
+func (n *Node) FederationEndpoint() string { return n.cfg.Node.PublicURL + federation.Path }
 
 func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

@@ -5,6 +5,7 @@ package nodetest
 
 import (
 	"context"
+	"log/slog"
 	"crypto/tls"
 	"net"
 	"net/http"
@@ -90,7 +91,7 @@ func (f *Federation) Start(t testing.TB, name string, edit func(*config.Config))
 
 func (f *Federation) run(t testing.TB, cfg config.Config, l net.Listener) *Node {
 	t.Helper()
-	n, err := node.New(context.Background(), cfg, node.Options{Listener: l, Version: "test", RetryBase: f.RetryBase})
+	n, err := node.New(context.Background(), cfg, node.Options{Logger: testLogger(), Listener: l, Version: "test", RetryBase: f.RetryBase, MinRefetch: 200 * time.Millisecond})
 	if err != nil {
 		l.Close()
 		t.Fatalf("start node %s: %v", cfg.Node.Name, err)
@@ -171,4 +172,11 @@ func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("ENTENTE_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
