@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -169,8 +170,8 @@ func TestComposeNodeSettings(t *testing.T) {
 		publicURL string
 		published string
 	}{
-		{"ministry", "Ministry of the Interior", "https://ministry.localhost:8441", "8441"},
-		{"agency", "Digital Services Agency", "https://agency.localhost:8442", "8442"},
+		{"ministry", "Ministry of the Interior", "https://ministry.entente.test:8441", "8441"},
+		{"agency", "Digital Services Agency", "https://agency.entente.test:8442", "8442"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.node, func(t *testing.T) {
@@ -189,8 +190,18 @@ func TestComposeNodeSettings(t *testing.T) {
 			if s.Restart != types.RestartPolicyUnlessStopped {
 				t.Errorf("restart = %q, want %q", s.Restart, types.RestartPolicyUnlessStopped)
 			}
-			if len(s.Ports) != 1 || s.Ports[0].Published != tc.published || s.Ports[0].Target != nodePort {
-				t.Errorf("ports = %+v, want exactly %s -> %d", s.Ports, tc.published, nodePort)
+			// The same port inside and outside, so that the public URL works
+			// from the other container as well as from this machine.
+			if len(s.Ports) != 1 || s.Ports[0].Published != tc.published || strconv.Itoa(int(s.Ports[0].Target)) != tc.published {
+				t.Errorf("ports = %+v, want exactly %s -> %s", s.Ports, tc.published, tc.published)
+			}
+			if got := envValue(t, s, "ENTENTE_HTTP_LISTEN"); got != ":"+tc.published {
+				t.Errorf("ENTENTE_HTTP_LISTEN = %q, want :%s", got, tc.published)
+			}
+			// The other node reaches this one by its public URL's host name.
+			u, _ := url.Parse(tc.publicURL)
+			if n := s.Networks["federation"]; n == nil || !slices.Contains(n.Aliases, u.Hostname()) {
+				t.Errorf("the federation network does not know %s by %s", tc.node, u.Hostname())
 			}
 			if got := namedVolumeAt(s, nodeDataDir); got == "" {
 				t.Errorf("no named volume mounted at %s; volumes = %+v", nodeDataDir, s.Volumes)
@@ -312,7 +323,7 @@ func TestComposePublicURLOverride(t *testing.T) {
 	if got := envValue(t, p.Services["ministry"], "ENTENTE_NODE_PUBLIC_URL"); got != "https://conf.interior.example" {
 		t.Errorf("ministry ENTENTE_NODE_PUBLIC_URL = %q, want the override", got)
 	}
-	if got := envValue(t, p.Services["agency"], "ENTENTE_NODE_PUBLIC_URL"); got != "https://agency.localhost:8442" {
+	if got := envValue(t, p.Services["agency"], "ENTENTE_NODE_PUBLIC_URL"); got != "https://agency.entente.test:8442" {
 		t.Errorf("agency ENTENTE_NODE_PUBLIC_URL = %q, want its default", got)
 	}
 }
@@ -384,8 +395,8 @@ func TestComposeNodeEnvironmentIsValidConfig(t *testing.T) {
 			if cfg.Node.DataDir != nodeDataDir {
 				t.Errorf("node.data_dir = %q, want the volume %s", cfg.Node.DataDir, nodeDataDir)
 			}
-			if cfg.HTTP.Listen != ":8443" {
-				t.Errorf("http.listen = %q, want :8443", cfg.HTTP.Listen)
+			if _, port, _ := strings.Cut(cfg.HTTP.Listen, ":"); !strings.HasSuffix(cfg.Node.PublicURL, ":"+port) {
+				t.Errorf("http.listen = %q is not the port of the public URL %s", cfg.HTTP.Listen, cfg.Node.PublicURL)
 			}
 			if cfg.Keys.Storage != "database" {
 				t.Errorf("keys.storage = %q, want database", cfg.Keys.Storage)

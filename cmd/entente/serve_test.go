@@ -188,12 +188,13 @@ func TestDemoOnce(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("demo: %+v", r)
 	}
-	dids := regexp.MustCompile(`DID:  (did:web:127\.0\.0\.1%3A\d+)`).FindAllStringSubmatch(r.stdout, -1)
+	dids := regexp.MustCompile(`DID:\s+(did:web:127\.0\.0\.1%3A\d+)`).FindAllStringSubmatch(r.stdout, -1)
 	if len(dids) != 3 || dids[0][1] == dids[1][1] || dids[1][1] == dids[2][1] {
 		t.Fatalf("want 3 distinct DIDs:\n%s", r.stdout)
 	}
 	for _, want := range []string{"Ministry of Digital Affairs", "National Statistics Agency", "City of Lyon",
-		"Each node resolved the others' DID documents over HTTPS.", "Ready in"} {
+		"Each node resolved the others' DID documents over HTTPS.", "Ready in",
+		`Conference "Inter-ministry coordination" (c-`, "every other institution invited and accepted"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, r.stdout)
 		}
