@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -95,9 +96,16 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) (err error) {
 
 	var nodes []*node.Node
 	defer func() {
+		// Together, so that no node waits for another's open connections.
+		var wg sync.WaitGroup
 		for _, n := range nodes {
-			n.Shutdown(context.Background())
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				n.Shutdown(context.Background())
+			}()
 		}
+		wg.Wait()
 	}()
 	for i := 0; i < o.nodes; i++ {
 		n, err := startDemoNode(ctx, i, o, dir, ca, caFile, log)

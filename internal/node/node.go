@@ -274,15 +274,18 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.HTTP.ShutdownTimeout)
 	defer cancel()
 	var errs []error
-	if n.server != nil {
-		if err := n.server.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("https shutdown: %w", err))
-		}
-	}
 	if n.stopOutbox != nil {
 		// Delivery resumes from the store at the next start.
 		n.stopOutbox()
 		<-n.outboxDone
+	}
+	// Our connections to peers are their servers' connections: closing them
+	// lets peers shutting down at the same time finish at once.
+	n.client.CloseIdleConnections()
+	if n.server != nil {
+		if err := n.server.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("https shutdown: %w", err))
+		}
 	}
 	if err := n.closeResources(); err != nil {
 		errs = append(errs, err)
