@@ -113,6 +113,7 @@ func (s *Service) hostEvent(ctx context.Context, typ string, u LocalUser, confer
 		return 0, err
 	}
 	s.notifyOutbox()
+	s.logChanged(conference)
 	return seq, nil
 }
 

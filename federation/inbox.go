@@ -86,11 +86,15 @@ func (s *Service) receive(ctx context.Context, in *Inbound) (ReceiptContent, err
 			receipt.Seq, _, err = s.appendEvent(ctx, tx, ev)
 			return err
 		})
-		if err == nil {
+		if err == nil && receipt.Status == "accepted" {
 			s.notifyOutbox()
+			s.logChanged(p.Conference)
 		}
 	case p.Type == TypeLog:
 		err = s.receiveLog(ctx, p, hash, &receipt)
+		if err == nil && receipt.Status == "accepted" {
+			s.logChanged(p.Conference)
+		}
 	default:
 		err = BadRequest("%q is not a message a node receives in its inbox", p.Type)
 	}

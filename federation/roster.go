@@ -95,3 +95,26 @@ func notFoundOr(err error, format string, args ...any) error {
 }
 
 func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
+
+// MayParticipate tells the SFU whether user (a user ref) may send and receive
+// media in conference: the conference is known here, has not ended, and the
+// user is a participant in this node's log or replica.
+func (s *Service) MayParticipate(ctx context.Context, conference, user string) error {
+	conf, err := s.store.GetConference(ctx, conference)
+	if err != nil {
+		return notFoundOr(err, "unknown conference %s", conference)
+	}
+	if conf.Ended {
+		return Gone("conference %s has ended", conference)
+	}
+	parts, err := s.store.ListParticipants(ctx, conference)
+	if err != nil {
+		return err
+	}
+	for _, p := range parts {
+		if p.User == user {
+			return nil
+		}
+	}
+	return Forbidden("%s is not a participant of %s", user, conference)
+}

@@ -31,6 +31,9 @@ type Options struct {
 	RetryMax time.Duration
 	// MessageTTL is how long an outbound message may wait for delivery.
 	MessageTTL time.Duration
+	// OnLogChange, when set, is called after a conference's log or replica
+	// has grown (for the SFU to recheck who may take part). It must not block.
+	OnLogChange func(conference string)
 }
 
 // Service is one node's federation: its trust list, the conferences it hosts
@@ -48,6 +51,7 @@ type Service struct {
 
 	retryBase, retryMax, messageTTL time.Duration
 	wake                            chan struct{}
+	onLogChange                     func(conference string)
 }
 
 // NewService builds a Service. It starts nothing; see RunOutbox.
@@ -67,6 +71,8 @@ func NewService(o Options) (*Service, error) {
 		retryMax:   o.RetryMax,
 		messageTTL: o.MessageTTL,
 		wake:       make(chan struct{}, 1),
+
+		onLogChange: o.OnLogChange,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -171,4 +177,11 @@ func (s *Service) newPayload(typ, destination, sender, conference string, conten
 		Expires:     now.Add(s.messageTTL).UnixMilli(),
 		Content:     raw,
 	}, nil
+}
+
+// logChanged tells the OnLogChange hook that a conference's log grew.
+func (s *Service) logChanged(conference string) {
+	if s.onLogChange != nil {
+		s.onLogChange(conference)
+	}
 }
