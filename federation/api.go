@@ -39,10 +39,14 @@ func (s *Service) ClientAPI(auth UserAuth) http.Handler {
 	h("POST /conferences/{id}/invitations", s.apiInvite)
 	h("POST /conferences/{id}/join", s.apiJoin)
 	h("POST /conferences/{id}/leave", s.apiLeave)
-	h("POST /conferences/{id}/remove", s.apiRemove)
+	h("POST /conferences/{id}/remove", s.apiTarget(TypeRemove))
+	h("POST /conferences/{id}/admit", s.apiTarget(TypeAdmit))
+	h("POST /conferences/{id}/deny", s.apiTarget(TypeDeny))
+	h("POST /conferences/{id}/lobby", s.apiLobby)
 	h("POST /conferences/{id}/lock", s.apiModerate(TypeLock))
 	h("POST /conferences/{id}/unlock", s.apiModerate(TypeUnlock))
 	h("POST /conferences/{id}/end", s.apiModerate(TypeEnd))
+	h("POST /conferences/{id}/signals", s.apiSignal)
 	h("GET /invitations", s.apiInvitations)
 	h("POST /invitations/{id}/accept", s.apiAnswer(true))
 	h("POST /invitations/{id}/decline", s.apiAnswer(false))
@@ -58,10 +62,12 @@ type ConferenceView struct {
 	CreatedBy    string         `json:"created_by"`
 	CreatedAt    time.Time      `json:"created_at"`
 	Locked       bool           `json:"locked"`
+	Lobby        bool           `json:"lobby"`
 	Ended        bool           `json:"ended"`
 	Head         Head           `json:"head"`
 	Nodes        []NodeView     `json:"nodes,omitempty"`
 	Participants []RosterMember `json:"participants,omitempty"`
+	Waiting      []RosterMember `json:"waiting,omitempty"`
 }
 
 // NodeView is a node's part in a conference.
@@ -74,7 +80,7 @@ type NodeView struct {
 func (s *Service) view(c store.Conference) ConferenceView {
 	return ConferenceView{
 		ID: c.ID, Host: c.Host, Hosted: c.Host == s.did, Title: c.Title, CreatedBy: c.CreatedBy,
-		CreatedAt: c.CreatedAt, Locked: c.Locked, Ended: c.Ended, Head: Head{c.HeadSeq, c.HeadHash},
+		CreatedAt: c.CreatedAt, Locked: c.Locked, Lobby: c.Lobby, Ended: c.Ended, Head: Head{c.HeadSeq, c.HeadHash},
 	}
 }
 
@@ -112,14 +118,11 @@ func (s *Service) apiListConferences(w http.ResponseWriter, r *http.Request, _ L
 }
 
 func (s *Service) apiCreateConference(w http.ResponseWriter, r *http.Request, u LocalUser) {
-	var req struct {
-		Title      string   `json:"title"`
-		Moderators []string `json:"moderators"`
-	}
+	var req CreateContent
 	if !readJSON(w, r, &req) {
 		return
 	}
-	c, err := s.CreateConference(r.Context(), u, req.Title, req.Moderators)
+	c, err := s.Create(r.Context(), u, req)
 	if err != nil {
 		WriteError(w, err)
 		return
@@ -147,6 +150,7 @@ func (s *Service) ConferenceDetail(ctx context.Context, id string) (ConferenceVi
 		return v, err
 	}
 	v.Participants = roster.Participants
+	v.Waiting = roster.Lobby
 	return v, nil
 }
 
@@ -203,14 +207,28 @@ func (s *Service) apiLeave(w http.ResponseWriter, r *http.Request, u LocalUser) 
 	writeAction(w, seq, id, err)
 }
 
-func (s *Service) apiRemove(w http.ResponseWriter, r *http.Request, u LocalUser) {
+// apiTarget serves the moderation actions aimed at one user: remove, admit, deny.
+func (s *Service) apiTarget(typ string) func(http.ResponseWriter, *http.Request, LocalUser) {
+	return func(w http.ResponseWriter, r *http.Request, u LocalUser) {
+		var req struct {
+			User string `json:"user"`
+		}
+		if !readJSON(w, r, &req) {
+			return
+		}
+		seq, err := s.Moderate(r.Context(), u, r.PathValue("id"), typ, req.User)
+		writeAction(w, seq, "", err)
+	}
+}
+
+func (s *Service) apiLobby(w http.ResponseWriter, r *http.Request, u LocalUser) {
 	var req struct {
-		User string `json:"user"`
+		On bool `json:"on"`
 	}
 	if !readJSON(w, r, &req) {
 		return
 	}
-	seq, err := s.Moderate(r.Context(), u, r.PathValue("id"), TypeRemove, req.User)
+	seq, err := s.SetLobby(r.Context(), u, r.PathValue("id"), req.On)
 	writeAction(w, seq, "", err)
 }
 
@@ -310,4 +328,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
+}
+
+func (s *Service) apiSignal(w http.ResponseWriter, r *http.Request, u LocalUser) {
+	var c SignalContent
+	if !readJSON(w, r, &c) {
+		return
+	}
+	sig, err := s.SendSignal(r.Context(), u, r.PathValue("id"), c)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sig)
 }

@@ -44,12 +44,19 @@ func NewConferenceID() string {
 
 // CreateConference makes a conference hosted here, created by u.
 func (s *Service) CreateConference(ctx context.Context, u LocalUser, title string, moderators []string) (store.Conference, error) {
-	title = strings.TrimSpace(title)
-	if moderators == nil {
-		moderators = []string{}
+	return s.Create(ctx, u, CreateContent{Title: title, Moderators: moderators})
+}
+
+// Create makes a conference hosted here as the create event's content
+// describes it (spec §6.1); with Lobby, participants of other organisations
+// wait to be admitted.
+func (s *Service) Create(ctx context.Context, u LocalUser, c CreateContent) (store.Conference, error) {
+	c.Title = strings.TrimSpace(c.Title)
+	if c.Moderators == nil {
+		c.Moderators = []string{}
 	}
 	id := NewConferenceID()
-	if _, err := s.hostEvent(ctx, TypeCreate, u, id, CreateContent{Title: title, Moderators: moderators}); err != nil {
+	if _, err := s.hostEvent(ctx, TypeCreate, u, id, c); err != nil {
 		return store.Conference{}, err
 	}
 	return s.store.GetConference(ctx, id)
@@ -69,16 +76,21 @@ func (s *Service) Invite(ctx context.Context, u LocalUser, conference, node stri
 	return s.hostEvent(ctx, TypeInvite, u, conference, InviteContent{Node: node, Users: users})
 }
 
-// Moderate makes a moderation event of the host: remove (with target), lock,
-// unlock or end.
+// Moderate makes a moderation event of the host: remove, admit or deny
+// (with target), lock, unlock or end.
 func (s *Service) Moderate(ctx context.Context, u LocalUser, conference, typ, target string) (int64, error) {
 	switch typ {
-	case TypeRemove:
+	case TypeRemove, TypeAdmit, TypeDeny:
 		return s.hostEvent(ctx, typ, u, conference, UserContent{User: target})
 	case TypeLock, TypeUnlock, TypeEnd:
 		return s.hostEvent(ctx, typ, u, conference, EmptyContent{})
 	}
 	return 0, BadRequest("%q is not a moderation action", typ)
+}
+
+// SetLobby turns the lobby of a conference hosted here on or off.
+func (s *Service) SetLobby(ctx context.Context, u LocalUser, conference string, on bool) (int64, error) {
+	return s.hostEvent(ctx, TypeLobby, u, conference, LobbyContent{On: on})
 }
 
 // hostEvent makes an event of this node for a conference it hosts and
@@ -169,6 +181,9 @@ func (s *Service) userEvent(ctx context.Context, typ string, u LocalUser, confer
 	}
 	if conf.Ended {
 		return 0, "", Gone("conference %s has ended", conference)
+	}
+	if typ == TypeJoin && conf.Lobby {
+		typ = TypeKnock // wait in the host's lobby to be admitted
 	}
 	return s.memberEvent(ctx, conf, typ, u, content)
 }

@@ -284,7 +284,7 @@ func (p Payload) CheckFresh(now time.Time) error {
 
 func knownType(t string) bool {
 	switch t {
-	case TypeLog, TypeReceipt, TypeRoster, TypeRecords:
+	case TypeLog, TypeReceipt, TypeRoster, TypeRecords, TypeSignal, TypeRelay:
 		return true
 	}
 	return isEventType(t)

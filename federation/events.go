@@ -20,6 +20,10 @@ const (
 	TypeLock    = "conference.lock"
 	TypeUnlock  = "conference.unlock"
 	TypeEnd     = "conference.end"
+	TypeLobby   = "conference.lobby"
+	TypeKnock   = "participant.knock"
+	TypeAdmit   = "participant.admit"
+	TypeDeny    = "participant.deny"
 
 	TypeLog     = "conference.log"
 	TypeReceipt = "receipt"
@@ -29,12 +33,13 @@ const (
 
 // memberEventTypes are the events a node other than the host may make and
 // send to the host (spec §6.2).
-var memberEventTypes = map[string]bool{TypeAccept: true, TypeDecline: true, TypeJoin: true, TypeLeave: true}
+var memberEventTypes = map[string]bool{TypeAccept: true, TypeDecline: true, TypeJoin: true, TypeLeave: true, TypeKnock: true}
 
 // isEventType reports whether typ is a conference event (spec §6.1).
 func isEventType(typ string) bool {
 	switch typ {
-	case TypeCreate, TypeInvite, TypeAccept, TypeDecline, TypeJoin, TypeLeave, TypeRemove, TypeLock, TypeUnlock, TypeEnd:
+	case TypeCreate, TypeInvite, TypeAccept, TypeDecline, TypeJoin, TypeLeave, TypeRemove, TypeLock, TypeUnlock, TypeEnd,
+		TypeLobby, TypeKnock, TypeAdmit, TypeDeny:
 		return true
 	}
 	return false
@@ -45,6 +50,11 @@ type (
 	CreateContent struct {
 		Title      string   `json:"title"`
 		Moderators []string `json:"moderators"`
+		// Lobby makes remote participants wait to be admitted.
+		Lobby bool `json:"lobby,omitempty"`
+	}
+	LobbyContent struct {
+		On bool `json:"on"`
 	}
 	InviteContent struct {
 		Node  string   `json:"node"`

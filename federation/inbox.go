@@ -95,6 +95,10 @@ func (s *Service) receive(ctx context.Context, in *Inbound) (ReceiptContent, err
 		if err == nil && receipt.Status == "accepted" {
 			s.logChanged(p.Conference)
 		}
+	case p.Type == TypeSignal:
+		err = s.receiveSignal(ctx, env, p, hash, &receipt)
+	case p.Type == TypeRelay:
+		err = s.receiveRelay(ctx, p, hash, &receipt)
 	default:
 		err = BadRequest("%q is not a message a node receives in its inbox", p.Type)
 	}

@@ -402,3 +402,65 @@ func TestMessageDeliveredTwiceIsAppliedOnce(t *testing.T) {
 		t.Fatalf("records before %d, after %d; want 2 and 2", len(before), len(after))
 	}
 }
+
+func TestLobbyAdmitsRemoteParticipant(t *testing.T) {
+	f := nodetest.New(t)
+	a := f.Start(t, "Ministry", nil)
+	b := f.Start(t, "Agency", nil)
+	nodetest.Trust(t, a, b)
+	_, tokA := nodetest.User(t, a, "alice", "Alice")
+	_, tokB := nodetest.User(t, b, "bruno", "Bruno")
+	_, tokD := nodetest.User(t, b, "dora", "Dora")
+	alice, bruno, dora := clientFor(t, f, a, tokA), clientFor(t, f, b, tokB), clientFor(t, f, b, tokD)
+
+	var conf federation.ConferenceView
+	alice.must(201, "POST", "/conferences", map[string]any{"title": "Interviews", "lobby": true}, &conf)
+	if !conf.Lobby {
+		t.Fatalf("lobby not on: %+v", conf)
+	}
+	alice.must(201, "POST", "/conferences/"+conf.ID+"/invitations", map[string]any{"node": b.DID()}, nil)
+	nodetest.Eventually(t, wait, "the invitation", func() bool {
+		var inv []federation.Invitation
+		bruno.must(200, "GET", "/invitations", nil, &inv)
+		return len(inv) == 1
+	})
+	bruno.must(200, "POST", "/invitations/"+conf.ID+"/accept", nil, nil)
+	alice.must(200, "POST", "/conferences/"+conf.ID+"/join", nil, nil) // the host's own users come in directly
+
+	// Remote users knock and wait.
+	bruno.must(200, "POST", "/conferences/"+conf.ID+"/join", nil, nil)
+	dora.must(200, "POST", "/conferences/"+conf.ID+"/join", nil, nil)
+	v := alice.conference(conf.ID)
+	if len(v.Participants) != 1 || len(v.Waiting) != 2 || v.Waiting[0].User != "bruno@"+b.DID() || v.Waiting[0].Organisation != "Agency" {
+		t.Fatalf("after knocking: participants %+v, waiting %+v", v.Participants, v.Waiting)
+	}
+	if err := a.Federation().MayParticipate(context.Background(), conf.ID, "bruno@"+b.DID()); !isStatus(err, 403) {
+		t.Fatalf("media for someone in the lobby: %v", err)
+	}
+	// Only the host's moderators admit.
+	if status, _ := bruno.do("POST", "/conferences/"+conf.ID+"/admit", map[string]string{"user": "bruno@" + b.DID()}, nil); status != 403 {
+		t.Fatalf("self-admission: %d", status)
+	}
+	alice.must(200, "POST", "/conferences/"+conf.ID+"/admit", map[string]string{"user": "bruno@" + b.DID()}, nil)
+	alice.must(200, "POST", "/conferences/"+conf.ID+"/deny", map[string]string{"user": "dora@" + b.DID()}, nil)
+	nodetest.Eventually(t, wait, "the admission at the agency", func() bool {
+		v := bruno.conference(conf.ID)
+		return len(v.Participants) == 2 && len(v.Waiting) == 0
+	})
+	if err := b.Federation().MayParticipate(context.Background(), conf.ID, "bruno@"+b.DID()); err != nil {
+		t.Fatalf("admitted participant: %v", err)
+	}
+	if err := b.Federation().MayParticipate(context.Background(), conf.ID, "dora@"+b.DID()); !isStatus(err, 403) {
+		t.Fatalf("denied participant: %v", err)
+	}
+	var rep federation.AuditReport
+	bruno.must(200, "GET", "/conferences/"+conf.ID+"/events", nil, &rep)
+	types := []string{}
+	for _, e := range rep.Entries {
+		types = append(types, e.Type)
+	}
+	want := "conference.create conference.invite conference.accept participant.join participant.knock participant.knock participant.admit participant.deny"
+	if !rep.Valid || strings.Join(types, " ") != want {
+		t.Fatalf("log %v valid=%v", types, rep.Valid)
+	}
+}

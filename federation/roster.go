@@ -13,8 +13,11 @@ import (
 type Roster struct {
 	Head         Head           `json:"head"`
 	Locked       bool           `json:"locked"`
+	LobbyOn      bool           `json:"lobby_on"`
 	Ended        bool           `json:"ended"`
 	Participants []RosterMember `json:"participants"`
+	// Lobby lists who waits to be admitted.
+	Lobby []RosterMember `json:"lobby"`
 }
 
 // Head identifies the last record of a log.
@@ -47,14 +50,21 @@ func (s *Service) LocalRoster(ctx context.Context, id string) (Roster, error) {
 	r := Roster{
 		Head:         Head{Seq: conf.HeadSeq, Hash: conf.HeadHash},
 		Locked:       conf.Locked,
+		LobbyOn:      conf.Lobby,
 		Ended:        conf.Ended,
 		Participants: []RosterMember{},
+		Lobby:        []RosterMember{},
 	}
 	for _, p := range parts {
-		r.Participants = append(r.Participants, RosterMember{
+		m := RosterMember{
 			User: p.User, DisplayName: p.DisplayName, Organisation: p.Organisation,
 			Node: p.Node, JoinedSeq: p.JoinedSeq, JoinEvent: p.JoinEvent,
-		})
+		}
+		if p.Waiting {
+			r.Lobby = append(r.Lobby, m)
+		} else {
+			r.Participants = append(r.Participants, m)
+		}
 	}
 	return r, nil
 }
@@ -112,6 +122,9 @@ func (s *Service) MayParticipate(ctx context.Context, conference, user string) e
 		return err
 	}
 	for _, p := range parts {
+		if p.User == user && p.Waiting {
+			return Forbidden("%s is waiting in the lobby of %s", user, conference)
+		}
 		if p.User == user {
 			return nil
 		}

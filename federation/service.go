@@ -34,6 +34,10 @@ type Options struct {
 	// OnLogChange, when set, is called after a conference's log or replica
 	// has grown (for the SFU to recheck who may take part). It must not block.
 	OnLogChange func(conference string)
+	// OnSignal, when set, receives every verified signal of a conference this
+	// node takes part in (chat, hands, reactions, mute states), including its
+	// own users'. It must not block.
+	OnSignal func(Signal)
 }
 
 // Service is one node's federation: its trust list, the conferences it hosts
@@ -52,6 +56,7 @@ type Service struct {
 	retryBase, retryMax, messageTTL time.Duration
 	wake                            chan struct{}
 	onLogChange                     func(conference string)
+	onSignal                        func(Signal)
 }
 
 // NewService builds a Service. It starts nothing; see RunOutbox.
@@ -73,6 +78,7 @@ func NewService(o Options) (*Service, error) {
 		wake:       make(chan struct{}, 1),
 
 		onLogChange: o.OnLogChange,
+		onSignal:    o.OnSignal,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -123,10 +123,18 @@ func (st *confState) authorize(ev *event) error {
 		if err := decodeContent(p.Content, &EmptyContent{}); err != nil {
 			return err
 		}
-	case TypeJoin:
+	case TypeJoin, TypeKnock:
 		var c JoinContent
 		if err := decodeContent(p.Content, &c); err != nil {
 			return err
+		}
+		// With a lobby, remote participants knock and wait to be admitted;
+		// the host's own users come in directly.
+		if p.Origin != host && st.conf.Lobby && p.Type == TypeJoin {
+			return Forbidden("conference %s has a lobby: remote participants wait to be admitted", p.Conference)
+		}
+		if p.Type == TypeKnock && (p.Origin == host || !st.conf.Lobby) {
+			return BadRequest("knock only to the lobby of a conference hosted elsewhere")
 		}
 		local, err := senderUser(p)
 		if err != nil {
@@ -150,8 +158,36 @@ func (st *confState) authorize(ev *event) error {
 		if st.conf.Locked {
 			return Forbidden("conference %s is locked", p.Conference)
 		}
-		if _, ok := st.participants[c.User]; ok {
+		if pt, ok := st.participants[c.User]; ok {
+			if pt.Waiting {
+				return Conflict("%s is already waiting in the lobby", c.User)
+			}
 			return Conflict("%s is already in the conference", c.User)
+		}
+	case TypeAdmit, TypeDeny:
+		if err := st.byModerator(p); err != nil {
+			return err
+		}
+		var c UserContent
+		if err := decodeContent(p.Content, &c); err != nil {
+			return err
+		}
+		if pt, ok := st.participants[c.User]; !ok || !pt.Waiting {
+			return Conflict("%s is not waiting in the lobby", c.User)
+		}
+		if p.Type == TypeAdmit && st.conf.Locked {
+			return Forbidden("conference %s is locked", p.Conference)
+		}
+	case TypeLobby:
+		if err := st.byModerator(p); err != nil {
+			return err
+		}
+		var c LobbyContent
+		if err := decodeContent(p.Content, &c); err != nil {
+			return err
+		}
+		if c.On == st.conf.Lobby {
+			return Conflict("the lobby of %s is already %s", p.Conference, map[bool]string{true: "on", false: "off"}[c.On])
 		}
 	case TypeLeave:
 		var c UserContent
@@ -176,7 +212,7 @@ func (st *confState) authorize(ev *event) error {
 		if err := decodeContent(p.Content, &c); err != nil {
 			return err
 		}
-		if _, ok := st.participants[c.User]; !ok {
+		if pt, ok := st.participants[c.User]; !ok || pt.Waiting {
 			return Conflict("%s is not in the conference", c.User)
 		}
 	case TypeLock, TypeUnlock, TypeEnd:
@@ -229,7 +265,7 @@ func (st *confState) apply(ev *event, seq int64, recordHash string) {
 		decodeContent(p.Content, &c) // authorized: it decodes
 		st.conf = store.Conference{
 			ID: p.Conference, Host: p.Origin, Title: c.Title, CreatedBy: p.Sender,
-			CreatedAt: time.UnixMilli(p.Created).UTC(),
+			CreatedAt: time.UnixMilli(p.Created).UTC(), Lobby: c.Lobby,
 		}
 		st.moderators[p.Sender] = true
 		for _, m := range c.Moderators {
@@ -250,15 +286,29 @@ func (st *confState) apply(ev *event, seq int64, recordHash string) {
 	case TypeDecline:
 		st.nodes[p.Origin].State = "declined"
 		st.touched[p.Origin] = true
-	case TypeJoin:
+	case TypeJoin, TypeKnock:
 		var c JoinContent
 		decodeContent(p.Content, &c)
 		st.participants[c.User] = &store.Participant{
 			Conference: p.Conference, User: c.User, Node: p.Origin, DisplayName: c.DisplayName,
-			Organisation: c.Organisation, JoinedSeq: seq, JoinEvent: ev.hash,
+			Organisation: c.Organisation, JoinedSeq: seq, JoinEvent: ev.hash, Waiting: p.Type == TypeKnock,
 		}
 		st.joined[c.User] = true
 		delete(st.left, c.User)
+	case TypeAdmit:
+		var c UserContent
+		decodeContent(p.Content, &c)
+		pt := st.participants[c.User]
+		pt.Waiting, pt.JoinedSeq = false, seq
+		st.joined[c.User] = true
+	case TypeDeny:
+		var c UserContent
+		decodeContent(p.Content, &c)
+		st.removeParticipant(c.User)
+	case TypeLobby:
+		var c LobbyContent
+		decodeContent(p.Content, &c)
+		st.conf.Lobby = c.On
 	case TypeLeave, TypeRemove:
 		var c UserContent
 		decodeContent(p.Content, &c)

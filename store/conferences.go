@@ -19,7 +19,9 @@ type Conference struct {
 	CreatedBy string
 	CreatedAt time.Time
 	Locked    bool
-	Ended     bool
+	// Lobby is true when remote participants must wait to be admitted.
+	Lobby bool
+	Ended bool
 	// HeadSeq is the seq of the last record, 0 when there is none.
 	HeadSeq int64
 	// HeadHash is the hash of the last record, "" when there is none.
@@ -58,20 +60,23 @@ type Participant struct {
 	DisplayName  string
 	Organisation string
 	JoinedSeq    int64
-	// JoinEvent is the hex SHA-256 of the join event's payload.
+	// JoinEvent is the hex SHA-256 of the join event's payload (of the knock
+	// event for someone admitted from the lobby).
 	JoinEvent string
+	// Waiting is true while the user waits in the lobby to be admitted.
+	Waiting bool
 }
 
 const (
-	conferenceColumns     = `id, host, title, created_by, created_at, locked, ended, head_seq, head_hash`
+	conferenceColumns     = `id, host, title, created_by, created_at, locked, lobby, ended, head_seq, head_hash`
 	conferenceNodeColumns = `conference, node, state, users, last_sent_seq`
-	participantColumns    = `conference, user_ref, node, display_name, organisation, joined_seq, join_event`
+	participantColumns    = `conference, user_ref, node, display_name, organisation, joined_seq, join_event, waiting`
 )
 
 func scanConference(r rowScanner) (Conference, error) {
 	var c Conference
 	err := r.Scan(&c.ID, &c.Host, &c.Title, &c.CreatedBy, millisTime{&c.CreatedAt},
-		&c.Locked, &c.Ended, &c.HeadSeq, &c.HeadHash)
+		&c.Locked, &c.Lobby, &c.Ended, &c.HeadSeq, &c.HeadHash)
 	return c, err
 }
 
@@ -80,11 +85,11 @@ func (s queries) PutConference(ctx context.Context, c Conference) error {
 		return errors.New("store: put conference: ID is empty")
 	}
 	_, err := s.q.exec(ctx, `
-INSERT INTO conferences (`+conferenceColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO conferences (`+conferenceColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET host = excluded.host, title = excluded.title,
 	created_by = excluded.created_by, created_at = excluded.created_at, locked = excluded.locked,
-	ended = excluded.ended, head_seq = excluded.head_seq, head_hash = excluded.head_hash`,
-		c.ID, c.Host, c.Title, c.CreatedBy, millisArg(c.CreatedAt), c.Locked, c.Ended, c.HeadSeq, c.HeadHash)
+	lobby = excluded.lobby, ended = excluded.ended, head_seq = excluded.head_seq, head_hash = excluded.head_hash`,
+		c.ID, c.Host, c.Title, c.CreatedBy, millisArg(c.CreatedAt), c.Locked, c.Lobby, c.Ended, c.HeadSeq, c.HeadHash)
 	if err != nil {
 		return fmt.Errorf("store: put conference %q: %w", c.ID, err)
 	}
@@ -180,7 +185,7 @@ func (s queries) ListConferenceNodes(ctx context.Context, conference string) ([]
 
 func scanParticipant(r rowScanner) (Participant, error) {
 	var p Participant
-	err := r.Scan(&p.Conference, &p.User, &p.Node, &p.DisplayName, &p.Organisation, &p.JoinedSeq, &p.JoinEvent)
+	err := r.Scan(&p.Conference, &p.User, &p.Node, &p.DisplayName, &p.Organisation, &p.JoinedSeq, &p.JoinEvent, &p.Waiting)
 	return p, err
 }
 
@@ -189,10 +194,11 @@ func (s queries) PutParticipant(ctx context.Context, p Participant) error {
 		return fmt.Errorf("store: put participant of conference %q: user is empty", p.Conference)
 	}
 	_, err := s.q.exec(ctx, `
-INSERT INTO participants (`+participantColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO participants (`+participantColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (conference, user_ref) DO UPDATE SET node = excluded.node, display_name = excluded.display_name,
-	organisation = excluded.organisation, joined_seq = excluded.joined_seq, join_event = excluded.join_event`,
-		p.Conference, p.User, p.Node, p.DisplayName, p.Organisation, p.JoinedSeq, p.JoinEvent)
+	organisation = excluded.organisation, joined_seq = excluded.joined_seq, join_event = excluded.join_event,
+	waiting = excluded.waiting`,
+		p.Conference, p.User, p.Node, p.DisplayName, p.Organisation, p.JoinedSeq, p.JoinEvent, p.Waiting)
 	if err != nil {
 		return fmt.Errorf("store: put participant %q of conference %q: %w", p.User, p.Conference, err)
 	}

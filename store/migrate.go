@@ -67,6 +67,7 @@ CREATE TABLE conferences (
 	created_by TEXT NOT NULL,
 	created_at BIGINT,
 	locked     BOOLEAN NOT NULL,
+	lobby      BOOLEAN NOT NULL,
 	ended      BOOLEAN NOT NULL,
 	head_seq   BIGINT NOT NULL,
 	head_hash  TEXT NOT NULL
@@ -103,6 +104,7 @@ CREATE TABLE participants (
 	organisation TEXT NOT NULL,
 	joined_seq   BIGINT NOT NULL,
 	join_event   TEXT NOT NULL,
+	waiting      BOOLEAN NOT NULL,
 	PRIMARY KEY (conference, user_ref)
 );
 CREATE INDEX participants_joined ON participants (conference, joined_seq);

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"text/tabwriter"
@@ -38,16 +41,30 @@ func (a *app) usersCommand() *cobra.Command {
 	c := &cobra.Command{Use: "users", Short: "Manage the node's local users", Args: noArgs, RunE: groupRun}
 	c.PersistentFlags().StringVarP(&path, "config", "c", "", "YAML configuration file (default $ENTENTE_CONFIG)")
 	var display string
-	var admin bool
+	var admin, passwordStdin bool
 	add := &cobra.Command{
 		Use:   "add NAME",
 		Short: "Add or update a local user",
 		Args:  exactArgs(1, "a user name"),
 		RunE: func(c *cobra.Command, args []string) error {
+			var password string
+			if passwordStdin {
+				// Read before opening the node, so that a missing password
+				// changes nothing.
+				var err error
+				if password, err = readPassword(c.InOrStdin()); err != nil {
+					return err
+				}
+			}
 			return a.withNode(c.Context(), path, func(n *node.Node) error {
 				u, err := accounts.AddUser(c.Context(), n.Store(), args[0], display, admin, time.Now())
 				if err != nil {
 					return err
+				}
+				if passwordStdin {
+					if err := accounts.SetPassword(c.Context(), n.Store(), u.ID, password); err != nil {
+						return fmt.Errorf("user %s: %w", u.ID, err)
+					}
 				}
 				fmt.Fprintf(a.stdout, "user %s (%s) on %s\n", u.ID, u.DisplayName, n.DID())
 				return nil
@@ -56,6 +73,7 @@ func (a *app) usersCommand() *cobra.Command {
 	}
 	add.Flags().StringVar(&display, "display-name", "", "name shown to other participants (default: the user name)")
 	add.Flags().BoolVar(&admin, "admin", false, "may use the admin API")
+	add.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the user's sign-in password from the first line of standard input")
 	c.AddCommand(add, &cobra.Command{
 		Use:   "list",
 		Short: "List local users",
@@ -351,4 +369,18 @@ func printAudit(a *app, rep federation.AuditReport) {
 	if rep.Valid {
 		fmt.Fprintf(a.stdout, "valid: %d records, every signature and hash verified\n", len(rep.Entries))
 	}
+}
+
+// readPassword reads the first line of r, without its line ending. A
+// password never comes from a flag, where ps and shell history would show it.
+func readPassword(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(io.LimitReader(r, 1024)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read password from standard input: %w", err)
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", errors.New("--password-stdin: standard input holds no password")
+	}
+	return line, nil
 }

@@ -146,36 +146,59 @@ func startDemoNode(ctx context.Context, i int, o demoOptions, dir string, ca *de
 	if err != nil {
 		return nil, fmt.Errorf("demo node %s: %w (choose other ports with --base-port, or 0 for any)", slug, err)
 	}
+	n, err := startLocalNode(ctx, l, localNode{
+		name: name, dataDir: filepath.Join(dir, slug), ca: ca, caFile: caFile, log: log.With("institution", slug),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("demo node %s: %w", slug, err)
+	}
+	return n, nil
+}
+
+// localNode is a node of a federation on 127.0.0.1 whose TLS certificates
+// come from one local CA, as the demo and the benchmarks run them.
+type localNode struct {
+	name    string
+	dataDir string
+	ca      *devcert.CA
+	caFile  string
+	log     *slog.Logger
+	// databaseURL selects PostgreSQL; empty means SQLite in dataDir.
+	databaseURL string
+}
+
+// startLocalNode starts a node serving on l, which it closes on failure.
+func startLocalNode(ctx context.Context, l net.Listener, ln localNode) (*node.Node, error) {
 	addr := l.Addr().String()
-	certPEM, keyPEM, err := ca.Issue([]string{"127.0.0.1", "localhost"}, 30*24*time.Hour)
+	certPEM, keyPEM, err := ln.ca.Issue([]string{"127.0.0.1", "localhost"}, 30*24*time.Hour)
 	if err != nil {
 		l.Close()
 		return nil, err
 	}
-	nodeDir := filepath.Join(dir, slug)
-	certFile, keyFile, err := devcert.WriteFiles(filepath.Join(nodeDir, "tls"), certPEM, keyPEM)
+	certFile, keyFile, err := devcert.WriteFiles(filepath.Join(ln.dataDir, "tls"), certPEM, keyPEM)
 	if err != nil {
 		l.Close()
 		return nil, err
 	}
 	cfg := config.Default()
-	cfg.Node.Name = name
+	cfg.Node.Name = ln.name
 	cfg.Node.PublicURL = "https://" + addr
-	cfg.Node.DataDir = nodeDir
+	cfg.Node.DataDir = ln.dataDir
+	cfg.Database.URL = ln.databaseURL
 	cfg.HTTP.Listen = addr
 	cfg.HTTP.TLSCert, cfg.HTTP.TLSKey = certFile, keyFile
 	cfg.HTTP.ShutdownTimeout = 5 * time.Second
 	cfg.Federation.AllowPrivateAddresses = true // a local federation, on loopback
-	cfg.Federation.CAFile = caFile
+	cfg.Federation.CAFile = ln.caFile
 	cfg.Log.Format = "text"
-	n, err := node.New(ctx, cfg, node.Options{Logger: log.With("institution", slug), Version: version, Listener: l})
+	n, err := node.New(ctx, cfg, node.Options{Logger: ln.log, Version: version, Listener: l})
 	if err != nil {
 		l.Close()
-		return nil, fmt.Errorf("demo node %s: %w", slug, err)
+		return nil, err
 	}
 	if err := n.Start(); err != nil {
 		n.Shutdown(context.Background())
-		return nil, fmt.Errorf("demo node %s: %w", slug, err)
+		return nil, err
 	}
 	return n, nil
 }

@@ -86,6 +86,7 @@ federation with the nodes of the institutions it trusts.`,
 	root.AddCommand(
 		a.serveCommand(),
 		a.demoCommand(),
+		a.benchCommand(),
 		a.keysCommand(),
 		a.peersCommand(),
 		a.usersCommand(),

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -25,6 +26,7 @@ type Config struct {
 	Database   Database   `yaml:"database"`
 	Keys       Keys       `yaml:"keys"`
 	Federation Federation `yaml:"federation"`
+	Bridge     Bridge     `yaml:"bridge"`
 	Log        Log        `yaml:"log"`
 }
 
@@ -59,6 +61,19 @@ type Federation struct {
 	AllowPrivateAddresses bool          `yaml:"allow_private_addresses" default:"false" doc:"Allow peers on loopback, private and link-local addresses. Only for a local federation such as the demo; never in production."`
 	CAFile                string        `yaml:"ca_file" doc:"Extra PEM CA certificates trusted for peers' TLS, in addition to the system roots."`
 	DIDCacheTTL           time.Duration `yaml:"did_cache_ttl" default:"5m" doc:"How long a resolved peer DID document is cached. Keep it short so revoked keys stop being accepted."`
+}
+
+// Bridge configures the Matrix appservice (package bridge).
+type Bridge struct {
+	Enabled          bool   `yaml:"enabled" default:"false" doc:"Run the Matrix appservice that mirrors conferences into Matrix rooms."`
+	HomeserverURL    string `yaml:"homeserver_url" doc:"Client-server API base URL of the Matrix homeserver the appservice is registered with. Required when enabled."`
+	HomeserverDomain string `yaml:"homeserver_domain" doc:"That homeserver's server name, the part after the colon in its user IDs. Required when enabled."`
+	Listen           string `yaml:"listen" default:"127.0.0.1:29333" doc:"Address (host:port) the appservice HTTP listener binds; the homeserver pushes transactions there."`
+	Registration     string `yaml:"registration" doc:"Path of the appservice registration YAML (as_token, hs_token), as written by \"entente bridge generate-registration\". Required when enabled."`
+	BotLocalpart     string `yaml:"bot_localpart" default:"entente" doc:"Localpart of the bridge bot that creates and links portal rooms."`
+	GhostPrefix      string `yaml:"ghost_prefix" default:"entente_" doc:"Localpart prefix of the ghost users standing for Entente participants."`
+	OpenIDServerName string `yaml:"openid_server_name" doc:"Server name of the homeserver whose users may join conferences with a Matrix OpenID token. Empty: Matrix sign-in is off."`
+	OpenIDBaseURL    string `yaml:"openid_base_url" doc:"Federation API base URL of that homeserver, where OpenID tokens are checked. Required with openid_server_name."`
 }
 
 // Log configures structured logging.
@@ -129,6 +144,9 @@ func (c *Config) Validate() error {
 	if c.Federation.DIDCacheTTL <= 0 || c.Federation.DIDCacheTTL > time.Hour {
 		return fieldErr("federation.did_cache_ttl", "must be between 1s and 1h, got %s", c.Federation.DIDCacheTTL)
 	}
+	if err := c.Bridge.validate(); err != nil {
+		return err
+	}
 	switch c.Log.Format {
 	case "json", "text":
 	default:
@@ -141,3 +159,46 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+func (b *Bridge) validate() error {
+	if !b.Enabled {
+		return nil
+	}
+	if !isHTTPURL(b.HomeserverURL) {
+		return fieldErr("bridge.homeserver_url", "must be an http(s) URL with a host, got %q", b.HomeserverURL)
+	}
+	if strings.TrimSpace(b.HomeserverDomain) == "" || strings.ContainsAny(b.HomeserverDomain, "/@ ") {
+		return fieldErr("bridge.homeserver_domain", "must be the homeserver's server name, got %q", b.HomeserverDomain)
+	}
+	if _, port, err := net.SplitHostPort(b.Listen); err != nil || port == "" {
+		return fieldErr("bridge.listen", "must be host:port, got %q", b.Listen)
+	}
+	if b.Registration == "" {
+		return fieldErr("bridge.registration", "required when the bridge is enabled")
+	}
+	if !matrixLocalpart.MatchString(b.BotLocalpart) {
+		return fieldErr("bridge.bot_localpart", "must be a Matrix localpart (a-z, 0-9, ._=-/), got %q", b.BotLocalpart)
+	}
+	if !matrixLocalpart.MatchString(b.GhostPrefix) {
+		return fieldErr("bridge.ghost_prefix", "must be a Matrix localpart prefix (a-z, 0-9, ._=-/), got %q", b.GhostPrefix)
+	}
+	if strings.HasPrefix(b.BotLocalpart, b.GhostPrefix) {
+		return fieldErr("bridge.bot_localpart", "must not start with ghost_prefix %q", b.GhostPrefix)
+	}
+	if (b.OpenIDServerName == "") != (b.OpenIDBaseURL == "") {
+		return fieldErr("bridge.openid_base_url", "openid_server_name and openid_base_url must be set together")
+	}
+	if b.OpenIDBaseURL != "" && !isHTTPURL(b.OpenIDBaseURL) {
+		return fieldErr("bridge.openid_base_url", "must be an http(s) URL with a host, got %q", b.OpenIDBaseURL)
+	}
+	return nil
+}
+
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// matrixLocalpart is the character set the Matrix spec allows in user
+// localparts (appendix, "User Identifiers").
+var matrixLocalpart = regexp.MustCompile(`^[a-z0-9._=/-]+$`)

@@ -97,6 +97,14 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 		{"env bool", minimal, []string{"ENTENTE_FEDERATION_ALLOW_PRIVATE_ADDRESSES=maybe"}, `federation.allow_private_addresses: from ENTENTE_FEDERATION_ALLOW_PRIVATE_ADDRESSES: not a boolean: "maybe"`},
 		{"env duration", minimal, []string{"ENTENTE_KEYS_ROTATION_OVERLAP=week"}, `keys.rotation_overlap: from ENTENTE_KEYS_ROTATION_OVERLAP: not a duration`},
 		{"not yaml", "node: [\n", nil, "config file"},
+		{"bridge without homeserver", minimal + "bridge:\n  enabled: true\n", nil, `bridge.homeserver_url: must be an http(s) URL with a host, got ""`},
+		{"bridge without domain", minimal + bridgeOn, []string{"ENTENTE_BRIDGE_HOMESERVER_DOMAIN="}, `bridge.homeserver_domain: must be the homeserver's server name, got ""`},
+		{"bridge without registration", minimal + bridgeOn, []string{"ENTENTE_BRIDGE_REGISTRATION="}, "bridge.registration: required when the bridge is enabled"},
+		{"bridge listen", minimal + bridgeOn, []string{"ENTENTE_BRIDGE_LISTEN=29333"}, `bridge.listen: must be host:port, got "29333"`},
+		{"bridge bot localpart", minimal + bridgeOn, []string{"ENTENTE_BRIDGE_BOT_LOCALPART=Bot"}, `bridge.bot_localpart: must be a Matrix localpart (a-z, 0-9, ._=-/), got "Bot"`},
+		{"bridge bot in ghost namespace", minimal + bridgeOn, []string{"ENTENTE_BRIDGE_BOT_LOCALPART=entente_bot"}, `bridge.bot_localpart: must not start with ghost_prefix "entente_"`},
+		{"bridge openid half set", minimal + bridgeOn, []string{"ENTENTE_BRIDGE_OPENID_SERVER_NAME=matrix.example"}, "bridge.openid_base_url: openid_server_name and openid_base_url must be set together"},
+		{"bridge openid url", minimal + bridgeOn, []string{"ENTENTE_BRIDGE_OPENID_SERVER_NAME=matrix.example", "ENTENTE_BRIDGE_OPENID_BASE_URL=matrix.example"}, `bridge.openid_base_url: must be an http(s) URL with a host, got "matrix.example"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -153,5 +161,40 @@ func TestExampleLoads(t *testing.T) {
 	path := writeFile(t, Example())
 	if _, err := Load(path, []string{"ENTENTE_NODE_NAME=A", "ENTENTE_NODE_PUBLIC_URL=https://a.example"}); err != nil {
 		t.Fatalf("example does not load: %v\n%s", err, Example())
+	}
+}
+
+const bridgeOn = `bridge:
+  enabled: true
+  homeserver_url: http://127.0.0.1:8008
+  homeserver_domain: matrix.example
+  registration: entente-registration.yaml
+`
+
+func TestBridgeSettings(t *testing.T) {
+	c, err := Load(writeFile(t, minimal+bridgeOn), []string{
+		"ENTENTE_BRIDGE_OPENID_SERVER_NAME=matrix.example",
+		"ENTENTE_BRIDGE_OPENID_BASE_URL=https://matrix.example:8448",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Bridge{
+		Enabled:          true,
+		HomeserverURL:    "http://127.0.0.1:8008",
+		HomeserverDomain: "matrix.example",
+		Listen:           "127.0.0.1:29333",
+		Registration:     "entente-registration.yaml",
+		BotLocalpart:     "entente",
+		GhostPrefix:      "entente_",
+		OpenIDServerName: "matrix.example",
+		OpenIDBaseURL:    "https://matrix.example:8448",
+	}
+	if c.Bridge != want {
+		t.Fatalf("bridge = %+v, want %+v", c.Bridge, want)
+	}
+	// A disabled bridge is not checked: nodes without Matrix need no settings.
+	if _, err := Load(writeFile(t, minimal+"bridge:\n  listen: nowhere\n"), nil); err != nil {
+		t.Fatalf("disabled bridge with a bad listen address: %v", err)
 	}
 }

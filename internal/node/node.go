@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -67,6 +68,10 @@ type Node struct {
 
 	stopOutbox context.CancelFunc
 	outboxDone chan struct{}
+
+	hooksMu     sync.Mutex
+	signalHooks []func(federation.Signal)
+	logHooks    []func(conference string)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -138,6 +143,15 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 		Logger:    n.log,
 		Now:       n.now,
 		RetryBase: opts.RetryBase,
+		OnSignal:  n.fanOutSignal,
+		OnLogChange: func(conference string) {
+			n.hooksMu.Lock()
+			fns := slices.Clone(n.logHooks)
+			n.hooksMu.Unlock()
+			for _, fn := range fns {
+				fn(conference)
+			}
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -213,6 +227,32 @@ func (n *Node) HTTPClient() *http.Client { return n.client }
 
 // Federation is the node's federation service.
 func (n *Node) Federation() *federation.Service { return n.fed }
+
+// OnSignal registers fn to receive every verified signal (chat, hands,
+// reactions, mute states) of the conferences this node takes part in. fn must
+// not block.
+func (n *Node) OnSignal(fn func(federation.Signal)) {
+	n.hooksMu.Lock()
+	defer n.hooksMu.Unlock()
+	n.signalHooks = append(n.signalHooks, fn)
+}
+
+// OnLogChange registers fn to be called when a conference's log grows. fn
+// must not block.
+func (n *Node) OnLogChange(fn func(conference string)) {
+	n.hooksMu.Lock()
+	defer n.hooksMu.Unlock()
+	n.logHooks = append(n.logHooks, fn)
+}
+
+func (n *Node) fanOutSignal(sig federation.Signal) {
+	n.hooksMu.Lock()
+	fns := slices.Clone(n.signalHooks)
+	n.hooksMu.Unlock()
+	for _, fn := range fns {
+		fn(sig)
+	}
+}
 
 // Accounts authenticates local users.
 func (n *Node) Accounts() accounts.Authenticator { return n.accounts }

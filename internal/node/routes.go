@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/entente-org/entente/federation"
+	"github.com/entente-org/entente/internal/accounts"
+	"github.com/entente-org/entente/web"
 )
 
 // metrics are the node's HTTP metrics, registered on the node's registry.
@@ -57,9 +59,14 @@ func (n *Node) routes() {
 	}))
 	n.Handle("GET /readyz", http.HandlerFunc(n.readyz))
 	n.Handle(federation.Path+"/", n.fed.Handler())
+	n.Handle("POST /api/v1/login", accounts.NewLoginHandler(n.store, n.now, n.log))
 	n.Handle("/api/v1/", http.StripPrefix("/api/v1", n.fed.ClientAPI(n.accounts.Authenticate)))
 	n.Handle("/admin/v1/", http.StripPrefix("/admin/v1", n.fed.AdminAPI(n.accounts.Authenticate)))
 	n.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{ErrorLog: nil}))
+	// The browser client takes every other path. The pattern carries no
+	// method because "GET /" would conflict with the method-less API
+	// prefixes above; the handler itself refuses anything but GET and HEAD.
+	n.Handle("/", web.Handler())
 }
 
 // FederationEndpoint is the base URL of this node's federation API, as

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"encoding/json"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBenchFederationPrintsOneJSONObject(t *testing.T) {
+	r := runCLI(t, nil, "bench", "federation", "--invites", "3", "--messages", "20", "--duration", "200ms")
+	if r.code != 0 {
+		t.Fatalf("code %d, stderr %q", r.code, r.stderr)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(r.stdout), &raw); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v: %q", err, r.stdout)
+	}
+	var keys []string
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	want := []string{"cores", "envelope_sign_verify_per_s", "go", "invite_to_accepted_ms", "outbox_messages", "outbox_msgs_per_s", "store"}
+	if !slices.Equal(keys, want) {
+		t.Fatalf("keys %v, want %v", keys, want)
+	}
+	var latency map[string]json.RawMessage
+	if err := json.Unmarshal(raw["invite_to_accepted_ms"], &latency); err != nil {
+		t.Fatal(err)
+	}
+	keys = keys[:0]
+	for k := range latency {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	if want := []string{"max", "n", "p50", "p95"}; !slices.Equal(keys, want) {
+		t.Fatalf("invite_to_accepted_ms keys %v, want %v", keys, want)
+	}
+
+	var got federationBench
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	l := got.InviteToAccepted
+	if l.N != 3 || got.OutboxMessages != 20 || got.Store != "sqlite" || got.Cores != runtime.NumCPU() || got.Go != runtime.Version() {
+		t.Fatalf("result %+v", got)
+	}
+	if got.EnvelopesPerSecond <= 0 || got.OutboxPerSecond <= 0 || l.P50 <= 0 || l.P95 < l.P50 || l.Max < l.P95 {
+		t.Fatalf("values not positive and ordered: %+v", got)
+	}
+	if r.stderr != "" {
+		t.Fatalf("stderr %q", r.stderr)
+	}
+}
+
+func TestBenchFederationRefusesUnboundedRuns(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--invites", "0"}, "--invites must be between 1 and 10000, got 0"},
+		{[]string{"--messages", "100001"}, "--messages must be between 1 and 100000, got 100001"},
+		{[]string{"--duration", "0s"}, "--duration must be positive and at most 10m0s, got 0s"},
+		{[]string{"--duration", "11m"}, "--duration must be positive and at most 10m0s, got 11m0s"},
+		{[]string{"--database-url", "mysql://db/x"}, "--database-url must be a postgres:// URL"},
+	}
+	for _, tc := range cases {
+		r := runCLI(t, nil, append([]string{"bench", "federation"}, tc.args...)...)
+		if r.code != 2 || strings.TrimSpace(r.stderr) != "entente: "+tc.want || r.stdout != "" {
+			t.Errorf("%v: code %d, stdout %q, stderr %q; want 2 and %q", tc.args, r.code, r.stdout, r.stderr, tc.want)
+		}
+	}
+}
+
+func TestBenchWithoutSubcommandShowsHelp(t *testing.T) {
+	r := runCLI(t, nil, "bench")
+	if r.code != 0 || !strings.Contains(r.stdout, "federation") || !strings.Contains(r.stdout, "Usage:") {
+		t.Fatalf("%+v", r)
+	}
+}
+
+func TestSummarizeNearestRank(t *testing.T) {
+	cases := []struct {
+		name string
+		in   []int // milliseconds
+		want latencySummary
+	}{
+		{"one", []int{7}, latencySummary{P50: 7, P95: 7, Max: 7, N: 1}},
+		{"unsorted four", []int{40, 10, 30, 20}, latencySummary{P50: 20, P95: 40, Max: 40, N: 4}},
+		{"twenty", []int{20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}, latencySummary{P50: 10, P95: 19, Max: 20, N: 20}},
+		{"none", nil, latencySummary{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var ds []time.Duration
+			for _, v := range tc.in {
+				ds = append(ds, time.Duration(v)*time.Millisecond)
+			}
+			if got := summarize(ds); got != tc.want {
+				t.Fatalf("summarize(%v) = %+v, want %+v", tc.in, got, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,290 @@
+package federation
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/entente-org/entente/store"
+)
+
+// Signals are what participants say to each other during a call — chat, a
+// raised hand, a reaction, their mute state, a moderator's request to mute —
+// across organisations (spec §5.1). They are not part of the conference's
+// log: they travel from the author's node to the host, which relays them to
+// every other node taking part, through the outbox with a short expiry.
+const (
+	TypeSignal = "conference.signal"
+	TypeRelay  = "conference.relay"
+)
+
+// Signal kinds.
+const (
+	SignalChat        = "chat"
+	SignalChatEdit    = "chat.edit"
+	SignalChatRedact  = "chat.redact"
+	SignalHand        = "hand"
+	SignalReaction    = "reaction"
+	SignalMute        = "mute"
+	SignalMuteRequest = "mute.request"
+)
+
+// signalTTL bounds how long a signal may wait for delivery: a chat line is
+// still worth delivering after a short outage, a raised hand an hour later
+// is not.
+const signalTTL = 2 * time.Minute
+
+// SignalContent is the content of a conference.signal.
+type SignalContent struct {
+	Kind string `json:"kind"`
+	// Text is the chat text, or the reaction (one emoji or a short word).
+	Text string `json:"text,omitempty"`
+	// Ref is the chat signal edited or redacted, or the user asked to mute.
+	Ref string `json:"ref,omitempty"`
+	// On is the state of a hand (raised) or of a microphone (muted).
+	On bool `json:"on,omitempty"`
+}
+
+// RelayContent is the content of a conference.relay: the author's node's
+// signed signal, unchanged.
+type RelayContent struct {
+	Signal Envelope `json:"signal"`
+}
+
+// Signal is a verified signal as the node hands it to its local clients and
+// bridge.
+type Signal struct {
+	Conference   string    `json:"conference"`
+	ID           string    `json:"id"`
+	Kind         string    `json:"kind"`
+	User         string    `json:"user"`
+	Text         string    `json:"text,omitempty"`
+	Ref          string    `json:"ref,omitempty"`
+	On           bool      `json:"on,omitempty"`
+	At           time.Time `json:"at"`
+	Organisation string    `json:"organisation,omitempty"`
+}
+
+func (c SignalContent) validate() error {
+	switch c.Kind {
+	case SignalChat:
+		if !validChat(c.Text) {
+			return BadRequest("chat text must be 1 to 4000 bytes")
+		}
+	case SignalChatEdit:
+		if !validChat(c.Text) || c.Ref == "" {
+			return BadRequest("chat.edit needs ref and text")
+		}
+	case SignalChatRedact:
+		if c.Ref == "" {
+			return BadRequest("chat.redact needs ref")
+		}
+	case SignalReaction:
+		if c.Text == "" || len(c.Text) > 32 {
+			return BadRequest("a reaction is 1 to 32 bytes")
+		}
+	case SignalHand, SignalMute:
+	case SignalMuteRequest:
+		if _, _, err := ParseUserRef(c.Ref); err != nil {
+			return BadRequest("mute.request needs the user to mute in ref")
+		}
+	default:
+		return BadRequest("unknown signal kind %q", c.Kind)
+	}
+	return nil
+}
+
+func validChat(s string) bool { return s != "" && len(s) <= 4000 }
+
+// SendSignal sends a signal of u in a conference u takes part in. It is
+// handed to this node's own clients at once.
+func (s *Service) SendSignal(ctx context.Context, u LocalUser, conference string, c SignalContent) (Signal, error) {
+	if err := c.validate(); err != nil {
+		return Signal{}, err
+	}
+	conf, err := s.store.GetConference(ctx, conference)
+	if err != nil {
+		return Signal{}, notFoundOr(err, "unknown conference %s", conference)
+	}
+	if conf.Ended {
+		return Signal{}, Gone("conference %s has ended", conference)
+	}
+	raw, _ := json.Marshal(c)
+	now := s.now()
+	p := Payload{
+		ID: NewMessageID(), Type: TypeSignal, Origin: s.did, Destination: conf.Host,
+		Sender: s.userRef(u), Conference: conference, Created: now.UnixMilli(),
+		Expires: now.Add(signalTTL).UnixMilli(), Content: raw,
+	}
+	env, _, err := s.seal(p)
+	if err != nil {
+		return Signal{}, err
+	}
+	if err := s.authorizeSignal(ctx, conf, p, c); err != nil {
+		return Signal{}, err
+	}
+	err = s.store.InTx(ctx, func(tx store.Tx) error {
+		if conf.Host == s.did {
+			return s.relay(ctx, tx, conf, env, p.Origin)
+		}
+		return s.enqueue(ctx, tx, conf.Host, env, p)
+	})
+	if err != nil {
+		return Signal{}, err
+	}
+	s.notifyOutbox()
+	sig := s.toSignal(ctx, p, c)
+	s.deliverSignal(sig)
+	return sig, nil
+}
+
+// authorizeSignal checks a signal against the conference as this node knows
+// it: the author takes part; a mute request comes from a moderator of the
+// host.
+func (s *Service) authorizeSignal(ctx context.Context, conf store.Conference, p Payload, c SignalContent) error {
+	if c.Kind == SignalMuteRequest {
+		st, err := loadState(ctx, s.store, conf.ID)
+		if err != nil {
+			return err
+		}
+		return st.byModerator(p)
+	}
+	if _, err := senderUser(p); err != nil {
+		return err
+	}
+	if err := s.MayParticipate(ctx, conf.ID, p.Sender); err != nil {
+		return err
+	}
+	return nil
+}
+
+// relay queues a signal for every node taking part, except its author's.
+func (s *Service) relay(ctx context.Context, tx store.Tx, conf store.Conference, signal Envelope, author string) error {
+	nodes, err := tx.ListConferenceNodes(ctx, conf.ID)
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		if n.State != store.NodeAccepted || n.Node == author {
+			continue
+		}
+		raw, _ := json.Marshal(RelayContent{Signal: signal})
+		now := s.now()
+		p := Payload{
+			ID: NewMessageID(), Type: TypeRelay, Origin: s.did, Destination: n.Node, Sender: s.did,
+			Conference: conf.ID, Created: now.UnixMilli(), Expires: now.Add(signalTTL).UnixMilli(), Content: raw,
+		}
+		env, _, err := s.seal(p)
+		if err != nil {
+			return err
+		}
+		if err := s.enqueue(ctx, tx, n.Node, env, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// receiveSignal handles a conference.signal sent to this node as host.
+func (s *Service) receiveSignal(ctx context.Context, env Envelope, p Payload, hash string, receipt *ReceiptContent) error {
+	var c SignalContent
+	if err := decodeContent(p.Content, &c); err != nil {
+		return err
+	}
+	if err := c.validate(); err != nil {
+		return err
+	}
+	conf, err := s.store.GetConference(ctx, p.Conference)
+	if err != nil || conf.Host != s.did {
+		return NotFound("no conference %s hosted here", p.Conference)
+	}
+	if conf.Ended {
+		return Gone("conference %s has ended", p.Conference)
+	}
+	if c.Kind == SignalMuteRequest {
+		return Forbidden("only the host asks participants to mute")
+	}
+	if err := s.authorizeSignal(ctx, conf, p, c); err != nil {
+		return err
+	}
+	dup := false
+	err = s.store.InTx(ctx, func(tx store.Tx) error {
+		var err error
+		if dup, err = tx.RecordInbound(ctx, p.Origin, p.ID, hash, s.now()); err != nil || dup {
+			return err
+		}
+		return s.relay(ctx, tx, conf, env, p.Origin)
+	})
+	receipt.Status = statusOf(dup)
+	if err == nil && !dup {
+		s.notifyOutbox()
+		s.deliverSignal(s.toSignal(ctx, p, c))
+	}
+	return err
+}
+
+// receiveRelay handles a signal the host relays to this node.
+func (s *Service) receiveRelay(ctx context.Context, p Payload, hash string, receipt *ReceiptContent) error {
+	var rc RelayContent
+	if err := decodeContent(p.Content, &rc); err != nil {
+		return err
+	}
+	conf, err := s.store.GetConference(ctx, p.Conference)
+	if err != nil || conf.Host != p.Origin {
+		return Forbidden("%s does not host %s here", p.Origin, p.Conference)
+	}
+	inner, _, err := Open(ctx, rc.Signal, s.keyOf)
+	if err != nil {
+		return err
+	}
+	if inner.Type != TypeSignal || inner.Conference != p.Conference || inner.Destination != conf.Host {
+		return Forbidden("relayed message is not a signal of %s", p.Conference)
+	}
+	if inner.Expires <= s.now().UnixMilli() {
+		return BadRequest("relayed signal expired")
+	}
+	var c SignalContent
+	if err := decodeContent(inner.Content, &c); err != nil {
+		return err
+	}
+	if err := c.validate(); err != nil {
+		return err
+	}
+	if c.Kind == SignalMuteRequest {
+		if inner.Origin != conf.Host {
+			return Forbidden("only the host asks participants to mute")
+		}
+	} else if _, err := senderUser(inner); err != nil {
+		return err
+	}
+	dup, err := s.store.RecordInbound(ctx, p.Origin, p.ID, hash, s.now())
+	if err != nil {
+		return err
+	}
+	receipt.Status = statusOf(dup)
+	if !dup {
+		s.deliverSignal(s.toSignal(ctx, inner, c))
+	}
+	return nil
+}
+
+func (s *Service) toSignal(ctx context.Context, p Payload, c SignalContent) Signal {
+	sig := Signal{
+		Conference: p.Conference, ID: p.ID, Kind: c.Kind, User: p.Sender, Text: c.Text, Ref: c.Ref,
+		On: c.On, At: unixMilli(p.Created),
+	}
+	if parts, err := s.store.ListParticipants(ctx, p.Conference); err == nil {
+		for _, pt := range parts {
+			if pt.User == p.Sender {
+				sig.Organisation = pt.Organisation
+			}
+		}
+	}
+	return sig
+}
+
+func (s *Service) deliverSignal(sig Signal) {
+	if s.onSignal != nil {
+		s.onSignal(sig)
+	}
+}
