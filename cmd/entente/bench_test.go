@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 func TestBenchFederationPrintsOneJSONObject(t *testing.T) {
@@ -103,5 +107,36 @@ func TestSummarizeNearestRank(t *testing.T) {
 				t.Fatalf("summarize(%v) = %+v, want %+v", tc.in, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestBenchFederationOnPostgresDropsItsSchemas(t *testing.T) {
+	base := os.Getenv("ENTENTE_TEST_DATABASE_URL")
+	if base == "" {
+		t.Skip("ENTENTE_TEST_DATABASE_URL is not set")
+	}
+	r := runCLI(t, nil, "bench", "federation", "--invites", "2", "--messages", "4", "--duration", "50ms", "--database-url", base)
+	if r.code != 0 {
+		t.Fatalf("code %d, stderr %q", r.code, r.stderr)
+	}
+	var got federationBench
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Store != "postgres" || got.InviteToAccepted.N != 2 || got.OutboxMessages != 4 || got.OutboxPerSecond <= 0 {
+		t.Fatalf("result %+v", got)
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var left int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'entente_bench_%'`).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Fatalf("%d bench schemas left behind", left)
 	}
 }
