@@ -12,20 +12,7 @@ import (
 // with the prefix stripped, at "/admin/v1/".
 func (s *Service) AdminAPI(auth UserAuth) http.Handler {
 	mux := http.NewServeMux()
-	h := func(pattern string, fn func(w http.ResponseWriter, r *http.Request, u LocalUser)) {
-		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			u, err := auth(r)
-			if err != nil {
-				WriteError(w, err)
-				return
-			}
-			if !u.Admin {
-				WriteError(w, Forbidden("%s is not an administrator of this node", u.ID))
-				return
-			}
-			fn(w, r, u)
-		})
-	}
+	h := func(pattern string, fn userHandler) { mux.HandleFunc(pattern, authed(auth, true, fn)) }
 	trust := TrustList{Store: s.store}
 	h("GET /peers", func(w http.ResponseWriter, r *http.Request, _ LocalUser) {
 		peers, err := s.store.ListPeers(r.Context())
@@ -68,15 +55,9 @@ func (s *Service) AdminAPI(auth UserAuth) http.Handler {
 		s.log.Info("peer removed from trust list", "peer", r.PathValue("did"))
 		w.WriteHeader(http.StatusNoContent)
 	})
-	h("GET /conferences", func(w http.ResponseWriter, r *http.Request, u LocalUser) {
-		s.apiListConferences(w, r, u)
-	})
-	h("GET /conferences/{id}", func(w http.ResponseWriter, r *http.Request, u LocalUser) {
-		s.apiGetConference(w, r, u)
-	})
-	h("GET /conferences/{id}/audit", func(w http.ResponseWriter, r *http.Request, u LocalUser) {
-		s.apiEvents(w, r, u)
-	})
+	h("GET /conferences", s.apiListConferences)
+	h("GET /conferences/{id}", s.apiGetConference)
+	h("GET /conferences/{id}/audit", s.apiEvents)
 	// The node itself ends a conference it hosts, as its administration.
 	h("POST /conferences/{id}/end", func(w http.ResponseWriter, r *http.Request, _ LocalUser) {
 		seq, err := s.Moderate(r.Context(), LocalUser{}, r.PathValue("id"), TypeEnd, "")

@@ -19,16 +19,7 @@ type UserAuth func(r *http.Request) (LocalUser, error)
 // prefix stripped, at "/api/v1/".
 func (s *Service) ClientAPI(auth UserAuth) http.Handler {
 	mux := http.NewServeMux()
-	h := func(pattern string, fn func(w http.ResponseWriter, r *http.Request, u LocalUser)) {
-		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			u, err := auth(r)
-			if err != nil {
-				WriteError(w, err)
-				return
-			}
-			fn(w, r, u)
-		})
-	}
+	h := func(pattern string, fn userHandler) { mux.HandleFunc(pattern, authed(auth, false, fn)) }
 	h("GET /me", s.apiMe)
 	h("GET /peers", s.apiPeers)
 	h("GET /conferences", s.apiListConferences)
@@ -51,6 +42,26 @@ func (s *Service) ClientAPI(auth UserAuth) http.Handler {
 	h("POST /invitations/{id}/accept", s.apiAnswer(true))
 	h("POST /invitations/{id}/decline", s.apiAnswer(false))
 	return mux
+}
+
+// userHandler is an API handler that knows who calls it.
+type userHandler func(w http.ResponseWriter, r *http.Request, u LocalUser)
+
+// authed establishes the calling user before fn, and with admin requires an
+// administrator of this node.
+func authed(auth UserAuth, admin bool, fn userHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		u, err := auth(r)
+		if err != nil {
+			WriteError(w, err)
+			return
+		}
+		if admin && !u.Admin {
+			WriteError(w, Forbidden("%s is not an administrator of this node", u.ID))
+			return
+		}
+		fn(w, r, u)
+	}
 }
 
 // ConferenceView is a conference as the client API shows it.

@@ -302,7 +302,7 @@ func (p benchPair) inviteCycles(ctx context.Context, count int) ([]time.Duration
 		if _, err := p.a.Federation().Invite(ctx, p.alice, conf.ID, p.b.DID(), nil); err != nil {
 			return nil, "", fmt.Errorf("invite cycle %d: %w", i+1, err)
 		}
-		err = pollUntil(ctx, benchStepLimit, "the invitation to "+conf.ID+" at "+p.b.Name(), func() (bool, error) {
+		err = waitFor(ctx, benchPoll, benchStepLimit, "the invitation to "+conf.ID+" at "+p.b.Name(), func() (bool, error) {
 			return nodeState(ctx, p.b, conf.ID, p.b.DID(), "invited")
 		})
 		if err != nil {
@@ -311,7 +311,7 @@ func (p benchPair) inviteCycles(ctx context.Context, count int) ([]time.Duration
 		if _, _, err := p.b.Federation().Answer(ctx, p.bruno, conf.ID, true); err != nil {
 			return nil, "", fmt.Errorf("invite cycle %d: accept: %w", i+1, err)
 		}
-		err = pollUntil(ctx, benchStepLimit, "the acceptance of "+conf.ID+" at "+p.a.Name(), func() (bool, error) {
+		err = waitFor(ctx, benchPoll, benchStepLimit, "the acceptance of "+conf.ID+" at "+p.a.Name(), func() (bool, error) {
 			return nodeState(ctx, p.a, conf.ID, p.b.DID(), "accepted")
 		})
 		if err != nil {
@@ -351,7 +351,7 @@ func (p benchPair) outboxThroughput(ctx context.Context, conference string, coun
 	// Delivery is one message at a time per peer, so allow each a generous
 	// share of time on top of a fixed margin.
 	limit := benchStepLimit + time.Duration(count)*100*time.Millisecond
-	err := pollUntil(ctx, limit, fmt.Sprintf("record %d of %s at %s", last, conference, p.b.Name()), func() (bool, error) {
+	err := waitFor(ctx, benchPoll, limit, fmt.Sprintf("record %d of %s at %s", last, conference, p.b.Name()), func() (bool, error) {
 		c, err := p.b.Store().GetConference(ctx, conference)
 		if errors.Is(err, store.ErrNotFound) {
 			return false, nil
@@ -364,36 +364,11 @@ func (p benchPair) outboxThroughput(ctx context.Context, conference string, coun
 	rate := perSecond(count, time.Since(start))
 	// The host records the last receipt just after the guest applied it;
 	// stopping the nodes before that would cut it short.
-	err = pollUntil(ctx, benchStepLimit, "the host's outbox to empty", func() (bool, error) {
+	err = waitFor(ctx, benchPoll, benchStepLimit, "the host's outbox to empty", func() (bool, error) {
 		pending, err := p.a.Store().ListOutbox(ctx, p.b.DID(), store.OutboxPending)
 		return err == nil && len(pending) == 0, err
 	})
 	return rate, err
-}
-
-// pollUntil checks cond every benchPoll until it holds, fails, ctx ends or
-// limit passes.
-func pollUntil(ctx context.Context, limit time.Duration, what string, cond func() (bool, error)) error {
-	deadline := time.Now().Add(limit)
-	t := time.NewTicker(benchPoll)
-	defer t.Stop()
-	for {
-		ok, err := cond()
-		if err != nil {
-			return fmt.Errorf("waiting for %s: %w", what, err)
-		}
-		if ok {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %s waiting for %s", limit, what)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
 }
 
 // perSecond is a rate rounded to a tenth, which is more than the noise of

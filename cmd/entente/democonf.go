@@ -70,7 +70,7 @@ func demoConference(ctx context.Context, nodes []*node.Node) (demoCall, error) {
 	}
 	for i, n := range nodes[1:] {
 		u := call.users[i+1].user
-		err := waitFor(ctx, 15*time.Second, fmt.Sprintf("%s to receive the invitation", n.Name()), func() (bool, error) {
+		err := waitFor(ctx, 20*time.Millisecond, 15*time.Second, fmt.Sprintf("%s to receive the invitation", n.Name()), func() (bool, error) {
 			inv, err := n.Federation().Invitations(ctx, u)
 			return len(inv) > 0, err
 		})
@@ -81,7 +81,7 @@ func demoConference(ctx context.Context, nodes []*node.Node) (demoCall, error) {
 			return call, err
 		}
 	}
-	err = waitFor(ctx, 15*time.Second, "every institution's acceptance to reach the host", func() (bool, error) {
+	err = waitFor(ctx, 20*time.Millisecond, 15*time.Second, "every institution's acceptance to reach the host", func() (bool, error) {
 		v, err := host.ConferenceDetail(ctx, conf.ID)
 		if err != nil {
 			return false, err
@@ -96,9 +96,12 @@ func demoConference(ctx context.Context, nodes []*node.Node) (demoCall, error) {
 	return call, err
 }
 
-// waitFor polls cond every 20 ms until it holds, fails, or d passes.
-func waitFor(ctx context.Context, d time.Duration, what string, cond func() (bool, error)) error {
+// waitFor checks cond every interval until it holds, fails, ctx ends or d
+// passes.
+func waitFor(ctx context.Context, interval, d time.Duration, what string, cond func() (bool, error)) error {
 	deadline := time.Now().Add(d)
+	t := time.NewTicker(interval)
+	defer t.Stop()
 	for {
 		ok, err := cond()
 		if err != nil {
@@ -113,7 +116,7 @@ func waitFor(ctx context.Context, d time.Duration, what string, cond func() (boo
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		case <-t.C:
 		}
 	}
 }
