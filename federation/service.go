@@ -138,6 +138,16 @@ func (s *Service) keyOf(ctx context.Context, keyID string) (atcrypto.PublicKey, 
 	if !ok {
 		return nil, Unauthorized("key id %q is not of the form did#fragment", keyID)
 	}
+	if did == s.did {
+		// This node's own keys, current and in overlap: no need to ask the
+		// network what we publish (an audit works offline).
+		for _, k := range s.keys.Keys(s.now()) {
+			if k.ID == frag {
+				return atcrypto.ParsePublicMultibase(k.PublicMultibase)
+			}
+		}
+		return nil, Unauthorized("%s is not a key of this node", keyID)
+	}
 	peer, err := s.resolver.Resolve(ctx, did)
 	if err != nil {
 		return nil, Unauthorized("cannot resolve %s: %v", did, err)
