@@ -222,8 +222,15 @@ func Open(ctx context.Context, e Envelope, keys KeyLookup) (Payload, []byte, err
 // of spec §4.2 that needs no clock and no state.
 func DecodePayload(b []byte) (Payload, error) {
 	var p Payload
-	if err := strictjson.Decode(b, &p, strictjson.Limits{}); err != nil {
+	// Trunk messages carry an SDP, longer than the ordinary string limit;
+	// every other type is held to it (spec §4.3).
+	if err := strictjson.Decode(b, &p, strictjson.Limits{MaxString: maxSDP}); err != nil {
 		return Payload{}, BadRequest("payload: %w", err)
+	}
+	if p.Type != TypeTrunkOffer && p.Type != TypeTrunkAnswer {
+		if err := strictjson.Check(b, strictjson.Limits{}); err != nil {
+			return Payload{}, BadRequest("payload: %w", err)
+		}
 	}
 	if err := strictjson.Require(b, payloadFields...); err != nil {
 		return Payload{}, BadRequest("payload: %w", err)
@@ -284,7 +291,7 @@ func (p Payload) CheckFresh(now time.Time) error {
 
 func knownType(t string) bool {
 	switch t {
-	case TypeLog, TypeReceipt, TypeRoster, TypeRecords, TypeSignal, TypeRelay:
+	case TypeLog, TypeReceipt, TypeRoster, TypeRecords, TypeSignal, TypeRelay, TypeTrunkOffer, TypeTrunkAnswer:
 		return true
 	}
 	return isEventType(t)

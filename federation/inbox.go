@@ -22,6 +22,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("POST "+Path+"/inbox", s.serveInbox)
 	mux.HandleFunc("GET "+Path+"/conferences/{id}/roster", s.serveRoster)
 	mux.HandleFunc("GET "+Path+"/conferences/{id}/records", s.serveRecords)
+	mux.HandleFunc("POST "+Path+"/conferences/{id}/trunk", s.serveTrunk)
 	return mux
 }
 

@@ -38,6 +38,9 @@ type Options struct {
 	// node takes part in (chat, hands, reactions, mute states), including its
 	// own users'. It must not block.
 	OnSignal func(Signal)
+	// OnTrunk, when set, answers trunk offers from member nodes' SFUs for
+	// conferences hosted here (spec §10). Without it, offers are refused.
+	OnTrunk TrunkHandler
 }
 
 // Service is one node's federation: its trust list, the conferences it hosts
@@ -57,6 +60,7 @@ type Service struct {
 	wake                            chan struct{}
 	onLogChange                     func(conference string)
 	onSignal                        func(Signal)
+	onTrunk                         TrunkHandler
 }
 
 // NewService builds a Service. It starts nothing; see RunOutbox.
@@ -79,6 +83,7 @@ func NewService(o Options) (*Service, error) {
 
 		onLogChange: o.OnLogChange,
 		onSignal:    o.OnSignal,
+		onTrunk:     o.OnTrunk,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

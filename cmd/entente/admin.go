@@ -55,6 +55,9 @@ func (a *app) usersCommand() *cobra.Command {
 				if password, err = readPassword(c.InOrStdin()); err != nil {
 					return err
 				}
+				if err := accounts.CheckPassword(password); err != nil {
+					return err
+				}
 			}
 			return a.withNode(c.Context(), path, func(n *node.Node) error {
 				u, err := accounts.AddUser(c.Context(), n.Store(), args[0], display, admin, time.Now())

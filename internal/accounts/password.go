@@ -48,17 +48,26 @@ func SetPassword(ctx context.Context, s store.Store, user, password string) erro
 	} else if err != nil {
 		return err
 	}
-	if n := utf8.RuneCountInString(password); n < MinPasswordLength {
-		return fmt.Errorf("password of %d characters: use at least %d", n, MinPasswordLength)
-	}
-	if len(password) > maxPasswordBytes {
-		return fmt.Errorf("password of %d bytes: use at most %d", len(password), maxPasswordBytes)
+	if err := CheckPassword(password); err != nil {
+		return err
 	}
 	hash, err := bcrypt.GenerateFromPassword([]byte(password), passwordCost)
 	if err != nil {
 		return fmt.Errorf("hash password: %w", err)
 	}
 	return s.PutSecret(ctx, passwordSecret(user), hash)
+}
+
+// CheckPassword tells whether SetPassword would accept a password, so that a
+// caller can refuse it before changing anything else.
+func CheckPassword(password string) error {
+	if n := utf8.RuneCountInString(password); n < MinPasswordLength {
+		return fmt.Errorf("password of %d characters: use at least %d", n, MinPasswordLength)
+	}
+	if len(password) > maxPasswordBytes {
+		return fmt.Errorf("password of %d bytes: use at most %d", len(password), maxPasswordBytes)
+	}
+	return nil
 }
 
 // Login checks a user's password and issues a token valid for LoginTokenTTL.

@@ -1,0 +1,163 @@
+package federation
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/entente-org/entente/internal/strictjson"
+	"github.com/entente-org/entente/store"
+)
+
+// A cascade trunk joins a member node's SFU to the host's SFU for one
+// conference (spec §10). It is set up by one signed exchange: the member
+// sends its SDP offer, the host answers with its SDP. The DTLS fingerprints
+// inside both SDPs are thereby signed by the nodes' keys, which binds the
+// media association to the nodes' identities.
+const (
+	TypeTrunkOffer  = "media.trunk.offer"
+	TypeTrunkAnswer = "media.trunk.answer"
+)
+
+// TrunkOffer is the content of media.trunk.offer.
+type TrunkOffer struct {
+	SDP string `json:"sdp"`
+	// Relay says whether the member node lets the host forward its users'
+	// media to other member nodes (the member's trust entry for the host,
+	// may_relay_media).
+	Relay bool `json:"relay"`
+}
+
+// TrunkAnswer is the content of media.trunk.answer.
+type TrunkAnswer struct {
+	SDP string `json:"sdp"`
+}
+
+// maxSDP bounds an SDP in a trunk message: a trunk pre-negotiates a few dozen
+// media sections, which is far longer than an ordinary string (spec §4.3).
+const maxSDP = 64 << 10
+
+// TrunkHandler is what the host's SFU does with a trunk offer from peer.
+type TrunkHandler func(ctx context.Context, conference, peer string, offer TrunkOffer) (answerSDP string, err error)
+
+// OfferTrunk sends this node's SDP offer for a trunk to the host of a
+// conference it takes part in, and returns the host's verified answer.
+func (s *Service) OfferTrunk(ctx context.Context, conference, sdp string) (string, error) {
+	conf, err := s.store.GetConference(ctx, conference)
+	if err != nil {
+		return "", notFoundOr(err, "unknown conference %s", conference)
+	}
+	if conf.Host == s.did {
+		return "", BadRequest("conference %s is hosted here: trunks go to the host", conference)
+	}
+	if conf.Ended {
+		return "", Gone("conference %s has ended", conference)
+	}
+	peer, err := s.store.GetPeer(ctx, conf.Host)
+	if err != nil {
+		return "", notFoundOr(err, "%s is not on the trust list", conf.Host)
+	}
+	p, err := s.newPayload(TypeTrunkOffer, conf.Host, s.did, conference, TrunkOffer{SDP: sdp, Relay: peer.MayRelayMedia})
+	if err != nil {
+		return "", err
+	}
+	env, _, err := s.seal(p)
+	if err != nil {
+		return "", err
+	}
+	body, _ := json.Marshal(env)
+	endpoint, err := s.endpoint(ctx, conf.Host)
+	if err != nil {
+		return "", err
+	}
+	status, answer, err := s.client.Do(ctx, http.MethodPost, endpoint+"/conferences/"+conference+"/trunk", body)
+	if err != nil {
+		return "", err
+	}
+	if status != http.StatusOK {
+		return "", hostRefusal(refusalError(status, answer).Error())
+	}
+	ap, err := s.openAnswer(ctx, conf.Host, answer, TypeTrunkAnswer)
+	if err != nil {
+		return "", err
+	}
+	var a TrunkAnswer
+	if err := strictjson.Decode(ap.Content, &a, strictjson.Limits{MaxString: maxSDP}); err != nil {
+		return "", BadRequest("trunk answer: %v", err)
+	}
+	if ap.Conference != conference || !strings.HasPrefix(a.SDP, "v=0") {
+		return "", Unauthorized("trunk answer from %s is not for %s", conf.Host, conference)
+	}
+	return a.SDP, nil
+}
+
+// serveTrunk answers a member node's trunk offer for a conference hosted here.
+func (s *Service) serveTrunk(w http.ResponseWriter, r *http.Request) {
+	in, err := s.auth.Authenticate(r)
+	if err != nil {
+		s.refused(r, "", err)
+		WriteError(w, err)
+		return
+	}
+	answer, err := s.trunkAnswer(r.Context(), in, r.PathValue("id"))
+	if err != nil {
+		s.refused(r, in.PeerDID, err)
+		WriteError(w, err)
+		return
+	}
+	s.respond(w, in.PeerDID, r.PathValue("id"), TypeTrunkAnswer, TrunkAnswer{SDP: answer})
+}
+
+func (s *Service) trunkAnswer(ctx context.Context, in *Inbound, conference string) (string, error) {
+	if s.onTrunk == nil {
+		return "", NotFound("this node runs no SFU")
+	}
+	env, err := DecodeEnvelope(in.Body)
+	if err != nil {
+		return "", err
+	}
+	if env.KeyDID() != in.PeerDID {
+		return "", Unauthorized("envelope signed by %s but request by %s", env.KeyDID(), in.PeerDID)
+	}
+	p, b, err := Open(ctx, env, s.keyOf)
+	if err != nil {
+		return "", err
+	}
+	if err := s.checkHeader(p, in.PeerDID); err != nil {
+		return "", err
+	}
+	if p.Type != TypeTrunkOffer || p.Conference != conference {
+		return "", BadRequest("expected a media.trunk.offer for %s", conference)
+	}
+	var offer TrunkOffer
+	if err := strictjson.Decode(p.Content, &offer, strictjson.Limits{MaxString: maxSDP}); err != nil {
+		return "", BadRequest("trunk offer: %v", err)
+	}
+	if !strings.HasPrefix(offer.SDP, "v=0") {
+		return "", BadRequest("trunk offer: not an SDP")
+	}
+	conf, err := s.store.GetConference(ctx, conference)
+	if err != nil || conf.Host != s.did {
+		return "", NotFound("no conference %s hosted here", conference)
+	}
+	if conf.Ended {
+		return "", Gone("conference %s has ended", conference)
+	}
+	n, err := s.store.GetConferenceNode(ctx, conference, p.Origin)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && n.State != store.NodeAccepted) {
+		return "", Forbidden("%s has not accepted an invitation to %s", p.Origin, conference)
+	} else if err != nil {
+		return "", err
+	}
+	// An offer is answered once: a replayed one is refused.
+	dup, err := s.store.RecordInbound(ctx, p.Origin, p.ID, HashHex(b), s.now())
+	if err != nil {
+		return "", err
+	}
+	if dup {
+		return "", Conflict("trunk offer %s was already answered", p.ID)
+	}
+	return s.onTrunk(ctx, conference, p.Origin, offer)
+}

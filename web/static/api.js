@@ -1,0 +1,66 @@
+// The client API of spec/client-api.md, and the session's token.
+const TOKEN_KEY = 'entente.token';
+
+export function getToken() {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+export function setToken(token) {
+  sessionStorage.setItem(TOKEN_KEY, token);
+}
+
+export function clearToken() {
+  sessionStorage.removeItem(TOKEN_KEY);
+}
+
+// ApiError carries the answer's status and the error code and message of
+// spec/client-api.md §1. status 0 means the node could not be reached.
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function request(method, path, body) {
+  const headers = { Accept: 'application/json' };
+  const token = getToken();
+  if (token) headers.Authorization = 'Bearer ' + token;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let res;
+  try {
+    res = await fetch('/api/v1' + path, {
+      method, headers, cache: 'no-store',
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, 'network', '');
+  }
+  let data = null;
+  try {
+    data = await res.json();
+  } catch {
+    // An empty or non-JSON answer: its status says enough.
+  }
+  if (!res.ok) {
+    const err = data?.error ?? {};
+    throw new ApiError(res.status, err.code ?? 'internal', err.message ?? res.statusText);
+  }
+  return { status: res.status, data };
+}
+
+const id = (s) => encodeURIComponent(s);
+
+export const api = {
+  login: (user, password) => request('POST', '/login', { user, password }),
+  me: () => request('GET', '/me'),
+  peers: () => request('GET', '/peers'),
+  conferences: () => request('GET', '/conferences'),
+  conference: (c) => request('GET', `/conferences/${id(c)}`),
+  createConference: (title) => request('POST', '/conferences', { title }),
+  invite: (c, node, users) => request('POST', `/conferences/${id(c)}/invitations`, users.length ? { node, users } : { node }),
+  join: (c) => request('POST', `/conferences/${id(c)}/join`, {}),
+  invitations: () => request('GET', '/invitations'),
+  answer: (c, accept) => request('POST', `/invitations/${id(c)}/${accept ? 'accept' : 'decline'}`),
+};

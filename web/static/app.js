@@ -1,0 +1,69 @@
+// The client's entry point: the session, the language switch and which
+// screen shows.
+import { api, getToken, setToken, clearToken } from './api.js';
+import { initLanguage, getLanguage, setLanguage } from './i18n.js';
+import { parseRoute, followLinks } from './router.js';
+import { showSignIn } from './signin.js';
+import { showHome } from './home.js';
+import { showPrejoin } from './prejoin.js';
+import { h } from './dom.js';
+
+const main = document.getElementById('main');
+const signOut = document.getElementById('sign-out');
+const language = document.getElementById('language');
+
+let screen = null; // the screen showing, with its stop()
+let generation = 0; // a newer render makes an older one give up
+
+// A demo link carries its token in the fragment, which never reaches a
+// server; it is taken and removed from the address bar (and history) at once.
+function takeFragmentToken() {
+  if (!location.hash.startsWith('#token=')) return;
+  const token = decodeURIComponent(location.hash.slice('#token='.length));
+  if (/^ent_[A-Za-z0-9_-]+$/.test(token)) setToken(token);
+  history.replaceState(null, '', location.pathname + location.search);
+}
+
+async function render({ focus = true } = {}) {
+  const mine = ++generation;
+  screen?.stop?.();
+  screen = null;
+  main.replaceChildren();
+  if (!getToken()) {
+    signOut.hidden = true;
+    screen = showSignIn(main, { onSignedIn: () => render() });
+    return;
+  }
+  let me;
+  try {
+    ({ data: me } = await api.me());
+  } catch (err) {
+    if (mine !== generation) return;
+    if (err.status === 401) {
+      clearToken();
+      return render({ focus });
+    }
+    main.replaceChildren(h('h1', { i18n: 'app.title' }), h('p', { class: 'error', role: 'alert', i18n: 'error.unreachable' }));
+    return;
+  }
+  if (mine !== generation) return;
+  signOut.hidden = false;
+  const route = parseRoute(location.pathname);
+  screen = route.name === 'prejoin' ? showPrejoin(main, { me, id: route.id }) : showHome(main, { me });
+  // Screen reader users hear the new screen from its start.
+  if (focus) main.focus();
+}
+
+initLanguage();
+language.value = getLanguage();
+language.addEventListener('change', () => setLanguage(language.value));
+signOut.addEventListener('click', () => {
+  clearToken();
+  history.pushState(null, '', '/');
+  render();
+});
+followLinks(document.body);
+window.addEventListener('popstate', () => render());
+window.addEventListener('entente:navigate', () => render());
+takeFragmentToken();
+render({ focus: false });
