@@ -241,8 +241,8 @@ func printDemo(w io.Writer, nodes []*node.Node, call demoCall, dir string, tempo
 	fmt.Fprintf(w, "Entente demo: %d institution nodes federated on 127.0.0.1\n\n", len(nodes))
 	for i, n := range nodes {
 		u := call.users[i]
-		fmt.Fprintf(w, "  %s\n    DID:   %s\n    URL:   %s\n    User:  %s (%s), API token %s\n",
-			n.Name(), n.DID(), n.PublicURL(), u.user.ID, u.user.DisplayName, u.token)
+		fmt.Fprintf(w, "  %s\n    DID:   %s\n    URL:   %s\n    User:  %s (%s), API token %s\n    Join:  %s/app/conference/%s#token=%s\n",
+			n.Name(), n.DID(), n.PublicURL(), u.user.ID, u.user.DisplayName, u.token, n.PublicURL(), call.conference, u.token)
 	}
 	fmt.Fprintf(w, "\nConference %q (%s)\n  hosted by %s; every other institution invited and accepted.\n",
 		call.title, call.conference, nodes[0].Name())
@@ -252,5 +252,10 @@ func printDemo(w io.Writer, nodes []*node.Node, call demoCall, dir string, tempo
 	if temporary {
 		where += " (temporary, removed on exit)"
 	}
-	fmt.Fprintf(w, "\nEach node resolved the others' DID documents over HTTPS.\nData: %s\nReady in %d ms.\n", where, took.Milliseconds())
+	fmt.Fprintf(w, "\nEach node resolved the others' DID documents over HTTPS.\n")
+	fmt.Fprintf(w, "Open a Join link per institution, each in its own browser profile, to join the call as that\n"+
+		"institution's user (the nodes' certificates come from the demo CA %s:\n"+
+		"import it into the browser, or accept the certificate warning once per node).\n",
+		filepath.Join(dir, "demo-ca.pem"))
+	fmt.Fprintf(w, "Data: %s\nReady in %d ms.\n", where, took.Milliseconds())
 }

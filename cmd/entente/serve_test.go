@@ -194,7 +194,8 @@ func TestDemoOnce(t *testing.T) {
 	}
 	for _, want := range []string{"Ministry of Digital Affairs", "National Statistics Agency", "City of Lyon",
 		"Each node resolved the others' DID documents over HTTPS.", "Ready in",
-		`Conference "Inter-ministry coordination" (c-`, "every other institution invited and accepted"} {
+		`Conference "Inter-ministry coordination" (c-`, "every other institution invited and accepted",
+		"/app/conference/c-"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, r.stdout)
 		}
