@@ -1,0 +1,492 @@
+package media
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/coder/websocket"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// client is one user's signalling connection and its two peer connections
+// (spec/client-api.md §5): publish (client offers) and subscribe (SFU
+// offers). It is the Up of the tracks it publishes and a Down of its
+// conference.
+type client struct {
+	sfu          *SFU
+	conferenceID string
+	me           Participant
+	ws           *websocket.Conn
+	log          *slog.Logger
+
+	outbox   chan []byte
+	closing  chan struct{}
+	stopOnce sync.Once
+
+	// outMu orders router events after `joined`; it is a leaf lock.
+	outMu  sync.Mutex
+	ready  bool
+	early  []any
+	reason string
+
+	mu             sync.Mutex
+	conf           *conference
+	pub, sub       *webrtc.PeerConnection
+	pubGate        candidateGate
+	subGate        candidateGate
+	announced      map[string]publishedTrack
+	published      map[string]*upTrack
+	subs           map[string]*subscription
+	awaitingAnswer bool
+	renegotiate    bool
+	stopped        bool
+}
+
+type subscription struct {
+	down   *downTrack
+	sender *webrtc.RTPSender
+}
+
+// candidateGate holds back local ICE candidates until the description they
+// belong to has been sent, so a client never gets a candidate before its
+// offer or answer.
+type candidateGate struct {
+	mu      sync.Mutex
+	open    bool
+	pending []webrtc.ICECandidateInit
+}
+
+func (g *candidateGate) add(c webrtc.ICECandidateInit, send func(webrtc.ICECandidateInit)) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.open {
+		g.pending = append(g.pending, c)
+		return
+	}
+	send(c)
+}
+
+func (g *candidateGate) release(send func(webrtc.ICECandidateInit)) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.open = true
+	for _, c := range g.pending {
+		send(c)
+	}
+	g.pending = nil
+}
+
+// send queues a message without blocking; a client that cannot keep up with
+// its outbox is disconnected rather than slowing the conference down.
+func (c *client) send(msg any) {
+	data, err := json.Marshal(msg)
+	if err != nil {
+		c.log.Error("encode signalling message", "err", err)
+		return
+	}
+	select {
+	case c.outbox <- data:
+	default:
+		c.log.Warn("signalling outbox full, disconnecting")
+		go c.stop("")
+	}
+}
+
+func (c *client) sendError(code, message string) {
+	c.send(errorMsg{Type: "error", Code: code, Message: message})
+}
+
+// Notify implements Down.
+func (c *client) Notify(ev Event) {
+	msg := eventMessage(ev)
+	if msg == nil {
+		return
+	}
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	if !c.ready {
+		c.early = append(c.early, msg)
+		return
+	}
+	c.send(msg)
+}
+
+// handle dispatches one client message (spec/client-api.md §5.2).
+func (c *client) handle(m inbound) {
+	if m.Type == "leave" {
+		c.stop("")
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return
+	}
+	if m.Type != "join" && c.conf == nil {
+		switch m.Type {
+		case "publish_offer", "subscribe_answer", "candidate", "subscribe", "unsubscribe", "mute":
+			c.sendError(codeNotJoined, m.Type+" before join")
+			return
+		}
+	}
+	switch m.Type {
+	case "join":
+		c.join()
+	case "publish_offer":
+		c.publishOffer(m)
+	case "subscribe_answer":
+		c.subscribeAnswer(m)
+	case "candidate":
+		c.candidate(m)
+	case "subscribe":
+		c.subscribe(m)
+	case "unsubscribe":
+		c.unsubscribe(m.Track)
+	case "mute":
+		c.mute(m)
+	default:
+		c.sendError(codeUnknownType, fmt.Sprintf("unknown message type %q", m.Type))
+	}
+}
+
+func (c *client) join() {
+	if c.conf != nil {
+		c.sendError(codeAlreadyJoined, "already joined")
+		return
+	}
+	sub, err := c.sfu.newPeerConnection(c.sfu.subAPI)
+	if err != nil {
+		c.log.Error("create subscribe peer connection", "err", err)
+		c.sendError(codeInternal, "cannot create peer connection")
+		return
+	}
+	c.sub = sub
+	c.watch(sub, "subscribe", &c.subGate)
+
+	conf, others, tracks := c.sfu.router.join(c.conferenceID, c, c.me)
+	c.conf = conf
+	c.outMu.Lock()
+	c.send(joinedMsg{Type: "joined", You: c.me, Participants: others, Tracks: tracks, ICEServers: c.sfu.opts.ICEServers})
+	for _, msg := range c.early {
+		c.send(msg)
+	}
+	c.early, c.ready = nil, true
+	c.outMu.Unlock()
+	c.log.Info("joined media")
+}
+
+// watch wires a peer connection's candidates and failure to the client.
+func (c *client) watch(pc *webrtc.PeerConnection, name string, gate *candidateGate) {
+	sendCandidate := func(init webrtc.ICECandidateInit) {
+		c.send(candidateMsg{Type: "candidate", PC: name, Candidate: init})
+	}
+	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
+		if cand != nil {
+			gate.add(cand.ToJSON(), sendCandidate)
+		}
+	})
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateFailed {
+			c.log.Info("peer connection failed", "pc", name)
+			go c.stop("")
+		}
+	})
+}
+
+func (c *client) publishOffer(m inbound) {
+	if m.SDP == "" {
+		c.sendError(codeBadSDP, "publish_offer without sdp")
+		return
+	}
+	for _, t := range m.Tracks {
+		if err := t.validate(); err != nil {
+			c.sendError(codeBadRequest, fmt.Sprintf("track %q: %v", t.Mid, err))
+			return
+		}
+	}
+	var parsed sdp.SessionDescription
+	if err := parsed.UnmarshalString(m.SDP); err != nil {
+		c.sendError(codeBadSDP, "publish_offer sdp does not parse")
+		return
+	}
+	if c.pub == nil {
+		pub, err := c.sfu.newPeerConnection(c.sfu.pubAPI)
+		if err != nil {
+			c.log.Error("create publish peer connection", "err", err)
+			c.sendError(codeInternal, "cannot create peer connection")
+			return
+		}
+		c.pub = pub
+		c.watch(pub, "publish", &c.pubGate)
+		pub.OnTrack(c.onTrack)
+	}
+	for _, t := range m.Tracks {
+		c.announced[t.Mid] = t
+	}
+	if err := c.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m.SDP}); err != nil {
+		c.sendError(codeBadSDP, "publish_offer rejected: "+err.Error())
+		return
+	}
+	answer, err := c.pub.CreateAnswer(nil)
+	if err == nil {
+		err = c.pub.SetLocalDescription(answer)
+	}
+	if err != nil {
+		c.log.Warn("answer publish offer", "err", err)
+		c.sendError(codeBadSDP, "cannot answer publish_offer: "+err.Error())
+		return
+	}
+	c.send(sdpMsg{Type: "publish_answer", SDP: answer.SDP})
+	c.pubGate.release(func(init webrtc.ICECandidateInit) {
+		c.send(candidateMsg{Type: "candidate", PC: "publish", Candidate: init})
+	})
+}
+
+// onTrack turns each incoming stream into an up-track layer. Simulcast
+// layers of one transceiver share one up-track.
+func (c *client) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+	layer, ok := layerIndex(remote.RID())
+	if !ok {
+		c.log.Debug("ignoring stream with unknown rid", "rid", remote.RID())
+		return
+	}
+	c.mu.Lock()
+	if c.stopped || c.pub == nil {
+		c.mu.Unlock()
+		return
+	}
+	mid := ""
+	for _, tr := range c.pub.GetTransceivers() {
+		if tr.Receiver() == receiver {
+			mid = tr.Mid()
+		}
+	}
+	announced, ok := c.announced[mid]
+	if !ok || announced.Kind != remote.Kind().String() {
+		c.mu.Unlock()
+		c.log.Debug("ignoring unannounced track", "mid", mid)
+		return
+	}
+	t, existing := c.published[mid]
+	if !existing {
+		t = c.newUpTrack(announced, remote, receiver)
+		c.published[mid] = t
+	}
+	conf := c.conf
+	c.mu.Unlock()
+
+	if !existing {
+		conf.publish(t)
+		c.log.Info("track published", "track", t.ID(), "kind", t.info.Kind, "source", t.info.Source)
+	}
+	go drainRTCP(receiver, remote.RID())
+	t.readLayer(layer, uint32(remote.SSRC()), remote)
+}
+
+func (c *client) newUpTrack(a publishedTrack, remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) *upTrack {
+	info := TrackInfo{
+		ID: newTrackID(), Owner: c.me.User, Kind: a.Kind, Source: a.Source,
+		Layers: []string{}, Width: a.Width, Height: a.Height,
+	}
+	if a.Simulcast {
+		info.Layers = simulcastRIDs[:]
+	}
+	if info.Width == 0 || info.Height == 0 {
+		info.Width, info.Height = 1280, 720
+	}
+	t := newUpTrack(info, remote.Codec().RTPCodecCapability, remote.Kind(), pliSender(c.pub), c.sfu.metrics, c.log)
+	for _, ext := range receiver.GetParameters().HeaderExtensions {
+		if ext.URI == sdp.AudioLevelURI && ext.ID > 0 && ext.ID < 256 {
+			t.audioLevelID = uint8(ext.ID)
+		}
+	}
+	return t
+}
+
+func newTrackID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (c *client) subscribeAnswer(m inbound) {
+	if !c.awaitingAnswer {
+		c.sendError(codeUnexpectedReply, "no subscribe_offer is outstanding")
+		return
+	}
+	var parsed sdp.SessionDescription
+	err := parsed.UnmarshalString(m.SDP)
+	if err == nil {
+		err = c.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m.SDP})
+	}
+	c.awaitingAnswer = false
+	if err != nil {
+		c.sendError(codeBadSDP, "subscribe_answer rejected; a new subscribe_offer follows")
+		if rbErr := c.sub.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); rbErr != nil {
+			c.log.Warn("roll back subscribe offer", "err", rbErr)
+		}
+		c.negotiate()
+		return
+	}
+	if c.renegotiate {
+		c.renegotiate = false
+		c.negotiate()
+	}
+}
+
+// negotiate sends a new subscribe_offer, or remembers to once the
+// outstanding one is answered. Called with c.mu held.
+func (c *client) negotiate() {
+	if c.awaitingAnswer {
+		c.renegotiate = true
+		return
+	}
+	offer, err := c.sub.CreateOffer(nil)
+	if err == nil {
+		err = c.sub.SetLocalDescription(offer)
+	}
+	if err != nil {
+		c.log.Warn("create subscribe offer", "err", err)
+		return
+	}
+	c.awaitingAnswer = true
+	c.send(sdpMsg{Type: "subscribe_offer", SDP: offer.SDP})
+	c.subGate.release(func(init webrtc.ICECandidateInit) {
+		c.send(candidateMsg{Type: "candidate", PC: "subscribe", Candidate: init})
+	})
+}
+
+func (c *client) candidate(m inbound) {
+	if m.Candidate == nil {
+		c.sendError(codeBadCandidate, "candidate missing")
+		return
+	}
+	var pc *webrtc.PeerConnection
+	switch m.PC {
+	case "publish":
+		pc = c.pub
+	case "subscribe":
+		pc = c.sub
+	default:
+		c.sendError(codeBadCandidate, `pc must be "publish" or "subscribe"`)
+		return
+	}
+	if pc == nil || pc.RemoteDescription() == nil {
+		c.sendError(codeBadCandidate, "candidate before description")
+		return
+	}
+	if err := pc.AddICECandidate(*m.Candidate); err != nil {
+		c.sendError(codeBadCandidate, "candidate rejected: "+err.Error())
+	}
+}
+
+func (c *client) subscribe(m inbound) {
+	t, ok := c.conf.track(m.Track)
+	if !ok {
+		c.sendError(codeUnknownTrack, fmt.Sprintf("no track %q in this conference", m.Track))
+		return
+	}
+	if t.info.Owner == c.me.User {
+		c.sendError(codeOwnTrack, "a client does not subscribe to its own tracks")
+		return
+	}
+	if m.MaxWidth < 0 || m.MaxHeight < 0 {
+		c.sendError(codeBadRequest, "max_width and max_height must not be negative")
+		return
+	}
+	if s, ok := c.subs[m.Track]; ok {
+		s.down.setPreferences(m.MaxWidth, m.MaxHeight)
+		return
+	}
+	var d *downTrack
+	d = newDownTrack(t, c.sfu.metrics, m.MaxWidth, m.MaxHeight, func() { go c.dropSubscription(m.Track, d) })
+	sender, err := c.sub.AddTrack(d)
+	if err != nil {
+		c.log.Warn("add subscribed track", "track", m.Track, "err", err)
+		c.sendError(codeInternal, "cannot add track")
+		return
+	}
+	c.subs[m.Track] = &subscription{down: d, sender: sender}
+	t.AddSink(d)
+	go readSubscriberRTCP(sender, d, c.sfu.metrics, c.log.With("track", m.Track))
+	c.negotiate()
+}
+
+func (c *client) unsubscribe(track string) {
+	s, ok := c.subs[track]
+	if !ok {
+		c.sendError(codeUnknownTrack, fmt.Sprintf("not subscribed to %q", track))
+		return
+	}
+	s.down.up.RemoveSink(s.down)
+	c.removeSubscription(track, s)
+}
+
+// dropSubscription runs when a subscribed track's publisher goes away.
+func (c *client) dropSubscription(track string, d *downTrack) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.subs[track]; ok && s.down == d && !c.stopped {
+		c.removeSubscription(track, s)
+	}
+}
+
+func (c *client) removeSubscription(track string, s *subscription) {
+	delete(c.subs, track)
+	if err := c.sub.RemoveTrack(s.sender); err != nil && !errors.Is(err, webrtc.ErrConnectionClosed) {
+		c.log.Debug("remove subscribed track", "track", track, "err", err)
+	}
+	c.negotiate()
+}
+
+func (c *client) mute(m inbound) {
+	for _, t := range c.published {
+		if t.ID() == m.Track {
+			c.conf.setMuted(t, m.Muted)
+			return
+		}
+	}
+	c.sendError(codeUnknownTrack, fmt.Sprintf("no published track %q", m.Track))
+}
+
+// stop ends the client's media at once: its tracks leave the conference and
+// both peer connections close. A non-empty reason is sent as `removed`
+// first. The WebSocket closes once the outbox is flushed.
+func (c *client) stop(reason string) {
+	c.stopOnce.Do(func() {
+		if reason != "" {
+			c.send(removedMsg{Type: "removed", Reason: reason})
+		}
+		c.mu.Lock()
+		c.stopped = true
+		conf := c.conf
+		published := make([]*upTrack, 0, len(c.published))
+		for _, t := range c.published {
+			published = append(published, t)
+		}
+		pcs := []*webrtc.PeerConnection{c.pub, c.sub}
+		c.mu.Unlock()
+		if conf != nil {
+			conf.leave(c, published)
+		}
+		for _, pc := range pcs {
+			if pc != nil {
+				if err := pc.Close(); err != nil {
+					c.log.Debug("close peer connection", "err", err)
+				}
+				c.sfu.metrics.peerConnections.Dec()
+			}
+		}
+		c.outMu.Lock()
+		c.reason = reason
+		c.outMu.Unlock()
+		close(c.closing)
+		c.log.Info("left media", "reason", reason)
+	})
+}

@@ -1,0 +1,270 @@
+package media
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// historySize is how many sent packets a down-track remembers to map a NACK
+// back to the layer and sequence number it came from; it matches the packet
+// cache, beyond which a retransmission is impossible anyway.
+const historySize = packetCacheSize
+
+// downTrack sends one up-track to one subscriber. It is a webrtc.TrackLocal
+// added to the subscriber's peer connection, and a DownTrack of the router.
+// It picks one simulcast layer at a time and rewrites SSRC, sequence numbers
+// and timestamps so that the subscriber sees one continuous stream.
+type downTrack struct {
+	up        UpTrack
+	info      TrackInfo
+	kind      webrtc.RTPCodecType
+	simulcast bool
+	clockRate uint32
+	metrics   *metrics
+	// onClose runs once when the up-track goes away.
+	onClose   func()
+	closeOnce sync.Once
+
+	mu      sync.Mutex
+	writer  webrtc.TrackLocalWriter
+	ssrc    uint32
+	pt      uint8
+	current int // layer being sent, -1 before the first keyframe
+	target  int // layer wanted; switched to at its next keyframe
+	maxW    int
+	maxH    int
+	remb    uint64
+
+	started    bool
+	seqOffset  uint16
+	tsOffset   uint32
+	lastSeqOut uint16
+	lastTSOut  uint32
+	lastOut    int64
+	history    [historySize]sentPacket
+	out        rtp.Header
+	scratch    [maxPacketSize]byte
+}
+
+type sentPacket struct {
+	seqOut uint16
+	seqIn  uint16
+	layer  int8
+	tsOut  uint32
+	valid  bool
+}
+
+func newDownTrack(up UpTrack, m *metrics, maxW, maxH int, onClose func()) *downTrack {
+	info := up.Info()
+	kind := webrtc.RTPCodecTypeAudio
+	if info.Kind == "video" {
+		kind = webrtc.RTPCodecTypeVideo
+	}
+	d := &downTrack{
+		up:        up,
+		info:      info,
+		kind:      kind,
+		simulcast: len(info.Layers) > 1,
+		clockRate: up.Codec().ClockRate,
+		metrics:   m,
+		onClose:   onClose,
+		current:   -1,
+		maxW:      maxW,
+		maxH:      maxH,
+	}
+	d.target = chooseLayer(up, d.simulcast, maxW, maxH, 0)
+	return d
+}
+
+// The TrackLocal methods make the down-track addable to a peer connection:
+// the track ID is the published track's ID and the stream ID its owner, so a
+// client's ontrack maps the media to the track_added it saw (§5.3).
+
+func (d *downTrack) ID() string                { return d.info.ID }
+func (d *downTrack) RID() string               { return "" }
+func (d *downTrack) StreamID() string          { return d.info.Owner }
+func (d *downTrack) Kind() webrtc.RTPCodecType { return d.kind }
+
+var errCodecNotNegotiated = errors.New("codec not negotiated by subscriber")
+
+func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	codec := d.up.Codec()
+	for _, c := range ctx.CodecParameters() {
+		if !strings.EqualFold(c.MimeType, codec.MimeType) {
+			continue
+		}
+		if strings.EqualFold(codec.MimeType, webrtc.MimeTypeH264) && !sameH264Mode(c.SDPFmtpLine, codec.SDPFmtpLine) {
+			continue
+		}
+		d.mu.Lock()
+		d.writer, d.ssrc, d.pt = ctx.WriteStream(), uint32(ctx.SSRC()), uint8(c.PayloadType)
+		d.mu.Unlock()
+		// A new subscriber needs a keyframe to start decoding (§5.5).
+		d.up.RequestKeyframe(d.target)
+		return c, nil
+	}
+	return webrtc.RTPCodecParameters{}, fmt.Errorf("track %s: %s: %w", d.info.ID, codec.MimeType, errCodecNotNegotiated)
+}
+
+func sameH264Mode(a, b string) bool {
+	return strings.Contains(a, "packetization-mode=1") == strings.Contains(b, "packetization-mode=1")
+}
+
+func (d *downTrack) Unbind(webrtc.TrackLocalContext) error {
+	d.mu.Lock()
+	d.writer = nil
+	d.mu.Unlock()
+	return nil
+}
+
+// Close is called by the up-track when it goes away.
+func (d *downTrack) Close() {
+	d.closeOnce.Do(func() {
+		d.mu.Lock()
+		d.writer = nil
+		d.mu.Unlock()
+		if d.onClose != nil {
+			d.onClose()
+		}
+	})
+}
+
+// setPreferences records the subscriber's wanted size and re-chooses the
+// layer.
+func (d *downTrack) setPreferences(maxW, maxH int) {
+	d.mu.Lock()
+	d.maxW, d.maxH = maxW, maxH
+	target := d.retarget()
+	d.mu.Unlock()
+	d.up.RequestKeyframe(target)
+}
+
+// setEstimate records the subscriber's REMB and re-chooses the layer.
+func (d *downTrack) setEstimate(bps uint64) {
+	d.mu.Lock()
+	d.remb = bps
+	before := d.target
+	target := d.retarget()
+	d.mu.Unlock()
+	if target != before {
+		d.up.RequestKeyframe(target)
+	}
+}
+
+func (d *downTrack) retarget() int {
+	if t := chooseLayer(d.up, d.simulcast, d.maxW, d.maxH, d.remb); t >= 0 {
+		d.target = t
+	}
+	return d.target
+}
+
+// layer is the layer currently sent, for keyframe requests.
+func (d *downTrack) layer() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.current < 0 {
+		return d.target
+	}
+	return d.current
+}
+
+// WriteRTP forwards p if it belongs to the layer being sent, switching
+// layers at a keyframe of the target layer.
+func (d *downTrack) WriteRTP(p *Packet) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.writer == nil {
+		return
+	}
+	if d.simulcast && p.Keyframe {
+		// Layers come and go with the publisher's bandwidth: keyframes are
+		// rare enough to re-choose at each.
+		d.retarget()
+	}
+	if p.Layer != d.current {
+		if p.Layer != d.target || !p.Keyframe {
+			return
+		}
+		d.switchTo(p)
+	}
+	if d.simulcast && p.Keyframe && d.target != d.current {
+		// The layer on its way out keeps flowing until the target's keyframe.
+		d.up.RequestKeyframe(d.target)
+	}
+	seqOut := p.Header.SequenceNumber + d.seqOffset
+	tsOut := p.Header.Timestamp + d.tsOffset
+	if int16(seqOut-d.lastSeqOut) > 0 {
+		d.lastSeqOut, d.lastTSOut = seqOut, tsOut
+		d.lastOut = time.Now().UnixNano()
+	}
+	d.history[seqOut%historySize] = sentPacket{seqOut: seqOut, seqIn: p.Header.SequenceNumber, layer: int8(p.Layer), tsOut: tsOut, valid: true}
+	d.write(p.Header, p.Payload, seqOut, tsOut)
+}
+
+// switchTo starts sending p's layer, continuing the sequence numbers and
+// timestamps the subscriber has seen so far.
+func (d *downTrack) switchTo(p *Packet) {
+	if !d.started {
+		d.started = true
+		d.seqOffset, d.tsOffset = 0, 0
+	} else {
+		elapsed := time.Now().UnixNano() - d.lastOut
+		step := uint32(uint64(max(elapsed, 0)) * uint64(d.clockRate) / uint64(time.Second))
+		d.seqOffset = d.lastSeqOut + 1 - p.Header.SequenceNumber
+		d.tsOffset = d.lastTSOut + max(step, 1) - p.Header.Timestamp
+	}
+	d.current = p.Layer
+}
+
+// write sends one packet with the subscriber's SSRC and payload type.
+// Publishers' header extensions are dropped: their IDs were negotiated on
+// another peer connection. Called with d.mu held.
+func (d *downTrack) write(h *rtp.Header, payload []byte, seq uint16, ts uint32) {
+	d.out = rtp.Header{
+		Version:        2,
+		Marker:         h.Marker,
+		PayloadType:    d.pt,
+		SequenceNumber: seq,
+		Timestamp:      ts,
+		SSRC:           d.ssrc,
+		CSRC:           h.CSRC,
+	}
+	n, err := d.writer.WriteRTP(&d.out, payload)
+	if n == 0 && err == nil && d.current >= 0 && d.kind == webrtc.RTPCodecTypeVideo {
+		// pion drops writes until the subscriber's SRTP is up: start over
+		// at a keyframe once it is.
+		d.current = -1
+		d.up.RequestKeyframe(d.target)
+	}
+}
+
+// retransmit answers a NACK for seqOut from the up-track's cache.
+func (d *downTrack) retransmit(seqOut uint16) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	sent := d.history[seqOut%historySize]
+	if d.writer == nil || !sent.valid || sent.seqOut != seqOut {
+		return false
+	}
+	n, ok := d.up.Cached(int(sent.layer), sent.seqIn, d.scratch[:])
+	if !ok {
+		return false
+	}
+	var h rtp.Header
+	hdrLen, err := h.Unmarshal(d.scratch[:n])
+	if err != nil {
+		return false
+	}
+	payload := d.scratch[hdrLen:n]
+	if h.Padding && len(payload) > 0 && int(payload[len(payload)-1]) <= len(payload) {
+		payload = payload[:len(payload)-int(payload[len(payload)-1])]
+	}
+	d.write(&h, payload, seqOut, sent.tsOut)
+	return true
+}

@@ -1,0 +1,572 @@
+package media
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// fakeMembership refuses the (conference, user) pairs it was told to.
+type fakeMembership struct {
+	mu     sync.Mutex
+	denied map[string]error
+}
+
+func (f *fakeMembership) MayParticipate(_ context.Context, conference, user string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.denied[conference+"|"+user]
+}
+
+func (f *fakeMembership) deny(conference, user string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.denied[conference+"|"+user] = err
+}
+
+type testNode struct {
+	sfu        *SFU
+	srv        *httptest.Server
+	membership *fakeMembership
+	registry   *prometheus.Registry
+}
+
+func newTestNode(t *testing.T) *testNode {
+	t.Helper()
+	n := &testNode{membership: &fakeMembership{denied: map[string]error{}}, registry: prometheus.NewRegistry()}
+	s, err := New(Options{Membership: n.membership, Registry: n.registry, IncludeLoopback: true})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	n.sfu = s
+	n.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		s.ServeSignal(w, r, q.Get("conference"), q.Get("user"), "Name of "+q.Get("user"), "org.example")
+	}))
+	t.Cleanup(func() {
+		n.srv.CloseClientConnections()
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		n.srv.Close()
+	})
+	return n
+}
+
+type received struct {
+	track   string
+	payload []byte
+	seq     uint16
+}
+
+type testClient struct {
+	t       *testing.T
+	user    string
+	ws      *websocket.Conn
+	ctx     context.Context
+	pub     *webrtc.PeerConnection
+	sub     *webrtc.PeerConnection
+	msgs    chan map[string]any
+	media   chan received
+	auto    bool
+	autoMax [2]int
+
+	mu     sync.Mutex
+	tracks []*testTrack
+	seen   []map[string]any
+}
+
+type clientOptions struct {
+	autoSubscribe bool
+	maxW, maxH    int
+	// drop, if set, is consulted for each RTP packet the subscriber receives
+	// before its NACK generator sees it, to simulate loss.
+	drop func(*rtp.Header) bool
+}
+
+func clientAPI(t *testing.T, drop func(*rtp.Header) bool) *webrtc.API {
+	t.Helper()
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if drop != nil {
+		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		se.SetICEUDPMux(webrtc.NewICEUDPMux(nil, &lossyConn{UDPConn: conn, drop: drop}))
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+}
+
+// lossyConn drops the SRTP packets drop selects before pion sees them: real
+// loss, below SRTP, so a retransmission is not taken for a replay.
+type lossyConn struct {
+	*net.UDPConn
+	drop func(*rtp.Header) bool
+}
+
+func (l *lossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := l.UDPConn.ReadFrom(b)
+		if err != nil {
+			return n, addr, err
+		}
+		var h rtp.Header
+		if n > 12 && b[0]>>6 == 2 && (b[1]&0x7f < 64 || b[1]&0x7f > 95) {
+			if _, perr := h.Unmarshal(b[:n]); perr == nil && l.drop(&h) {
+				continue
+			}
+		}
+		return n, addr, err
+	}
+}
+
+func connect(t *testing.T, n *testNode, conference, user string, o clientOptions) *testClient {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	url := strings.Replace(n.srv.URL, "http", "ws", 1) + "/?conference=" + conference + "&user=" + user
+	ws, _, err := websocket.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", user, err)
+	}
+	ws.SetReadLimit(1 << 20)
+	api := clientAPI(t, o.drop)
+	c := &testClient{t: t, user: user, ws: ws, ctx: ctx, msgs: make(chan map[string]any, 4096),
+		media: make(chan received, 65536), auto: o.autoSubscribe, autoMax: [2]int{o.maxW, o.maxH}}
+	if c.pub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		t.Fatal(err)
+	}
+	if c.sub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = ws.CloseNow()
+		_ = c.pub.Close()
+		_ = c.sub.Close()
+	})
+	c.sub.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		for {
+			p, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			select {
+			case c.media <- received{track: tr.ID(), payload: append([]byte(nil), p.Payload...), seq: p.SequenceNumber}:
+			default:
+			}
+		}
+	})
+	go c.readLoop()
+	c.send(map[string]any{"type": "join"})
+	c.expect("joined", 5*time.Second)
+	return c
+}
+
+func (c *testClient) send(m any) {
+	data, err := json.Marshal(m)
+	if err != nil {
+		c.t.Errorf("marshal: %v", err)
+		return
+	}
+	if err := c.ws.Write(c.ctx, websocket.MessageText, data); err != nil {
+		c.t.Logf("%s: write: %v", c.user, err)
+	}
+}
+
+func (c *testClient) readLoop() {
+	defer close(c.msgs)
+	for {
+		_, data, err := c.ws.Read(c.ctx)
+		if err != nil {
+			return
+		}
+		var m map[string]any
+		if err := json.Unmarshal(data, &m); err != nil {
+			c.t.Errorf("%s: server sent non-JSON %q", c.user, data)
+			return
+		}
+		switch m["type"] {
+		case "subscribe_offer":
+			c.answer(m["sdp"].(string))
+		case "publish_answer":
+			if err := c.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m["sdp"].(string)}); err != nil {
+				c.t.Errorf("%s: publish answer: %v", c.user, err)
+			}
+		case "candidate":
+			pc := c.pub
+			if m["pc"] == "subscribe" {
+				pc = c.sub
+			}
+			raw, _ := json.Marshal(m["candidate"])
+			var init webrtc.ICECandidateInit
+			if err := json.Unmarshal(raw, &init); err != nil {
+				c.t.Errorf("candidate: %v", err)
+			}
+			if err := pc.AddICECandidate(init); err != nil {
+				c.t.Errorf("%s: add candidate: %v", c.user, err)
+			}
+		case "joined":
+			if c.auto {
+				for _, tr := range m["tracks"].([]any) {
+					c.subscribe(tr.(map[string]any)["id"].(string), c.autoMax[0], c.autoMax[1])
+				}
+			}
+		case "track_added":
+			if c.auto {
+				c.subscribe(m["id"].(string), c.autoMax[0], c.autoMax[1])
+			}
+		}
+		c.msgs <- m
+	}
+}
+
+func (c *testClient) subscribe(track string, maxW, maxH int) {
+	c.send(map[string]any{"type": "subscribe", "track": track, "max_width": maxW, "max_height": maxH})
+}
+
+func (c *testClient) answer(offer string) {
+	if err := c.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		c.t.Errorf("%s: subscribe offer: %v", c.user, err)
+		return
+	}
+	ans, err := c.sub.CreateAnswer(nil)
+	if err != nil {
+		c.t.Errorf("%s: create answer: %v", c.user, err)
+		return
+	}
+	gathered := webrtc.GatheringCompletePromise(c.sub)
+	if err := c.sub.SetLocalDescription(ans); err != nil {
+		c.t.Errorf("%s: set answer: %v", c.user, err)
+		return
+	}
+	<-gathered
+	c.send(map[string]any{"type": "subscribe_answer", "sdp": c.sub.LocalDescription().SDP})
+}
+
+// expect waits for a message of type typ, keeping the others in c.seen.
+func (c *testClient) expect(typ string, timeout time.Duration) map[string]any {
+	c.t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case m, ok := <-c.msgs:
+			if !ok {
+				c.t.Fatalf("%s: connection closed while waiting for %s", c.user, typ)
+			}
+			if m["type"] == typ {
+				c.mu.Lock()
+				c.seen = append(c.seen, m)
+				c.mu.Unlock()
+				return m
+			}
+			c.mu.Lock()
+			c.seen = append(c.seen, m)
+			c.mu.Unlock()
+		case <-deadline:
+			c.t.Fatalf("%s: no %s within %v", c.user, typ, timeout)
+		}
+	}
+}
+
+// testTrack is a synthetic published track. Payloads are recorded so that
+// subscribers can be checked byte for byte.
+type testTrack struct {
+	tag       byte
+	kind      string
+	source    string
+	simulcast bool
+	locals    []*webrtc.TrackLocalStaticRTP
+	sender    *webrtc.RTPSender
+	mid       string
+	midExt    uint8
+	ridExt    uint8
+	levelExt  uint8
+	id        string // assigned by the SFU, from track_added
+	plis      atomic.Int64
+	forceKF   atomic.Bool
+
+	mu   sync.Mutex
+	sent map[string][]byte // layer+seq -> payload
+}
+
+func sentKey(layer byte, seq uint32) string {
+	var b [5]byte
+	b[0] = layer
+	binary.BigEndian.PutUint32(b[1:], seq)
+	return string(b[:])
+}
+
+// publish adds tracks, sends publish_offer and starts sending media every
+// 10 ms until the test ends. Every 25th video packet is a keyframe, and the
+// next one after a PLI.
+func (c *testClient) publish(tracks ...*testTrack) {
+	c.t.Helper()
+	for _, tr := range tracks {
+		tr.sent = map[string][]byte{}
+		rids := []string{""}
+		if tr.simulcast {
+			rids = []string{"q", "h", "f"}
+		}
+		for _, rid := range rids {
+			codec := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}
+			if tr.kind == "video" {
+				codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+			}
+			var opts []func(*webrtc.TrackLocalStaticRTP)
+			if rid != "" {
+				opts = append(opts, webrtc.WithRTPStreamID(rid))
+			}
+			l, err := webrtc.NewTrackLocalStaticRTP(codec, tr.kind+string(tr.tag), c.user, opts...)
+			if err != nil {
+				c.t.Fatal(err)
+			}
+			tr.locals = append(tr.locals, l)
+		}
+		var err error
+		if tr.sender, err = c.pub.AddTrack(tr.locals[0]); err != nil {
+			c.t.Fatal(err)
+		}
+		for _, l := range tr.locals[1:] {
+			if err := tr.sender.AddEncoding(l); err != nil {
+				c.t.Fatal(err)
+			}
+		}
+		for _, ext := range tr.sender.GetParameters().HeaderExtensions {
+			switch ext.URI {
+			case sdp.SDESMidURI:
+				tr.midExt = uint8(ext.ID)
+			case sdp.SDESRTPStreamIDURI:
+				tr.ridExt = uint8(ext.ID)
+			case sdp.AudioLevelURI:
+				tr.levelExt = uint8(ext.ID)
+			}
+		}
+		go func(tr *testTrack) {
+			for _, rid := range rids {
+				go func(rid string) {
+					for {
+						var pkts []rtcp.Packet
+						var err error
+						if rid == "" {
+							pkts, _, err = tr.sender.ReadRTCP()
+						} else {
+							pkts, _, err = tr.sender.ReadSimulcastRTCP(rid)
+						}
+						if err != nil {
+							return
+						}
+						for _, p := range pkts {
+							if _, ok := p.(*rtcp.PictureLossIndication); ok {
+								tr.plis.Add(1)
+								tr.forceKF.Store(true)
+							}
+						}
+					}
+				}(rid)
+			}
+		}(tr)
+	}
+	offer, err := c.pub.CreateOffer(nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(c.pub)
+	if err := c.pub.SetLocalDescription(offer); err != nil {
+		c.t.Fatal(err)
+	}
+	<-gathered
+	var announced []map[string]any
+	for _, tr := range tracks {
+		for _, tx := range c.pub.GetTransceivers() {
+			if tx.Sender() == tr.sender {
+				tr.mid = tx.Mid()
+			}
+		}
+		announced = append(announced, map[string]any{"mid": tr.mid, "kind": tr.kind, "source": tr.source, "simulcast": tr.simulcast, "width": 1280, "height": 720})
+	}
+	c.mu.Lock()
+	c.tracks = append(c.tracks, tracks...)
+	c.mu.Unlock()
+	c.send(map[string]any{"type": "publish_offer", "sdp": c.pub.LocalDescription().SDP, "tracks": announced})
+	go c.sendMedia(tracks)
+}
+
+func (c *testClient) sendMedia(tracks []*testTrack) {
+	ticker := time.NewTicker(10 * time.Millisecond)
+	defer ticker.Stop()
+	for seq := uint32(0); ; seq++ {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		for _, tr := range tracks {
+			keyframe := seq%25 == 0 || tr.forceKF.Swap(false)
+			for i, l := range tr.locals {
+				layer := byte('-')
+				if tr.simulcast {
+					layer = "qhf"[i]
+				}
+				payload := makePayload(tr.kind, tr.tag, layer, seq, keyframe)
+				tr.mu.Lock()
+				tr.sent[sentKey(layer, seq)] = payload
+				tr.mu.Unlock()
+				p := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(seq), Timestamp: seq * 900, Marker: true}, Payload: payload}
+				if tr.kind == "audio" {
+					p.Timestamp = seq * 480
+					if tr.levelExt != 0 {
+						_ = p.Header.SetExtension(tr.levelExt, []byte{0x80 | 30})
+					}
+				}
+				if tr.simulcast {
+					_ = p.Header.SetExtension(tr.midExt, []byte(tr.mid))
+					_ = p.Header.SetExtension(tr.ridExt, []byte(l.RID()))
+				}
+				if err := l.WriteRTP(p); err != nil && !errors.Is(err, webrtc.ErrConnectionClosed) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// makePayload builds a payload carrying tag, layer, sequence number and send
+// time; video payloads start with a VP8 payload descriptor (S=1, PID=0) and
+// a VP8 header byte whose P bit marks delta frames.
+func makePayload(kind string, tag, layer byte, seq uint32, keyframe bool) []byte {
+	var b []byte
+	if kind == "video" {
+		p := byte(1)
+		if keyframe {
+			p = 0
+		}
+		b = append(b, 0x10, p)
+	} else {
+		b = append(b, 'A')
+	}
+	b = append(b, tag, layer)
+	b = binary.BigEndian.AppendUint32(b, seq)
+	b = binary.BigEndian.AppendUint64(b, uint64(time.Now().UnixNano()))
+	return b
+}
+
+// parsePayload returns the tag, layer and sequence number of a payload.
+func parsePayload(p []byte) (tag, layer byte, seq uint32, ok bool) {
+	off := 1
+	if len(p) > 0 && p[0] == 0x10 {
+		off = 2
+	}
+	if len(p) != off+2+4+8 {
+		return 0, 0, 0, false
+	}
+	return p[off], p[off+1], binary.BigEndian.Uint32(p[off+2:]), true
+}
+
+func (tr *testTrack) sentPayload(layer byte, seq uint32) ([]byte, bool) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	p, ok := tr.sent[sentKey(layer, seq)]
+	return p, ok
+}
+
+// trackID waits for the SFU to announce tr to c and records its ID.
+func (c *testClient) waitTrackAdded(tr *testTrack, by string) string {
+	c.t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		c.mu.Lock()
+		for _, m := range c.seen {
+			infos := []any{m}
+			if m["type"] == "joined" {
+				infos = m["tracks"].([]any)
+			} else if m["type"] != "track_added" {
+				continue
+			}
+			for _, i := range infos {
+				info := i.(map[string]any)
+				if info["owner"] == by && info["kind"] == tr.kind && info["source"] == tr.source {
+					c.mu.Unlock()
+					return info["id"].(string)
+				}
+			}
+		}
+		c.mu.Unlock()
+		select {
+		case m, ok := <-c.msgs:
+			if !ok {
+				c.t.Fatalf("%s: closed while waiting for track_added", c.user)
+			}
+			c.mu.Lock()
+			c.seen = append(c.seen, m)
+			c.mu.Unlock()
+		case <-deadline:
+			c.t.Fatalf("%s: no track_added for %s %s of %s", c.user, tr.kind, tr.source, by)
+		}
+	}
+}
+
+// collect gathers media received within d.
+func (c *testClient) collect(d time.Duration) []received {
+	var out []received
+	deadline := time.After(d)
+	for {
+		select {
+		case r := <-c.media:
+			out = append(out, r)
+		case <-deadline:
+			return out
+		}
+	}
+}
+
+// waitMedia returns once n packets of track arrived, or fails.
+func (c *testClient) waitMedia(track string, n int, timeout time.Duration) []received {
+	c.t.Helper()
+	var out []received
+	deadline := time.After(timeout)
+	for len(out) < n {
+		select {
+		case r := <-c.media:
+			if r.track == track {
+				out = append(out, r)
+			}
+		case <-deadline:
+			c.t.Fatalf("%s: only %d of %d packets of %s within %v", c.user, len(out), n, track, timeout)
+		}
+	}
+	return out
+}

@@ -1,0 +1,283 @@
+package media
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const (
+	// keyframeInterval is the shortest time between two keyframe requests
+	// sent upstream for one layer: every PLI makes the publisher spend bits
+	// on a large frame, so subscribers' requests are merged.
+	keyframeInterval = 500 * time.Millisecond
+	// layerTimeout is how long a layer may stay silent before subscribers
+	// are moved off it.
+	layerTimeout = time.Second
+)
+
+// TrackInfo describes a published track to clients (spec/client-api.md §5.3).
+type TrackInfo struct {
+	ID     string   `json:"id"`
+	Owner  string   `json:"owner"`
+	Kind   string   `json:"kind"`
+	Source string   `json:"source"`
+	Muted  bool     `json:"muted"`
+	Layers []string `json:"layers"`
+	// Width and Height are the full picture size announced by the publisher,
+	// used to size the simulcast layers.
+	Width  int `json:"-"`
+	Height int `json:"-"`
+}
+
+// upTrack is a track received from a publisher, fanned out to its sinks.
+type upTrack struct {
+	info      TrackInfo
+	codec     webrtc.RTPCodecCapability
+	kind      webrtc.RTPCodecType
+	simulcast bool
+	muted     atomic.Bool
+	closed    atomic.Bool
+	layers    [maxLayers]upLayer
+
+	sinksMu sync.Mutex
+	sinks   atomic.Pointer[[]DownTrack]
+
+	// sendPLI asks the publisher for a keyframe on the stream with ssrc.
+	sendPLI func(ssrc uint32) error
+	// audioLevelID is the negotiated ID of the audio-level header extension,
+	// 0 when absent.
+	audioLevelID uint8
+	// loudness is a smoothed 0-127 loudness (127 - dBov) for speaker
+	// detection, written by the reader goroutine only.
+	loudness atomic.Uint32
+
+	metrics    *metrics
+	fwdPackets prometheus.Counter
+	fwdBytes   prometheus.Counter
+	log        *slog.Logger
+}
+
+// upLayer is one simulcast layer (or the only stream) of an upTrack. The
+// fields without atomics belong to the layer's reader goroutine.
+type upLayer struct {
+	cache        *packetCache
+	ssrc         atomic.Uint32
+	lastPacket   atomic.Int64
+	lastKeyframe atomic.Int64
+	lastPLI      atomic.Int64
+	pending      atomic.Bool
+	bitrate      atomic.Uint64
+
+	windowStart int64
+	windowBytes uint64
+	hdr         rtp.Header
+	pkt         Packet
+}
+
+func newUpTrack(info TrackInfo, codec webrtc.RTPCodecCapability, kind webrtc.RTPCodecType, sendPLI func(uint32) error, m *metrics, log *slog.Logger) *upTrack {
+	t := &upTrack{
+		info:       info,
+		codec:      codec,
+		kind:       kind,
+		simulcast:  len(info.Layers) > 1,
+		sendPLI:    sendPLI,
+		metrics:    m,
+		fwdPackets: m.forwardedPackets.WithLabelValues(kind.String()),
+		fwdBytes:   m.forwardedBytes.WithLabelValues(kind.String()),
+		log:        log.With("track", info.ID),
+	}
+	t.muted.Store(info.Muted)
+	if kind == webrtc.RTPCodecTypeVideo {
+		// Audio NACK is not negotiated (codecs.go), so only video keeps a cache.
+		for i := range t.layers {
+			t.layers[i].cache = newPacketCache()
+		}
+	}
+	empty := []DownTrack{}
+	t.sinks.Store(&empty)
+	return t
+}
+
+func (t *upTrack) ID() string                       { return t.info.ID }
+func (t *upTrack) Codec() webrtc.RTPCodecCapability { return t.codec }
+
+func (t *upTrack) Info() TrackInfo {
+	info := t.info
+	info.Muted = t.muted.Load()
+	return info
+}
+
+func (t *upTrack) AddSink(d DownTrack) {
+	t.sinksMu.Lock()
+	defer t.sinksMu.Unlock()
+	if t.closed.Load() {
+		d.Close()
+		return
+	}
+	old := *t.sinks.Load()
+	sinks := make([]DownTrack, 0, len(old)+1)
+	sinks = append(sinks, old...)
+	sinks = append(sinks, d)
+	t.sinks.Store(&sinks)
+}
+
+func (t *upTrack) RemoveSink(d DownTrack) {
+	t.sinksMu.Lock()
+	defer t.sinksMu.Unlock()
+	old := *t.sinks.Load()
+	sinks := make([]DownTrack, 0, len(old))
+	for _, s := range old {
+		if s != d {
+			sinks = append(sinks, s)
+		}
+	}
+	t.sinks.Store(&sinks)
+}
+
+// close detaches every sink at once, so none receives another packet of
+// this track.
+func (t *upTrack) close() {
+	t.sinksMu.Lock()
+	t.closed.Store(true)
+	old := *t.sinks.Load()
+	empty := []DownTrack{}
+	t.sinks.Store(&empty)
+	t.sinksMu.Unlock()
+	for _, s := range old {
+		s.Close()
+	}
+}
+
+func (t *upTrack) RequestKeyframe(layer int) {
+	if t.kind != webrtc.RTPCodecTypeVideo || layer < 0 || layer >= maxLayers {
+		return
+	}
+	l := &t.layers[layer]
+	ssrc := l.ssrc.Load()
+	if ssrc == 0 {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := l.lastPLI.Load()
+	if wait := last + int64(keyframeInterval) - now; wait > 0 {
+		// Merge into one request at the end of the interval, so the
+		// subscriber asking now is not left waiting for the next periodic
+		// keyframe.
+		if l.pending.CompareAndSwap(false, true) {
+			time.AfterFunc(time.Duration(wait), func() {
+				l.pending.Store(false)
+				if !t.closed.Load() {
+					t.RequestKeyframe(layer)
+				}
+			})
+		}
+		return
+	}
+	if !l.lastPLI.CompareAndSwap(last, now) {
+		return
+	}
+	t.metrics.keyframeRequests.Inc()
+	if err := t.sendPLI(ssrc); err != nil {
+		t.log.Debug("keyframe request failed", "layer", layer, "err", err)
+	}
+}
+
+func (t *upTrack) Cached(layer int, seq uint16, buf []byte) (int, bool) {
+	if layer < 0 || layer >= maxLayers || t.layers[layer].cache == nil {
+		return 0, false
+	}
+	return t.layers[layer].cache.get(seq, buf)
+}
+
+func (t *upTrack) LayerUsable(layer int) (uint64, bool) {
+	if layer < 0 || layer >= maxLayers {
+		return 0, false
+	}
+	l := &t.layers[layer]
+	if time.Now().UnixNano()-l.lastPacket.Load() > int64(layerTimeout) {
+		return 0, false
+	}
+	return l.bitrate.Load(), true
+}
+
+// rtpReader is what the layer reader needs of pion's TrackRemote.
+type rtpReader interface {
+	Read(b []byte) (int, interceptor.Attributes, error)
+}
+
+// readLayer forwards one received stream until it ends. It is the only
+// goroutine touching the layer's non-atomic fields.
+func (t *upTrack) readLayer(layer int, ssrc uint32, r rtpReader) {
+	t.layers[layer].ssrc.Store(ssrc)
+	buf := make([]byte, maxPacketSize)
+	for {
+		n, _, err := r.Read(buf)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrClosedPipe) {
+				t.log.Debug("track read ended", "layer", layer, "err", err)
+			}
+			return
+		}
+		t.forward(layer, buf[:n], time.Now().UnixNano())
+	}
+}
+
+// forward is the hot path: parse, cache, and hand the packet to every sink.
+// It does not allocate.
+func (t *upTrack) forward(layer int, raw []byte, now int64) {
+	l := &t.layers[layer]
+	hdrLen, err := l.hdr.Unmarshal(raw)
+	if err != nil {
+		t.metrics.malformed.WithLabelValues("rtp").Inc()
+		t.log.Debug("malformed rtp dropped", "err", err)
+		return
+	}
+	payload := raw[hdrLen:]
+	if l.hdr.Padding {
+		if len(payload) == 0 || int(payload[len(payload)-1]) > len(payload) {
+			t.metrics.malformed.WithLabelValues("rtp").Inc()
+			return
+		}
+		payload = payload[:len(payload)-int(payload[len(payload)-1])]
+		l.hdr.Padding = false
+	}
+	l.lastPacket.Store(now)
+	l.windowBytes += uint64(len(raw))
+	if elapsed := now - l.windowStart; elapsed >= int64(time.Second) {
+		l.bitrate.Store(l.windowBytes * 8 * uint64(time.Second) / uint64(elapsed))
+		l.windowStart, l.windowBytes = now, 0
+	}
+
+	keyframe := true
+	if t.kind == webrtc.RTPCodecTypeVideo {
+		keyframe = isKeyframe(t.codec.MimeType, payload)
+		if keyframe {
+			l.lastKeyframe.Store(now)
+		}
+		l.cache.store(l.hdr.SequenceNumber, raw)
+	} else if t.audioLevelID != 0 {
+		if ext := l.hdr.GetExtension(t.audioLevelID); len(ext) > 0 {
+			loud := uint32(127 - ext[0]&0x7f)
+			t.loudness.Store((3*t.loudness.Load() + loud) / 4)
+		}
+	}
+
+	l.pkt = Packet{Header: &l.hdr, Payload: payload, Layer: layer, Keyframe: keyframe}
+	sinks := *t.sinks.Load()
+	for _, s := range sinks {
+		s.WriteRTP(&l.pkt)
+	}
+	if n := len(sinks); n > 0 {
+		t.fwdPackets.Add(float64(n))
+		t.fwdBytes.Add(float64(n * len(payload)))
+	}
+}
