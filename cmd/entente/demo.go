@@ -190,6 +190,7 @@ func startLocalNode(ctx context.Context, l net.Listener, ln localNode) (*node.No
 	cfg.HTTP.ShutdownTimeout = 5 * time.Second
 	cfg.Federation.AllowPrivateAddresses = true // a local federation, on loopback
 	cfg.Federation.CAFile = ln.caFile
+	cfg.Media.LoopbackCandidates = true // browsers and nodes on this machine
 	cfg.Log.Format = "text"
 	n, err := node.New(ctx, cfg, node.Options{Logger: ln.log, Version: version, Listener: l})
 	if err != nil {

@@ -26,6 +26,7 @@ type Config struct {
 	Database   Database   `yaml:"database"`
 	Keys       Keys       `yaml:"keys"`
 	Federation Federation `yaml:"federation"`
+	Media      Media      `yaml:"media"`
 	Bridge     Bridge     `yaml:"bridge"`
 	Log        Log        `yaml:"log"`
 }
@@ -61,6 +62,14 @@ type Federation struct {
 	AllowPrivateAddresses bool          `yaml:"allow_private_addresses" default:"false" doc:"Allow peers on loopback, private and link-local addresses. Only for a local federation such as the demo; never in production."`
 	CAFile                string        `yaml:"ca_file" doc:"Extra PEM CA certificates trusted for peers' TLS, in addition to the system roots."`
 	DIDCacheTTL           time.Duration `yaml:"did_cache_ttl" default:"5m" doc:"How long a resolved peer DID document is cached. Keep it short so revoked keys stop being accepted."`
+}
+
+// Media configures the node's SFU (package media).
+type Media struct {
+	UDPPort            int    `yaml:"udp_port" default:"0" doc:"One UDP port for all media (open it in the firewall). 0: an ephemeral port per connection."`
+	PublicIPs          string `yaml:"public_ips" doc:"Comma-separated public IP addresses announced to browsers and peers when the node is behind 1:1 NAT."`
+	STUNServers        string `yaml:"stun_servers" doc:"Comma-separated stun: URLs given to browsers for finding their own public address."`
+	LoopbackCandidates bool   `yaml:"loopback_candidates" default:"false" doc:"Offer loopback addresses for media. Only for a node and its users on one machine, such as the demo."`
 }
 
 // Bridge configures the Matrix appservice (package bridge).
@@ -144,6 +153,19 @@ func (c *Config) Validate() error {
 	if c.Federation.DIDCacheTTL <= 0 || c.Federation.DIDCacheTTL > time.Hour {
 		return fieldErr("federation.did_cache_ttl", "must be between 1s and 1h, got %s", c.Federation.DIDCacheTTL)
 	}
+	if c.Media.UDPPort < 0 || c.Media.UDPPort > 65535 {
+		return fieldErr("media.udp_port", "must be a port number or 0, got %d", c.Media.UDPPort)
+	}
+	for _, ip := range splitList(c.Media.PublicIPs) {
+		if net.ParseIP(ip) == nil {
+			return fieldErr("media.public_ips", "%q is not an IP address", ip)
+		}
+	}
+	for _, u := range splitList(c.Media.STUNServers) {
+		if !strings.HasPrefix(u, "stun:") && !strings.HasPrefix(u, "stuns:") {
+			return fieldErr("media.stun_servers", "%q is not a stun: URL", u)
+		}
+	}
 	if err := c.Bridge.validate(); err != nil {
 		return err
 	}
@@ -202,3 +224,20 @@ func isHTTPURL(s string) bool {
 // matrixLocalpart is the character set the Matrix spec allows in user
 // localparts (appendix, "User Identifiers").
 var matrixLocalpart = regexp.MustCompile(`^[a-z0-9._=/-]+$`)
+
+// splitList splits a comma-separated setting, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// PublicIPList is media.public_ips as a list.
+func (m Media) PublicIPList() []string { return splitList(m.PublicIPs) }
+
+// STUNList is media.stun_servers as a list.
+func (m Media) STUNList() []string { return splitList(m.STUNServers) }

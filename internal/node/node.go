@@ -27,6 +27,7 @@ import (
 	"github.com/entente-org/entente/identity"
 	"github.com/entente-org/entente/internal/accounts"
 	"github.com/entente-org/entente/internal/config"
+	"github.com/entente-org/entente/media"
 	"github.com/entente-org/entente/store"
 )
 
@@ -64,6 +65,7 @@ type Node struct {
 	listener net.Listener
 	tlsConf  *tls.Config
 	fed      *federation.Service
+	sfu      *media.SFU
 	accounts accounts.Authenticator
 
 	stopOutbox context.CancelFunc
@@ -145,6 +147,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 		RetryBase: opts.RetryBase,
 		OnSignal:  n.fanOutSignal,
 		OnLogChange: func(conference string) {
+			if n.sfu != nil {
+				n.sfu.Recheck(conference)
+			}
 			n.hooksMu.Lock()
 			fns := slices.Clone(n.logHooks)
 			n.hooksMu.Unlock()
@@ -158,6 +163,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 	}
 	n.accounts = accounts.Authenticator{Store: n.store, Now: n.now}
 	n.registry = newRegistry(n.version)
+	if n.sfu, err = n.newSFU(); err != nil {
+		return nil, err
+	}
 	n.routes()
 	return n, nil
 }
@@ -254,6 +262,9 @@ func (n *Node) fanOutSignal(sig federation.Signal) {
 	}
 }
 
+// SFU is the node's selective forwarding unit.
+func (n *Node) SFU() *media.SFU { return n.sfu }
+
 // Accounts authenticates local users.
 func (n *Node) Accounts() accounts.Authenticator { return n.accounts }
 
@@ -347,6 +358,9 @@ func (n *Node) Run(ctx context.Context) error {
 
 func (n *Node) closeResources() error {
 	n.closeOnce.Do(func() {
+		if n.sfu != nil {
+			n.sfu.Close()
+		}
 		if n.store != nil {
 			n.closeErr = n.store.Close()
 		}

@@ -60,6 +60,7 @@ func (n *Node) routes() {
 	n.Handle("GET /readyz", http.HandlerFunc(n.readyz))
 	n.Handle(federation.Path+"/", n.fed.Handler())
 	n.Handle("POST /api/v1/login", accounts.NewLoginHandler(n.store, n.now, n.log))
+	n.Handle("GET /api/v1/conferences/{id}/media", http.HandlerFunc(n.serveMedia))
 	n.Handle("/api/v1/", http.StripPrefix("/api/v1", n.fed.ClientAPI(n.accounts.Authenticate)))
 	n.Handle("/admin/v1/", http.StripPrefix("/admin/v1", n.fed.AdminAPI(n.accounts.Authenticate)))
 	n.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{ErrorLog: nil}))

@@ -83,6 +83,7 @@ func (f *Federation) Start(t testing.TB, name string, edit func(*config.Config))
 	cfg.HTTP.ShutdownTimeout = 5 * time.Second
 	cfg.Federation.AllowPrivateAddresses = true
 	cfg.Federation.CAFile = f.CAFile
+	cfg.Media.LoopbackCandidates = true
 	if edit != nil {
 		edit(&cfg)
 	}
