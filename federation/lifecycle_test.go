@@ -309,10 +309,12 @@ func TestPeerDownDuringInviteReceivesItAfterRestart(t *testing.T) {
 		inv, _ := b.Federation().Invitations(ctx, bruno)
 		return len(inv) == 1 && inv[0].Conference == conf.ID
 	})
-	msgs, _ := a.Store().ListOutbox(ctx, b.DID(), "")
-	if len(msgs) != 1 || msgs[0].State != store.OutboxDelivered || len(msgs[0].Receipt) == 0 {
-		t.Fatalf("outbox after delivery: %+v", msgs)
-	}
+	// The host marks the message delivered once it holds the signed receipt,
+	// just after the peer applied it.
+	nodetest.Eventually(t, wait, "the message marked delivered with its receipt", func() bool {
+		msgs, _ := a.Store().ListOutbox(ctx, b.DID(), "")
+		return len(msgs) == 1 && msgs[0].State == store.OutboxDelivered && len(msgs[0].Receipt) > 0
+	})
 }
 
 func TestNodeStoppedMidOutboxResumes(t *testing.T) {
@@ -343,14 +345,12 @@ func TestNodeStoppedMidOutboxResumes(t *testing.T) {
 		v, err := b.Federation().ConferenceDetail(ctx, conf.ID)
 		return err == nil && v.Head.Seq == 5 && v.Locked
 	})
-	msgs, _ := a.Store().ListOutbox(ctx, b.DID(), "")
-	if len(msgs) != 4 {
-		t.Fatalf("want 4 messages, got %d", len(msgs))
-	}
-	for _, m := range msgs {
-		if m.State != store.OutboxDelivered {
-			t.Fatalf("message %d: %s (%s)", m.ID, m.State, m.LastError)
-		}
+	nodetest.Eventually(t, wait, "the four messages marked delivered", func() bool {
+		msgs, _ := a.Store().ListOutbox(ctx, b.DID(), store.OutboxDelivered)
+		return len(msgs) == 4
+	})
+	if all, _ := a.Store().ListOutbox(ctx, b.DID(), ""); len(all) != 4 {
+		t.Fatalf("want exactly 4 messages to the agency, got %d", len(all))
 	}
 	rep, err := b.Federation().Audit(ctx, conf.ID)
 	if err != nil || !rep.Valid || len(rep.Entries) != 5 {

@@ -28,6 +28,7 @@ CREATE TABLE secrets (
 	updated_at {{.Timestamp}} NOT NULL
 )`},
 		{Version: 2, Name: "federation", SQL: federationSchema},
+		{Version: 3, Name: "bridge", SQL: bridgeSchema},
 	}
 }
 
@@ -132,6 +133,37 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_destination ON outbox (destination, state, id);
 CREATE INDEX outbox_message ON outbox (destination, message_id)`
+
+// bridgeSchema holds the Matrix bridge's state: the portal room of each
+// conference, the appservice transactions already applied, the ghost user
+// standing for each Entente participant, and which Matrix event mirrors which
+// Entente item. Times are BIGINT milliseconds since the epoch.
+const bridgeSchema = `
+CREATE TABLE bridge_portals (
+	conference {{.Text}} PRIMARY KEY,
+	room_id    {{.Text}} NOT NULL UNIQUE,
+	created    BOOLEAN NOT NULL,
+	linked_at  BIGINT
+);
+CREATE TABLE bridge_transactions (
+	txn_id     {{.Text}} PRIMARY KEY,
+	applied_at BIGINT NOT NULL
+);
+CREATE INDEX bridge_transactions_applied ON bridge_transactions (applied_at);
+CREATE TABLE bridge_ghosts (
+	user_ref     {{.Text}} PRIMARY KEY,
+	matrix_user  {{.Text}} NOT NULL UNIQUE,
+	display_name TEXT NOT NULL,
+	updated_at   BIGINT
+);
+CREATE TABLE bridge_events (
+	conference {{.Text}} NOT NULL,
+	item       {{.Text}} NOT NULL,
+	room_id    TEXT NOT NULL,
+	event_id   {{.Text}} NOT NULL UNIQUE,
+	created_at BIGINT,
+	PRIMARY KEY (conference, item)
+)`
 
 const createMigrationsTable = `
 CREATE TABLE IF NOT EXISTS schema_migrations (

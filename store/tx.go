@@ -98,6 +98,35 @@ type Tx interface {
 	GetOutbox(ctx context.Context, destination, messageID string) (OutboxMessage, error)
 	// CountOutbox counts the messages in state; "" counts them all.
 	CountOutbox(ctx context.Context, state string) (int64, error)
+
+	// PutBridgePortal links p.Conference to p.RoomID; ErrConflict when the
+	// conference already has a portal or the room is another's portal.
+	PutBridgePortal(ctx context.Context, p BridgePortal) error
+	GetBridgePortal(ctx context.Context, conference string) (BridgePortal, error)
+	GetBridgePortalByRoom(ctx context.Context, roomID string) (BridgePortal, error)
+
+	// BridgeTransactionApplied reports whether the appservice transaction
+	// txnID was marked applied.
+	BridgeTransactionApplied(ctx context.Context, txnID string) (bool, error)
+	// MarkBridgeTransaction marks txnID applied; marking it again keeps
+	// the first time.
+	MarkBridgeTransaction(ctx context.Context, txnID string, at time.Time) error
+	// PruneBridgeTransactions forgets the transactions applied before
+	// before, returning how many it deleted.
+	PruneBridgeTransactions(ctx context.Context, before time.Time) (int64, error)
+
+	// PutBridgeGhost inserts the ghost of g.UserRef or replaces it whole;
+	// ErrConflict when g.MatrixUser is another participant's ghost.
+	PutBridgeGhost(ctx context.Context, g BridgeGhost) error
+	GetBridgeGhost(ctx context.Context, userRef string) (BridgeGhost, error)
+	GetBridgeGhostByMatrixUser(ctx context.Context, matrixUser string) (BridgeGhost, error)
+
+	// PutBridgeEvent records that e.EventID mirrors e.Item of
+	// e.Conference; ErrConflict when the item or the event is already
+	// mapped.
+	PutBridgeEvent(ctx context.Context, e BridgeEvent) error
+	GetBridgeEvent(ctx context.Context, conference, item string) (BridgeEvent, error)
+	GetBridgeEventByMatrixID(ctx context.Context, eventID string) (BridgeEvent, error)
 }
 
 // queries implements Tx once over a querier, which is either the backend's

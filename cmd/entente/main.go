@@ -93,6 +93,7 @@ federation with the nodes of the institutions it trusts.`,
 		a.tokenCommand(),
 		a.confCommand(),
 		a.configCommand(),
+		a.bridgeCommand(),
 		a.healthcheckCommand(),
 		a.versionCommand(),
 	)

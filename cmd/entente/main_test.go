@@ -36,6 +36,8 @@ func TestHelpEverywhere(t *testing.T) {
 		{"--help"}, {"serve", "--help"}, {"demo", "--help"}, {"keys", "--help"},
 		{"keys", "rotate", "--help"}, {"keys", "list", "--help"}, {"keys", "generate", "--help"},
 		{"config", "--help"}, {"config", "check", "--help"}, {"version", "--help"}, {"healthcheck", "--help"},
+		{"bridge", "--help"}, {"bridge", "generate-registration", "--help"},
+		{"peers", "--help"}, {"conf", "audit", "--help"}, {"bench", "federation", "--help"},
 		{"help", "serve"},
 	} {
 		r := runCLI(t, nil, args...)

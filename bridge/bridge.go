@@ -1,0 +1,332 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/entente-org/entente/store"
+)
+
+// Conferences is how the bridge sees Entente conferences; the node answers it
+// from federation's state.
+type Conferences interface {
+	// Conference returns the conference as it is now.
+	Conference(ctx context.Context, id string) (Conference, error)
+}
+
+// Conference is what the bridge mirrors of a conference (spec/client-api.md).
+type Conference struct {
+	ID, Title, Host, HostName string
+	Ended                     bool
+	// JoinURL is where a browser joins the conference.
+	JoinURL      string
+	Participants []Participant
+}
+
+// Participant is one person in a conference's call.
+type Participant struct {
+	// User is the participant's reference, "local@did:web:…".
+	User, DisplayName, Organisation, Node string
+	// MatrixUser is set when the participant joined from Matrix (through
+	// OpenIDLogin): they are in the room themselves and get no ghost.
+	MatrixUser string
+}
+
+// Store is the part of the node's store the bridge keeps its state in.
+type Store interface {
+	PutBridgePortal(ctx context.Context, p store.BridgePortal) error
+	GetBridgePortal(ctx context.Context, conference string) (store.BridgePortal, error)
+	GetBridgePortalByRoom(ctx context.Context, roomID string) (store.BridgePortal, error)
+	BridgeTransactionApplied(ctx context.Context, txnID string) (bool, error)
+	MarkBridgeTransaction(ctx context.Context, txnID string, at time.Time) error
+	PutBridgeGhost(ctx context.Context, g store.BridgeGhost) error
+	GetBridgeGhost(ctx context.Context, userRef string) (store.BridgeGhost, error)
+	PutBridgeEvent(ctx context.Context, e store.BridgeEvent) error
+	GetBridgeEvent(ctx context.Context, conference, item string) (store.BridgeEvent, error)
+}
+
+// Options configures a Bridge. Registration, HomeserverURL,
+// HomeserverDomain, Listen, Store and Conferences are required.
+type Options struct {
+	// Registration holds the tokens shared with the homeserver (see
+	// NewRegistration).
+	Registration     *appservice.Registration
+	HomeserverURL    string
+	HomeserverDomain string
+	// Listen is the host:port of the appservice HTTP listener the
+	// homeserver pushes transactions to.
+	Listen string
+	// BotLocalpart defaults to the registration's sender_localpart;
+	// GhostPrefix to "entente_".
+	BotLocalpart string
+	GhostPrefix  string
+
+	Store       Store
+	Conferences Conferences
+
+	// OpenIDServerName and OpenIDBaseURL name the one homeserver whose
+	// users OpenIDLogin accepts, and where their tokens are checked.
+	// Empty: OpenIDLogin refuses everyone.
+	OpenIDServerName string
+	OpenIDBaseURL    string
+	// HTTPClient checks OpenID tokens; the node passes its SSRF-guarded
+	// client. Matrix API calls use mautrix's own client.
+	HTTPClient *http.Client
+	// IssueGuest turns a verified Matrix user into an Entente guest and
+	// returns the guest's API token.
+	IssueGuest func(ctx context.Context, matrixUser string) (token string, err error)
+
+	// FocusURL is advertised as the call's preferred focus in call
+	// memberships. Empty: the origin of the conference's join URL.
+	FocusURL string
+	// Retries and RetryBackoff bound how Matrix API calls are retried
+	// while the homeserver is unreachable or overloaded; the backoff
+	// doubles after each attempt. Defaults: 5 and 2s.
+	Retries      int
+	RetryBackoff time.Duration
+
+	Logger *slog.Logger
+}
+
+// Bridge is the Matrix appservice. Create it with New, then Start it.
+type Bridge struct {
+	o     Options
+	as    *appservice.AppService
+	ep    *appservice.EventProcessor
+	log   *slog.Logger
+	locks conferenceLocks
+
+	// intentMu guards the mautrix intents while they are made and set up.
+	intentMu sync.Mutex
+
+	mu       sync.Mutex
+	server   *http.Server
+	listener net.Listener
+	served   chan struct{}
+}
+
+const (
+	defaultGhostPrefix  = "entente_"
+	defaultRetries      = 5
+	defaultRetryBackoff = 2 * time.Second
+)
+
+// New checks o and prepares the appservice; it does no I/O.
+func New(o Options) (*Bridge, error) {
+	switch {
+	case o.Registration == nil:
+		return nil, errors.New("bridge: registration is required")
+	case o.Registration.AppToken == "" || o.Registration.ServerToken == "":
+		return nil, errors.New("bridge: registration has no as_token or hs_token")
+	case o.Store == nil:
+		return nil, errors.New("bridge: store is required")
+	case o.Conferences == nil:
+		return nil, errors.New("bridge: conferences are required")
+	case o.Listen == "":
+		return nil, errors.New("bridge: listen address is required")
+	}
+	if o.BotLocalpart == "" {
+		o.BotLocalpart = o.Registration.SenderLocalpart
+	}
+	if o.BotLocalpart == "" {
+		return nil, errors.New("bridge: bot localpart is required (registration has no sender_localpart)")
+	}
+	if o.GhostPrefix == "" {
+		o.GhostPrefix = defaultGhostPrefix
+	}
+	if o.Retries == 0 {
+		o.Retries = defaultRetries
+	}
+	if o.RetryBackoff == 0 {
+		o.RetryBackoff = defaultRetryBackoff
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	// mautrix takes the bot's localpart from the registration.
+	reg := *o.Registration
+	reg.SenderLocalpart = o.BotLocalpart
+	as, err := appservice.CreateFull(appservice.CreateOpts{
+		Registration:     &reg,
+		HomeserverDomain: o.HomeserverDomain,
+		HomeserverURL:    o.HomeserverURL,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	as.DefaultHTTPRetries = o.Retries
+	b := &Bridge{o: o, as: as, log: o.Logger.With("component", "bridge")}
+	as.Middleware = append(as.Middleware, b.applyTransactionsOnce)
+	return b, nil
+}
+
+// Start binds the appservice listener and starts serving transactions and
+// processing their events. It returns once the listener is bound.
+func (b *Bridge) Start(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.server != nil {
+		return errors.New("bridge: already started")
+	}
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "tcp", b.o.Listen)
+	if err != nil {
+		return fmt.Errorf("bridge: listen on %s: %w", b.o.Listen, err)
+	}
+	b.listener = l
+	b.server = &http.Server{Handler: b.handler(), ReadHeaderTimeout: 10 * time.Second}
+	b.served = make(chan struct{})
+	// A processor per Start: a stopped one cannot be started again.
+	b.ep = appservice.NewEventProcessor(b.as)
+	// One event at a time, in order, as the homeserver sent them.
+	b.ep.ExecMode = appservice.Sync
+	b.handleEvents()
+	b.ep.Start(context.WithoutCancel(ctx))
+	go func() {
+		defer close(b.served)
+		if err := b.server.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			b.log.Error("appservice listener stopped", "err", err)
+		}
+	}()
+	b.log.Info("appservice listening", "addr", l.Addr().String(), "homeserver", b.o.HomeserverURL)
+	return nil
+}
+
+// Addr is the bound address of the appservice listener, nil before Start.
+func (b *Bridge) Addr() net.Addr {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.listener == nil {
+		return nil
+	}
+	return b.listener.Addr()
+}
+
+// Stop closes the listener, waits for in-flight transactions and stops the
+// event processor.
+func (b *Bridge) Stop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.server == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.server.Shutdown(ctx); err != nil {
+		b.log.Warn("appservice listener shutdown", "err", err)
+	}
+	<-b.served
+	b.ep.Stop()
+	b.server, b.listener = nil, nil
+}
+
+// handler serves the appservice API (mautrix's router, behind the
+// transaction guard).
+func (b *Bridge) handler() http.Handler {
+	var h http.Handler = b.as.Router
+	for i := len(b.as.Middleware) - 1; i >= 0; i-- {
+		h = b.as.Middleware[i](h)
+	}
+	return h
+}
+
+// applyTransactionsOnce makes the transaction id durable: mautrix only
+// remembers the ids it saw since the process started, and the homeserver
+// resends a transaction it got no answer for, including across restarts of
+// the bridge.
+func (b *Bridge) applyTransactionsOnce(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		txnID, ok := strings.CutPrefix(r.URL.Path, "/_matrix/app/v1/transactions/")
+		if r.Method != http.MethodPut || !ok || txnID == "" || strings.Contains(txnID, "/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if !b.as.CheckServerToken(w, r) {
+			return
+		}
+		ctx := r.Context()
+		applied, err := b.o.Store.BridgeTransactionApplied(ctx, txnID)
+		if err != nil {
+			// The homeserver retries a transaction that failed.
+			b.log.Error("read appservice transaction", "txn", txnID, "err", err)
+			http.Error(w, `{"errcode":"M_UNKNOWN","error":"transaction store unavailable"}`, http.StatusInternalServerError)
+			return
+		}
+		if applied {
+			b.log.Debug("appservice transaction already applied", "txn", txnID)
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte("{}"))
+			return
+		}
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		if rec.status != http.StatusOK {
+			return
+		}
+		if err := b.o.Store.MarkBridgeTransaction(context.WithoutCancel(ctx), txnID, time.Now()); err != nil {
+			b.log.Error("mark appservice transaction applied", "txn", txnID, "err", err)
+		}
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(status int) {
+	r.status = status
+	r.ResponseWriter.WriteHeader(status)
+}
+
+// conferenceLocks serialises the bridge's work on each conference, so that
+// a Sync racing a Portal or another Sync does not post twice.
+type conferenceLocks struct {
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+}
+
+func (c *conferenceLocks) lock(conference string) func() {
+	c.mu.Lock()
+	if c.locks == nil {
+		c.locks = make(map[string]*sync.Mutex)
+	}
+	l, ok := c.locks[conference]
+	if !ok {
+		l = &sync.Mutex{}
+		c.locks[conference] = l
+	}
+	c.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// intent returns the appservice's intent for user, with the bridge's retry
+// backoff (mautrix copies the retry count but not the backoff). It is nil
+// when user is not on the bridge's homeserver.
+func (b *Bridge) intent(user id.UserID) *appservice.IntentAPI {
+	b.intentMu.Lock()
+	defer b.intentMu.Unlock()
+	in := b.as.Intent(user)
+	if in != nil && in.Client.DefaultHTTPBackoff != b.o.RetryBackoff {
+		in.Client.DefaultHTTPBackoff = b.o.RetryBackoff
+	}
+	return in
+}
+
+func (b *Bridge) bot() *appservice.IntentAPI { return b.intent(b.botUser()) }
+
+func (b *Bridge) botUser() id.UserID { return id.NewUserID(b.o.BotLocalpart, b.o.HomeserverDomain) }

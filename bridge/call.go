@@ -1,0 +1,328 @@
+package bridge
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/entente-org/entente/store"
+)
+
+const (
+	// ghostDevice is the device every ghost is in the call with; ghosts
+	// have no real devices, and one fixed id keeps state keys stable.
+	ghostDevice = "ENTENTE"
+	// callMembershipLifetime is the MatrixRTC "expires" of a ghost's
+	// membership, counted from created_ts. Sync renews nothing: Entente
+	// tells the bridge when someone leaves, and delayed leave events are
+	// not used (Dendrite sends them at once).
+	callMembershipLifetime = 4 * time.Hour
+	// joinLinkItem is the bridge event item of the posted join link.
+	joinLinkItem = "join-link"
+	// matrixMessageItemPrefix marks Matrix messages seen in a portal,
+	// kept for mirroring chat into the conference.
+	matrixMessageItemPrefix = "matrix-message:"
+)
+
+// Sync brings the conference's portal in line with the conference: each
+// participant from Entente has a ghost in the room that is in the call, those
+// who left or whose conference ended are out of it, and the start of a call
+// is announced. It reads the room's state first and sends only what differs,
+// so running it again changes nothing. A conference without a portal is
+// not bridged and Sync does nothing.
+func (b *Bridge) Sync(ctx context.Context, conference string) error {
+	defer b.locks.lock(conference)()
+	p, err := b.o.Store.GetBridgePortal(ctx, conference)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("bridge: sync %s: %w", conference, err)
+	}
+	conf, err := b.o.Conferences.Conference(ctx, conference)
+	if err != nil {
+		return fmt.Errorf("bridge: sync %s: %w", conference, err)
+	}
+	room := id.RoomID(p.RoomID)
+	bot := b.bot()
+	if err := bot.EnsureRegistered(ctx); err != nil {
+		return fmt.Errorf("bridge: sync %s: register bot: %w", conference, err)
+	}
+	state, err := bot.State(ctx, room)
+	if err != nil {
+		return fmt.Errorf("bridge: sync %s: read state of room %s: %w", conference, room, err)
+	}
+	calls := stateOf(state, callMemberType.Type)
+	wasActive := activeMemberships(calls) > 0
+
+	want := make(map[string]Participant) // by call membership state key
+	if !conf.Ended {
+		for _, part := range conf.Participants {
+			if part.MatrixUser != "" {
+				continue
+			}
+			want[callStateKey(b.ghostUser(part.User), ghostDevice)] = part
+		}
+	}
+
+	for key, part := range want {
+		if isActive(calls[key]) {
+			continue
+		}
+		ghost, err := b.ensureGhost(ctx, room, part, state)
+		if err != nil {
+			return fmt.Errorf("bridge: sync %s: %w", conference, err)
+		}
+		content := b.callMembership(conf, room, ghostDevice)
+		if _, err := ghost.SendStateEvent(ctx, room, callMemberType, key, content); err != nil {
+			return fmt.Errorf("bridge: sync %s: %s joins the call: %w", conference, ghost.UserID, err)
+		}
+		b.log.Info("ghost joined call", "conference", conference, "user", part.User, "ghost", ghost.UserID.String())
+	}
+	for key, evt := range calls {
+		ghostID, ok := b.ghostOfStateKey(key)
+		if !ok || !isActive(evt) {
+			continue
+		}
+		if _, wanted := want[key]; wanted {
+			continue
+		}
+		ghost := b.intent(ghostID)
+		if _, err := ghost.SendStateEvent(ctx, room, callMemberType, key, struct{}{}); err != nil {
+			return fmt.Errorf("bridge: sync %s: %s leaves the call: %w", conference, ghostID, err)
+		}
+		b.log.Info("ghost left call", "conference", conference, "ghost", ghostID.String())
+	}
+
+	if !wasActive && len(want) > 0 {
+		if err := b.announceCall(ctx, conf, room, state); err != nil {
+			return fmt.Errorf("bridge: sync %s: %w", conference, err)
+		}
+	}
+	if conf.Ended {
+		if err := b.removeWidget(ctx, conf, room, state); err != nil {
+			return fmt.Errorf("bridge: sync %s: %w", conference, err)
+		}
+	}
+	return nil
+}
+
+// ensureGhost registers the participant's ghost, gives it the display name
+// "Name (Organisation)" and puts it in the room.
+func (b *Bridge) ensureGhost(ctx context.Context, room id.RoomID, part Participant, state mautrix.RoomStateMap) (*appservice.IntentAPI, error) {
+	user := b.ghostUser(part.User)
+	ghost := b.intent(user)
+	if ghost == nil {
+		return nil, fmt.Errorf("ghost %s of %s is not on %s", user, part.User, b.o.HomeserverDomain)
+	}
+	if err := ghost.EnsureRegistered(ctx); err != nil {
+		return nil, fmt.Errorf("register ghost %s of %s: %w", user, part.User, err)
+	}
+	name := ghostDisplayName(part)
+	stored, err := b.o.Store.GetBridgeGhost(ctx, part.User)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	if err != nil || stored.DisplayName != name || stored.MatrixUser != user.String() {
+		if err := ghost.SetDisplayName(ctx, name); err != nil {
+			return nil, fmt.Errorf("set display name of ghost %s: %w", user, err)
+		}
+		err := b.o.Store.PutBridgeGhost(ctx, store.BridgeGhost{
+			UserRef: part.User, MatrixUser: user.String(), DisplayName: name, UpdatedAt: time.Now(),
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if membership(state, user) != event.MembershipJoin {
+		// The state just read says the ghost is out, whatever mautrix's
+		// cache remembers; the bot invites it if the room needs that.
+		join := appservice.EnsureJoinedParams{IgnoreCache: true, BotOverride: b.bot().Client}
+		if err := ghost.EnsureJoined(ctx, room, join); err != nil {
+			return nil, fmt.Errorf("ghost %s joins room %s: %w", user, room, err)
+		}
+	}
+	return ghost, nil
+}
+
+// announceCall tells the room a call started: the join link (once per
+// conference), the widget that opens it, and a ring.
+func (b *Bridge) announceCall(ctx context.Context, conf Conference, room id.RoomID, state mautrix.RoomStateMap) error {
+	bot := b.bot()
+	if conf.JoinURL != "" {
+		_, err := b.o.Store.GetBridgeEvent(ctx, conf.ID, joinLinkItem)
+		if errors.Is(err, store.ErrNotFound) {
+			text := fmt.Sprintf("%s has started. Join it: %s", conf.Title, conf.JoinURL)
+			resp, err := bot.SendText(ctx, room, text)
+			if err != nil {
+				return fmt.Errorf("post join link: %w", err)
+			}
+			err = b.o.Store.PutBridgeEvent(ctx, store.BridgeEvent{
+				Conference: conf.ID, Item: joinLinkItem, RoomID: room.String(), EventID: resp.EventID.String(), CreatedAt: time.Now(),
+			})
+			if err != nil {
+				return err
+			}
+		} else if err != nil {
+			return err
+		}
+		widget := b.widget(conf)
+		current := stateOf(state, widgetType.Type)[widgetStateKey(conf)]
+		if current == nil || current.Content.Raw["url"] != widget["url"] {
+			if _, err := bot.SendStateEvent(ctx, room, widgetType, widgetStateKey(conf), widget); err != nil {
+				return fmt.Errorf("add call widget: %w", err)
+			}
+		}
+	}
+	ring := map[string]any{
+		"notification_type": "ring",
+		"application":       "m.call",
+		"call_id":           "",
+		"m.mentions":        map[string]any{"room": true, "user_ids": []string{}},
+	}
+	if _, err := bot.SendMessageEvent(ctx, room, rtcNotificationType, ring); err != nil {
+		return fmt.Errorf("ring the room: %w", err)
+	}
+	b.log.Info("call announced", "conference", conf.ID, "room", room.String())
+	return nil
+}
+
+func (b *Bridge) removeWidget(ctx context.Context, conf Conference, room id.RoomID, state mautrix.RoomStateMap) error {
+	current := stateOf(state, widgetType.Type)[widgetStateKey(conf)]
+	if current == nil || len(current.Content.Raw) == 0 {
+		return nil
+	}
+	if _, err := b.bot().SendStateEvent(ctx, room, widgetType, widgetStateKey(conf), struct{}{}); err != nil {
+		return fmt.Errorf("remove call widget: %w", err)
+	}
+	return nil
+}
+
+func (b *Bridge) widget(conf Conference) map[string]any {
+	return map[string]any{
+		"id":            widgetStateKey(conf),
+		"type":          "m.custom",
+		"name":          conf.Title,
+		"url":           conf.JoinURL,
+		"creatorUserId": b.botUser().String(),
+		"data":          map[string]any{"title": conf.Title},
+	}
+}
+
+func widgetStateKey(conf Conference) string { return "entente-" + conf.ID }
+
+// callMembership is the content of a MatrixRTC membership in the legacy
+// per-device form Element Call reads (see the Matrix notes in spec/).
+func (b *Bridge) callMembership(conf Conference, room id.RoomID, device string) map[string]any {
+	return map[string]any{
+		"application":  "m.call",
+		"call_id":      "",
+		"scope":        "m.room",
+		"device_id":    device,
+		"expires":      callMembershipLifetime.Milliseconds(),
+		"focus_active": map[string]any{"type": "livekit", "focus_selection": "multi_sfu"},
+		"foci_preferred": []any{map[string]any{
+			"type":                "livekit",
+			"livekit_service_url": b.focusURL(conf),
+			"livekit_alias":       room.String(),
+		}},
+		"created_ts": time.Now().UnixMilli(),
+	}
+}
+
+func (b *Bridge) focusURL(conf Conference) string {
+	if b.o.FocusURL != "" {
+		return b.o.FocusURL
+	}
+	u, err := url.Parse(conf.JoinURL)
+	if err != nil || u.Host == "" {
+		return conf.JoinURL
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// ghostUser is the Matrix user standing for an Entente user reference: the
+// ghost prefix and a hash of the reference, stable across restarts and
+// lowercase as Matrix localparts must be.
+func (b *Bridge) ghostUser(userRef string) id.UserID {
+	sum := sha256.Sum256([]byte(userRef))
+	return id.NewUserID(b.o.GhostPrefix+hex.EncodeToString(sum[:10]), b.o.HomeserverDomain)
+}
+
+func (b *Bridge) isGhost(user id.UserID) bool {
+	localpart, server, err := user.Parse()
+	return err == nil && server == b.o.HomeserverDomain && strings.HasPrefix(localpart, b.o.GhostPrefix)
+}
+
+// ghostOfStateKey returns the ghost whose call membership key is key.
+func (b *Bridge) ghostOfStateKey(key string) (id.UserID, bool) {
+	rest, ok := strings.CutPrefix(key, "_")
+	if !ok {
+		return "", false
+	}
+	rest, ok = strings.CutSuffix(rest, "_"+ghostDevice+"_m.call")
+	if !ok {
+		return "", false
+	}
+	user := id.UserID(rest)
+	return user, b.isGhost(user)
+}
+
+// callStateKey is the legacy MatrixRTC state key "_{user}_{device}_m.call";
+// the leading "_" avoids the rule that a key starting with "@" must be the
+// sender itself.
+func callStateKey(user id.UserID, device string) string {
+	return "_" + user.String() + "_" + device + "_m.call"
+}
+
+func ghostDisplayName(p Participant) string {
+	name := p.DisplayName
+	if name == "" {
+		name, _, _ = strings.Cut(p.User, "@")
+	}
+	if p.Organisation == "" {
+		return name
+	}
+	return name + " (" + p.Organisation + ")"
+}
+
+// stateOf returns the room's state events of one type by state key.
+func stateOf(state mautrix.RoomStateMap, typ string) map[string]*event.Event {
+	for t, evts := range state {
+		if t.Type == typ {
+			return evts
+		}
+	}
+	return nil
+}
+
+func isActive(evt *event.Event) bool { return evt != nil && len(evt.Content.Raw) > 0 }
+
+func activeMemberships(calls map[string]*event.Event) int {
+	n := 0
+	for _, evt := range calls {
+		if isActive(evt) {
+			n++
+		}
+	}
+	return n
+}
+
+func membership(state mautrix.RoomStateMap, user id.UserID) event.Membership {
+	evt := stateOf(state, event.StateMember.Type)[user.String()]
+	if evt == nil {
+		return ""
+	}
+	m, _ := evt.Content.Raw["membership"].(string)
+	return event.Membership(m)
+}

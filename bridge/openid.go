@@ -1,0 +1,134 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"maunium.net/go/mautrix/id"
+)
+
+// maxOpenIDBody bounds both the sign-in request and the homeserver's answer.
+const maxOpenIDBody = 64 << 10
+
+// openIDLogin is the body of POST /api/v1/matrix/openid.
+type openIDLogin struct {
+	AccessToken      string `json:"access_token"`
+	MatrixServerName string `json:"matrix_server_name"`
+}
+
+// errOpenIDRefused is a token the homeserver did not vouch for.
+var errOpenIDRefused = errors.New("Matrix OpenID token refused")
+
+// OpenIDLogin lets a Matrix user of the configured homeserver join as a
+// guest: it takes {"access_token", "matrix_server_name"}, has the homeserver
+// vouch for the token, and answers {"token", "user"} with the guest token
+// IssueGuest makes. Errors follow spec/client-api.md:
+// {"error": {"code", "message"}}.
+func (b *Bridge) OpenIDLogin(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		writeError(w, http.StatusMethodNotAllowed, "bad_request", "use POST")
+		return
+	}
+	var req openIDLogin
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxOpenIDBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "body must be {\"access_token\": …, \"matrix_server_name\": …}")
+		return
+	}
+	if req.AccessToken == "" || req.MatrixServerName == "" {
+		writeError(w, http.StatusBadRequest, "bad_request", "access_token and matrix_server_name are required")
+		return
+	}
+	if b.o.IssueGuest == nil || b.o.OpenIDServerName == "" {
+		writeError(w, http.StatusForbidden, "forbidden", "Matrix sign-in is not enabled on this node")
+		return
+	}
+	if req.MatrixServerName != b.o.OpenIDServerName {
+		writeError(w, http.StatusForbidden, "forbidden",
+			fmt.Sprintf("this node does not accept Matrix users of %q", req.MatrixServerName))
+		return
+	}
+	ctx := r.Context()
+	user, err := b.verifyOpenID(ctx, req.AccessToken)
+	if errors.Is(err, errOpenIDRefused) {
+		b.log.Info("Matrix sign-in refused", "err", err)
+		writeError(w, http.StatusUnauthorized, "unauthorized",
+			"the Matrix OpenID token is invalid or expired; request a new one from your homeserver")
+		return
+	}
+	if err != nil {
+		b.log.Warn("Matrix sign-in: homeserver unreachable", "err", err)
+		writeError(w, http.StatusBadGateway, "internal", "the Matrix homeserver could not be asked about the token")
+		return
+	}
+	token, err := b.o.IssueGuest(ctx, user.String())
+	if err != nil {
+		b.log.Error("issue guest for Matrix user", "user", user.String(), "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", "could not issue a guest token")
+		return
+	}
+	b.log.Info("Matrix user signed in", "user", user.String())
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]string{"token": token, "user": user.String()})
+}
+
+// verifyOpenID asks the homeserver who the token belongs to
+// (GET /_matrix/federation/v1/openid/userinfo). A user of another server is
+// refused as well: a homeserver only vouches for its own users.
+func (b *Bridge) verifyOpenID(ctx context.Context, token string) (id.UserID, error) {
+	u, err := url.Parse(strings.TrimRight(b.o.OpenIDBaseURL, "/") + "/_matrix/federation/v1/openid/userinfo")
+	if err != nil {
+		return "", fmt.Errorf("openid base URL: %w", err)
+	}
+	u.RawQuery = url.Values{"access_token": {token}}.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return "", fmt.Errorf("openid userinfo request: %w", err)
+	}
+	resp, err := b.o.HTTPClient.Do(req)
+	if err != nil {
+		// The URL holds the token: report the host only.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return "", fmt.Errorf("openid userinfo on %s: %w", u.Host, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxOpenIDBody))
+	if err != nil {
+		return "", fmt.Errorf("openid userinfo on %s: %w", u.Host, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden ||
+		resp.StatusCode == http.StatusNotFound:
+		return "", fmt.Errorf("%w by %s (HTTP %d)", errOpenIDRefused, u.Host, resp.StatusCode)
+	case resp.StatusCode != http.StatusOK:
+		return "", fmt.Errorf("openid userinfo on %s: HTTP %d", u.Host, resp.StatusCode)
+	}
+	var info struct {
+		Sub string `json:"sub"`
+	}
+	if err := json.Unmarshal(body, &info); err != nil {
+		return "", fmt.Errorf("openid userinfo on %s: %w", u.Host, err)
+	}
+	user := id.UserID(info.Sub)
+	_, server, err := user.Parse()
+	if err != nil || server != b.o.OpenIDServerName {
+		return "", fmt.Errorf("%w: %s vouched for %q, not a user of %s", errOpenIDRefused, u.Host, info.Sub, b.o.OpenIDServerName)
+	}
+	return user, nil
+}
+
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": message}})
+}
