@@ -20,6 +20,9 @@ type LocalUser struct {
 	ID          string // local part
 	DisplayName string
 	Admin       bool
+	// MatrixGuest is a Matrix user the node let in with an OpenID token: it
+	// takes part as a guest of this node's organisation.
+	MatrixGuest bool
 }
 
 // userRef is the sender of u's actions; the zero LocalUser is the node
@@ -159,7 +162,11 @@ func (s *Service) Answer(ctx context.Context, u LocalUser, conference string, ac
 // Join makes u a participant. On the host it takes effect at once; on a
 // member node the join event is sent to the host, and the returned seq is 0.
 func (s *Service) Join(ctx context.Context, u LocalUser, conference string) (int64, string, error) {
-	content := JoinContent{User: s.userRef(u), DisplayName: u.DisplayName, Organisation: s.name}
+	org := s.name
+	if u.MatrixGuest {
+		org += " (Matrix guest)"
+	}
+	content := JoinContent{User: s.userRef(u), DisplayName: u.DisplayName, Organisation: org}
 	return s.userEvent(ctx, TypeJoin, u, conference, content)
 }
 

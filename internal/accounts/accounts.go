@@ -29,6 +29,9 @@ func AddUser(ctx context.Context, s store.Store, id, displayName string, admin b
 	if !federation.ValidLocalpart(id) {
 		return store.User{}, fmt.Errorf("user name %q: use 1 to 64 of a-z, 0-9, '.', '_' and '-'", id)
 	}
+	if IsMatrixGuest(id) {
+		return store.User{}, fmt.Errorf("user name %q: names starting with %q are kept for Matrix guests", id, MatrixGuestPrefix)
+	}
 	displayName = strings.TrimSpace(displayName)
 	if displayName == "" {
 		displayName = id
@@ -109,5 +112,5 @@ func (a Authenticator) User(ctx context.Context, token string) (federation.Local
 	if err != nil {
 		return federation.LocalUser{}, federation.Unauthorized("sign in: the token's user no longer exists")
 	}
-	return federation.LocalUser{ID: u.ID, DisplayName: u.DisplayName, Admin: u.Admin}, nil
+	return federation.LocalUser{ID: u.ID, DisplayName: u.DisplayName, Admin: u.Admin, MatrixGuest: IsMatrixGuest(u.ID)}, nil
 }

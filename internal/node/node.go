@@ -23,6 +23,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/entente-org/entente/bridge"
 	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/identity"
 	"github.com/entente-org/entente/internal/accounts"
@@ -66,6 +67,7 @@ type Node struct {
 	tlsConf  *tls.Config
 	fed      *federation.Service
 	sfu      *media.SFU
+	bridge   *bridge.Bridge
 	accounts accounts.Authenticator
 
 	stopOutbox context.CancelFunc
@@ -150,6 +152,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 			if n.sfu != nil {
 				n.sfu.Recheck(conference)
 			}
+			n.syncBridge(conference)
 			n.hooksMu.Lock()
 			fns := slices.Clone(n.logHooks)
 			n.hooksMu.Unlock()
@@ -166,6 +169,16 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 	if n.sfu, err = n.newSFU(); err != nil {
 		return nil, err
 	}
+	if n.bridge, err = n.newBridge(); err != nil {
+		return nil, err
+	}
+	// Every participant's client hears signals over its media WebSocket
+	// (spec/client-api.md §3, POST /conferences/{id}/signals).
+	n.OnSignal(func(sig federation.Signal) {
+		if err := n.sfu.Broadcast(sig.Conference, sig); err != nil {
+			n.log.Warn("signal not broadcast", "conference", sig.Conference, "err", err)
+		}
+	})
 	n.routes()
 	return n, nil
 }
@@ -262,6 +275,9 @@ func (n *Node) fanOutSignal(sig federation.Signal) {
 	}
 }
 
+// Bridge is the node's Matrix appservice, nil when bridge.enabled is off.
+func (n *Node) Bridge() *bridge.Bridge { return n.bridge }
+
 // SFU is the node's selective forwarding unit.
 func (n *Node) SFU() *media.SFU { return n.sfu }
 
@@ -309,6 +325,11 @@ func (n *Node) Start() error {
 			n.log.Error("https server stopped", "err", err)
 		}
 	}()
+	if n.bridge != nil {
+		if err := n.bridge.Start(context.Background()); err != nil {
+			return fmt.Errorf("bridge: %w", err)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.stopOutbox, n.outboxDone = cancel, make(chan struct{})
 	go func() {
@@ -358,6 +379,9 @@ func (n *Node) Run(ctx context.Context) error {
 
 func (n *Node) closeResources() error {
 	n.closeOnce.Do(func() {
+		if n.bridge != nil {
+			n.bridge.Stop()
+		}
 		if n.sfu != nil {
 			n.sfu.Close()
 		}

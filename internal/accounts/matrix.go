@@ -1,0 +1,35 @@
+package accounts
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+	"time"
+
+	"github.com/entente-org/entente/store"
+)
+
+// MatrixGuestPrefix starts the local names of Matrix users who signed in
+// with an OpenID token (spec/client-api.md, Matrix sign-in). It is reserved:
+// AddUser refuses it.
+const MatrixGuestPrefix = "mx."
+
+// IsMatrixGuest reports whether a local user name is a Matrix guest's.
+func IsMatrixGuest(id string) bool { return strings.HasPrefix(id, MatrixGuestPrefix) }
+
+// IssueMatrixGuest makes (or finds) the local guest account of a Matrix user
+// whose identity the homeserver vouched for, and issues it a token. The
+// guest's display name is the Matrix ID, so others see who it is.
+func IssueMatrixGuest(ctx context.Context, s store.Store, matrixUser string, now time.Time) (string, error) {
+	sum := sha256.Sum256([]byte(matrixUser))
+	id := MatrixGuestPrefix + hex.EncodeToString(sum[:8])
+	u := store.User{ID: id, DisplayName: matrixUser, CreatedAt: now.UTC()}
+	if old, err := s.GetUser(ctx, id); err == nil {
+		u.CreatedAt = old.CreatedAt
+	}
+	if err := s.PutUser(ctx, u); err != nil {
+		return "", err
+	}
+	return IssueToken(ctx, s, id, LoginTokenTTL, now)
+}

@@ -1,0 +1,133 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/entente-org/entente/bridge"
+	"github.com/entente-org/entente/federation"
+	"github.com/entente-org/entente/internal/accounts"
+)
+
+// newBridge makes the Matrix appservice when bridge.enabled is set.
+func (n *Node) newBridge() (*bridge.Bridge, error) {
+	c := n.cfg.Bridge
+	if !c.Enabled {
+		return nil, nil
+	}
+	reg, err := bridge.LoadRegistration(c.Registration)
+	if err != nil {
+		return nil, fmt.Errorf("bridge.registration: %w", err)
+	}
+	b, err := bridge.New(bridge.Options{
+		Registration:     reg,
+		HomeserverURL:    c.HomeserverURL,
+		HomeserverDomain: c.HomeserverDomain,
+		Listen:           c.Listen,
+		BotLocalpart:     c.BotLocalpart,
+		GhostPrefix:      c.GhostPrefix,
+		Store:            n.store,
+		Conferences:      bridgeConferences{n},
+		OpenIDServerName: c.OpenIDServerName,
+		OpenIDBaseURL:    c.OpenIDBaseURL,
+		HTTPClient:       n.client,
+		IssueGuest: func(ctx context.Context, matrixUser string) (string, error) {
+			return accounts.IssueMatrixGuest(ctx, n.store, matrixUser, n.now())
+		},
+		Logger: n.log.With("component", "bridge"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	return b, nil
+}
+
+// syncBridge brings the conference's Matrix room in line, in the background:
+// the log change that triggers it must not wait for a homeserver.
+func (n *Node) syncBridge(conference string) {
+	if n.bridge == nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := n.bridge.Sync(ctx, conference); err != nil {
+			n.log.Warn("bridge sync failed", "conference", conference, "err", err)
+		}
+	}()
+}
+
+// bridgeConferences shows the bridge the conferences as federation knows them.
+type bridgeConferences struct{ n *Node }
+
+func (b bridgeConferences) Conference(ctx context.Context, id string) (bridge.Conference, error) {
+	v, err := b.n.fed.ConferenceDetail(ctx, id)
+	if err != nil {
+		return bridge.Conference{}, err
+	}
+	c := bridge.Conference{
+		ID: v.ID, Title: v.Title, Host: v.Host, HostName: b.n.cfg.Node.Name, Ended: v.Ended,
+		JoinURL: b.n.cfg.Node.PublicURL + "/app/conference/" + v.ID,
+	}
+	if v.Host != b.n.did {
+		if p, err := b.n.store.GetPeer(ctx, v.Host); err == nil {
+			c.HostName = p.Name
+		}
+	}
+	for _, p := range v.Participants {
+		bp := bridge.Participant{User: p.User, DisplayName: p.DisplayName, Organisation: p.Organisation, Node: p.Node}
+		if local, did, err := federation.ParseUserRef(p.User); err == nil && did == b.n.did && accounts.IsMatrixGuest(local) {
+			bp.MatrixUser = strings.TrimSpace(p.DisplayName)
+		}
+		c.Participants = append(c.Participants, bp)
+	}
+	return c, nil
+}
+
+// servePortal creates the Matrix room of a conference, or links an existing
+// one (body {"room_id": "!…"}), for the node's administrators.
+func (n *Node) servePortal(w http.ResponseWriter, r *http.Request) {
+	u, err := n.accounts.Authenticate(r)
+	if err != nil {
+		federation.WriteError(w, err)
+		return
+	}
+	if !u.Admin {
+		federation.WriteError(w, federation.Forbidden("%s is not an administrator of this node", u.ID))
+		return
+	}
+	var req struct {
+		RoomID string `json:"room_id"`
+	}
+	if r.ContentLength != 0 {
+		dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			federation.WriteError(w, federation.BadRequest("request body: %v", err))
+			return
+		}
+	}
+	id := r.PathValue("id")
+	if _, err := n.fed.ConferenceDetail(r.Context(), id); err != nil {
+		federation.WriteError(w, err)
+		return
+	}
+	room := req.RoomID
+	if room == "" {
+		room, err = n.bridge.Portal(r.Context(), id)
+	} else {
+		err = n.bridge.LinkRoom(r.Context(), id, room)
+	}
+	if err != nil {
+		federation.WriteError(w, federation.BadRequest("matrix room: %v", err))
+		return
+	}
+	n.syncBridge(id)
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]string{"conference": id, "room_id": room})
+}
