@@ -73,6 +73,9 @@ type Node struct {
 	stopOutbox context.CancelFunc
 	outboxDone chan struct{}
 
+	inflight sync.WaitGroup // handlers running, for graceful shutdown
+	sfuOnce  sync.Once
+
 	hooksMu     sync.Mutex
 	signalHooks []func(federation.Signal)
 	logHooks    []func(conference string)
@@ -359,6 +362,20 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("https shutdown: %w", err))
 		}
 	}
+	// http.Server.Shutdown does not wait for handlers of HTTP/2 streams, and
+	// media WebSockets only end when the SFU closes them: wait for every
+	// handler ourselves before the store goes away under them.
+	n.closeSFU()
+	done := make(chan struct{})
+	go func() {
+		n.inflight.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("https shutdown: requests still running after %s", n.cfg.HTTP.ShutdownTimeout))
+	}
 	if err := n.closeResources(); err != nil {
 		errs = append(errs, err)
 	}
@@ -377,14 +394,20 @@ func (n *Node) Run(ctx context.Context) error {
 	return n.Shutdown(context.WithoutCancel(ctx))
 }
 
+func (n *Node) closeSFU() {
+	n.sfuOnce.Do(func() {
+		if n.sfu != nil {
+			n.sfu.Close()
+		}
+	})
+}
+
 func (n *Node) closeResources() error {
 	n.closeOnce.Do(func() {
 		if n.bridge != nil {
 			n.bridge.Stop()
 		}
-		if n.sfu != nil {
-			n.sfu.Close()
-		}
+		n.closeSFU()
 		if n.store != nil {
 			n.closeErr = n.store.Close()
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -164,6 +165,14 @@ func TestPostgresBackedNode(t *testing.T) {
 }
 
 func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
+	// Peers speak HTTP/2, whose handlers http.Server.Shutdown does not wait
+	// for; browsers may use either.
+	for _, h2 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http1", true: "http2"}[h2], func(t *testing.T) { testGracefulShutdown(t, h2) })
+	}
+}
+
+func testGracefulShutdown(t *testing.T, h2 bool) {
 	f := newFederation(t)
 	n := f.start(t, "ministry", nil)
 	entered, release := make(chan struct{}), make(chan struct{})
@@ -180,8 +189,13 @@ func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
 		body string
 	}
 	got := make(chan answer, 1)
+	client := f.client()
+	client.Transport.(*http.Transport).ForceAttemptHTTP2 = h2
 	go func() {
-		resp, err := f.client().Get(n.PublicURL() + "/slow")
+		resp, err := client.Get(n.PublicURL() + "/slow")
+		if err == nil && (resp.ProtoMajor == 2) != h2 {
+			err = fmt.Errorf("request used %s", resp.Proto)
+		}
 		if err != nil {
 			got <- answer{0, err.Error()}
 			return

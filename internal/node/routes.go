@@ -93,6 +93,8 @@ func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 // raw path, which would let clients create unbounded label values).
 func (n *Node) instrument(route string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.inflight.Add(1)
+		defer n.inflight.Done()
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		h.ServeHTTP(rec, r)
