@@ -37,7 +37,7 @@ func (a *app) benchCommand() *cobra.Command {
 		Args:  noArgs,
 		RunE:  groupRun,
 	}
-	c.AddCommand(a.benchFederationCommand())
+	c.AddCommand(a.benchFederationCommand(), a.benchMediaCommand())
 	return c
 }
 

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func jsonKeys(t *testing.T, data []byte) []string {
+	t.Helper()
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		t.Fatalf("not one JSON object: %v: %q", err, data)
+	}
+	var keys []string
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func TestBenchMediaTinyScenario(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a node and WebRTC clients")
+	}
+	// The clients run in a second process: this test binary, as entente.
+	env := append(os.Environ(), "ENTENTE_TEST_RUN_MAIN=1")
+	r := runCLI(t, env, "bench", "media", "--nodes", "1", "--publishers", "1", "--subscribers", "2", "--duration", "2s")
+	if r.code != 0 {
+		t.Fatalf("code %d, stderr %q", r.code, r.stderr)
+	}
+	want := []string{"clients", "cores", "forwarded_packets", "go", "join_to_first_frame_ms", "latency_ms",
+		"packets_lost", "packets_received", "packets_sent", "scenario", "server_cpu_ms",
+		"server_cpu_us_per_forwarded_packet", "server_cpu_us_per_received_packet", "server_mallocs_per_forwarded_packet", "subscriptions",
+		"subscriptions_without_media", "trunk_efficiency", "udp_rcvbuf_errors"}
+	if keys := jsonKeys(t, []byte(r.stdout)); !slices.Equal(keys, want) {
+		t.Fatalf("keys %v, want %v", keys, want)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(r.stdout), &raw); err != nil {
+		t.Fatal(err)
+	}
+	summaryKeys := []string{"max", "n", "p50", "p95", "p99"}
+	for _, k := range []string{"latency_ms", "join_to_first_frame_ms"} {
+		if keys := jsonKeys(t, raw[k]); !slices.Equal(keys, summaryKeys) {
+			t.Fatalf("%s keys %v, want %v", k, keys, summaryKeys)
+		}
+	}
+	if string(raw["trunk_efficiency"]) != "null" {
+		t.Fatalf("trunk_efficiency %s with a single node, want null", raw["trunk_efficiency"])
+	}
+
+	var got mediaBench
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	wantScenario := mediaScenario{Nodes: 1, Conferences: 1, Publishers: 1, Subscribers: 2, Participants: 3, DurationS: 2, Simulcast: true}
+	if got.Scenario != wantScenario {
+		t.Fatalf("scenario %+v, want %+v", got.Scenario, wantScenario)
+	}
+	if got.Clients != "subprocess" || got.Cores != runtime.NumCPU() || got.Go != runtime.Version() {
+		t.Fatalf("clients %q, cores %d, go %q", got.Clients, got.Cores, got.Go)
+	}
+	// One publisher of audio and video, two subscribers: four subscriptions.
+	if got.Subscriptions != 4 || got.SubscriptionsNoMedia != 0 {
+		t.Fatalf("subscriptions %d, without media %d; want 4 and 0", got.Subscriptions, got.SubscriptionsNoMedia)
+	}
+	if got.PacketsReceived <= 0 || got.PacketsLost < 0 || got.PacketsSent <= 0 {
+		t.Fatalf("sent %d, received %d, lost %d", got.PacketsSent, got.PacketsReceived, got.PacketsLost)
+	}
+	l, j := got.Latency, got.JoinToFirstFrame
+	if l.N != int(got.PacketsReceived) || l.P50 > l.P99 || l.P99 > l.Max {
+		t.Fatalf("latency %+v for %d packets received", l, got.PacketsReceived)
+	}
+	// One video track, two subscribers.
+	if j.N != 2 || j.P50 <= 0 || j.P50 > j.P95 {
+		t.Fatalf("join to first frame %+v", j)
+	}
+	if fwd := got.ForwardedPackets["Bench Node 1"]; fwd <= 0 || len(got.ForwardedPackets) != 1 {
+		t.Fatalf("forwarded packets %v", got.ForwardedPackets)
+	}
+	if got.ServerCPUPerPacket == nil || *got.ServerCPUPerPacket <= 0 || got.ServerCPUMillis <= 0 ||
+		got.ServerCPUPerReceived == nil || *got.ServerCPUPerReceived < *got.ServerCPUPerPacket {
+		t.Fatalf("server CPU %v µs per packet, %v ms", got.ServerCPUPerPacket, got.ServerCPUMillis)
+	}
+}
+
+func TestBenchMediaRefusesScenarios(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--nodes", "4"}, "--nodes must be between 1 and 3, got 4"},
+		{[]string{"--nodes", "0"}, "--nodes must be between 1 and 3, got 0"},
+		{[]string{"--conferences", "51"}, "--conferences must be between 1 and 50, got 51"},
+		{[]string{"--duration", "0s"}, "--duration must be positive and at most 5m0s, got 0s"},
+		{[]string{"--duration", "6m"}, "--duration must be positive and at most 5m0s, got 6m0s"},
+		{[]string{"--meeting", "1"}, "--meeting needs at least 2 participants, got 1"},
+		{[]string{"--publishers", "0"}, "--publishers and --subscribers must each be at least 1"},
+		{[]string{"--subscribers", "-1"}, "cannot be negative"},
+		{[]string{"--meeting", "20", "--conferences", "26"}, "520 participants in all; at most 500"},
+	} {
+		r := runCLI(t, nil, append([]string{"bench", "media"}, tc.args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) || r.stdout != "" {
+			t.Errorf("%v: code %d, stderr %q, stdout %q; want code 2 and %q", tc.args, r.code, r.stderr, r.stdout, tc.want)
+		}
+	}
+}
+
+func TestParseRcvbufErrors(t *testing.T) {
+	const snmp = "Ip: Forwarding DefaultTTL\nIp: 1 64\n" +
+		"Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors\n" +
+		"Udp: 1000 3 7 990 42 0 0 0 0\n" +
+		"UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors\n" +
+		"UdpLite: 0 0 0 0 9 0 0 0 0\n"
+	got, err := parseRcvbufErrors([]byte(snmp))
+	if err != nil || got != 42 {
+		t.Fatalf("got %d, %v; want 42", got, err)
+	}
+	if _, err := parseRcvbufErrors([]byte("Udp: InDatagrams\nUdp: 5\n")); err == nil || !strings.Contains(err.Error(), "no RcvbufErrors") {
+		t.Fatalf("without the column: %v", err)
+	}
+	if _, err := parseRcvbufErrors([]byte("Udp: RcvbufErrors\nUdp: x\n")); err == nil || !strings.Contains(err.Error(), `RcvbufErrors "x"`) {
+		t.Fatalf("bad value: %v", err)
+	}
+}

@@ -1,0 +1,508 @@
+package mediabench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// Synthetic media rates and sizes: Opus in 20 ms packets, VP8 at 30 fps with
+// a keyframe every 2 s, one packet per frame and layer, each layer about
+// twice the bytes of the one below.
+const (
+	audioInterval   = 20 * time.Millisecond
+	videoInterval   = time.Second / 30
+	keyframeEvery   = 60 // frames
+	audioSize       = 120
+	fullLayerSize   = 1100
+	readLimit       = 1 << 20
+	maxSignalFrames = 4096 // per client and run, far above what a run exchanges
+)
+
+// layerSizes are the payload sizes of the simulcast layers q, h, f.
+var layerSizes = [...]int{300, 600, fullLayerSize}
+
+// client is one synthetic participant: a signalling WebSocket and the two
+// peer connections of spec/client-api.md §5.
+type client struct {
+	p     Participant
+	api   *webrtc.API
+	clock clock
+	win   *window
+	ws    *websocket.Conn
+	pub   *webrtc.PeerConnection
+	sub   *webrtc.PeerConnection
+
+	joined    chan struct{}
+	published chan struct{}
+	pubUp     chan struct{}
+	// fail is shared by the run's clients: the first error ends the run.
+	fail        chan error
+	joinedNS    int64
+	wg          sync.WaitGroup
+	sentPackets atomic.Int64
+
+	mu     sync.Mutex
+	user   string
+	tracks []*localTrack
+	subs   map[string]*subscription // by the SFU's track id
+}
+
+// localTrack is one published synthetic track.
+type localTrack struct {
+	kind      string
+	simulcast bool
+	locals    []*webrtc.TrackLocalStaticRTP
+	sender    *webrtc.RTPSender
+	mid       string
+	midExt    uint8
+	ridExt    uint8
+	levelExt  uint8
+	forceKey  atomic.Bool
+	// inWindow counts frames (or audio packets) sent in the window: what
+	// each subscriber of the track should receive.
+	inWindow atomic.Int64
+}
+
+func newClient(p Participant, api *webrtc.API, c clock, w *window, fail chan error) *client {
+	return &client{p: p, api: api, clock: c, win: w, joined: make(chan struct{}), published: make(chan struct{}),
+		pubUp: make(chan struct{}), fail: fail, subs: map[string]*subscription{}}
+}
+
+// connect dials the signalling WebSocket, joins and, if the participant
+// publishes, starts sending; it returns once joined and, for a publisher,
+// once the publish connection is up.
+func (c *client) connect(ctx context.Context, httpClient *http.Client, limit time.Duration) error {
+	dctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	ws, resp, err := websocket.Dial(dctx, c.p.URL, &websocket.DialOptions{
+		HTTPClient: httpClient,
+		HTTPHeader: http.Header{"Authorization": {"Bearer " + c.p.Token}},
+	})
+	if err != nil {
+		if resp != nil {
+			return fmt.Errorf("%s: signalling: HTTP %d: %w", c.p.Name, resp.StatusCode, err)
+		}
+		return fmt.Errorf("%s: signalling: %w", c.p.Name, err)
+	}
+	c.ws = ws
+	ws.SetReadLimit(readLimit)
+	if c.pub, err = c.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		return fmt.Errorf("%s: publish connection: %w", c.p.Name, err)
+	}
+	if c.sub, err = c.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		return fmt.Errorf("%s: subscribe connection: %w", c.p.Name, err)
+	}
+	c.pub.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateConnected {
+			closeOnce(c.pubUp)
+		}
+	})
+	c.sub.OnTrack(c.onTrack)
+	c.wg.Go(func() { c.readLoop(ctx) })
+
+	c.joinedNS = c.clock.now()
+	if err := c.send(ctx, map[string]any{"type": "join"}); err != nil {
+		return err
+	}
+	if err := c.wait(dctx, c.joined, "joined"); err != nil {
+		return err
+	}
+	if !c.p.Audio && !c.p.Video {
+		return nil
+	}
+	if err := c.publish(ctx); err != nil {
+		return err
+	}
+	if err := c.wait(dctx, c.published, "publish_answer"); err != nil {
+		return err
+	}
+	return c.wait(dctx, c.pubUp, "the publish connection to connect")
+}
+
+func (c *client) wait(ctx context.Context, ch <-chan struct{}, what string) error {
+	select {
+	case <-ch:
+		return nil
+	case err := <-c.fail:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%s: waiting for %s: %w", c.p.Name, what, ctx.Err())
+	}
+}
+
+func closeOnce(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
+}
+
+// failed reports the first error that ends the client's signalling.
+func (c *client) failed(err error) {
+	select {
+	case c.fail <- err:
+	default:
+	}
+}
+
+func (c *client) send(ctx context.Context, m any) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.p.Name, err)
+	}
+	if err := c.ws.Write(ctx, websocket.MessageText, data); err != nil {
+		return fmt.Errorf("%s: signalling write: %w", c.p.Name, err)
+	}
+	return nil
+}
+
+// serverMessage holds the fields of the server messages the client acts on.
+type serverMessage struct {
+	Type string `json:"type"`
+	SDP  string `json:"sdp"`
+	PC   string `json:"pc"`
+	// Candidate is kept raw: its shape is the browser's RTCIceCandidateInit.
+	Candidate json.RawMessage `json:"candidate"`
+	You       struct {
+		User string `json:"user"`
+	} `json:"you"`
+	Tracks []trackInfo `json:"tracks"`
+	trackInfo
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+type trackInfo struct {
+	ID    string `json:"id"`
+	Owner string `json:"owner"`
+	Kind  string `json:"kind"`
+}
+
+func (c *client) readLoop(ctx context.Context) {
+	for range maxSignalFrames {
+		_, data, err := c.ws.Read(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.failed(fmt.Errorf("%s: signalling read: %w", c.p.Name, err))
+			}
+			return
+		}
+		var m serverMessage
+		if err := json.Unmarshal(data, &m); err != nil {
+			c.failed(fmt.Errorf("%s: server sent a frame that is not JSON: %w", c.p.Name, err))
+			return
+		}
+		if err := c.handle(ctx, m); err != nil {
+			c.failed(err)
+			return
+		}
+	}
+	c.failed(fmt.Errorf("%s: more than %d signalling messages", c.p.Name, maxSignalFrames))
+}
+
+func (c *client) handle(ctx context.Context, m serverMessage) error {
+	switch m.Type {
+	case "joined":
+		c.mu.Lock()
+		c.user = m.You.User
+		c.mu.Unlock()
+		for _, t := range m.Tracks {
+			if err := c.trackAnnounced(ctx, t); err != nil {
+				return err
+			}
+		}
+		closeOnce(c.joined)
+	case "track_added":
+		return c.trackAnnounced(ctx, m.trackInfo)
+	case "publish_answer":
+		if err := c.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m.SDP}); err != nil {
+			return fmt.Errorf("%s: publish answer: %w", c.p.Name, err)
+		}
+		closeOnce(c.published)
+	case "subscribe_offer":
+		return c.answer(ctx, m.SDP)
+	case "candidate":
+		var init webrtc.ICECandidateInit
+		if err := json.Unmarshal(m.Candidate, &init); err != nil {
+			return fmt.Errorf("%s: server candidate: %w", c.p.Name, err)
+		}
+		pc := c.pub
+		if m.PC == "subscribe" {
+			pc = c.sub
+		}
+		if err := pc.AddICECandidate(init); err != nil {
+			return fmt.Errorf("%s: server candidate: %w", c.p.Name, err)
+		}
+	case "error":
+		return fmt.Errorf("%s: server refused a message: %s: %s", c.p.Name, m.Code, m.Message)
+	}
+	return nil
+}
+
+// trackAnnounced subscribes to every track of another participant.
+func (c *client) trackAnnounced(ctx context.Context, t trackInfo) error {
+	c.mu.Lock()
+	own := t.Owner == c.user
+	if !own && c.p.Subscribe {
+		if _, ok := c.subs[t.ID]; !ok {
+			c.subs[t.ID] = &subscription{owner: t.Owner, kind: t.Kind, announcedNS: c.clock.now()}
+		}
+	}
+	c.mu.Unlock()
+	if own || !c.p.Subscribe {
+		return nil
+	}
+	return c.send(ctx, map[string]any{"type": "subscribe", "track": t.ID})
+}
+
+// answer completes ICE gathering before answering: the SFU is on loopback,
+// so gathering is immediate and trickling would only add messages.
+func (c *client) answer(ctx context.Context, offer string) error {
+	if err := c.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return fmt.Errorf("%s: subscribe offer: %w", c.p.Name, err)
+	}
+	ans, err := c.sub.CreateAnswer(nil)
+	if err != nil {
+		return fmt.Errorf("%s: subscribe answer: %w", c.p.Name, err)
+	}
+	gathered := webrtc.GatheringCompletePromise(c.sub)
+	if err := c.sub.SetLocalDescription(ans); err != nil {
+		return fmt.Errorf("%s: subscribe answer: %w", c.p.Name, err)
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return c.send(ctx, map[string]any{"type": "subscribe_answer", "sdp": c.sub.LocalDescription().SDP})
+}
+
+// onTrack reads one subscribed track until its connection closes.
+func (c *client) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	c.mu.Lock()
+	s, ok := c.subs[tr.ID()]
+	if !ok {
+		s = &subscription{kind: tr.Kind().String(), announcedNS: c.clock.now()}
+		c.subs[tr.ID()] = s
+	}
+	c.mu.Unlock()
+	parse := parseAudioPayload
+	if tr.Kind() == webrtc.RTPCodecTypeVideo {
+		parse = parseVideoPayload
+	}
+	buf := make([]byte, 1500)
+	var pkt rtp.Packet
+	for {
+		n, _, err := tr.Read(buf)
+		if err != nil {
+			return
+		}
+		at := c.clock.now()
+		if pkt.Unmarshal(buf[:n]) != nil {
+			continue
+		}
+		p, err := parse(pkt.Payload)
+		if err != nil {
+			continue
+		}
+		s.record(p, at, c.win)
+	}
+}
+
+// publish offers the participant's tracks and starts their senders.
+func (c *client) publish(ctx context.Context) error {
+	var tracks []*localTrack
+	if c.p.Audio {
+		tracks = append(tracks, &localTrack{kind: "audio"})
+	}
+	if c.p.Video {
+		tracks = append(tracks, &localTrack{kind: "video", simulcast: c.p.Simulcast})
+	}
+	for _, t := range tracks {
+		if err := c.addTrack(t); err != nil {
+			return err
+		}
+	}
+	offer, err := c.pub.CreateOffer(nil)
+	if err != nil {
+		return fmt.Errorf("%s: publish offer: %w", c.p.Name, err)
+	}
+	gathered := webrtc.GatheringCompletePromise(c.pub)
+	if err := c.pub.SetLocalDescription(offer); err != nil {
+		return fmt.Errorf("%s: publish offer: %w", c.p.Name, err)
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	var announced []map[string]any
+	for _, t := range tracks {
+		for _, tx := range c.pub.GetTransceivers() {
+			if tx.Sender() == t.sender {
+				t.mid = tx.Mid()
+			}
+		}
+		source := "microphone"
+		if t.kind == "video" {
+			source = "camera"
+		}
+		announced = append(announced, map[string]any{"mid": t.mid, "kind": t.kind, "source": source,
+			"simulcast": t.simulcast, "width": 1280, "height": 720})
+	}
+	c.mu.Lock()
+	c.tracks = tracks
+	c.mu.Unlock()
+	if err := c.send(ctx, map[string]any{"type": "publish_offer", "sdp": c.pub.LocalDescription().SDP, "tracks": announced}); err != nil {
+		return err
+	}
+	for _, t := range tracks {
+		c.wg.Go(func() { c.sendLoop(ctx, t) })
+	}
+	return nil
+}
+
+func (c *client) addTrack(t *localTrack) error {
+	codec := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}
+	rids := []string{""}
+	if t.kind == "video" {
+		codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+		if t.simulcast {
+			rids = []string{"q", "h", "f"}
+		}
+	}
+	for _, rid := range rids {
+		var opts []func(*webrtc.TrackLocalStaticRTP)
+		if rid != "" {
+			opts = append(opts, webrtc.WithRTPStreamID(rid))
+		}
+		// The stream id goes into a=msid, where a space would split it.
+		l, err := webrtc.NewTrackLocalStaticRTP(codec, t.kind, "bench", opts...)
+		if err != nil {
+			return fmt.Errorf("%s: %s track: %w", c.p.Name, t.kind, err)
+		}
+		t.locals = append(t.locals, l)
+	}
+	var err error
+	if t.sender, err = c.pub.AddTrack(t.locals[0]); err != nil {
+		return fmt.Errorf("%s: %s track: %w", c.p.Name, t.kind, err)
+	}
+	for _, l := range t.locals[1:] {
+		if err := t.sender.AddEncoding(l); err != nil {
+			return fmt.Errorf("%s: %s layer %s: %w", c.p.Name, t.kind, l.RID(), err)
+		}
+	}
+	for _, ext := range t.sender.GetParameters().HeaderExtensions {
+		switch ext.URI {
+		case sdp.SDESMidURI:
+			t.midExt = uint8(ext.ID)
+		case sdp.SDESRTPStreamIDURI:
+			t.ridExt = uint8(ext.ID)
+		case sdp.AudioLevelURI:
+			t.levelExt = uint8(ext.ID)
+		}
+	}
+	// Reading RTCP runs the interceptors (NACK responder) and sees the
+	// SFU's keyframe requests.
+	for _, rid := range rids {
+		c.wg.Go(func() {
+			for {
+				var pkts []rtcp.Packet
+				var err error
+				if rid == "" {
+					pkts, _, err = t.sender.ReadRTCP()
+				} else {
+					pkts, _, err = t.sender.ReadSimulcastRTCP(rid)
+				}
+				if err != nil {
+					return
+				}
+				for _, p := range pkts {
+					switch p.(type) {
+					case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+						t.forceKey.Store(true)
+					}
+				}
+			}
+		})
+	}
+	return nil
+}
+
+// sendLoop sends the track's packets at its rate until ctx ends.
+func (c *client) sendLoop(ctx context.Context, t *localTrack) {
+	interval := audioInterval
+	if t.kind == "video" {
+		interval = videoInterval
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	buf := make([]byte, 0, fullLayerSize)
+	for seq := uint32(0); seq < maxFrames; seq++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		sent := c.clock.now()
+		key := t.kind == "video" && (seq%keyframeEvery == 0 || t.forceKey.Swap(false))
+		for i, l := range t.locals {
+			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(seq), Marker: true}}
+			if t.kind == "audio" {
+				pkt.Timestamp = seq * 960
+				pkt.Payload = appendAudioPayload(buf[:0], seq, sent, audioSize)
+				if t.levelExt != 0 {
+					_ = pkt.SetExtension(t.levelExt, []byte{0x80 | 30})
+				}
+			} else {
+				size := fullLayerSize
+				if t.simulcast {
+					size = layerSizes[i]
+					_ = pkt.SetExtension(t.midExt, []byte(t.mid))
+					_ = pkt.SetExtension(t.ridExt, []byte(l.RID()))
+				}
+				pkt.Timestamp = seq * 3000
+				pkt.Payload = appendVideoPayload(buf[:0], seq, sent, key, size)
+			}
+			if err := l.WriteRTP(pkt); err != nil {
+				if !errors.Is(err, webrtc.ErrConnectionClosed) && ctx.Err() == nil {
+					c.failed(fmt.Errorf("%s: send %s: %w", c.p.Name, t.kind, err))
+				}
+				return
+			}
+			if c.win.contains(sent) {
+				c.sentPackets.Add(1)
+			}
+		}
+		if c.win.contains(sent) {
+			t.inWindow.Add(1)
+		}
+	}
+}
+
+// close ends the client's connections and waits for its goroutines.
+func (c *client) close() {
+	if c.ws != nil {
+		_ = c.ws.CloseNow()
+	}
+	if c.pub != nil {
+		_ = c.pub.Close()
+	}
+	if c.sub != nil {
+		_ = c.sub.Close()
+	}
+	c.wg.Wait()
+}
