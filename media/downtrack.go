@@ -9,6 +9,7 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // historySize is how many sent packets a down-track remembers to map a NACK
@@ -27,6 +28,9 @@ type downTrack struct {
 	simulcast bool
 	clockRate uint32
 	metrics   *metrics
+	// fwdPackets and fwdBytes count what this down-track really sends: a
+	// simulcast sink drops the layers it is not sending.
+	fwdPackets, fwdBytes prometheus.Counter
 	// onClose runs once when the up-track goes away.
 	onClose   func()
 	closeOnce sync.Once
@@ -79,6 +83,8 @@ func newDownTrack(up UpTrack, m *metrics, maxW, maxH int, onClose func()) *downT
 		maxH:      maxH,
 	}
 	d.target = chooseLayer(up, d.simulcast, maxW, maxH, 0)
+	d.fwdPackets = m.forwardedPackets.WithLabelValues(kind.String())
+	d.fwdBytes = m.forwardedBytes.WithLabelValues(kind.String())
 	return d
 }
 
@@ -104,9 +110,10 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		}
 		d.mu.Lock()
 		d.writer, d.ssrc, d.pt = ctx.WriteStream(), uint32(ctx.SSRC()), uint8(c.PayloadType)
+		target := d.target
 		d.mu.Unlock()
 		// A new subscriber needs a keyframe to start decoding (§5.5).
-		d.up.RequestKeyframe(d.target)
+		d.up.RequestKeyframe(target)
 		return c, nil
 	}
 	return webrtc.RTPCodecParameters{}, fmt.Errorf("track %s: %s: %w", d.info.ID, codec.MimeType, errCodecNotNegotiated)
@@ -236,6 +243,10 @@ func (d *downTrack) write(h *rtp.Header, payload []byte, seq uint16, ts uint32) 
 		CSRC:           h.CSRC,
 	}
 	n, err := d.writer.WriteRTP(&d.out, payload)
+	if n > 0 {
+		d.fwdPackets.Inc()
+		d.fwdBytes.Add(float64(len(payload)))
+	}
 	if n == 0 && err == nil && d.current >= 0 && d.kind == webrtc.RTPCodecTypeVideo {
 		// pion drops writes until the subscriber's SRTP is up: start over
 		// at a keyframe once it is.

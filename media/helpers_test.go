@@ -259,12 +259,23 @@ func (c *testClient) subscribe(track string, maxW, maxH int) {
 }
 
 func (c *testClient) answer(offer string) {
+	// An offer may race with the end of the client (removed, left): a closed
+	// connection has nothing left to answer.
+	if c.sub.ConnectionState() == webrtc.PeerConnectionStateClosed {
+		return
+	}
 	if err := c.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		if c.sub.ConnectionState() == webrtc.PeerConnectionStateClosed {
+			return
+		}
 		c.t.Errorf("%s: subscribe offer: %v", c.user, err)
 		return
 	}
 	ans, err := c.sub.CreateAnswer(nil)
 	if err != nil {
+		if c.sub.ConnectionState() == webrtc.PeerConnectionStateClosed {
+			return
+		}
 		c.t.Errorf("%s: create answer: %v", c.user, err)
 		return
 	}

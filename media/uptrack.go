@@ -11,7 +11,6 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 const (
@@ -60,10 +59,8 @@ type upTrack struct {
 	// detection, written by the reader goroutine only.
 	loudness atomic.Uint32
 
-	metrics    *metrics
-	fwdPackets prometheus.Counter
-	fwdBytes   prometheus.Counter
-	log        *slog.Logger
+	metrics *metrics
+	log     *slog.Logger
 }
 
 // upLayer is one simulcast layer (or the only stream) of an upTrack. The
@@ -85,15 +82,13 @@ type upLayer struct {
 
 func newUpTrack(info TrackInfo, codec webrtc.RTPCodecCapability, kind webrtc.RTPCodecType, sendPLI func(uint32) error, m *metrics, log *slog.Logger) *upTrack {
 	t := &upTrack{
-		info:       info,
-		codec:      codec,
-		kind:       kind,
-		simulcast:  len(info.Layers) > 1,
-		sendPLI:    sendPLI,
-		metrics:    m,
-		fwdPackets: m.forwardedPackets.WithLabelValues(kind.String()),
-		fwdBytes:   m.forwardedBytes.WithLabelValues(kind.String()),
-		log:        log.With("track", info.ID),
+		info:      info,
+		codec:     codec,
+		kind:      kind,
+		simulcast: len(info.Layers) > 1,
+		sendPLI:   sendPLI,
+		metrics:   m,
+		log:       log.With("track", info.ID),
 	}
 	t.muted.Store(info.Muted)
 	if kind == webrtc.RTPCodecTypeVideo {
@@ -272,12 +267,7 @@ func (t *upTrack) forward(layer int, raw []byte, now int64) {
 	}
 
 	l.pkt = Packet{Header: &l.hdr, Payload: payload, Layer: layer, Keyframe: keyframe}
-	sinks := *t.sinks.Load()
-	for _, s := range sinks {
+	for _, s := range *t.sinks.Load() {
 		s.WriteRTP(&l.pkt)
-	}
-	if n := len(sinks); n > 0 {
-		t.fwdPackets.Add(float64(n))
-		t.fwdBytes.Add(float64(n * len(payload)))
 	}
 }

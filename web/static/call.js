@@ -1,17 +1,536 @@
-// The call screen. For now it only says that the call is connecting; the
-// media connection is added here.
-import { h } from './dom.js';
+// The call screen: waits in the lobby when it must, then runs a media
+// session (call-media.js) and keeps it going across network blips, with the
+// stage, the controls, the chat and the participants around it.
+import { h, say, announce } from './dom.js';
+import { t } from './i18n.js';
+import { conferenceAPI } from './call-api.js';
+import { MediaSession } from './call-media.js';
+import { Stage } from './call-tiles.js';
+import { chatPanel, peoplePanel } from './call-panels.js';
 
-export function startCall({ conference, token, me, stream, devices, queued }) {
+const reducedMotion = () => window.matchMedia('(prefers-reduced-motion: reduce)').matches;
+const REACTIONS = ['👍', '👏', '😀', '❤️', '🎉'];
+const LOBBY_POLL = 2000;
+const ROSTER_POLL = 5000;
+const STATS_EVERY = 3000;
+const MAX_BACKOFF = 15000;
+const END = {
+  ended: 'call.end.ended', removed: 'call.end.removed', denied: 'call.end.denied',
+  notin: 'call.end.notin', left: 'call.end.left',
+};
+const QUALITY = { good: 'call.quality.good', fair: 'call.quality.fair', poor: 'call.quality.poor' };
+
+export function startCall({ conference, me, stream, queued }) {
+  const api = conferenceAPI(conference.id);
   const main = document.getElementById('main');
+  const mic = stream?.getAudioTracks()[0] ?? null;
+  const cam = stream?.getVideoTracks()[0] ?? null;
+  let session = null;
+  let stopped = false;
+  let ended = false;
+  let attempt = 0;
+  let roster = null;
+  let moderator = false;
+  let screen = null; // the screen share's track
+  let lastStats = null;
+  let wasParticipant = false; // seen in the roster: gone from it means removed
+  let wasWaiting = false; // seen in the lobby: gone from both means denied
+  const timers = new Set();
+  const infos = new Map(); // track id → track info
+  const later = (fn, ms) => {
+    const id = setTimeout(() => { timers.delete(id); fn(); }, ms);
+    timers.add(id);
+    return id;
+  };
+
+  // --- the page ---
+  const status = h('p', { id: 'call-status', role: 'status', 'aria-live': 'polite', i18n: queued ? 'call.queued' : 'call.connecting' });
+  const alert = h('p', { id: 'call-alert', class: 'error', role: 'alert' });
+  const quality = h('p', { id: 'call-quality', class: 'quality', 'data-level': 'unknown', i18n: 'call.quality.unknown' });
+  const stage = new Stage({ onSize: (id, w, hgt) => session?.subscribe(id, w, hgt) });
+  const chat = chatPanel({
+    send: async (text) => {
+      const sig = await api.signal({ kind: 'chat', text });
+      showChat(sig);
+    },
+  });
+  const people = peoplePanel({ me: me.user, isModerator: () => moderator, act: moderate });
+
+  const toggle = (id, key, pressed, onclick) =>
+    h('button', { type: 'button', id, 'aria-pressed': String(pressed), i18n: key, onclick });
+  const micButton = toggle('call-mic', 'call.mic', mic?.enabled ?? false, () => setMic(!micOn()));
+  const camButton = toggle('call-camera', 'call.camera', cam?.enabled ?? false, () => setCamera(!camOn()));
+  micButton.disabled = !mic;
+  camButton.disabled = !cam;
+  const shareButton = toggle('call-share', 'call.share', false, () => (screen ? stopShare() : startShare()));
+  shareButton.classList.add('plain-toggle');
+  const handButton = toggle('call-hand', 'call.hand', false, () => raiseHand(handButton.getAttribute('aria-pressed') !== 'true'));
+  handButton.classList.add('plain-toggle');
+  const layoutButton = toggle('call-layout', 'call.layout.speaker', false, () => {
+    const speaker = stage.layout !== 'speaker';
+    stage.setLayout(speaker ? 'speaker' : 'grid');
+    layoutButton.setAttribute('aria-pressed', String(speaker));
+    announce(speaker ? 'call.layout.speaker.on' : 'call.layout.grid.on');
+  });
+  layoutButton.classList.add('plain-toggle');
+  const panelButton = (id, key, panel, focus) => {
+    const b = toggle(id, key, false, () => {
+      panel.hidden = !panel.hidden;
+      b.setAttribute('aria-pressed', String(!panel.hidden));
+      if (!panel.hidden) focus();
+    });
+    b.classList.add('plain-toggle');
+    b.setAttribute('aria-controls', panel.id);
+    return b;
+  };
+  const chatButton = panelButton('call-chat', 'call.chat', chat.el, () => chat.input.focus());
+  const peopleButton = panelButton('call-people', 'call.people', people.el, () => people.el.querySelector('h2').focus());
+  people.el.querySelector('h2').tabIndex = -1;
+  const reactions = h('div', { class: 'reactions', role: 'group', i18nLabel: 'call.react.group' },
+    REACTIONS.map((r) => h('button', { type: 'button', class: 'reaction', 'data-reaction': r, text: r, i18nLabel: 'call.react', vars: { reaction: r }, onclick: () => sendSignal({ kind: 'reaction', text: r }) })));
+  const leaveButton = h('button', { type: 'button', id: 'call-leave', class: 'danger', i18n: 'call.leave', onclick: leave });
+  const controls = h('div', { id: 'call-controls', class: 'call-controls', role: 'toolbar', i18nLabel: 'call.controls' },
+    micButton, camButton, shareButton, handButton, reactions, layoutButton, chatButton, peopleButton, leaveButton);
+  controls.addEventListener('keydown', toolbarKeys);
+
+  const lockButton = toggle('mod-lock', 'call.mod.locked', conference.locked, () =>
+    modAction(lockButton.getAttribute('aria-pressed') === 'true' ? api.unlock() : api.lock(), 'call.mod.done'));
+  lockButton.classList.add('plain-toggle');
+  const lobbyButton = toggle('mod-lobby', 'call.mod.lobby', conference.lobby, () =>
+    modAction(api.lobby(lobbyButton.getAttribute('aria-pressed') !== 'true'), 'call.mod.done'));
+  lobbyButton.classList.add('plain-toggle');
+  const endConfirm = h('button', { type: 'button', id: 'mod-end-confirm', class: 'danger', hidden: true, i18n: 'call.mod.end.confirm', onclick: () => modAction(api.end(), 'call.mod.done') });
+  const endButton = h('button', { type: 'button', id: 'mod-end', i18n: 'call.mod.end', onclick: () => { endConfirm.hidden = false; endConfirm.focus(); } });
+  const modBar = h('div', { id: 'moderation', class: 'call-controls moderation', role: 'group', i18nLabel: 'call.mod.group', hidden: true },
+    lockButton, lobbyButton, endButton, endConfirm);
+
+  const waiting = h('p', { id: 'call-waiting', class: 'waiting', hidden: true, i18n: 'call.waiting' });
+  const back = h('a', { id: 'call-back', href: '/', 'data-route': true, hidden: true, i18n: 'prejoin.back' });
+  const callArea = h('div', { class: 'call-area' }, stage.el, h('div', { class: 'call-side' }, people.el, chat.el));
+  main.classList.add('wide');
   main.replaceChildren(
-    h('h1', { id: 'call-title', i18n: 'call.title', vars: { title: conference.title } }),
-    h('p', { id: 'call-status', role: 'status', i18n: queued ? 'call.queued' : 'call.connecting' }),
-  );
+    h('div', { class: 'call-head' },
+      h('h1', { id: 'call-title', i18n: 'call.title', vars: { title: conference.title } }),
+      quality),
+    status, alert, waiting, back, callArea, controls, modBar);
   main.focus();
+
+  stage.setPerson(me.user, { name: me.display_name, org: me.node.name, me: true, micMuted: !micOn() });
+  if (cam) stage.show(me.user, 'camera', cam, '');
+  stage.setVideoMuted(me.user, 'camera', !camOn());
+
+  // --- own media ---
+  function micOn() { return micButton.getAttribute('aria-pressed') === 'true'; }
+  function camOn() { return camButton.getAttribute('aria-pressed') === 'true'; }
+
+  function setMic(on, why) {
+    if (!mic) return;
+    mic.enabled = on;
+    micButton.setAttribute('aria-pressed', String(on));
+    stage.setPerson(me.user, { micMuted: !on });
+    session?.setMuted('microphone', !on);
+    sendSignal({ kind: 'mute', on: !on });
+    announce(why ?? (on ? 'call.mic.on' : 'call.mic.off'), why ? { org: '' } : undefined);
+    renderPeople();
+  }
+
+  function setCamera(on) {
+    if (!cam) return;
+    cam.enabled = on;
+    camButton.setAttribute('aria-pressed', String(on));
+    stage.setVideoMuted(me.user, 'camera', !on);
+    session?.setMuted('camera', !on);
+    announce(on ? 'call.camera.on' : 'call.camera.off');
+  }
+
+  async function startShare() {
+    let s;
+    try {
+      s = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+    } catch (err) {
+      if (err.name !== 'NotAllowedError' && err.name !== 'AbortError') say(alert, 'call.share.failed');
+      return;
+    }
+    if (stopped) {
+      s.getTracks().forEach((x) => x.stop());
+      return;
+    }
+    screen = s.getVideoTracks()[0];
+    screen.addEventListener('ended', stopShare);
+    shareButton.setAttribute('aria-pressed', 'true');
+    say(shareButton, 'call.share.stop');
+    stage.show(me.user, 'screen', screen, '');
+    announce('call.share.on');
+    await session?.share(screen);
+  }
+
+  async function stopShare() {
+    if (!screen) return;
+    screen.stop();
+    screen = null;
+    shareButton.setAttribute('aria-pressed', 'false');
+    say(shareButton, 'call.share');
+    stage.remove(me.user, 'screen');
+    announce('call.share.off');
+    await session?.share(null);
+  }
+
+  function raiseHand(on) {
+    handButton.setAttribute('aria-pressed', String(on));
+    sendSignal({ kind: 'hand', on });
+  }
+
+  // Signals go through the API so that they cross organisations; the
+  // echo over the WebSocket applies them here too.
+  async function sendSignal(sig) {
+    try {
+      const out = await api.signal(sig);
+      onSignal(out);
+    } catch (err) {
+      if (!stopped) say(alert, 'call.signal.failed', { message: err.message });
+    }
+  }
+
+  // --- what others do ---
+  const stateOf = (user) => {
+    const p = stage.people.get(user);
+    return { inCall: !!p?.present, micMuted: !!p?.micMuted, hand: !!p?.hand };
+  };
+  const nameOf = (user) => stage.people.get(user)?.name ?? roster?.participants?.find((p) => p.user === user)?.display_name ?? user.split('@')[0];
+
+  function showChat(sig) {
+    if (!chat.add(sig, sig.user === me.user ? t('call.you', { name: me.display_name }) : nameOf(sig.user))) return;
+    if (sig.user !== me.user) announce('call.chat.new', { name: nameOf(sig.user), text: sig.text });
+  }
+
+  function onSignal(sig) {
+    switch (sig.kind) {
+      case 'chat':
+        showChat(sig);
+        break;
+      case 'hand':
+        stage.setPerson(sig.user, { hand: !!sig.on });
+        if (sig.user !== me.user && sig.on) announce('call.hand.raised', { name: nameOf(sig.user) });
+        break;
+      case 'mute':
+        stage.setPerson(sig.user, { micMuted: !!sig.on });
+        break;
+      case 'reaction':
+        showReaction(sig);
+        break;
+      case 'mute.request':
+        if (sig.ref === me.user && micOn()) {
+          setMic(false, 'call.mic.muted.by');
+          say(alert, 'call.mic.muted.by');
+        }
+        break;
+    }
+    renderPeople();
+  }
+
+  function showReaction(sig) {
+    const tile = stage.tiles.get(`${sig.user}|camera`);
+    if (tile) {
+      const bubble = h('span', { class: 'reaction-bubble' + (reducedMotion() ? '' : ' animated'), 'aria-hidden': 'true', text: sig.text });
+      tile.li.append(bubble);
+      later(() => bubble.remove(), 4000);
+    }
+    announce('call.react.by', { name: sig.user === me.user ? t('call.you', { name: me.display_name }) : nameOf(sig.user), reaction: sig.text });
+  }
+
+  function present(p) {
+    stage.setPerson(p.user, { name: p.display_name, org: p.organisation, present: true });
+    if (p.user !== me.user) stage.tile(p.user, 'camera');
+  }
+
+  function trackAdded(info) {
+    if (info.owner === me.user) return;
+    infos.set(info.id, info);
+    // The stage tells the real size once the video shows.
+    session.subscribe(info.id, info.kind === 'video' ? 640 : 0, info.kind === 'video' ? 360 : 0);
+    if (info.kind === 'audio') stage.setPerson(info.owner, { micMuted: info.muted });
+  }
+
+  function trackMuted({ track, muted }) {
+    const info = infos.get(track);
+    if (!info) return;
+    info.muted = muted;
+    if (info.kind === 'audio') stage.setPerson(info.owner, { micMuted: muted });
+    else stage.setVideoMuted(info.owner, info.source, muted);
+    renderPeople();
+  }
+
+  const handlers = {
+    joined(msg) {
+      attempt = 0;
+      say(status, 'call.connected');
+      alert.textContent = '';
+      present(msg.you);
+      msg.participants.forEach(present);
+      msg.tracks.forEach(trackAdded);
+      renderPeople();
+      session.publish(stream, me.user).then(() => {
+        session.setMuted('microphone', !micOn());
+        session.setMuted('camera', !camOn());
+        if (screen) session.share(screen);
+        if (mic && !micOn()) sendSignal({ kind: 'mute', on: true });
+      }).catch((err) => say(alert, 'call.publish.failed', { message: err.message }));
+    },
+    track_added: trackAdded,
+    track_removed({ track }) {
+      infos.delete(track);
+      stage.removeTrack(track);
+    },
+    track_muted: trackMuted,
+    remoteTrack(named, track) {
+      const info = infos.get(named.track);
+      if (!info) return;
+      if (info.kind === 'audio') stage.play(info.id, track, info.owner);
+      else {
+        stage.show(info.owner, info.source, track, info.id);
+        stage.setVideoMuted(info.owner, info.source, info.muted);
+        if (info.source === 'screen') announce('call.share.by', { name: nameOf(info.owner) });
+      }
+    },
+    participant_joined(p) {
+      present(p);
+      announce('call.joined', { name: p.display_name, org: p.organisation });
+      refreshRoster();
+    },
+    participant_left({ user }) {
+      const name = nameOf(user);
+      stage.removeUser(user);
+      stage.setPerson(user, { present: false });
+      for (const [id, info] of infos) if (info.owner === user) { infos.delete(id); stage.silence(id); }
+      announce('call.left', { name });
+      refreshRoster();
+    },
+    speaker({ user }) {
+      stage.setSpeaker(user);
+    },
+    signal: onSignal,
+    removed({ reason }) {
+      finish(reason === 'ended' ? 'ended' : 'removed');
+    },
+    failed: reconnect,
+  };
+
+  // --- the session and its recovery ---
+  function connect() {
+    if (stopped) return;
+    waiting.hidden = true;
+    session = new MediaSession(conference.id, handlers);
+    session.connect();
+  }
+
+  // reconnect runs when the WebSocket or a peer connection failed. The
+  // roster says whether to try again: we may have been removed, or the
+  // conference ended, while we could not hear it.
+  async function reconnect() {
+    if (stopped) return;
+    session = null;
+    stage.clear();
+    infos.clear();
+    stage.setPerson(me.user, { present: true });
+    if (cam) stage.show(me.user, 'camera', cam, '');
+    stage.setVideoMuted(me.user, 'camera', !camOn());
+    if (screen) stage.show(me.user, 'screen', screen, '');
+    const delay = Math.min(MAX_BACKOFF, 1000 * 2 ** attempt);
+    attempt++;
+    say(status, 'call.reconnecting', { seconds: Math.round(delay / 1000) });
+    later(async () => {
+      const where = await admission();
+      if (where === 'in') connect();
+      else if (where === 'unknown') reconnect();
+    }, delay);
+  }
+
+  // admission reads the host's roster: 'in' (a participant), 'waiting'
+  // (in the lobby; polls until admitted), 'out' (ended or removed; the
+  // screen says so), or 'unknown' (the roster cannot be read now).
+  async function admission() {
+    try {
+      roster = await api.roster();
+    } catch (err) {
+      if (err.status === 410) {
+        finish('ended');
+        return 'out';
+      }
+      return 'unknown';
+    }
+    if (stopped) return 'out';
+    renderPeople();
+    if (roster.ended) {
+      finish('ended');
+      return 'out';
+    }
+    if (roster.participants.some((p) => p.user === me.user)) {
+      wasParticipant = true;
+      return 'in';
+    }
+    const inLobby = roster.lobby?.some((p) => p.user === me.user);
+    wasWaiting ||= inLobby;
+    // A join sent to a host that has not answered yet shows in no list.
+    if (inLobby || (queued && !wasWaiting && !wasParticipant)) {
+      waiting.hidden = false;
+      say(status, 'call.waiting');
+      later(async () => {
+        if (await admission() === 'in') {
+          announce('call.admitted');
+          connect();
+        }
+      }, LOBBY_POLL);
+      return 'waiting';
+    }
+    finish(wasParticipant ? 'removed' : wasWaiting ? 'denied' : 'notin');
+    return 'out';
+  }
+
+  // finish ends the call for a reason the user is told: ended, removed,
+  // denied or left.
+  function finish(reason) {
+    if (ended) return;
+    ended = true;
+    stopped = true;
+    session?.close(false);
+    session = null;
+    for (const id of timers) clearTimeout(id);
+    timers.clear();
+    stage.clear();
+    stream?.getTracks().forEach((x) => x.stop());
+    screen?.stop();
+    callArea.hidden = true;
+    controls.hidden = true;
+    modBar.hidden = true;
+    waiting.hidden = true;
+    back.hidden = false;
+    say(status, END[reason]);
+    if (reason !== 'left') say(alert, END[reason]);
+  }
+
+  async function leave() {
+    session?.close(true);
+    session = null;
+    finish('left');
+    try {
+      await api.leave();
+    } catch {
+      // Leaving the media is what counts; the log catches up later.
+    }
+  }
+
+  // --- roster, moderation and quality, polled ---
+  async function refreshRoster() {
+    try {
+      roster = await api.roster();
+    } catch {
+      return;
+    }
+    if (roster.participants.some((p) => p.user === me.user)) wasParticipant = true;
+    renderPeople();
+    if (moderator) {
+      lockButton.setAttribute('aria-pressed', String(roster.locked));
+      lobbyButton.setAttribute('aria-pressed', String(roster.lobby_on));
+    }
+  }
+
+  function renderPeople() {
+    people.render(roster, stateOf);
+  }
+
+  async function findModerator() {
+    if (!conference.hosted) return false;
+    if (conference.created_by === me.user) return true;
+    try {
+      const log = await api.events();
+      const create = log.entries.find((e) => e.type === 'conference.create');
+      return !!create?.content?.moderators?.includes(me.id);
+    } catch {
+      return false;
+    }
+  }
+
+  async function modAction(promise, doneKey, vars) {
+    try {
+      await promise;
+      say(people.result, doneKey, vars);
+      announce(doneKey, vars);
+    } catch (err) {
+      say(alert, 'call.mod.failed', { message: err.message });
+    }
+    refreshRoster();
+  }
+
+  function moderate(action, p) {
+    const vars = { name: p.display_name };
+    switch (action) {
+      case 'mute': return modAction(api.signal({ kind: 'mute.request', ref: p.user }), 'call.mod.muted', vars);
+      case 'remove': return modAction(api.remove(p.user), 'call.mod.removed', vars);
+      case 'admit': return modAction(api.admit(p.user), 'call.lobby.admitted', vars);
+      case 'deny': return modAction(api.deny(p.user), 'call.lobby.denied', vars);
+    }
+  }
+
+  async function measure() {
+    if (session && !session.closed) {
+      try {
+        const s = await session.stats();
+        if (lastStats) {
+          const received = s.received - lastStats.received;
+          const lost = s.lost - lastStats.lost;
+          const loss = received + lost > 0 ? lost / (received + lost) : 0;
+          const level = loss > 0.08 || s.rtt > 0.5 ? 'poor' : loss > 0.02 || s.rtt > 0.25 ? 'fair' : 'good';
+          quality.dataset.level = level;
+          say(quality, QUALITY[level], { loss: (loss * 100).toFixed(1), rtt: Math.round(s.rtt * 1000) });
+        }
+        lastStats = s;
+      } catch {
+        // A closing connection has no statistics; the next round will.
+      }
+    }
+    if (!stopped) later(measure, STATS_EVERY);
+  }
+
+  function pollRoster() {
+    if (stopped) return;
+    refreshRoster().finally(() => later(pollRoster, moderator ? LOBBY_POLL : ROSTER_POLL));
+  }
+
+  // Arrow keys move along the toolbar (WAI-ARIA toolbar pattern); Tab
+  // leaves it.
+  function toolbarKeys(e) {
+    if (e.key !== 'ArrowRight' && e.key !== 'ArrowLeft') return;
+    const buttons = [...controls.querySelectorAll('button:not([disabled])')];
+    const i = buttons.indexOf(document.activeElement);
+    if (i < 0) return;
+    e.preventDefault();
+    buttons[(i + (e.key === 'ArrowRight' ? 1 : buttons.length - 1)) % buttons.length].focus();
+  }
+
+  (async () => {
+    moderator = await findModerator();
+    if (stopped) return;
+    if (moderator) {
+      modBar.hidden = false;
+    }
+    const where = await admission();
+    if (where === 'in') connect(); else if (where === 'unknown') {
+      reconnect();
+    }
+    pollRoster();
+    measure();
+  })();
+
   return {
     stop() {
-      stream?.getTracks().forEach((t) => t.stop());
+      if (!ended) session?.close(true);
+      stopped = true;
+      session = null;
+      for (const id of timers) clearTimeout(id);
+      stage.clear();
+      stream?.getTracks().forEach((x) => x.stop());
+      screen?.stop();
+      main.classList.remove('wide');
     },
   };
 }

@@ -1,0 +1,252 @@
+package web_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/entente-org/entente/federation"
+	"github.com/entente-org/entente/internal/nodetest"
+)
+
+// callBrowser is browser with screen capture accepted without a prompt.
+func callBrowser(t *testing.T, nodes ...*nodetest.Node) context.Context {
+	t.Helper()
+	requireChromium(t)
+	var keys []string
+	for _, n := range nodes {
+		keys = append(keys, spki(t, n))
+	}
+	alloc, cancel := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromiumPath),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("auto-select-desktop-capture-source", "Entire screen"),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		chromedp.Flag("ignore-certificate-errors-spki-list", strings.Join(keys, ",")),
+		chromedp.WindowSize(1280, 900),
+	)
+	t.Cleanup(cancel)
+	ctx, cancelCtx := chromedp.NewContext(alloc)
+	t.Cleanup(cancelCtx)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start Chromium: %v", err)
+	}
+	watchErrors(t, ctx)
+	return ctx
+}
+
+// recordPeerConnections keeps every RTCPeerConnection the page makes, so
+// that the test reads the browser's own statistics.
+const recordPeerConnections = `(() => {
+  if (window.__pcs) return true;
+  window.__pcs = [];
+  const Native = window.RTCPeerConnection;
+  window.RTCPeerConnection = function (...args) { const pc = new Native(...args); window.__pcs.push(pc); return pc; };
+  window.RTCPeerConnection.prototype = Native.prototype;
+  return true;
+})()`
+
+// received is what one browser decodes of another user's media, from
+// RTCPeerConnection.getStats of the tracks its tiles and audio play.
+type received struct {
+	Camera float64 `json:"camera"`
+	Screen float64 `json:"screen"`
+	Audio  float64 `json:"audio"`
+}
+
+func mediaFrom(t *testing.T, ctx context.Context, user string) received {
+	t.Helper()
+	js := fmt.Sprintf(`(async (user) => {
+  const stats = {};
+  for (const pc of window.__pcs ?? []) {
+    if (pc.connectionState === 'closed') continue;
+    (await pc.getStats()).forEach((s) => { if (s.type === 'inbound-rtp') stats[s.trackIdentifier] = s; });
+  }
+  const id = (sel) => document.querySelector(sel)?.srcObject?.getTracks()[0]?.id;
+  const u = JSON.stringify(user);
+  const tile = (source) => stats[id('#stage .tile[data-user=' + u + '][data-source=' + source + '] video')];
+  const audio = stats[id('#sounds audio[data-user=' + u + ']')];
+  return { camera: tile('camera')?.framesDecoded ?? 0, screen: tile('screen')?.framesDecoded ?? 0, audio: audio?.packetsReceived ?? 0 };
+})(%s)`, quote(user))
+	c, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(c, chromedp.Evaluate[received](js, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("stats: %v", err)
+	}
+	return v
+}
+
+// waitMedia waits until ctx decodes user's camera and audio (and screen
+// when asked), then checks that it keeps arriving a second later.
+func waitMedia(t *testing.T, ctx context.Context, user string, screen bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var first received
+	for {
+		first = mediaFrom(t, ctx, user)
+		ok := first.Camera > 0 && first.Audio > 0 && (!screen || first.Screen > 0)
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			state := eval[string](t, ctx, `JSON.stringify({stage: document.querySelector('#stage')?.outerHTML, sounds: document.querySelector('#sounds')?.outerHTML, pcs: (window.__pcs ?? []).map((pc) => [pc.connectionState, pc.getTransceivers().map((x) => [x.mid, x.direction, x.currentDirection, x.receiver.track.id])])})`)
+			t.Fatalf("media of %s not decoded: %+v; page: %s", user, first, state)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	second := mediaFrom(t, ctx, user)
+	if second.Camera <= first.Camera || second.Audio <= first.Audio || (screen && second.Screen <= first.Screen) {
+		t.Fatalf("media of %s stopped: %+v then %+v", user, first, second)
+	}
+}
+
+// enterCall opens the conference's link signed in with token, joins from
+// the pre-join screen and waits for the call screen.
+func enterCall(t *testing.T, ctx context.Context, n *nodetest.Node, confID, token string, admitted bool) {
+	t.Helper()
+	run(t, ctx, chromedp.Navigate(n.PublicURL()+"/app/conference/"+confID+"#token="+token))
+	setLanguage(t, ctx, "en")
+	waitFor(t, ctx, 20*time.Second, `document.querySelector('#join') && !document.querySelector('#join').disabled`)
+	// The camera is handed to the call once it plays.
+	waitFor(t, ctx, 20*time.Second, `(() => { const v = document.querySelector('#preview'); return v && v.readyState >= 2 && v.videoWidth > 0 })()`)
+	eval[bool](t, ctx, recordPeerConnections)
+	run(t, ctx, chromedp.Click(chromedp.CSS("#join")))
+	if admitted {
+		waitText(t, ctx, "#call-status", "Connected.")
+	}
+}
+
+func click(t *testing.T, ctx context.Context, sel string) {
+	t.Helper()
+	run(t, ctx, chromedp.Click(chromedp.CSS(sel)))
+}
+
+// callScenario follows a host's moderator and a second participant through
+// a call: media both ways, a screen share, chat, a raised hand, a mute, and
+// removal. With remote set, the second participant signs in on another
+// institution's node and, the lobby being on, waits to be admitted.
+func callScenario(t *testing.T, remote bool) {
+	requireChromium(t)
+	f := nodetest.New(t)
+	ministry := f.Start(t, "Ministère de la Coordination", nil)
+	guestNode := ministry
+	if remote {
+		guestNode = f.Start(t, "Agence nationale de la statistique", nil)
+		nodetest.Trust(t, ministry, guestNode)
+	}
+	alice, aliceToken := nodetest.User(t, ministry, "alice", "Alice Martin")
+	bruno, brunoToken := nodetest.User(t, guestNode, "bruno", "Bruno Lefèvre")
+	aliceRef := "alice@" + ministry.DID()
+	brunoRef := "bruno@" + guestNode.DID()
+
+	ctx := context.Background()
+	conf, err := ministry.Federation().Create(ctx, alice, federation.CreateContent{Title: "Point hebdomadaire", Lobby: remote})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if remote {
+		if _, err := ministry.Federation().Invite(ctx, alice, conf.ID, guestNode.DID(), nil); err != nil {
+			t.Fatal(err)
+		}
+		nodetest.Eventually(t, 15*time.Second, "the invitation at the agency", func() bool {
+			_, err := guestNode.Store().GetConference(ctx, conf.ID)
+			return err == nil
+		})
+		if _, _, err := guestNode.Federation().Answer(ctx, bruno, conf.ID, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	aCtx := callBrowser(t, ministry, guestNode)
+	bCtx := newProfile(t, aCtx)
+	enterCall(t, aCtx, ministry, conf.ID, aliceToken, true)
+	if eval[bool](t, aCtx, `document.querySelector('#moderation').hidden`) {
+		t.Fatal("the conference's creator is shown no moderation controls")
+	}
+
+	enterCall(t, bCtx, guestNode, conf.ID, brunoToken, !remote)
+	if remote {
+		// The lobby: the guest waits, the host's moderator admits them.
+		waitText(t, bCtx, "#call-waiting", "Waiting to be admitted. A moderator of the host will let you in.")
+		click(t, aCtx, "#call-people")
+		waiting := fmt.Sprintf(`#lobby-list li[data-user=%s]`, quote(brunoRef))
+		waitFor(t, aCtx, 20*time.Second, fmt.Sprintf(`document.querySelector(%s)`, quote(waiting)))
+		waitText(t, aCtx, waiting+" .meta", "Agence nationale de la statistique")
+		screenshot(t, aCtx, "call-lobby")
+		screenshot(t, bCtx, "call-waiting")
+		click(t, aCtx, waiting+" button.primary")
+		waitText(t, bCtx, "#call-status", "Connected.")
+		click(t, aCtx, "#call-people")
+	}
+
+	// Each receives the other's camera and microphone.
+	waitMedia(t, aCtx, brunoRef, false)
+	waitMedia(t, bCtx, aliceRef, false)
+	org := guestNode.Name()
+	waitText(t, aCtx, fmt.Sprintf(`#stage .tile[data-user=%s][data-source=camera] .tile-org`, quote(brunoRef)), org)
+	screenshot(t, aCtx, "call-grid")
+
+	// A screen share from the guest reaches the host.
+	click(t, bCtx, "#call-share")
+	waitText(t, bCtx, "#call-share", "Stop sharing")
+	waitMedia(t, aCtx, brunoRef, true)
+	click(t, aCtx, "#call-layout")
+	waitFor(t, aCtx, 5*time.Second, fmt.Sprintf(`document.querySelector('#stage.layout-speaker .tile.featured[data-user=%s][data-source=screen]')`, quote(brunoRef)))
+	screenshot(t, aCtx, "call-speaker")
+	click(t, bCtx, "#call-share")
+	waitFor(t, aCtx, 10*time.Second, fmt.Sprintf(`document.querySelector('#stage .tile[data-user=%s][data-source=screen]')?.hidden`, quote(brunoRef)))
+
+	// Chat crosses with its author's name and organisation.
+	click(t, aCtx, "#call-chat")
+	run(t, aCtx,
+		chromedp.SendKeys(chromedp.CSS("#chat-input"), "Bonjour à tous"),
+		chromedp.Click(chromedp.CSS("#chat-send")))
+	click(t, bCtx, "#call-chat")
+	waitText(t, bCtx, "#chat-messages li:last-child .chat-text", "Bonjour à tous")
+	waitText(t, bCtx, "#chat-messages li:last-child .chat-name", "Alice Martin")
+	waitText(t, bCtx, "#chat-messages li:last-child .chat-org", "Ministère de la Coordination")
+	screenshot(t, bCtx, "call-chat")
+
+	// A raised hand and a muted microphone show on the other side.
+	brunoTile := fmt.Sprintf(`#stage .tile[data-user=%s][data-source=camera]`, quote(brunoRef))
+	click(t, bCtx, "#call-hand")
+	waitText(t, aCtx, brunoTile+" .badge.hand", "Hand raised")
+	click(t, bCtx, "#call-mic")
+	waitText(t, aCtx, brunoTile+" .badge.muted", "Microphone off")
+	if on := eval[bool](t, bCtx, `document.querySelector('#call-mic').getAttribute('aria-pressed') === 'true'`); on {
+		t.Error("microphone button still pressed after muting")
+	}
+
+	// Removal ends the guest's media: their tile goes, they are told.
+	click(t, aCtx, "#call-people")
+	click(t, aCtx, fmt.Sprintf(`#people-list li[data-user=%s] button.danger`, quote(brunoRef)))
+	waitText(t, bCtx, "#call-status", "A moderator removed you from this conference.")
+	waitFor(t, aCtx, 20*time.Second, fmt.Sprintf(`!document.querySelector(%s)`, quote(brunoTile)))
+	if n := eval[int](t, bCtx, `document.querySelectorAll('#stage .tile').length`); n != 0 {
+		t.Errorf("the removed user still shows %d tiles", n)
+	}
+}
+
+func TestBrowserCallOneNode(t *testing.T) {
+	callScenario(t, false)
+}
+
+func TestBrowserCallTwoNodes(t *testing.T) {
+	callScenario(t, true)
+}

@@ -1,0 +1,104 @@
+// The side panels of the call screen: the participants (with the lobby and
+// moderators' actions) and the chat. Organisations shown here come from the
+// host's signed roster or the signal the participant's home node signed,
+// never from anything a participant typed.
+import { h, say } from './dom.js';
+import { t } from './i18n.js';
+
+// chatPanel lists chat signals and sends new ones with send(text).
+export function chatPanel({ send }) {
+  const list = h('ol', { id: 'chat-messages', class: 'chat-messages', 'aria-live': 'polite', 'aria-relevant': 'additions' });
+  const input = h('input', { id: 'chat-input', type: 'text', maxlength: 4000, autocomplete: 'off' });
+  const error = h('p', { id: 'chat-error', class: 'error', role: 'alert' });
+  const form = h('form', { id: 'chat-form', class: 'chat-form', novalidate: true },
+    h('label', { for: 'chat-input', i18n: 'call.chat.label' }), input,
+    h('button', { type: 'submit', id: 'chat-send', class: 'primary', i18n: 'call.chat.send' }));
+  const seen = new Set();
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const text = input.value.trim();
+    if (!text) return;
+    error.textContent = '';
+    try {
+      await send(text);
+      input.value = '';
+    } catch (err) {
+      say(error, 'call.chat.failed', { message: err.message });
+    }
+    input.focus();
+  });
+  const el = h('section', { id: 'chat-panel', class: 'call-panel', 'aria-labelledby': 'chat-title', hidden: true },
+    h('h2', { id: 'chat-title', i18n: 'call.chat.title' }), list, error, form);
+  return {
+    el,
+    input,
+    // add shows a chat signal once, however often it arrives.
+    add(sig, name) {
+      if (seen.has(sig.id)) return false;
+      seen.add(sig.id);
+      const at = new Date(sig.at);
+      list.append(h('li', { class: 'chat-message', 'data-signal': sig.id },
+        h('p', { class: 'chat-author' },
+          h('span', { class: 'chat-name', text: name }),
+          sig.organisation ? h('span', { class: 'chat-org', text: sig.organisation }) : null,
+          h('time', { datetime: sig.at, text: isNaN(at) ? '' : at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) })),
+        h('p', { class: 'chat-text', text: sig.text })));
+      list.scrollTop = list.scrollHeight;
+      return true;
+    },
+  };
+}
+
+// peoplePanel shows the roster and, for moderators, the lobby and actions.
+export function peoplePanel({ me, isModerator, act }) {
+  const lobby = h('ul', { id: 'lobby-list', class: 'cards' });
+  const lobbyBox = h('div', { id: 'lobby', hidden: true },
+    h('h3', { id: 'lobby-title', i18n: 'call.lobby.title' }), lobby);
+  const list = h('ul', { id: 'people-list', class: 'cards' });
+  const result = h('p', { id: 'people-result', role: 'status' });
+  const el = h('section', { id: 'people-panel', class: 'call-panel', 'aria-labelledby': 'people-title', hidden: true },
+    h('h2', { id: 'people-title', i18n: 'call.people.title' }), lobbyBox, list, result);
+
+  const button = (i18n, label, vars, onclick, cls) =>
+    h('button', { type: 'button', class: cls, i18n, i18nLabel: label, vars, onclick, 'data-focus': label + '|' + vars.user });
+
+  function row(p, state, actions) {
+    const flags = [];
+    if (state.inCall) flags.push(h('span', { class: 'badge', i18n: 'call.people.incall' }));
+    if (state.micMuted) flags.push(h('span', { class: 'badge muted', i18n: 'call.badge.muted' }));
+    if (state.hand) flags.push(h('span', { class: 'badge hand', i18n: 'call.badge.hand' }));
+    return h('li', { 'data-user': p.user },
+      h('p', { class: 'card-title', text: p.user === me ? t('call.you', { name: p.display_name }) : p.display_name }),
+      h('p', { class: 'meta', text: p.organisation }),
+      flags.length ? h('p', { class: 'flags' }, flags) : null,
+      actions.length ? h('div', { class: 'actions' }, actions) : null);
+  }
+
+  return {
+    el,
+    result,
+    render(roster, stateOf) {
+      const moderator = isModerator();
+      const active = document.activeElement;
+      const focusKey = el.contains(active) ? active.dataset.focus : null;
+      list.replaceChildren(...(roster?.participants ?? []).map((p) => {
+        const vars = { name: p.display_name, user: p.user };
+        const actions = moderator && p.user !== me ? [
+          button('call.mod.mute', 'call.mod.mute.label', vars, () => act('mute', p)),
+          button('call.mod.remove', 'call.mod.remove.label', vars, () => act('remove', p), 'danger'),
+        ] : [];
+        return row(p, stateOf(p.user), actions);
+      }));
+      const waiting = moderator ? roster?.lobby ?? [] : [];
+      lobbyBox.hidden = waiting.length === 0;
+      lobby.replaceChildren(...waiting.map((p) => {
+        const vars = { name: p.display_name, user: p.user };
+        return row(p, {}, [
+          button('call.lobby.admit', 'call.lobby.admit.label', vars, () => act('admit', p), 'primary'),
+          button('call.lobby.deny', 'call.lobby.deny.label', vars, () => act('deny', p)),
+        ]);
+      }));
+      if (focusKey) el.querySelector(`[data-focus="${CSS.escape(focusKey)}"]`)?.focus();
+    },
+  };
+}
