@@ -53,10 +53,11 @@ type Store interface {
 	GetBridgeGhost(ctx context.Context, userRef string) (store.BridgeGhost, error)
 	PutBridgeEvent(ctx context.Context, e store.BridgeEvent) error
 	GetBridgeEvent(ctx context.Context, conference, item string) (store.BridgeEvent, error)
+	GetBridgeEventByMatrixID(ctx context.Context, eventID string) (store.BridgeEvent, error)
 }
 
 // Options configures a Bridge. Registration, HomeserverURL,
-// HomeserverDomain, Listen, Store and Conferences are required.
+// HomeserverDomain, Listen, Store, Conferences and NodeDID are required.
 type Options struct {
 	// Registration holds the tokens shared with the homeserver (see
 	// NewRegistration).
@@ -73,6 +74,14 @@ type Options struct {
 
 	Store       Store
 	Conferences Conferences
+	// NodeDID is this node's DID: chat it sent for Matrix users carries
+	// it as author, and is not mirrored back into Matrix.
+	NodeDID string
+	// SendChat sends a Matrix user's chat, edit or redaction (kind chat,
+	// chat.edit or chat.redact; ref the signal changed) into the
+	// conference as this node, under the Matrix user's id, and returns the
+	// signal's id. Nil: Matrix chat stays in Matrix.
+	SendChat func(ctx context.Context, conference, matrixUser, kind, text, ref string) (signalID string, err error)
 
 	// OpenIDServerName and OpenIDBaseURL name the one homeserver whose
 	// users OpenIDLogin accepts, and where their tokens are checked.
@@ -109,10 +118,15 @@ type Bridge struct {
 	// intentMu guards the mautrix intents while they are made and set up.
 	intentMu sync.Mutex
 
-	mu       sync.Mutex
-	server   *http.Server
-	listener net.Listener
-	served   chan struct{}
+	// signals waits for mirroring into Matrix (QueueSignal).
+	signals chan Signal
+
+	mu          sync.Mutex
+	server      *http.Server
+	listener    net.Listener
+	served      chan struct{}
+	stopSignals context.CancelFunc
+	signalsDone chan struct{}
 }
 
 const (
@@ -134,6 +148,8 @@ func New(o Options) (*Bridge, error) {
 		return nil, errors.New("bridge: conferences are required")
 	case o.Listen == "":
 		return nil, errors.New("bridge: listen address is required")
+	case o.NodeDID == "":
+		return nil, errors.New("bridge: node DID is required")
 	}
 	if o.BotLocalpart == "" {
 		o.BotLocalpart = o.Registration.SenderLocalpart
@@ -168,7 +184,7 @@ func New(o Options) (*Bridge, error) {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
 	as.DefaultHTTPRetries = o.Retries
-	b := &Bridge{o: o, as: as, log: o.Logger.With("component", "bridge")}
+	b := &Bridge{o: o, as: as, log: o.Logger.With("component", "bridge"), signals: make(chan Signal, signalQueueSize)}
 	as.Middleware = append(as.Middleware, b.applyTransactionsOnce)
 	return b, nil
 }
@@ -195,6 +211,12 @@ func (b *Bridge) Start(ctx context.Context) error {
 	b.ep.ExecMode = appservice.Sync
 	b.handleEvents()
 	b.ep.Start(context.WithoutCancel(ctx))
+	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	b.stopSignals, b.signalsDone = stop, make(chan struct{})
+	go func() {
+		defer close(b.signalsDone)
+		b.mirrorSignals(sctx)
+	}()
 	go func() {
 		defer close(b.served)
 		if err := b.server.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -216,7 +238,7 @@ func (b *Bridge) Addr() net.Addr {
 }
 
 // Stop closes the listener, waits for in-flight transactions and stops the
-// event processor.
+// event processor and the mirroring of signals.
 func (b *Bridge) Stop() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -230,6 +252,9 @@ func (b *Bridge) Stop() {
 	}
 	<-b.served
 	b.ep.Stop()
+	// Signals still queued are mirrored after the next Start.
+	b.stopSignals()
+	<-b.signalsDone
 	b.server, b.listener = nil, nil
 }
 

@@ -39,14 +39,45 @@ func (f *fakeConferences) set(c Conference) {
 	f.confs[c.ID] = c
 }
 
+// sentChat is one call of Options.SendChat.
+type sentChat struct {
+	Conference, MatrixUser, Kind, Text, Ref string
+	// SignalID is what the fake answered: "sig-1", "sig-2", …
+	SignalID string
+}
+
+// chatRecorder is a SendChat that records its calls.
+type chatRecorder struct {
+	mu   sync.Mutex
+	sent []sentChat
+}
+
+func (c *chatRecorder) send(_ context.Context, conference, matrixUser, kind, text, ref string) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id := fmt.Sprintf("sig-%d", len(c.sent)+1)
+	c.sent = append(c.sent, sentChat{conference, matrixUser, kind, text, ref, id})
+	return id, nil
+}
+
+func (c *chatRecorder) all() []sentChat {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]sentChat(nil), c.sent...)
+}
+
 // env is a store, a registration and the options every bridge of a test
 // shares, so that a test can replace its bridge as a restart would.
 type env struct {
 	store store.Store
 	reg   *appservice.Registration
 	confs *fakeConferences
+	chat  *chatRecorder
 	opts  Options
 }
+
+// testNodeDID is the DID of the node the tests' bridges belong to.
+const testNodeDID = "did:web:ministry.example"
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
@@ -62,7 +93,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{store: st, reg: reg, confs: &fakeConferences{}}
+	e := &env{store: st, reg: reg, confs: &fakeConferences{}, chat: &chatRecorder{}}
 	e.opts = Options{
 		Registration:     reg,
 		HomeserverDomain: testServerName,
@@ -71,6 +102,8 @@ func newEnv(t *testing.T) *env {
 		Listen:        listen,
 		Store:         st,
 		Conferences:   e.confs,
+		NodeDID:       testNodeDID,
+		SendChat:      e.chat.send,
 		Retries:       3,
 		RetryBackoff:  200 * time.Millisecond,
 	}
@@ -113,6 +146,7 @@ func TestNewRefusesIncompleteOptions(t *testing.T) {
 		{"no store", func(o *Options) { o.Store = nil }, "bridge: store is required"},
 		{"no conferences", func(o *Options) { o.Conferences = nil }, "bridge: conferences are required"},
 		{"no listen", func(o *Options) { o.Listen = "" }, "bridge: listen address is required"},
+		{"no node DID", func(o *Options) { o.NodeDID = "" }, "bridge: node DID is required"},
 		{"no homeserver", func(o *Options) { o.HomeserverURL = "" }, "bridge: missing homeserver URL"},
 		{"no domain", func(o *Options) { o.HomeserverDomain = "" }, "bridge: missing homeserver domain"},
 	}

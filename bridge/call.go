@@ -29,9 +29,6 @@ const (
 	callMembershipLifetime = 4 * time.Hour
 	// joinLinkItem is the bridge event item of the posted join link.
 	joinLinkItem = "join-link"
-	// matrixMessageItemPrefix marks Matrix messages seen in a portal,
-	// kept for mirroring chat into the conference.
-	matrixMessageItemPrefix = "matrix-message:"
 )
 
 // Sync brings the conference's portal in line with the conference: each
@@ -118,7 +115,8 @@ func (b *Bridge) Sync(ctx context.Context, conference string) error {
 }
 
 // ensureGhost registers the participant's ghost, gives it the display name
-// "Name (Organisation)" and puts it in the room.
+// "Name (Organisation)" and puts it in the room. state is the room's state
+// as just read, or nil to rely on what mautrix remembers of the room.
 func (b *Bridge) ensureGhost(ctx context.Context, room id.RoomID, part Participant, state mautrix.RoomStateMap) (*appservice.IntentAPI, error) {
 	user := b.ghostUser(part.User)
 	ghost := b.intent(user)
@@ -144,13 +142,20 @@ func (b *Bridge) ensureGhost(ctx context.Context, room id.RoomID, part Participa
 			return nil, err
 		}
 	}
-	if membership(state, user) != event.MembershipJoin {
+	// The bot invites the ghost if the room needs that.
+	join := appservice.EnsureJoinedParams{BotOverride: b.bot().Client}
+	switch {
+	case state == nil:
+		// No state read: mautrix's memory of the room decides.
+	case membership(state, user) == event.MembershipJoin:
+		return ghost, nil
+	default:
 		// The state just read says the ghost is out, whatever mautrix's
-		// cache remembers; the bot invites it if the room needs that.
-		join := appservice.EnsureJoinedParams{IgnoreCache: true, BotOverride: b.bot().Client}
-		if err := ghost.EnsureJoined(ctx, room, join); err != nil {
-			return nil, fmt.Errorf("ghost %s joins room %s: %w", user, room, err)
-		}
+		// cache remembers.
+		join.IgnoreCache = true
+	}
+	if err := ghost.EnsureJoined(ctx, room, join); err != nil {
+		return nil, fmt.Errorf("ghost %s joins room %s: %w", user, room, err)
 	}
 	return ghost, nil
 }

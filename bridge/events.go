@@ -3,7 +3,6 @@ package bridge
 import (
 	"context"
 	"errors"
-	"time"
 
 	"maunium.net/go/mautrix/event"
 
@@ -15,6 +14,7 @@ import (
 func (b *Bridge) handleEvents() {
 	b.ep.On(event.StateMember, b.onMember)
 	b.ep.On(event.EventMessage, b.onMessage)
+	b.ep.On(event.EventRedaction, b.onRedaction)
 }
 
 // onMember notes invitations of the bot: a room only becomes a portal when
@@ -29,28 +29,36 @@ func (b *Bridge) onMember(_ context.Context, evt *event.Event) {
 	}
 }
 
-// onMessage records each message Matrix users send in a portal room, so that
-// chat mirroring finds which Matrix event an Entente chat line stands for.
+// onMessage sends the messages Matrix users write in a portal room into the
+// conference. The bot's and the ghosts' own messages came from Entente and
+// are not sent back.
 func (b *Bridge) onMessage(ctx context.Context, evt *event.Event) {
+	if conference, ok := b.portalOfMatrixUser(ctx, evt); ok {
+		b.chatFromMatrix(ctx, conference, evt)
+	}
+}
+
+// onRedaction sends a Matrix user's redaction of their own line into the
+// conference.
+func (b *Bridge) onRedaction(ctx context.Context, evt *event.Event) {
+	if conference, ok := b.portalOfMatrixUser(ctx, evt); ok {
+		b.redactionFromMatrix(ctx, conference, evt)
+	}
+}
+
+// portalOfMatrixUser is the conference of evt's room, when evt was sent
+// there by a Matrix user rather than by the appservice's own users.
+func (b *Bridge) portalOfMatrixUser(ctx context.Context, evt *event.Event) (string, bool) {
 	if evt.Sender == b.botUser() || b.isGhost(evt.Sender) {
-		return
+		return "", false
 	}
 	p, err := b.o.Store.GetBridgePortalByRoom(ctx, evt.RoomID.String())
 	if errors.Is(err, store.ErrNotFound) {
-		return
+		return "", false
 	}
 	if err != nil {
-		b.log.Error("look up portal of message", "room", evt.RoomID.String(), "err", err)
-		return
+		b.log.Error("look up portal of Matrix event", "room", evt.RoomID.String(), "event", evt.ID.String(), "err", err)
+		return "", false
 	}
-	err = b.o.Store.PutBridgeEvent(ctx, store.BridgeEvent{
-		Conference: p.Conference,
-		Item:       matrixMessageItemPrefix + evt.ID.String(),
-		RoomID:     evt.RoomID.String(),
-		EventID:    evt.ID.String(),
-		CreatedAt:  time.UnixMilli(evt.Timestamp),
-	})
-	if err != nil && !errors.Is(err, store.ErrConflict) {
-		b.log.Error("record Matrix message", "conference", p.Conference, "room", evt.RoomID.String(), "err", err)
-	}
+	return p.Conference, true
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -17,14 +18,21 @@ const testRoom = "!portal:localhost"
 // Matrix user in the portal room.
 func pushTransaction(t *testing.T, b *Bridge, token, txnID, eventID string) int {
 	t.Helper()
-	body, err := json.Marshal(map[string]any{"events": []map[string]any{{
+	return pushEvents(t, b, token, txnID, map[string]any{
 		"type":             "m.room.message",
 		"room_id":          testRoom,
 		"event_id":         eventID,
 		"sender":           "@alice:localhost",
 		"origin_server_ts": time.Date(2026, 3, 1, 9, 30, 0, 0, time.UTC).UnixMilli(),
 		"content":          map[string]any{"msgtype": "m.text", "body": "hello from Matrix"},
-	}}})
+	})
+}
+
+// pushEvents sends a transaction of events to the bridge as a homeserver
+// does, and returns the answer's status.
+func pushEvents(t *testing.T, b *Bridge, token, txnID string, events ...map[string]any) int {
+	t.Helper()
+	body, err := json.Marshal(map[string]any{"events": events})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +77,7 @@ func TestTransactionsApplyOnceAcrossRestarts(t *testing.T) {
 	}
 	waitFor(t, "txn-1's message to be recorded", recorded(t, e.store, "$first"))
 	got, err := e.store.GetBridgeEventByMatrixID(ctx, "$first")
-	want := store.BridgeEvent{Conference: "conf-1", Item: "matrix-message:$first", RoomID: testRoom, EventID: "$first",
+	want := store.BridgeEvent{Conference: "conf-1", Item: "matrix-chat:sig-1", RoomID: testRoom, EventID: "$first",
 		CreatedAt: time.Date(2026, 3, 1, 9, 30, 0, 0, time.UTC)}
 	if err != nil || got != want {
 		t.Fatalf("recorded message = %+v, %v; want %+v", got, err, want)
@@ -94,6 +102,13 @@ func TestTransactionsApplyOnceAcrossRestarts(t *testing.T) {
 	waitFor(t, "txn-2's message to be recorded", recorded(t, e.store, "$second"))
 	if ok, _ := recorded(t, e.store, "$resent")(); ok {
 		t.Error("the resent transaction txn-1 was applied again after the restart")
+	}
+	wantChat := []sentChat{
+		{Conference: "conf-1", MatrixUser: "@alice:localhost", Kind: "chat", Text: "hello from Matrix", SignalID: "sig-1"},
+		{Conference: "conf-1", MatrixUser: "@alice:localhost", Kind: "chat", Text: "hello from Matrix", SignalID: "sig-2"},
+	}
+	if got := e.chat.all(); !slices.Equal(got, wantChat) {
+		t.Errorf("chat sent to the conference = %+v, want %+v", got, wantChat)
 	}
 	for _, txn := range []string{"txn-1", "txn-2"} {
 		if ok, err := e.store.BridgeTransactionApplied(ctx, txn); err != nil || !ok {

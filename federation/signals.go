@@ -3,7 +3,9 @@ package federation
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/entente-org/entente/store"
 )
@@ -43,6 +45,9 @@ type SignalContent struct {
 	Ref string `json:"ref,omitempty"`
 	// On is the state of a hand (raised) or of a microphone (muted).
 	On bool `json:"on,omitempty"`
+	// As is the Matrix user a chat line bridged from Matrix is written
+	// under; the node itself is the signal's sender (spec §5.1).
+	As string `json:"as,omitempty"`
 }
 
 // RelayContent is the content of a conference.relay: the author's node's
@@ -63,6 +68,9 @@ type Signal struct {
 	On           bool      `json:"on,omitempty"`
 	At           time.Time `json:"at"`
 	Organisation string    `json:"organisation,omitempty"`
+	// As is set on chat bridged from Matrix: the Matrix user who wrote it.
+	// User is then the DID of the node that bridged it.
+	As string `json:"as,omitempty"`
 }
 
 func (c SignalContent) validate() error {
@@ -91,16 +99,49 @@ func (c SignalContent) validate() error {
 	default:
 		return BadRequest("unknown signal kind %q", c.Kind)
 	}
+	if c.As == "" {
+		return nil
+	}
+	switch c.Kind {
+	case SignalChat, SignalChatEdit, SignalChatRedact:
+	default:
+		return BadRequest("as is only allowed on chat, chat.edit and chat.redact, not on %s", c.Kind)
+	}
+	if !validMatrixUser(c.As) {
+		return BadRequest("as must be a Matrix user id of 1 to 255 bytes")
+	}
 	return nil
 }
 
 func validChat(s string) bool { return s != "" && len(s) <= 4000 }
 
+// validMatrixUser accepts "@localpart:server" of at most 255 bytes, the
+// limit the Matrix specification sets on user ids.
+func validMatrixUser(s string) bool {
+	if len(s) > 255 || !strings.HasPrefix(s, "@") {
+		return false
+	}
+	local, server, ok := strings.Cut(s[1:], ":")
+	if !ok || local == "" || server == "" {
+		return false
+	}
+	for _, r := range s {
+		if r <= ' ' || r == 0x7f {
+			return false
+		}
+	}
+	return utf8.ValidString(s)
+}
+
 // SendSignal sends a signal of u in a conference u takes part in. It is
-// handed to this node's own clients at once.
+// handed to this node's own clients at once. Chat bridged from Matrix (c.As
+// set) is sent by the node itself: u is then the zero LocalUser.
 func (s *Service) SendSignal(ctx context.Context, u LocalUser, conference string, c SignalContent) (Signal, error) {
 	if err := c.validate(); err != nil {
 		return Signal{}, err
+	}
+	if c.As != "" && u != (LocalUser{}) {
+		return Signal{}, Forbidden("only the node itself sends chat as a Matrix user, not %s", u.ID)
 	}
 	conf, err := s.store.GetConference(ctx, conference)
 	if err != nil {
@@ -140,8 +181,11 @@ func (s *Service) SendSignal(ctx context.Context, u LocalUser, conference string
 
 // authorizeSignal checks a signal against the conference as this node knows
 // it: the author takes part; a mute request comes from a moderator of the
-// host.
+// host; chat bridged from Matrix comes from a node taking part.
 func (s *Service) authorizeSignal(ctx context.Context, conf store.Conference, p Payload, c SignalContent) error {
+	if c.As != "" {
+		return s.authorizeBridged(ctx, conf, p)
+	}
 	if c.Kind == SignalMuteRequest {
 		st, err := loadState(ctx, s.store, conf.ID)
 		if err != nil {
@@ -156,6 +200,28 @@ func (s *Service) authorizeSignal(ctx context.Context, conf store.Conference, p 
 		return err
 	}
 	return nil
+}
+
+// authorizeBridged checks a signal carrying "as" (spec §5.1): its sender is
+// its origin node, and that node hosts the conference or accepted its
+// invitation.
+func (s *Service) authorizeBridged(ctx context.Context, conf store.Conference, p Payload) error {
+	if p.Sender != p.Origin {
+		return Forbidden("a signal with as must be sent by its node %s, not %s", p.Origin, p.Sender)
+	}
+	if conf.Host == p.Origin {
+		return nil
+	}
+	nodes, err := s.store.ListConferenceNodes(ctx, conf.ID)
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		if n.Node == p.Origin && n.State == store.NodeAccepted {
+			return nil
+		}
+	}
+	return Forbidden("%s does not take part in %s", p.Origin, conf.ID)
 }
 
 // relay queues a signal for every node taking part, except its author's.
@@ -250,12 +316,19 @@ func (s *Service) receiveRelay(ctx context.Context, p Payload, hash string, rece
 	if err := c.validate(); err != nil {
 		return err
 	}
-	if c.Kind == SignalMuteRequest {
+	switch {
+	case c.As != "":
+		if err := s.authorizeBridged(ctx, conf, inner); err != nil {
+			return err
+		}
+	case c.Kind == SignalMuteRequest:
 		if inner.Origin != conf.Host {
 			return Forbidden("only the host asks participants to mute")
 		}
-	} else if _, err := senderUser(inner); err != nil {
-		return err
+	default:
+		if _, err := senderUser(inner); err != nil {
+			return err
+		}
 	}
 	dup, err := s.store.RecordInbound(ctx, p.Origin, p.ID, hash, s.now())
 	if err != nil {
@@ -271,7 +344,18 @@ func (s *Service) receiveRelay(ctx context.Context, p Payload, hash string, rece
 func (s *Service) toSignal(ctx context.Context, p Payload, c SignalContent) Signal {
 	sig := Signal{
 		Conference: p.Conference, ID: p.ID, Kind: c.Kind, User: p.Sender, Text: c.Text, Ref: c.Ref,
-		On: c.On, At: unixMilli(p.Created),
+		On: c.On, At: unixMilli(p.Created), As: c.As,
+	}
+	if c.As != "" {
+		// The bridging node vouches for the line: it shows as its
+		// institution's, as the node names itself or as this node's
+		// trust list names it.
+		if p.Sender == s.did {
+			sig.Organisation = s.name
+		} else if peer, err := s.store.GetPeer(ctx, p.Sender); err == nil {
+			sig.Organisation = peer.Name
+		}
+		return sig
 	}
 	if parts, err := s.store.ListParticipants(ctx, p.Conference); err == nil {
 		for _, pt := range parts {

@@ -33,6 +33,8 @@ func (n *Node) newBridge() (*bridge.Bridge, error) {
 		GhostPrefix:      c.GhostPrefix,
 		Store:            n.store,
 		Conferences:      bridgeConferences{n},
+		NodeDID:          n.did,
+		SendChat:         n.sendMatrixChat,
 		OpenIDServerName: c.OpenIDServerName,
 		OpenIDBaseURL:    c.OpenIDBaseURL,
 		HTTPClient:       n.client,
@@ -44,7 +46,26 @@ func (n *Node) newBridge() (*bridge.Bridge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
+	// Chat reaches Matrix through the bridge's own queue: a signal's
+	// delivery never waits for the homeserver, and lines keep their order.
+	n.OnSignal(func(sig federation.Signal) {
+		b.QueueSignal(bridge.Signal{
+			Conference: sig.Conference, ID: sig.ID, Kind: sig.Kind, User: sig.User, As: sig.As,
+			Text: sig.Text, Ref: sig.Ref, Organisation: sig.Organisation, At: sig.At,
+		})
+	})
 	return b, nil
+}
+
+// sendMatrixChat sends a Matrix user's chat into a conference as the node
+// itself, under the Matrix user's id (spec/federation.md §5.1).
+func (n *Node) sendMatrixChat(ctx context.Context, conference, matrixUser, kind, text, ref string) (string, error) {
+	sig, err := n.fed.SendSignal(ctx, federation.LocalUser{}, conference,
+		federation.SignalContent{Kind: kind, Text: text, Ref: ref, As: matrixUser})
+	if err != nil {
+		return "", err
+	}
+	return sig.ID, nil
 }
 
 // syncBridge brings the conference's Matrix room in line, in the background:

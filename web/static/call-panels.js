@@ -32,14 +32,17 @@ export function chatPanel({ send }) {
   return {
     el,
     input,
-    // add shows a chat signal once, however often it arrives.
+    // add shows a chat signal once, however often it arrives. A line
+    // bridged from Matrix is shown under the Matrix user its node names in
+    // "as", not under the node that sent it.
     add(sig, name) {
       if (seen.has(sig.id)) return false;
       seen.add(sig.id);
       const at = new Date(sig.at);
-      list.append(h('li', { class: 'chat-message', 'data-signal': sig.id },
+      list.append(h('li', { class: 'chat-message', 'data-signal': sig.id, 'data-as': sig.as || null },
         h('p', { class: 'chat-author' },
-          h('span', { class: 'chat-name', text: name }),
+          h('span', { class: 'chat-name', text: sig.as || name }),
+          sig.as ? h('span', { class: 'chat-org chat-matrix', text: 'Matrix' }) : null,
           sig.organisation ? h('span', { class: 'chat-org', text: sig.organisation }) : null,
           h('time', { datetime: sig.at, text: isNaN(at) ? '' : at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) })),
         h('p', { class: 'chat-text', text: sig.text })));
