@@ -178,6 +178,7 @@ func (c *client) join() {
 	}
 	c.early, c.ready = nil, true
 	c.outMu.Unlock()
+	c.sfu.trunks.localJoined(c.conferenceID)
 	c.log.Info("joined media")
 }
 
@@ -474,6 +475,7 @@ func (c *client) stop(reason string) {
 		c.mu.Unlock()
 		if conf != nil {
 			conf.leave(c, published)
+			c.sfu.trunks.localLeft(c.conferenceID)
 		}
 		for _, pc := range pcs {
 			if pc != nil {

@@ -53,7 +53,9 @@ func (r *router) join(id string, d Down, p Participant) (*conference, []Particip
 	c.mu.Lock()
 	others := make([]Participant, 0, len(c.participants))
 	for _, o := range c.participants {
-		others = append(others, c.downs[o])
+		if p := c.downs[o]; p.User != "" {
+			others = append(others, p)
+		}
 	}
 	tracks := make([]TrackInfo, 0, len(c.trackOrder))
 	for _, id := range c.trackOrder {
@@ -64,6 +66,11 @@ func (r *router) join(id string, d Down, p Participant) (*conference, []Particip
 	c.participants = append(c.participants, d)
 	c.mu.Unlock()
 
+	// A Down without a user (a cascade trunk) hears the conference but is
+	// nobody's participant.
+	if p.User == "" {
+		return c, others, tracks
+	}
 	for _, o := range peers {
 		o.Notify(Event{Kind: ParticipantJoined, Participant: p})
 	}
@@ -94,11 +101,10 @@ func (c *conference) leave(d Down, published []*upTrack) {
 	peers := c.peersLocked()
 	empty := len(c.participants) == 0
 	c.mu.Unlock()
-	if !ok {
-		return
-	}
-	for _, o := range peers {
-		o.Notify(Event{Kind: ParticipantLeft, Participant: p})
+	if ok && p.User != "" {
+		for _, o := range peers {
+			o.Notify(Event{Kind: ParticipantLeft, Participant: p})
+		}
 	}
 	if empty {
 		c.router.mu.Lock()

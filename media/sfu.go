@@ -52,6 +52,10 @@ type Options struct {
 	// IncludeLoopback also gathers loopback candidates, for tests and
 	// single-host setups.
 	IncludeLoopback bool
+	// Cascade, when set, joins this SFU to the host's SFU for conferences
+	// hosted on other nodes (spec/federation.md §10); without it only local
+	// participants meet.
+	Cascade Cascade
 }
 
 func (o Options) validate() error {
@@ -79,6 +83,10 @@ type SFU struct {
 	pubAPI  *webrtc.API
 	subAPI  *webrtc.API
 	udp     net.PacketConn
+	// settings are kept for the trunks' API, which shares the UDP port and
+	// candidates with clients but has its own timeouts (trunk.go).
+	settings webrtc.SettingEngine
+	trunks   *trunkSet
 
 	mu      sync.Mutex
 	closed  bool
@@ -127,6 +135,11 @@ func New(o Options) (*SFU, error) {
 		s.closeUDP()
 		return nil, fmt.Errorf("media: %w", err)
 	}
+	s.settings = se
+	if s.trunks, err = newTrunkSet(s, o.Registry); err != nil {
+		s.closeUDP()
+		return nil, err
+	}
 	s.pubAPI = webrtc.NewAPI(webrtc.WithMediaEngine(pubEngine), webrtc.WithInterceptorRegistry(pubInterceptors), webrtc.WithSettingEngine(se))
 	s.subAPI = webrtc.NewAPI(webrtc.WithMediaEngine(subEngine), webrtc.WithInterceptorRegistry(subInterceptors), webrtc.WithSettingEngine(se))
 	return s, nil
@@ -159,6 +172,7 @@ func (s *SFU) Close() error {
 	for _, c := range clients {
 		c.stop("")
 	}
+	s.trunks.close()
 	s.wg.Wait()
 	for _, c := range s.router.all() {
 		c.speaker.stop()
@@ -321,6 +335,10 @@ func (s *SFU) Recheck(conference string) {
 	go func() {
 		defer s.wg.Done()
 		for _, d := range s.router.downs(conference) {
+			if r, ok := d.(*remoteParticipant); ok {
+				r.recheck(conference)
+				continue
+			}
 			c, ok := d.(*client)
 			if !ok {
 				continue

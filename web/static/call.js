@@ -200,7 +200,7 @@ export function startCall({ conference, me, stream, queued }) {
 
   function showChat(sig) {
     if (!chat.add(sig, sig.user === me.user ? t('call.you', { name: me.display_name }) : nameOf(sig.user))) return;
-    if (sig.user !== me.user) announce('call.chat.new', { name: nameOf(sig.user), text: sig.text });
+    if (sig.user !== me.user) announce('call.chat.new', { name: sig.as || nameOf(sig.user), text: sig.text });
   }
 
   function onSignal(sig) {
