@@ -215,10 +215,12 @@ func (b *Bridge) removeWidget(ctx context.Context, conf Conference, room id.Room
 
 func (b *Bridge) widget(conf Conference) map[string]any {
 	return map[string]any{
-		"id":            widgetStateKey(conf),
-		"type":          "m.custom",
-		"name":          conf.Title,
-		"url":           conf.JoinURL,
+		"id":   widgetStateKey(conf),
+		"type": "m.custom",
+		"name": conf.Title,
+		// Element fills in the widget id, which the client needs to ask it
+		// for an OpenID token through the widget API.
+		"url":           conf.JoinURL + "?widgetId=$matrix_widget_id",
 		"creatorUserId": b.botUser().String(),
 		"data":          map[string]any{"title": conf.Title},
 	}

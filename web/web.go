@@ -61,7 +61,21 @@ type client struct {
 // Handler serves the browser client: the single page at "/" and at every
 // path under /app/ (the client routes those itself), and its assets under
 // /static/. Only GET and HEAD are answered.
-func Handler() http.Handler {
+func Handler() http.Handler { return HandlerWith(Options{}) }
+
+// Options adjust how the client is served.
+type Options struct {
+	// FrameAncestors are the origins (https://…) of Matrix clients that may
+	// show the client as a room widget. Empty: the client is never framed.
+	FrameAncestors []string
+}
+
+// HandlerWith is Handler with options.
+func HandlerWith(o Options) http.Handler {
+	csp := ContentSecurityPolicy
+	if len(o.FrameAncestors) > 0 {
+		csp = strings.Replace(csp, "frame-ancestors 'none'", "frame-ancestors "+strings.Join(o.FrameAncestors, " "), 1)
+	}
 	c, err := load(files)
 	if err != nil {
 		// The files are compiled in: a failure here is a broken build,
@@ -70,7 +84,7 @@ func Handler() http.Handler {
 			http.Error(w, "client unavailable", http.StatusInternalServerError)
 		})
 	}
-	return securityHeaders(c)
+	return securityHeaders(c, csp)
 }
 
 func load(fsys fs.FS) (*client, error) {
@@ -140,10 +154,10 @@ func serve(w http.ResponseWriter, r *http.Request, a asset, cacheControl string)
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(a.body))
 }
 
-func securityHeaders(next http.Handler) http.Handler {
+func securityHeaders(next http.Handler, csp string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", ContentSecurityPolicy)
+		h.Set("Content-Security-Policy", csp)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Permissions-Policy", "camera=(self), microphone=(self), display-capture=(self)")

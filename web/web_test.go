@@ -201,3 +201,20 @@ func TestImports(t *testing.T) {
 		}
 	}
 }
+
+// A Matrix client named in the options may show the client as a widget;
+// nothing else may frame it.
+func TestFrameAncestors(t *testing.T) {
+	h := HandlerWith(Options{FrameAncestors: []string{"https://app.element.io", "https://chat.interieur.example"}})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/app/conference/c-1", nil))
+	csp := rec.Header().Get("Content-Security-Policy")
+	if !strings.Contains(csp, "frame-ancestors https://app.element.io https://chat.interieur.example;") || strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Fatalf("CSP %q", csp)
+	}
+	rec = httptest.NewRecorder()
+	Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	if !strings.Contains(rec.Header().Get("Content-Security-Policy"), "frame-ancestors 'none'") {
+		t.Fatalf("default CSP allows framing: %q", rec.Header().Get("Content-Security-Policy"))
+	}
+}

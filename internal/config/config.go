@@ -83,6 +83,7 @@ type Bridge struct {
 	GhostPrefix      string `yaml:"ghost_prefix" default:"entente_" doc:"Localpart prefix of the ghost users standing for Entente participants."`
 	OpenIDServerName string `yaml:"openid_server_name" doc:"Server name of the homeserver whose users may join conferences with a Matrix OpenID token. Empty: Matrix sign-in is off."`
 	OpenIDBaseURL    string `yaml:"openid_base_url" doc:"Federation API base URL of that homeserver, where OpenID tokens are checked. Required with openid_server_name."`
+	WidgetOrigins    string `yaml:"widget_origins" doc:"Comma-separated origins (https://…) of the Matrix clients, such as Element, that may show the call as a room widget; the widget signs Matrix users in with OpenID. Empty: the client is never framed."`
 }
 
 // Log configures structured logging.
@@ -207,6 +208,11 @@ func (b *Bridge) validate() error {
 	if strings.HasPrefix(b.BotLocalpart, b.GhostPrefix) {
 		return fieldErr("bridge.bot_localpart", "must not start with ghost_prefix %q", b.GhostPrefix)
 	}
+	for _, o := range splitList(b.WidgetOrigins) {
+		if u, err := url.Parse(o); err != nil || u.Scheme != "https" || u.Host == "" || u.Path != "" {
+			return fieldErr("bridge.widget_origins", "%q is not an https origin", o)
+		}
+	}
 	if (b.OpenIDServerName == "") != (b.OpenIDBaseURL == "") {
 		return fieldErr("bridge.openid_base_url", "openid_server_name and openid_base_url must be set together")
 	}
@@ -241,3 +247,6 @@ func (m Media) PublicIPList() []string { return splitList(m.PublicIPs) }
 
 // STUNList is media.stun_servers as a list.
 func (m Media) STUNList() []string { return splitList(m.STUNServers) }
+
+// WidgetOriginList is bridge.widget_origins as a list.
+func (b Bridge) WidgetOriginList() []string { return splitList(b.WidgetOrigins) }

@@ -71,7 +71,7 @@ func (n *Node) routes() {
 	// The browser client takes every other path. The pattern carries no
 	// method because "GET /" would conflict with the method-less API
 	// prefixes above; the handler itself refuses anything but GET and HEAD.
-	n.Handle("/", web.Handler())
+	n.Handle("/", web.HandlerWith(web.Options{FrameAncestors: n.cfg.Bridge.WidgetOriginList()}))
 }
 
 // FederationEndpoint is the base URL of this node's federation API, as

@@ -54,6 +54,7 @@ const id = (s) => encodeURIComponent(s);
 
 export const api = {
   login: (user, password) => request('POST', '/login', { user, password }),
+  matrixLogin: (token, server) => request('POST', '/matrix/openid', { access_token: token, matrix_server_name: server }),
   me: () => request('GET', '/me'),
   peers: () => request('GET', '/peers'),
   conferences: () => request('GET', '/conferences'),

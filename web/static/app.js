@@ -7,6 +7,7 @@ import { showSignIn } from './signin.js';
 import { showHome } from './home.js';
 import { showPrejoin } from './prejoin.js';
 import { h } from './dom.js';
+import { signInWithMatrix } from './matrix.js';
 
 const main = document.getElementById('main');
 const signOut = document.getElementById('sign-out');
@@ -14,6 +15,7 @@ const language = document.getElementById('language');
 
 let screen = null; // the screen showing, with its stop()
 let generation = 0; // a newer render makes an older one give up
+let notice = null; // a message for the sign-in screen
 
 // A demo link carries its token in the fragment, which never reaches a
 // server; it is taken and removed from the address bar (and history) at once.
@@ -31,7 +33,8 @@ async function render({ focus = true } = {}) {
   main.replaceChildren();
   if (!getToken()) {
     signOut.hidden = true;
-    screen = showSignIn(main, { onSignedIn: () => render() });
+    screen = showSignIn(main, { onSignedIn: () => render(), notice });
+    notice = null;
     return;
   }
   let me;
@@ -66,4 +69,6 @@ followLinks(document.body);
 window.addEventListener('popstate', () => render());
 window.addEventListener('entente:navigate', () => render());
 takeFragmentToken();
-render({ focus: false });
+signInWithMatrix()
+  .catch(() => { notice = 'signin.matrix.failed'; })
+  .finally(() => render({ focus: false }));

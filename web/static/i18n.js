@@ -15,6 +15,7 @@ const en = {
   "signin.missing": "Enter your user name and password.",
   "signin.failed": "The user name or password is incorrect.",
   "signin.limited": "Too many failed attempts. Wait a few minutes before trying again.",
+  "signin.matrix.failed": "Your Matrix account could not be checked. Open the link again from your Matrix room, or sign in below.",
 
   "home.title": "Your conferences",
   "home.whoami": "Signed in as {name} ({user}), {org}.",
@@ -189,6 +190,7 @@ const fr = {
   "signin.submit": "Se connecter",
   "signin.missing": "Saisissez votre nom d’utilisateur et votre mot de passe.",
   "signin.failed": "Le nom d’utilisateur ou le mot de passe est incorrect.",
+  "signin.matrix.failed": "Votre compte Matrix n’a pas pu être vérifié. Rouvrez le lien depuis votre salon Matrix, ou connectez-vous ci-dessous.",
   "signin.limited": "Trop de tentatives échouées. Patientez quelques minutes avant de réessayer.",
 
   "home.title": "Vos conférences",

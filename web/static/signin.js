@@ -2,11 +2,12 @@
 import { api, setToken } from './api.js';
 import { h, say, sayRaw, field } from './dom.js';
 
-export function showSignIn(main, { onSignedIn }) {
+export function showSignIn(main, { onSignedIn, notice }) {
   const user = h('input', { id: 'signin-user', type: 'text', name: 'username', autocomplete: 'username', autocapitalize: 'none', spellcheck: 'false', required: true });
   const password = h('input', { id: 'signin-password', type: 'password', name: 'password', autocomplete: 'current-password', required: true });
   // role=alert: the failure is read out as soon as it shows.
   const error = h('p', { id: 'signin-error', class: 'error', role: 'alert' });
+  if (notice) say(error, notice);
   const submit = h('button', { type: 'submit', class: 'primary', id: 'signin-submit', i18n: 'signin.submit' });
   const form = h('form', { id: 'signin-form', novalidate: true },
     field(user, 'signin.user'), field(password, 'signin.password'), error, submit);
