@@ -172,7 +172,7 @@ func (c *client) join() {
 	conf, others, tracks := c.sfu.router.join(c.conferenceID, c, c.me)
 	c.conf = conf
 	c.outMu.Lock()
-	c.send(joinedMsg{Type: "joined", You: c.me, Participants: others, Tracks: tracks, ICEServers: c.sfu.opts.ICEServers})
+	c.send(joinedMsg{Type: "joined", You: c.me, Participants: others, Tracks: tracks, ICEServers: c.sfu.iceServers(c.me.User)})
 	for _, msg := range c.early {
 		c.send(msg)
 	}

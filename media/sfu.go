@@ -47,6 +47,9 @@ type Options struct {
 	PublicIPs []string
 	// ICEServers (STUN/TURN) are given to clients in `joined`.
 	ICEServers []webrtc.ICEServer
+	// ICEServersFor, when set, adds servers for one user, such as the
+	// embedded TURN server with that user's short-lived credentials.
+	ICEServersFor func(user string) []webrtc.ICEServer
 	// Registry receives the SFU's metrics; may be nil.
 	Registry prometheus.Registerer
 	// IncludeLoopback also gathers loopback candidates, for tests and

@@ -134,3 +134,12 @@ func (quietLogger) Warn(string)           {}
 func (quietLogger) Warnf(string, ...any)  {}
 func (quietLogger) Error(string)          {}
 func (quietLogger) Errorf(string, ...any) {}
+
+// iceServers are the STUN and TURN servers a user's client is given.
+func (s *SFU) iceServers(user string) []webrtc.ICEServer {
+	servers := append([]webrtc.ICEServer{}, s.opts.ICEServers...)
+	if s.opts.ICEServersFor != nil {
+		servers = append(servers, s.opts.ICEServersFor(user)...)
+	}
+	return servers
+}

@@ -70,6 +70,8 @@ type Media struct {
 	PublicIPs          string `yaml:"public_ips" doc:"Comma-separated public IP addresses announced to browsers and peers when the node is behind 1:1 NAT."`
 	STUNServers        string `yaml:"stun_servers" doc:"Comma-separated stun: URLs given to browsers for finding their own public address."`
 	LoopbackCandidates bool   `yaml:"loopback_candidates" default:"false" doc:"Offer loopback addresses for media. Only for a node and its users on one machine, such as the demo."`
+	TURNListen         string `yaml:"turn_listen" doc:"UDP address (host:port) of the embedded TURN server, for browsers behind firewalls that block direct UDP to the SFU. Empty: no TURN server. Relays only reach the SFU's own addresses."`
+	TURNRelayIP        string `yaml:"turn_relay_ip" doc:"Public IP address of the TURN relays. Default: the first of public_ips. Required with turn_listen when public_ips is empty."`
 }
 
 // Bridge configures the Matrix appservice (package bridge).
@@ -162,6 +164,17 @@ func (c *Config) Validate() error {
 			return fieldErr("media.public_ips", "%q is not an IP address", ip)
 		}
 	}
+	if c.Media.TURNListen != "" {
+		if _, port, err := net.SplitHostPort(c.Media.TURNListen); err != nil || port == "" {
+			return fieldErr("media.turn_listen", "must be host:port, got %q", c.Media.TURNListen)
+		}
+		if c.Media.TURNRelay() == "" {
+			return fieldErr("media.turn_relay_ip", "required with turn_listen when public_ips is empty")
+		}
+		if net.ParseIP(c.Media.TURNRelay()) == nil {
+			return fieldErr("media.turn_relay_ip", "%q is not an IP address", c.Media.TURNRelay())
+		}
+	}
 	for _, u := range splitList(c.Media.STUNServers) {
 		if !strings.HasPrefix(u, "stun:") && !strings.HasPrefix(u, "stuns:") {
 			return fieldErr("media.stun_servers", "%q is not a stun: URL", u)
@@ -250,3 +263,14 @@ func (m Media) STUNList() []string { return splitList(m.STUNServers) }
 
 // WidgetOriginList is bridge.widget_origins as a list.
 func (b Bridge) WidgetOriginList() []string { return splitList(b.WidgetOrigins) }
+
+// TURNRelay is the relay address of the embedded TURN server.
+func (m Media) TURNRelay() string {
+	if m.TURNRelayIP != "" {
+		return m.TURNRelayIP
+	}
+	if ips := m.PublicIPList(); len(ips) > 0 {
+		return ips[0]
+	}
+	return ""
+}

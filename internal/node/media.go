@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
+	"time"
 
 	"github.com/pion/webrtc/v4"
 
@@ -18,7 +22,24 @@ func (n *Node) newSFU() (*media.SFU, error) {
 	if stun := n.cfg.Media.STUNList(); len(stun) > 0 {
 		ice = []webrtc.ICEServer{{URLs: stun}}
 	}
+	var turnFor func(string) []webrtc.ICEServer
+	if n.cfg.Media.TURNListen != "" {
+		t, err := n.startTURN()
+		if err != nil {
+			return nil, err
+		}
+		n.turn = t
+		turnFor = func(user string) []webrtc.ICEServer {
+			ice, err := t.Credentials(user, turnCredentialTTL)
+			if err != nil {
+				n.log.Warn("turn credentials", "user", user, "err", err)
+				return nil
+			}
+			return []webrtc.ICEServer{ice}
+		}
+	}
 	sfu, err := media.New(media.Options{
+		ICEServersFor:   turnFor,
 		Membership:      membership{n.fed},
 		Logger:          n.log,
 		UDPPort:         n.cfg.Media.UDPPort,
@@ -59,4 +80,48 @@ func (n *Node) serveMedia(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n.sfu.ServeSignal(w, r, r.PathValue("id"), federation.UserRef(u.ID, n.did), u.DisplayName, n.cfg.Node.Name)
+}
+
+// turnCredentialTTL is how long a user's TURN credentials last: a working day.
+const turnCredentialTTL = 12 * time.Hour
+
+// startTURN starts the embedded TURN server. Its relays may only reach the
+// SFU, at the addresses the SFU is reached at.
+func (n *Node) startTURN() (*media.TURNServer, error) {
+	peers, err := ownAddresses(n.cfg.Media.PublicIPList())
+	if err != nil {
+		return nil, fmt.Errorf("media.turn_listen: %w", err)
+	}
+	u, _ := url.Parse(n.cfg.Node.PublicURL)
+	t, err := media.StartTURN(media.TURNOptions{
+		Listen:  n.cfg.Media.TURNListen,
+		RelayIP: n.cfg.Media.TURNRelay(),
+		Realm:   u.Hostname(),
+		Peers:   peers,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("media.turn_listen: %w", err)
+	}
+	n.log.Info("TURN server listening", "addr", t.Addr().String())
+	return t, nil
+}
+
+// ownAddresses are this machine's interface addresses and its public IPs.
+func ownAddresses(public []string) ([]netip.Addr, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, p.Addr())
+		}
+	}
+	for _, ip := range public {
+		if a, err := netip.ParseAddr(ip); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out, nil
 }

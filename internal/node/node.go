@@ -67,6 +67,7 @@ type Node struct {
 	tlsConf  *tls.Config
 	fed      *federation.Service
 	sfu      *media.SFU
+	turn     *media.TURNServer
 	bridge   *bridge.Bridge
 	accounts accounts.Authenticator
 
@@ -398,6 +399,9 @@ func (n *Node) closeSFU() {
 	n.sfuOnce.Do(func() {
 		if n.sfu != nil {
 			n.sfu.Close()
+		}
+		if n.turn != nil {
+			n.turn.Close()
 		}
 	})
 }
