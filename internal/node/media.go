@@ -47,6 +47,7 @@ func (n *Node) newSFU() (*media.SFU, error) {
 		ICEServers:      ice,
 		Registry:        n.registry,
 		IncludeLoopback: n.cfg.Media.LoopbackCandidates,
+		Cascade:         cascade{n},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("media: %w", err)
@@ -70,6 +71,39 @@ func (m membership) MayParticipate(ctx context.Context, conference, user string)
 		}
 	}
 	return err
+}
+
+// cascade reaches the host of a conference hosted elsewhere through the
+// signed trunk exchange (spec/federation.md §10).
+type cascade struct{ n *Node }
+
+func (c cascade) Host(ctx context.Context, conference string) (string, error) {
+	conf, err := c.n.store.GetConference(ctx, conference)
+	if err != nil {
+		return "", fmt.Errorf("conference %s: %w", conference, err)
+	}
+	if conf.Host == c.n.did {
+		return "", nil
+	}
+	return conf.Host, nil
+}
+
+func (c cascade) Offer(ctx context.Context, conference, sdp string) (string, error) {
+	return c.n.fed.OfferTrunk(ctx, conference, sdp)
+}
+
+// acceptTrunk answers a member node's trunk offer with the SFU, which is
+// created after federation; an offer the SFU cannot use is the member's
+// error.
+func (n *Node) acceptTrunk(ctx context.Context, conference, peer string, offer federation.TrunkOffer) (string, error) {
+	if n.sfu == nil {
+		return "", federation.NotFound("this node runs no SFU")
+	}
+	answer, err := n.sfu.AcceptTrunk(ctx, conference, peer, offer.SDP, offer.Relay)
+	if errors.Is(err, media.ErrBadTrunkOffer) {
+		return "", federation.BadRequest("%v", err)
+	}
+	return answer, err
 }
 
 // serveMedia opens a user's signalling WebSocket (spec/client-api.md §5).

@@ -152,6 +152,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 		Now:       n.now,
 		RetryBase: opts.RetryBase,
 		OnSignal:  n.fanOutSignal,
+		OnTrunk:   n.acceptTrunk,
 		OnLogChange: func(conference string) {
 			if n.sfu != nil {
 				n.sfu.Recheck(conference)

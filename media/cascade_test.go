@@ -1,0 +1,396 @@
+package media
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/transport/v5"
+	"github.com/pion/transport/v5/stdnet"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// fabric joins test SFUs the way federation joins nodes: each conference
+// has a host, and a member's trunk offer reaches the host's AcceptTrunk.
+type fabric struct {
+	mu    sync.Mutex
+	host  map[string]*cascadeNode
+	relay map[string]bool
+}
+
+type cascadeNode struct {
+	*testNode
+	did string
+	f   *fabric
+}
+
+func (n *cascadeNode) Host(_ context.Context, conference string) (string, error) {
+	n.f.mu.Lock()
+	defer n.f.mu.Unlock()
+	h, ok := n.f.host[conference]
+	if !ok {
+		return "", errors.New("unknown conference")
+	}
+	if h == n {
+		return "", nil
+	}
+	return h.did, nil
+}
+
+func (n *cascadeNode) Offer(ctx context.Context, conference, sdp string) (string, error) {
+	n.f.mu.Lock()
+	h := n.f.host[conference]
+	relay, ok := n.f.relay[n.did]
+	n.f.mu.Unlock()
+	return h.sfu.AcceptTrunk(ctx, conference, n.did, sdp, relay || !ok)
+}
+
+func newFabric() *fabric {
+	return &fabric{host: map[string]*cascadeNode{}, relay: map[string]bool{}}
+}
+
+// node starts an SFU named did joined to the fabric; net, if set, is the
+// network its trunks use.
+func (f *fabric) node(t *testing.T, did string, tn transport.Net) *cascadeNode {
+	t.Helper()
+	n := &cascadeNode{did: did, f: f, testNode: &testNode{membership: &fakeMembership{denied: map[string]error{}}, registry: prometheus.NewRegistry()}}
+	s, err := New(Options{Membership: n.membership, Registry: n.registry, IncludeLoopback: true, Cascade: n})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	s.trunks.net = tn
+	s.trunks.grace = 200 * time.Millisecond
+	n.sfu = s
+	n.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		s.ServeSignal(w, r, q.Get("conference"), q.Get("user"), "Name of "+q.Get("user"), "org "+did)
+	}))
+	t.Cleanup(func() {
+		n.srv.CloseClientConnections()
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		n.srv.Close()
+	})
+	return n
+}
+
+func (f *fabric) hosts(conference string, n *cascadeNode) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.host[conference] = n
+}
+
+// trunkOf waits for n's trunk to peer in conference.
+func trunkOf(t *testing.T, n *cascadeNode, conference, peer string) *trunk {
+	t.Helper()
+	for range 200 {
+		n.sfu.trunks.mu.Lock()
+		tr := n.sfu.trunks.trunks[trunkKey{conference, peer}]
+		n.sfu.trunks.mu.Unlock()
+		if tr != nil {
+			return tr
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("%s: no trunk to %s for %s", n.did, peer, conference)
+	return nil
+}
+
+func sentTotal(tr *testTrack) int {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return len(tr.sent)
+}
+
+func TestCascadeTwoNodesBothWays(t *testing.T) {
+	f := newFabric()
+	a, b := f.node(t, "did:web:a", nil), f.node(t, "did:web:b", nil)
+	f.hosts("conf-2", a)
+	onA := connect(t, a.testNode, "conf-2", "ann@did:web:a", clientOptions{autoSubscribe: true})
+	onB := connect(t, b.testNode, "conf-2", "bob@did:web:b", clientOptions{autoSubscribe: true})
+
+	joined := onA.expect("participant_joined", 10*time.Second)
+	p := joined
+	if p["user"] != "bob@did:web:b" || p["organisation"] != "org did:web:b" {
+		t.Fatalf("participant_joined on A = %v, want bob of org did:web:b", p)
+	}
+	joined = onB.expect("participant_joined", 10*time.Second)
+	if u := joined["user"]; u != "ann@did:web:a" {
+		t.Fatalf("participant_joined on B = %v, want ann", u)
+	}
+
+	audio := &testTrack{tag: 'a', kind: "audio", source: "microphone"}
+	video := &testTrack{tag: 'v', kind: "video", source: "camera"}
+	onB.publish(audio, video)
+	back := &testTrack{tag: 'w', kind: "video", source: "camera"}
+	onA.publish(back)
+
+	checkExact(t, audio, onA.waitMedia(onA.waitTrackAdded(audio, onB.user), 30, 20*time.Second))
+	checkExact(t, video, onA.waitMedia(onA.waitTrackAdded(video, onB.user), 30, 20*time.Second))
+	checkExact(t, back, onB.waitMedia(onB.waitTrackAdded(back, onA.user), 30, 20*time.Second))
+	if st := b.sfu.TrunkStats(); st.Trunks != 1 || st.PacketsSent == 0 || st.PacketsReceived == 0 {
+		t.Errorf("B trunk stats = %+v, want one trunk carrying media both ways", st)
+	}
+}
+
+func TestCascadeThreeNodes(t *testing.T) {
+	f := newFabric()
+	a, b, c := f.node(t, "did:web:a", nil), f.node(t, "did:web:b", nil), f.node(t, "did:web:c", nil)
+	f.hosts("conf-3", a)
+	pub := connect(t, b.testNode, "conf-3", "bob@did:web:b", clientOptions{})
+	sub := connect(t, c.testNode, "conf-3", "cat@did:web:c", clientOptions{autoSubscribe: true})
+	video := &testTrack{tag: 'v', kind: "video", source: "camera"}
+	audio := &testTrack{tag: 'a', kind: "audio", source: "microphone"}
+	pub.publish(video, audio)
+	checkExact(t, video, sub.waitMedia(sub.waitTrackAdded(video, pub.user), 40, 20*time.Second))
+	checkExact(t, audio, sub.waitMedia(sub.waitTrackAdded(audio, pub.user), 40, 20*time.Second))
+	if a.sfu.TrunkStats().Trunks != 2 {
+		t.Errorf("host trunks = %d, want 2", a.sfu.TrunkStats().Trunks)
+	}
+}
+
+// A track crosses a trunk once, however many subscribe on the far side.
+func TestCascadeTrackCrossesOnce(t *testing.T) {
+	f := newFabric()
+	a, b := f.node(t, "did:web:a", nil), f.node(t, "did:web:b", nil)
+	f.hosts("conf-once", a)
+	pub := connect(t, b.testNode, "conf-once", "bob@did:web:b", clientOptions{})
+	video := &testTrack{tag: 'v', kind: "video", source: "camera"}
+	pub.publish(video)
+	first := connect(t, a.testNode, "conf-once", "s0@did:web:a", clientOptions{autoSubscribe: true})
+	id := first.waitTrackAdded(video, pub.user)
+	first.waitMedia(id, 20, 20*time.Second)
+	tr := trunkOf(t, b, "conf-once", "did:web:a")
+
+	perPacket := func(subs int) float64 {
+		t.Helper()
+		crossed0, sent0 := tr.sentOf(id)[0], sentTotal(video)
+		time.Sleep(time.Second)
+		crossed, sent := tr.sentOf(id)[0]-crossed0, sentTotal(video)-sent0
+		if sent < 20 {
+			t.Fatalf("publisher sent only %d packets in a second", sent)
+		}
+		ratio := float64(crossed) / float64(sent)
+		t.Logf("%d subscribers: %d packets crossed for %d sent", subs, crossed, sent)
+		return ratio
+	}
+	if r := perPacket(1); r < 0.8 || r > 1.05 {
+		t.Fatalf("with 1 subscriber, %.2f trunk packets per published packet, want 1", r)
+	}
+	for i := 1; i < 10; i++ {
+		s := connect(t, a.testNode, "conf-once", "s"+string(rune('0'+i))+"@did:web:a", clientOptions{autoSubscribe: true})
+		s.waitTrackAdded(video, pub.user)
+	}
+	first.waitMedia(id, 20, 10*time.Second)
+	if r := perPacket(10); r < 0.8 || r > 1.05 {
+		t.Fatalf("with 10 subscribers, %.2f trunk packets per published packet, want 1", r)
+	}
+}
+
+func TestCascadeSimulcastLayers(t *testing.T) {
+	f := newFabric()
+	a, b := f.node(t, "did:web:a", nil), f.node(t, "did:web:b", nil)
+	f.hosts("conf-sim", a)
+	pub := connect(t, b.testNode, "conf-sim", "bob@did:web:b", clientOptions{})
+	sub := connect(t, a.testNode, "conf-sim", "ann@did:web:a", clientOptions{})
+	video := &testTrack{tag: 's', kind: "video", source: "camera", simulcast: true}
+	pub.publish(video)
+	id := sub.waitTrackAdded(video, pub.user)
+	tr := trunkOf(t, b, "conf-sim", "did:web:a")
+
+	layerAfterSwitch := func(maxW, maxH int, want byte) {
+		t.Helper()
+		sub.subscribe(id, maxW, maxH)
+		deadline := time.After(15 * time.Second)
+		for run := 0; run < 20; {
+			select {
+			case r := <-sub.media:
+				_, layer, _, ok := parsePayload(r.payload)
+				if !ok {
+					t.Fatalf("bad payload %x", r.payload)
+				}
+				if layer == want {
+					checkExact(t, video, []received{r})
+					run++
+				} else if run > 0 {
+					t.Fatalf("layer %c after switching to %c", layer, want)
+				}
+			case <-deadline:
+				t.Fatalf("never switched to layer %c", want)
+			}
+		}
+	}
+	layerAfterSwitch(320, 180, 'q')
+	if got := tr.sentOf(id); got[0] == 0 || got[1] != 0 || got[2] != 0 {
+		t.Fatalf("packets crossed per layer = %v, want only layer q", got)
+	}
+	layerAfterSwitch(1280, 720, 'f')
+	layerAfterSwitch(640, 360, 'h')
+	// Once the demand is h, f no longer crosses.
+	time.Sleep(300 * time.Millisecond)
+	before := tr.sentOf(id)
+	time.Sleep(500 * time.Millisecond)
+	after := tr.sentOf(id)
+	if after[2] != before[2] || after[1] == before[1] {
+		t.Fatalf("after asking for h: layer counts went %v -> %v, want h growing and f still", before, after)
+	}
+}
+
+func TestCascadeRelayPolicy(t *testing.T) {
+	f := newFabric()
+	a, b, c := f.node(t, "did:web:a", nil), f.node(t, "did:web:b", nil), f.node(t, "did:web:c", nil)
+	f.hosts("conf-relay", a)
+	f.relay["did:web:b"] = false
+	pub := connect(t, b.testNode, "conf-relay", "bob@did:web:b", clientOptions{})
+	onA := connect(t, a.testNode, "conf-relay", "ann@did:web:a", clientOptions{autoSubscribe: true})
+	onC := connect(t, c.testNode, "conf-relay", "cat@did:web:c", clientOptions{autoSubscribe: true})
+	fromA := &testTrack{tag: 'x', kind: "audio", source: "microphone"}
+	onA.publish(fromA)
+	video := &testTrack{tag: 'v', kind: "video", source: "camera"}
+	pub.publish(video)
+	checkExact(t, video, onA.waitMedia(onA.waitTrackAdded(video, pub.user), 30, 20*time.Second))
+	// C gets A's own tracks, proving its trunk works, but never B's.
+	checkExact(t, fromA, onC.waitMedia(onC.waitTrackAdded(fromA, onA.user), 20, 20*time.Second))
+	for _, r := range onC.collect(time.Second) {
+		if tag, _, _, _ := parsePayload(r.payload); tag == video.tag {
+			t.Fatalf("C received B's media although B forbids relaying")
+		}
+	}
+	onC.mu.Lock()
+	defer onC.mu.Unlock()
+	for _, m := range onC.seen {
+		if m["type"] == "track_added" && m["owner"] == pub.user {
+			t.Fatalf("C was offered B's track: %v", m)
+		}
+	}
+}
+
+func TestCascadeRemovedRemoteParticipantStops(t *testing.T) {
+	f := newFabric()
+	a, b := f.node(t, "did:web:a", nil), f.node(t, "did:web:b", nil)
+	f.hosts("conf-rm", a)
+	pub := connect(t, b.testNode, "conf-rm", "bob@did:web:b", clientOptions{})
+	sub := connect(t, a.testNode, "conf-rm", "ann@did:web:a", clientOptions{autoSubscribe: true})
+	video := &testTrack{tag: 'v', kind: "video", source: "camera"}
+	pub.publish(video)
+	id := sub.waitTrackAdded(video, pub.user)
+	sub.waitMedia(id, 20, 20*time.Second)
+
+	a.membership.deny("conf-rm", pub.user, ErrNotParticipant)
+	a.sfu.Recheck("conf-rm")
+	sub.expect("track_removed", time.Second)
+	left := sub.expect("participant_left", time.Second)
+	if left["user"] != pub.user {
+		t.Fatalf("participant_left = %v, want %s", left, pub.user)
+	}
+	time.Sleep(200 * time.Millisecond)
+	for _, r := range sub.collect(time.Second) {
+		if r.track == id {
+			t.Fatalf("media of a removed participant still arrives")
+		}
+	}
+	// B's own log has not caught up (its client is still connected), yet
+	// its trunk no longer sends the track.
+	tr := trunkOf(t, b, "conf-rm", "did:web:a")
+	before := tr.sentOf(id)
+	time.Sleep(500 * time.Millisecond)
+	if after := tr.sentOf(id); after != before {
+		t.Fatalf("trunk still sends the removed user's track: %v -> %v packets", before, after)
+	}
+}
+
+func TestTrunkRefusesMalformedOffer(t *testing.T) {
+	f := newFabric()
+	a, b := f.node(t, "did:web:a", nil), f.node(t, "did:web:b", nil)
+	f.hosts("conf-bad", a)
+	for _, offer := range []string{"", "v=0\r\ngarbage", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"} {
+		if _, err := a.sfu.AcceptTrunk(context.Background(), "conf-bad", "did:web:b", offer, true); !errors.Is(err, ErrBadTrunkOffer) {
+			t.Fatalf("offer %q: err = %v, want ErrBadTrunkOffer", offer, err)
+		}
+	}
+	if n := a.sfu.TrunkStats().Trunks; n != 0 {
+		t.Fatalf("trunks after refused offers = %d, want 0", n)
+	}
+	pub := connect(t, b.testNode, "conf-bad", "bob@did:web:b", clientOptions{})
+	sub := connect(t, a.testNode, "conf-bad", "ann@did:web:a", clientOptions{autoSubscribe: true})
+	audio := &testTrack{tag: 'a', kind: "audio", source: "microphone"}
+	pub.publish(audio)
+	checkExact(t, audio, sub.waitMedia(sub.waitTrackAdded(audio, pub.user), 20, 20*time.Second))
+}
+
+// cutNet drops every UDP datagram while cut is set, like a failed link.
+type cutNet struct {
+	transport.Net
+	cut atomic.Bool
+}
+
+func (n *cutNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
+	c, err := n.Net.ListenUDP(network, laddr)
+	if err != nil {
+		return nil, err
+	}
+	return &cutConn{UDPConn: c, n: n}, nil
+}
+
+type cutConn struct {
+	transport.UDPConn
+	n *cutNet
+}
+
+func (c *cutConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.UDPConn.ReadFrom(b)
+		if err != nil || !c.n.cut.Load() {
+			return n, addr, err
+		}
+	}
+}
+
+func (c *cutConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if c.n.cut.Load() {
+		return len(b), nil
+	}
+	return c.UDPConn.WriteTo(b, addr)
+}
+
+func TestCascadeRecoversFromCut(t *testing.T) {
+	std, err := stdnet.NewNet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn := &cutNet{Net: std}
+	f := newFabric()
+	a, b := f.node(t, "did:web:a", nil), f.node(t, "did:web:b", cn)
+	f.hosts("conf-cut", a)
+	pub := connect(t, b.testNode, "conf-cut", "bob@did:web:b", clientOptions{})
+	sub := connect(t, a.testNode, "conf-cut", "ann@did:web:a", clientOptions{autoSubscribe: true})
+	audio := &testTrack{tag: 'a', kind: "audio", source: "microphone"}
+	pub.publish(audio)
+	id := sub.waitTrackAdded(audio, pub.user)
+	sub.waitMedia(id, 20, 20*time.Second)
+
+	cn.cut.Store(true)
+	time.Sleep(2500 * time.Millisecond)
+	cutAt := uint32(sentTotal(audio))
+	cn.cut.Store(false)
+	sub.collect(100 * time.Millisecond)
+	deadline := time.After(30 * time.Second)
+	for fresh := 0; fresh < 20; {
+		select {
+		case r := <-sub.media:
+			if _, _, seq, ok := parsePayload(r.payload); ok && seq > cutAt {
+				checkExact(t, audio, []received{r})
+				fresh++
+			}
+		case <-deadline:
+			t.Fatalf("media did not flow again after the trunk was cut")
+		}
+	}
+}

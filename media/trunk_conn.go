@@ -1,0 +1,504 @@
+package media
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// trunk is one side of the association between this SFU and a peer node's
+// SFU for one conference (spec/federation.md §10). It is a Down of the
+// conference, so it hears local tracks and participants and offers them to
+// the peer; and the peer's tracks and participants become local up-tracks
+// and participants here, so local clients use them like any other.
+type trunk struct {
+	set        *trunkSet
+	conference string
+	peer       string
+	// member is true on the side that offered (the member node).
+	member bool
+	// relay, on the host side, is the member's permission to forward its
+	// participants' media to other member nodes.
+	relay bool
+	log   *slog.Logger
+	pc    *webrtc.PeerConnection
+	conf  *conference
+	done  chan struct{}
+
+	closeOnce  sync.Once
+	restarting atomic.Bool
+
+	// ctlMu orders control messages: a full state is never overtaken by a
+	// delta taken before it.
+	ctlMu sync.Mutex
+	dc    *webrtc.DataChannel
+	open  bool
+
+	mu     sync.Mutex
+	closed bool
+	// Sending side: slots by MID, local tracks offered to the peer, and
+	// what the peer wants of them.
+	slots   map[string]*trunkSlot
+	pending []*trunkSlot
+	offered map[string]UpTrack
+	sent    map[string]*trackCounter
+	// Receiving side: what the peer sends on each slot, its tracks and
+	// participants as they exist here, and the layers asked of it.
+	rx      map[string]*rxSlot
+	remote  map[string]*upTrack
+	people  map[string]*remoteParticipant
+	removed map[string]bool
+	asked   map[string]int
+}
+
+// trackCounter counts what of one track crossed this trunk, per layer.
+type trackCounter struct {
+	packets [maxLayers]atomic.Uint64
+	bytes   atomic.Uint64
+}
+
+func (ts *trunkSet) newTrunk(conference, peer string, member, relay bool) (*trunk, error) {
+	api, err := ts.trunkAPI()
+	if err != nil {
+		return nil, fmt.Errorf("media: trunk api: %w", err)
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, fmt.Errorf("media: trunk peer connection: %w", err)
+	}
+	t := &trunk{
+		set: ts, conference: conference, peer: peer, member: member, relay: relay,
+		log: ts.log.With("conference", conference, "peer", peer), pc: pc, done: make(chan struct{}),
+		slots: map[string]*trunkSlot{}, offered: map[string]UpTrack{}, sent: map[string]*trackCounter{},
+		rx: map[string]*rxSlot{}, remote: map[string]*upTrack{}, people: map[string]*remoteParticipant{},
+		removed: map[string]bool{}, asked: map[string]int{},
+	}
+	ts.mu.Lock()
+	if ts.closed {
+		ts.mu.Unlock()
+		_ = pc.Close()
+		return nil, errors.New("media: SFU is shutting down")
+	}
+	if old := ts.trunks[trunkKey{conference, peer}]; old != nil {
+		ts.mu.Unlock()
+		old.close("replaced")
+		ts.mu.Lock()
+	}
+	ts.trunks[trunkKey{conference, peer}] = t
+	ts.active.Inc()
+	ts.wg.Add(1)
+	ts.mu.Unlock()
+
+	pc.OnTrack(t.onTrack)
+	pc.OnICEConnectionStateChange(t.onICEState)
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateFailed && !t.member {
+			// The member restarts ICE before this; failed means it gave up.
+			go t.close("connection failed")
+		}
+	})
+	t.conf, _, _ = ts.sfu.router.join(conference, t, Participant{})
+	go func() {
+		defer ts.wg.Done()
+		t.demandLoop()
+	}()
+	t.log.Info("trunk created", "member", member, "relay", relay)
+	return t, nil
+}
+
+func (t *trunk) addSlot(sl *trunkSlot, tr *webrtc.RTPTransceiver) {
+	sl.tr = tr
+	t.mu.Lock()
+	t.pending = append(t.pending, sl)
+	t.mu.Unlock()
+	if s := tr.Sender(); s != nil {
+		go sl.readRTCP(s)
+	}
+}
+
+// indexSlots keys the slots by MID once the local description assigned
+// them.
+func (t *trunk) indexSlots() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, sl := range t.pending {
+		sl.mu.Lock()
+		sl.mid = sl.tr.Mid()
+		sl.mu.Unlock()
+		t.slots[sl.mid] = sl
+	}
+	t.pending = nil
+}
+
+// openControl creates the control channel. Both sides create it as a
+// pre-negotiated channel with id 0, so neither waits for the other (§10.4).
+func (t *trunk) openControl() error {
+	negotiated, id := true, uint16(0)
+	dc, err := t.pc.CreateDataChannel(controlLabel, &webrtc.DataChannelInit{Negotiated: &negotiated, ID: &id})
+	if err != nil {
+		return fmt.Errorf("media: trunk control channel: %w", err)
+	}
+	t.ctlMu.Lock()
+	t.dc = dc
+	t.ctlMu.Unlock()
+	dc.OnOpen(func() {
+		t.ctlMu.Lock()
+		t.open = true
+		t.ctlMu.Unlock()
+		t.sendState()
+	})
+	dc.OnClose(func() { go t.close("control channel closed") })
+	dc.OnMessage(func(m webrtc.DataChannelMessage) { t.handleControl(m.Data) })
+	return nil
+}
+
+// negotiate sends a non-trickle offer through the cascade and applies the
+// answer; with restart it is an ICE restart on the same connection.
+func (t *trunk) negotiate(ctx context.Context, restart bool) error {
+	offer, err := t.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: restart})
+	if err != nil {
+		return fmt.Errorf("media: trunk offer: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(t.pc)
+	if err := t.pc.SetLocalDescription(offer); err != nil {
+		return fmt.Errorf("media: trunk offer: %w", err)
+	}
+	t.indexSlots()
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	answer, err := t.set.sfu.opts.Cascade.Offer(ctx, t.conference, t.pc.LocalDescription().SDP)
+	if err != nil {
+		if rb := t.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); rb != nil {
+			t.log.Debug("roll back trunk offer", "err", rb)
+		}
+		return fmt.Errorf("media: trunk offer to %s: %w", t.peer, err)
+	}
+	if err := t.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		return fmt.Errorf("media: trunk answer from %s: %w", t.peer, err)
+	}
+	return nil
+}
+
+// answer applies a member's ICE-restart offer to the existing connection.
+func (t *trunk) answer(ctx context.Context, offerSDP string) (string, error) {
+	if err := t.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {
+		return "", fmt.Errorf("media: trunk restart offer from %s: %w: %v", t.peer, ErrBadTrunkOffer, err)
+	}
+	return t.localAnswer(ctx)
+}
+
+func (t *trunk) localAnswer(ctx context.Context) (string, error) {
+	answer, err := t.pc.CreateAnswer(nil)
+	if err != nil {
+		return "", fmt.Errorf("media: trunk answer: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(t.pc)
+	if err := t.pc.SetLocalDescription(answer); err != nil {
+		return "", fmt.Errorf("media: trunk answer: %w", err)
+	}
+	t.indexSlots()
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	return t.pc.LocalDescription().SDP, nil
+}
+
+// onICEState restarts ICE from the member side when the path is lost
+// (§10.6); the host waits for that restart.
+func (t *trunk) onICEState(s webrtc.ICEConnectionState) {
+	t.log.Debug("trunk ice state", "state", s.String())
+	switch s {
+	case webrtc.ICEConnectionStateDisconnected, webrtc.ICEConnectionStateFailed:
+		if t.member && t.restarting.CompareAndSwap(false, true) {
+			t.set.wg.Add(1)
+			go func() {
+				defer t.set.wg.Done()
+				t.restart()
+			}()
+		}
+	case webrtc.ICEConnectionStateConnected:
+		if t.member {
+			// After a reconnection both sides resynchronise (§10.4).
+			t.sendState()
+		}
+	}
+}
+
+func (t *trunk) restart() {
+	defer t.restarting.Store(false)
+	for attempt := 1; attempt <= restartAttempts; attempt++ {
+		if t.isClosed() {
+			return
+		}
+		if s := t.pc.ICEConnectionState(); s == webrtc.ICEConnectionStateConnected || s == webrtc.ICEConnectionStateCompleted {
+			return
+		}
+		t.log.Info("trunk ice restart", "attempt", attempt)
+		ctx, cancel := context.WithTimeout(context.Background(), restartWait)
+		err := t.negotiate(ctx, true)
+		cancel()
+		if err == nil && t.waitConnected(restartWait) {
+			t.sendState()
+			return
+		}
+		if err != nil {
+			t.log.Info("trunk ice restart failed", "attempt", attempt, "err", err)
+		}
+		select {
+		case <-t.done:
+			return
+		case <-time.After(time.Duration(attempt) * 300 * time.Millisecond):
+		}
+	}
+	t.close("ice restart failed")
+}
+
+func (t *trunk) waitConnected(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		switch t.pc.ICEConnectionState() {
+		case webrtc.ICEConnectionStateConnected, webrtc.ICEConnectionStateCompleted:
+			return true
+		}
+		select {
+		case <-t.done:
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return false
+}
+
+func (t *trunk) isClosed() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closed
+}
+
+// close tears the trunk down: the peer's tracks and participants disappear
+// here, and the local tracks it was sending lose this sink.
+func (t *trunk) close(reason string) {
+	t.closeOnce.Do(func() {
+		t.mu.Lock()
+		t.closed = true
+		remote := make([]*upTrack, 0, len(t.remote))
+		for _, u := range t.remote {
+			remote = append(remote, u)
+		}
+		people := make([]*remoteParticipant, 0, len(t.people))
+		for _, p := range t.people {
+			people = append(people, p)
+		}
+		slots := make([]*trunkSlot, 0, len(t.slots))
+		for _, s := range t.slots {
+			slots = append(slots, s)
+		}
+		t.remote, t.people = map[string]*upTrack{}, map[string]*remoteParticipant{}
+		t.mu.Unlock()
+		close(t.done)
+		for _, s := range slots {
+			s.unbind()
+		}
+		for _, u := range remote {
+			t.conf.unpublish(u)
+		}
+		for _, p := range people {
+			t.conf.leave(p, nil)
+		}
+		t.conf.leave(t, nil)
+		if err := t.pc.Close(); err != nil {
+			t.log.Debug("close trunk peer connection", "err", err)
+		}
+		t.set.removed(t)
+		t.log.Info("trunk closed", "reason", reason)
+	})
+}
+
+func (t *trunk) carriesIn(up UpTrack) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	u, ok := t.remote[up.ID()]
+	return ok && UpTrack(u) == up
+}
+
+// onTrack starts the reader of one receiving slot; what the slot carries is
+// looked up per packet, since bindings change without renegotiation.
+func (t *trunk) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+	mid := ""
+	for _, tr := range t.pc.GetTransceivers() {
+		if tr.Receiver() == receiver {
+			mid = tr.Mid()
+		}
+	}
+	rs := t.rxSlot(mid)
+	t.log.Debug("trunk slot receiving", "slot", mid, "ssrc", remote.SSRC())
+	rs.ssrc.Store(uint32(remote.SSRC()))
+	if b := rs.binding.Load(); b != nil {
+		b.up.layers[b.layer].ssrc.Store(uint32(remote.SSRC()))
+	}
+	go drainRTCP(receiver, "")
+	buf := make([]byte, maxPacketSize)
+	var last *rxBinding
+	for {
+		n, _, err := remote.Read(buf)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrClosedPipe) {
+				t.log.Debug("trunk slot read ended", "slot", mid, "err", err)
+			}
+			return
+		}
+		b := rs.binding.Load()
+		if b == nil || b.up.closed.Load() {
+			continue
+		}
+		if b != last {
+			last = b
+			b.up.layers[b.layer].ssrc.Store(uint32(remote.SSRC()))
+			// The far side may have started mid-frame: ask for a keyframe
+			// so local subscribers can start decoding.
+			b.up.RequestKeyframe(b.layer)
+		}
+		t.set.recvPackets.Inc()
+		t.set.recvBytes.Add(float64(max(n-12, 0)))
+		b.up.forward(b.layer, buf[:n], time.Now().UnixNano())
+	}
+}
+
+// rxSlot is a receiving slot: the remote track and layer it carries now.
+type rxSlot struct {
+	binding atomic.Pointer[rxBinding]
+	ssrc    atomic.Uint32
+}
+
+type rxBinding struct {
+	up    *upTrack
+	layer int
+}
+
+func (t *trunk) rxSlot(mid string) *rxSlot {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	rs, ok := t.rx[mid]
+	if !ok {
+		rs = &rxSlot{}
+		t.rx[mid] = rs
+	}
+	return rs
+}
+
+// sendPLI asks the peer for a keyframe on the stream it sends with ssrc;
+// the peer passes it to the track's source, merged and rate-limited there.
+func (t *trunk) sendPLI(ssrc uint32) error {
+	if err := t.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
+		return fmt.Errorf("trunk pli for ssrc %d: %w", ssrc, err)
+	}
+	return nil
+}
+
+// demandLoop periodically turns the local subscribers of the peer's tracks
+// into `want` messages: the highest layer any of them needs, -1 for none.
+func (t *trunk) demandLoop() {
+	ticker := time.NewTicker(demandInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-t.done:
+			return
+		case <-ticker.C:
+		}
+		t.mu.Lock()
+		var changed []wantMsg
+		for id, u := range t.remote {
+			layer := demandOf(u)
+			prev, ok := t.asked[id]
+			if !ok {
+				prev = -1
+			}
+			if layer != prev {
+				t.asked[id] = layer
+				changed = append(changed, wantMsg{Type: "want", Track: id, Layer: layer})
+			}
+		}
+		t.mu.Unlock()
+		for _, m := range changed {
+			t.send(m)
+		}
+	}
+}
+
+// demandOf is the highest layer of up that any of its sinks needs: the
+// layer fitting a subscriber's requested size, or the layer a trunk slot
+// relays; -1 when nobody subscribes.
+func demandOf(up *upTrack) int {
+	best := -1
+	for _, s := range *up.sinks.Load() {
+		switch s := s.(type) {
+		case *downTrack:
+			best = max(best, wantedLayer(s))
+		case *trunkSlot:
+			s.mu.Lock()
+			if s.up != nil {
+				best = max(best, s.layer)
+			}
+			s.mu.Unlock()
+		}
+	}
+	return best
+}
+
+// wantedLayer is the largest layer fitting the size a subscriber asked for,
+// whether or not it is received now: demand must not be limited by what
+// already crosses the trunk.
+func wantedLayer(d *downTrack) int {
+	if !d.simulcast {
+		return 0
+	}
+	d.mu.Lock()
+	w, h := d.maxW, d.maxH
+	d.mu.Unlock()
+	best := 0
+	for l := range maxLayers {
+		lw, lh := layerSize(l, d.info.Width, d.info.Height)
+		if (w == 0 || lw <= w) && (h == 0 || lh <= h) {
+			best = l
+		}
+	}
+	return best
+}
+
+func trunkInterceptors() (*interceptor.Registry, error) {
+	ir := &interceptor.Registry{}
+	gen, err := nackGenerator()
+	if err != nil {
+		return nil, err
+	}
+	ir.Add(gen)
+	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+		return nil, fmt.Errorf("configure rtcp reports: %w", err)
+	}
+	return ir, nil
+}
+
+func counterOf(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return 0
+	}
+	return m.GetCounter().GetValue()
+}

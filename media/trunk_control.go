@@ -1,0 +1,527 @@
+package media
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// Control channel messages (spec/federation.md §10.4). Every message is one
+// JSON object with a "type"; receivers ignore unknown types, so either side
+// may add messages later.
+type (
+	controlMsg struct {
+		Type         string        `json:"type"`
+		Participants []Participant `json:"participants,omitempty"`
+		Tracks       []trunkTrack  `json:"tracks,omitempty"`
+		Participant  *Participant  `json:"participant,omitempty"`
+		User         string        `json:"user,omitempty"`
+		Track        string        `json:"track,omitempty"`
+		TrackInfo    *trunkTrack   `json:"info,omitempty"`
+		Muted        bool          `json:"muted,omitempty"`
+		Layer        int           `json:"layer"`
+		Slot         string        `json:"slot,omitempty"`
+		Reason       string        `json:"reason,omitempty"`
+	}
+	wantMsg struct {
+		Type  string `json:"type"`
+		Track string `json:"track"`
+		Layer int    `json:"layer"`
+	}
+	// trunkTrack is a track as the peer needs it: what clients are told,
+	// the full picture size for layer choice, and the codec.
+	trunkTrack struct {
+		TrackInfo
+		Width  int        `json:"width"`
+		Height int        `json:"height"`
+		Codec  trunkCodec `json:"codec"`
+	}
+	trunkCodec struct {
+		MimeType    string `json:"mime_type"`
+		ClockRate   uint32 `json:"clock_rate"`
+		Channels    uint16 `json:"channels,omitempty"`
+		SDPFmtpLine string `json:"sdp_fmtp_line,omitempty"`
+	}
+)
+
+// maxControlMessage bounds one control message; a full state of a large
+// conference fits well within it.
+const maxControlMessage = 1 << 20
+
+func describe(up UpTrack) trunkTrack {
+	info := up.Info()
+	c := up.Codec()
+	return trunkTrack{TrackInfo: info, Width: info.Width, Height: info.Height,
+		Codec: trunkCodec{MimeType: c.MimeType, ClockRate: c.ClockRate, Channels: c.Channels, SDPFmtpLine: c.SDPFmtpLine}}
+}
+
+func (t *trunk) send(m any) {
+	t.ctlMu.Lock()
+	defer t.ctlMu.Unlock()
+	t.sendLocked(m)
+}
+
+func (t *trunk) sendLocked(m any) {
+	if !t.open || t.dc == nil {
+		return
+	}
+	data, err := json.Marshal(m)
+	if err != nil {
+		t.log.Error("encode trunk control message", "err", err)
+		return
+	}
+	if err := t.dc.SendText(string(data)); err != nil {
+		t.log.Debug("send trunk control message", "err", err)
+	}
+}
+
+// sendState sends the full state of this side: its participants and the
+// tracks the peer may receive. It is idempotent for the receiver, which
+// reconciles (§10.4).
+func (t *trunk) sendState() {
+	t.ctlMu.Lock()
+	defer t.ctlMu.Unlock()
+	if !t.open {
+		return
+	}
+	st := controlMsg{Type: "state", Participants: []Participant{}, Tracks: []trunkTrack{}}
+	c := t.conf
+	c.mu.Lock()
+	downs := c.peersLocked()
+	people := make(map[Down]Participant, len(downs))
+	for _, d := range downs {
+		people[d] = c.downs[d]
+	}
+	tracks := make([]*upTrack, 0, len(c.trackOrder))
+	for _, id := range c.trackOrder {
+		tracks = append(tracks, c.tracks[id])
+	}
+	c.mu.Unlock()
+	for _, d := range downs {
+		if p := people[d]; p.User != "" && !t.ownDown(d) {
+			st.Participants = append(st.Participants, p)
+		}
+	}
+	var offer []*upTrack
+	for _, up := range tracks {
+		if t.mayOffer(up) {
+			offer = append(offer, up)
+			st.Tracks = append(st.Tracks, describe(up))
+		}
+	}
+	t.mu.Lock()
+	for _, up := range offer {
+		t.offered[up.ID()] = up
+	}
+	// After a resync the peer states its wants again.
+	t.asked = map[string]int{}
+	t.mu.Unlock()
+	t.sendLocked(st)
+}
+
+func (t *trunk) ownDown(d Down) bool {
+	r, ok := d.(*remoteParticipant)
+	return ok && r.trunk == t
+}
+
+// mayOffer says whether a local track may cross to the peer: never back to
+// the trunk it came from, and a member's tracks go to other members only
+// when that member allowed relaying (§10.5).
+func (t *trunk) mayOffer(up *upTrack) bool {
+	if t.carriesIn(up) {
+		return false
+	}
+	origin := t.set.originOf(t.conference, up)
+	return origin == nil || (origin != t && origin.relay)
+}
+
+// Notify implements Down: local changes become deltas to the peer.
+func (t *trunk) Notify(ev Event) {
+	switch ev.Kind {
+	case TrackAdded:
+		up, ok := ev.Track.(*upTrack)
+		if !ok {
+			return
+		}
+		t.ctlMu.Lock()
+		defer t.ctlMu.Unlock()
+		may := t.mayOffer(up)
+		t.mu.Lock()
+		offer := !t.closed && may
+		if offer {
+			t.offered[up.ID()] = up
+		}
+		t.mu.Unlock()
+		if offer {
+			info := describe(up)
+			t.sendLocked(controlMsg{Type: "track_added", TrackInfo: &info})
+		}
+	case TrackRemoved:
+		t.mu.Lock()
+		_, ok := t.offered[ev.Track.ID()]
+		delete(t.offered, ev.Track.ID())
+		var bound []*trunkSlot
+		for _, s := range t.slots {
+			s.mu.Lock()
+			if s.up == ev.Track {
+				bound = append(bound, s)
+			}
+			s.mu.Unlock()
+		}
+		t.mu.Unlock()
+		for _, s := range bound {
+			s.unbind()
+			t.send(controlMsg{Type: "unbind", Slot: s.mid})
+		}
+		if ok {
+			t.send(controlMsg{Type: "track_removed", Track: ev.Track.ID()})
+		}
+	case TrackMuted:
+		t.mu.Lock()
+		_, ok := t.offered[ev.Track.ID()]
+		t.mu.Unlock()
+		if ok {
+			t.send(controlMsg{Type: "track_muted", Track: ev.Track.ID(), Muted: ev.Track.Info().Muted})
+		}
+	case ParticipantJoined:
+		if !t.isOwnParticipant(ev.Participant.User) {
+			p := ev.Participant
+			t.send(controlMsg{Type: "participant_joined", Participant: &p})
+		}
+	case ParticipantLeft:
+		if !t.isOwnParticipant(ev.Participant.User) {
+			t.send(controlMsg{Type: "participant_left", User: ev.Participant.User})
+		}
+	}
+}
+
+func (t *trunk) isOwnParticipant(user string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.people[user]
+	return ok
+}
+
+// handleControl applies one message from the peer.
+func (t *trunk) handleControl(data []byte) {
+	if len(data) > maxControlMessage {
+		t.log.Warn("trunk control message too large", "bytes", len(data))
+		return
+	}
+	var m controlMsg
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.log.Warn("malformed trunk control message", "err", err)
+		return
+	}
+	switch m.Type {
+	case "state":
+		t.applyState(m)
+	case "participant_joined":
+		if m.Participant != nil {
+			t.addParticipant(*m.Participant)
+		}
+	case "participant_left":
+		t.dropParticipant(m.User, false)
+	case "track_added":
+		if m.TrackInfo != nil {
+			t.addRemoteTrack(*m.TrackInfo)
+		}
+	case "track_removed":
+		t.dropRemoteTrack(m.Track)
+	case "track_muted":
+		t.mu.Lock()
+		u, ok := t.remote[m.Track]
+		t.mu.Unlock()
+		if ok {
+			t.conf.setMuted(u, m.Muted)
+		}
+	case "want":
+		t.log.Debug("trunk want", "track", m.Track, "layer", m.Layer)
+		t.want(m.Track, m.Layer)
+	case "bind":
+		t.log.Debug("trunk bind", "slot", m.Slot, "track", m.Track, "layer", m.Layer)
+		t.rxBind(m.Slot, m.Track, m.Layer)
+	case "unbind":
+		t.rxSlot(m.Slot).binding.Store(nil)
+	case "refused":
+		t.log.Warn("peer refused a track", "track", m.Track, "reason", m.Reason)
+	}
+}
+
+// applyState reconciles with the peer's full state.
+func (t *trunk) applyState(m controlMsg) {
+	users := map[string]bool{}
+	for _, p := range m.Participants {
+		users[p.User] = true
+		t.addParticipant(p)
+	}
+	tracks := map[string]bool{}
+	for _, tr := range m.Tracks {
+		tracks[tr.ID] = true
+		t.addRemoteTrack(tr)
+	}
+	t.mu.Lock()
+	var goneTracks, goneUsers []string
+	for id := range t.remote {
+		if !tracks[id] {
+			goneTracks = append(goneTracks, id)
+		}
+	}
+	for u := range t.people {
+		if !users[u] {
+			goneUsers = append(goneUsers, u)
+		}
+	}
+	t.asked = map[string]int{}
+	t.mu.Unlock()
+	for _, id := range goneTracks {
+		t.dropRemoteTrack(id)
+	}
+	for _, u := range goneUsers {
+		t.dropParticipant(u, false)
+	}
+}
+
+// addParticipant makes a participant of the peer's side present here. A
+// member may only speak for its own users; the host vouches for everyone
+// in its conference (§10.4).
+func (t *trunk) addParticipant(p Participant) {
+	if p.User == "" || (!t.member && !strings.HasSuffix(p.User, "@"+t.peer)) {
+		t.log.Warn("trunk participant refused", "user", p.User)
+		return
+	}
+	t.mu.Lock()
+	_, exists := t.people[p.User]
+	if exists || t.closed || t.removed[p.User] {
+		t.mu.Unlock()
+		return
+	}
+	if !t.member {
+		t.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := t.set.sfu.opts.Membership.MayParticipate(ctx, t.conference, p.User)
+		cancel()
+		if err != nil {
+			t.log.Warn("trunk participant not admitted", "user", p.User, "err", err)
+			return
+		}
+		t.mu.Lock()
+		if _, exists := t.people[p.User]; exists || t.closed {
+			t.mu.Unlock()
+			return
+		}
+	}
+	r := &remoteParticipant{trunk: t, p: p}
+	t.people[p.User] = r
+	t.mu.Unlock()
+	t.set.sfu.router.join(t.conference, r, p)
+}
+
+// dropParticipant removes a participant of the peer's side and its tracks;
+// with forbid, the peer cannot bring it back on this trunk.
+func (t *trunk) dropParticipant(user string, forbid bool) {
+	t.mu.Lock()
+	r, ok := t.people[user]
+	delete(t.people, user)
+	if forbid {
+		t.removed[user] = true
+	}
+	var tracks []string
+	for id, u := range t.remote {
+		if u.info.Owner == user {
+			tracks = append(tracks, id)
+		}
+	}
+	t.mu.Unlock()
+	for _, id := range tracks {
+		t.dropRemoteTrack(id)
+	}
+	if ok {
+		t.conf.leave(r, nil)
+	}
+}
+
+func (t *trunk) addRemoteTrack(tr trunkTrack) {
+	kind := webrtc.NewRTPCodecType(tr.Kind)
+	if tr.ID == "" || kind == 0 {
+		return
+	}
+	t.mu.Lock()
+	if _, ok := t.remote[tr.ID]; ok || t.closed || t.removed[tr.Owner] {
+		t.mu.Unlock()
+		return
+	}
+	if _, ok := t.people[tr.Owner]; !ok && !t.member {
+		// A member's tracks belong to its admitted participants.
+		t.mu.Unlock()
+		return
+	}
+	info := tr.TrackInfo
+	info.Width, info.Height = tr.Width, tr.Height
+	if info.Layers == nil {
+		info.Layers = []string{}
+	}
+	if len(info.Layers) > maxLayers {
+		info.Layers = info.Layers[:maxLayers]
+	}
+	codec := webrtc.RTPCodecCapability{MimeType: tr.Codec.MimeType, ClockRate: tr.Codec.ClockRate, Channels: tr.Codec.Channels, SDPFmtpLine: tr.Codec.SDPFmtpLine}
+	u := newUpTrack(info, codec, kind, t.sendPLI, t.set.sfu.metrics, t.log)
+	t.remote[tr.ID] = u
+	t.mu.Unlock()
+	t.conf.publish(u)
+}
+
+func (t *trunk) dropRemoteTrack(id string) {
+	t.mu.Lock()
+	u, ok := t.remote[id]
+	delete(t.remote, id)
+	asked, wanted := t.asked[id]
+	delete(t.asked, id)
+	for _, rs := range t.rx {
+		if b := rs.binding.Load(); b != nil && b.up == u {
+			rs.binding.Store(nil)
+		}
+	}
+	t.mu.Unlock()
+	if ok {
+		t.conf.unpublish(u)
+	}
+	if wanted && asked >= 0 {
+		// The sender stops at once, not when its own log catches up.
+		t.send(wantMsg{Type: "want", Track: id, Layer: -1})
+	}
+}
+
+// want applies the peer's demand for one of the tracks offered to it: the
+// layers up to layer cross, each on its own slot; -1 stops the track.
+func (t *trunk) want(track string, layer int) {
+	t.mu.Lock()
+	up, ok := t.offered[track]
+	if !ok || t.closed {
+		t.mu.Unlock()
+		if layer >= 0 {
+			t.send(controlMsg{Type: "refused", Track: track, Layer: layer, Reason: "not offered"})
+		}
+		return
+	}
+	info := up.Info()
+	top := 0
+	if len(info.Layers) > 1 {
+		top = len(info.Layers) - 1
+	}
+	wanted := map[int]bool{}
+	for l := 0; l <= min(layer, top); l++ {
+		wanted[l] = true
+	}
+	var unbind []*trunkSlot
+	have := map[int]bool{}
+	var free []*trunkSlot
+	for _, s := range t.slots {
+		s.mu.Lock()
+		bound, l := s.up, s.layer
+		s.mu.Unlock()
+		switch {
+		case bound == up && !wanted[l]:
+			unbind = append(unbind, s)
+		case bound == up:
+			have[l] = true
+		case bound == nil && s.kind.String() == info.Kind:
+			free = append(free, s)
+		}
+	}
+	counter, ok := t.sent[track]
+	if !ok {
+		counter = &trackCounter{}
+		t.sent[track] = counter
+	}
+	t.mu.Unlock()
+
+	for _, s := range unbind {
+		s.unbind()
+		t.send(controlMsg{Type: "unbind", Slot: s.mid})
+	}
+	for l := 0; l <= min(layer, top); l++ {
+		if have[l] {
+			continue
+		}
+		var slot *trunkSlot
+		for len(free) > 0 && slot == nil {
+			if free[0].free() {
+				slot = free[0]
+			}
+			free = free[1:]
+		}
+		if slot == nil {
+			t.log.Warn("trunk slot pool exhausted", "track", track, "layer", l)
+			t.send(controlMsg{Type: "refused", Track: track, Layer: l, Reason: "no free slot"})
+			return
+		}
+		if err := slot.bind(up, l, counter); err != nil {
+			t.send(controlMsg{Type: "refused", Track: track, Layer: l, Reason: "codec not negotiated"})
+			return
+		}
+		// The peer learns the binding before the first packet is sent.
+		t.send(controlMsg{Type: "bind", Slot: slot.mid, Track: track, Layer: l})
+		up.AddSink(slot)
+		up.RequestKeyframe(l)
+	}
+}
+
+// rxBind records what the peer will send on slot.
+func (t *trunk) rxBind(slot, track string, layer int) {
+	if layer < 0 || layer >= maxLayers {
+		return
+	}
+	t.mu.Lock()
+	u, ok := t.remote[track]
+	t.mu.Unlock()
+	rs := t.rxSlot(slot)
+	if !ok {
+		rs.binding.Store(nil)
+		return
+	}
+	if ssrc := rs.ssrc.Load(); ssrc != 0 {
+		u.layers[layer].ssrc.Store(ssrc)
+	}
+	rs.binding.Store(&rxBinding{up: u, layer: layer})
+}
+
+// sentOf reports how many packets of track crossed this trunk, per layer.
+func (t *trunk) sentOf(track string) [maxLayers]uint64 {
+	var out [maxLayers]uint64
+	t.mu.Lock()
+	c, ok := t.sent[track]
+	t.mu.Unlock()
+	if ok {
+		for i := range out {
+			out[i] = c.packets[i].Load()
+		}
+	}
+	return out
+}
+
+// remoteParticipant is a participant of the peer's side, present in the
+// local conference so that clients see it join and leave.
+type remoteParticipant struct {
+	trunk *trunk
+	p     Participant
+}
+
+// Notify implements Down: the trunk itself relays what the peer must hear.
+func (r *remoteParticipant) Notify(Event) {}
+
+// recheck removes the participant when the conference's log no longer
+// admits it, so its media stops reaching local clients at once.
+func (r *remoteParticipant) recheck(conference string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	err := r.trunk.set.sfu.opts.Membership.MayParticipate(ctx, conference, r.p.User)
+	cancel()
+	if errors.Is(err, ErrNotParticipant) || errors.Is(err, ErrConferenceEnded) {
+		r.trunk.log.Info("remote participant removed", "user", r.p.User)
+		r.trunk.dropParticipant(r.p.User, true)
+	}
+}

@@ -1,0 +1,221 @@
+package media
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// trunkSlot is one pre-negotiated sending transceiver of a trunk
+// (spec/federation.md §10.3). The control channel binds it to one layer of
+// one track; it is then a sink of that up-track. Its SSRC never changes, so
+// sequence numbers continue across bindings: the peer's SRTP would take a
+// jump back for a replay.
+type trunkSlot struct {
+	trunk *trunk
+	kind  webrtc.RTPCodecType
+	tr    *webrtc.RTPTransceiver
+	mid   string
+
+	mu      sync.Mutex
+	writer  webrtc.TrackLocalWriter
+	ssrc    uint32
+	codecs  []webrtc.RTPCodecParameters
+	up      UpTrack
+	layer   int
+	pt      uint8
+	counter *trackCounter
+
+	started    bool
+	fresh      bool
+	seqOffset  uint16
+	lastSeqOut uint16
+	history    [historySize]sentPacket
+	out        rtp.Header
+	scratch    [maxPacketSize]byte
+}
+
+func newTrunkSlot(t *trunk, kind webrtc.RTPCodecType) *trunkSlot {
+	return &trunkSlot{trunk: t, kind: kind}
+}
+
+func (s *trunkSlot) ID() string                { return "slot-" + s.kind.String() }
+func (s *trunkSlot) RID() string               { return "" }
+func (s *trunkSlot) StreamID() string          { return "entente-trunk" }
+func (s *trunkSlot) Kind() webrtc.RTPCodecType { return s.kind }
+
+// Bind keeps every negotiated codec: the payload type is chosen per binding
+// from the bound track's codec.
+func (s *trunkSlot) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	codecs := ctx.CodecParameters()
+	if len(codecs) == 0 {
+		return webrtc.RTPCodecParameters{}, fmt.Errorf("trunk slot %s: no codec negotiated", s.mid)
+	}
+	s.mu.Lock()
+	s.writer, s.ssrc, s.codecs = ctx.WriteStream(), uint32(ctx.SSRC()), codecs
+	s.mu.Unlock()
+	return codecs[0], nil
+}
+
+func (s *trunkSlot) Unbind(webrtc.TrackLocalContext) error {
+	s.mu.Lock()
+	s.writer = nil
+	s.mu.Unlock()
+	return nil
+}
+
+// free reports whether the slot can take a binding.
+func (s *trunkSlot) free() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.up == nil && s.writer != nil
+}
+
+// bind makes the slot carry layer of up; the payload type follows up's
+// codec. It fails when the peer did not negotiate that codec.
+func (s *trunkSlot) bind(up UpTrack, layer int, counter *trackCounter) error {
+	codec := up.Codec()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.codecs {
+		if !strings.EqualFold(c.MimeType, codec.MimeType) {
+			continue
+		}
+		if strings.EqualFold(codec.MimeType, webrtc.MimeTypeH264) && !sameH264Mode(c.SDPFmtpLine, codec.SDPFmtpLine) {
+			continue
+		}
+		s.up, s.layer, s.pt, s.counter, s.fresh = up, layer, uint8(c.PayloadType), counter, true
+		return nil
+	}
+	return fmt.Errorf("trunk slot %s: %s: %w", s.mid, codec.MimeType, errCodecNotNegotiated)
+}
+
+// unbind detaches the slot from its track, if any.
+func (s *trunkSlot) unbind() {
+	s.mu.Lock()
+	up := s.up
+	s.up = nil
+	s.mu.Unlock()
+	if up != nil {
+		up.RemoveSink(s)
+	}
+}
+
+// Close is called by the up-track when it goes away.
+func (s *trunkSlot) Close() {
+	s.mu.Lock()
+	s.up = nil
+	s.mu.Unlock()
+}
+
+// WriteRTP sends the bound layer's packets; the other layers of the track
+// reach the slots bound to them.
+func (s *trunkSlot) WriteRTP(p *Packet) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.writer == nil || s.up == nil || p.Layer != s.layer {
+		return
+	}
+	if s.fresh {
+		s.fresh = false
+		if s.started {
+			s.seqOffset = s.lastSeqOut + 1 - p.Header.SequenceNumber
+		} else {
+			s.started, s.seqOffset = true, 0
+		}
+	}
+	seqOut := p.Header.SequenceNumber + s.seqOffset
+	if int16(seqOut-s.lastSeqOut) > 0 || s.lastSeqOut == 0 {
+		s.lastSeqOut = seqOut
+	}
+	s.history[seqOut%historySize] = sentPacket{seqOut: seqOut, seqIn: p.Header.SequenceNumber, layer: int8(p.Layer), tsOut: p.Header.Timestamp, valid: true}
+	s.write(p.Header, p.Payload, seqOut)
+}
+
+// write sends one packet with the slot's SSRC. Header extensions are
+// dropped: their IDs were negotiated on the publisher's connection. Called
+// with s.mu held.
+func (s *trunkSlot) write(h *rtp.Header, payload []byte, seq uint16) {
+	s.out = rtp.Header{
+		Version:        2,
+		Marker:         h.Marker,
+		PayloadType:    s.pt,
+		SequenceNumber: seq,
+		Timestamp:      h.Timestamp,
+		SSRC:           s.ssrc,
+		CSRC:           h.CSRC,
+	}
+	if n, err := s.writer.WriteRTP(&s.out, payload); err == nil && n > 0 {
+		s.counter.packets[s.layer].Add(1)
+		s.counter.bytes.Add(uint64(len(payload)))
+		s.trunk.set.sentPackets.Inc()
+		s.trunk.set.sentBytes.Add(float64(len(payload)))
+	}
+}
+
+// readRTCP answers the peer's feedback on this slot: NACKs from the
+// up-track's cache, keyframe requests passed to the up-track, which merges
+// them with local ones.
+func (s *trunkSlot) readRTCP(sender *webrtc.RTPSender) {
+	buf := make([]byte, maxPacketSize)
+	for {
+		n, _, err := sender.Read(buf)
+		if err != nil {
+			return
+		}
+		pkts, err := rtcp.Unmarshal(buf[:n])
+		if err != nil {
+			s.trunk.set.sfu.metrics.malformed.WithLabelValues("rtcp").Inc()
+			continue
+		}
+		for _, p := range pkts {
+			switch p := p.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				s.mu.Lock()
+				up, layer := s.up, s.layer
+				s.mu.Unlock()
+				if up != nil {
+					up.RequestKeyframe(layer)
+				}
+			case *rtcp.TransportLayerNack:
+				for _, pair := range p.Nacks {
+					for _, seq := range pair.PacketList() {
+						if s.retransmit(seq) {
+							s.trunk.set.sfu.metrics.nackAnswered.Inc()
+						} else {
+							s.trunk.set.sfu.metrics.nackMissed.Inc()
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+func (s *trunkSlot) retransmit(seqOut uint16) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sent := s.history[seqOut%historySize]
+	if s.writer == nil || s.up == nil || !sent.valid || sent.seqOut != seqOut {
+		return false
+	}
+	n, ok := s.up.Cached(int(sent.layer), sent.seqIn, s.scratch[:])
+	if !ok {
+		return false
+	}
+	var h rtp.Header
+	hdrLen, err := h.Unmarshal(s.scratch[:n])
+	if err != nil {
+		return false
+	}
+	payload := s.scratch[hdrLen:n]
+	if h.Padding && len(payload) > 0 && int(payload[len(payload)-1]) <= len(payload) {
+		payload = payload[:len(payload)-int(payload[len(payload)-1])]
+	}
+	s.write(&h, payload, seqOut)
+	return true
+}
