@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -155,7 +156,10 @@ type mediaBench struct {
 	UDPRcvbufErrors        int64              `json:"udp_rcvbuf_errors"`
 	Latency                mediabench.Summary `json:"latency_ms"`
 	JoinToFirstFrame       mediabench.Summary `json:"join_to_first_frame_ms"`
-	// TrunkEfficiency stays null until the SFU counts trunk bytes.
+	// TrunkEfficiency is the payload bytes sent on trunks divided by the
+	// payload bytes of the tracks wanted across them (each once per trunk,
+	// at the layer its subscribers there received); 1 is ideal, and it must
+	// not grow with the number of remote subscribers. Null with one node.
 	TrunkEfficiency *float64 `json:"trunk_efficiency"`
 	Clients         string   `json:"clients"`
 	Cores           int      `json:"cores"`
@@ -259,6 +263,15 @@ func (a *app) benchMedia(ctx context.Context, o benchMediaOptions) (mediaBench, 
 		perReceived := math.Round(float64(cpu.Nanoseconds())/float64(rep.PacketsReceived)) / 1000
 		res.ServerCPUPerReceived = &perReceived
 	}
+	var trunkBytes int64
+	for i := range nodes {
+		trunkBytes += after.trunkBytes[i] - before.trunkBytes[i]
+	}
+	host, _ := url.Parse(nodes[0].PublicURL())
+	if wanted := mediabench.TrunkWanted(rep.Flows, host.Host); wanted > 0 {
+		eff := math.Round(float64(trunkBytes)/float64(wanted)*1000) / 1000
+		res.TrunkEfficiency = &eff
+	}
 	return res, nil
 }
 
@@ -359,6 +372,7 @@ type serverSample struct {
 	cpu          time.Duration
 	mallocs      uint64
 	forwarded    []int64
+	trunkBytes   []int64
 	rcvbufErrors int64
 }
 
@@ -378,6 +392,7 @@ func sampleServer(nodes []*node.Node) (serverSample, error) {
 			return s, err
 		}
 		s.forwarded = append(s.forwarded, f)
+		s.trunkBytes = append(s.trunkBytes, int64(n.SFU().TrunkStats().BytesSent))
 	}
 	var err error
 	s.rcvbufErrors, err = udpRcvbufErrors()

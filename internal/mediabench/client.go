@@ -318,6 +318,7 @@ func (c *client) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		if err != nil {
 			continue
 		}
+		p.size = len(pkt.Payload)
 		s.record(p, at, c.win)
 	}
 }

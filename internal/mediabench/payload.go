@@ -64,6 +64,7 @@ type parsed struct {
 	seq      uint32
 	sentNS   int64
 	keyframe bool
+	size     int // payload bytes, set by the receiver
 }
 
 // parseVideoPayload reads a payload built by appendVideoPayload; keyframe

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -98,6 +99,17 @@ type Report struct {
 	// JoinToFirstFrame is, per video subscription, from the subscriber's
 	// join (or the track's announcement, if later) to its first keyframe.
 	JoinToFirstFrame Summary `json:"join_to_first_frame_ms"`
+	// Flows are the payload bytes each subscription received in the window,
+	// with the nodes of both ends: what crossing trunks had to carry.
+	Flows []Flow `json:"flows"`
+}
+
+// Flow is one subscription's received payload bytes.
+type Flow struct {
+	Track          string `json:"track"` // publisher and kind
+	PublisherNode  string `json:"publisher_node"`
+	SubscriberNode string `json:"subscriber_node"`
+	Bytes          int64  `json:"bytes"`
 }
 
 // Phase is a point of the run its caller may want to act on.
@@ -291,14 +303,14 @@ func sleepUntil(ctx context.Context, clk clock, ns int64, fail <-chan error) err
 func report(clients []*client) Report {
 	var r Report
 	type published struct {
-		conference, owner, kind string
-		inWindow                int64
+		conference, owner, kind, node string
+		inWindow                      int64
 	}
 	var tracks []published
 	for _, c := range clients {
 		r.PacketsSent += c.sentPackets.Load()
 		for _, t := range c.tracks {
-			tracks = append(tracks, published{c.p.Conference, c.user, t.kind, t.inWindow.Load()})
+			tracks = append(tracks, published{c.p.Conference, c.user, t.kind, nodeOf(c.p.URL), t.inWindow.Load()})
 		}
 	}
 	var latencies, joins []int64
@@ -323,6 +335,7 @@ func report(clients []*client) Report {
 			}
 			r.PacketsReceived += s.received
 			r.PacketsLost += max(t.inWindow-s.received, 0)
+			r.Flows = append(r.Flows, Flow{Track: t.owner + "/" + t.kind, PublisherNode: t.node, SubscriberNode: nodeOf(c.p.URL), Bytes: s.bytes})
 			latencies = append(latencies, s.latenciesNS...)
 			if s.kind == "video" && s.firstKeyNS != 0 {
 				joins = append(joins, s.firstKeyNS-max(c.joinedNS, s.announcedNS))
@@ -367,4 +380,42 @@ func newAPI() (*webrtc.API, error) {
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+// nodeOf names the node a participant's media URL points to (host:port).
+func nodeOf(mediaURL string) string {
+	u, err := url.Parse(mediaURL)
+	if err != nil {
+		return mediaURL
+	}
+	return u.Host
+}
+
+// TrunkWanted is, for a star of trunks around host, the payload bytes the
+// trunks had to carry for the flows: each track once per trunk towards the
+// nodes that want it — member to host, host to member — at the most any
+// subscriber behind that trunk received.
+func TrunkWanted(flows []Flow, host string) int64 {
+	type hop struct{ from, to, track string }
+	wanted := map[hop]int64{}
+	for _, f := range flows {
+		if f.PublisherNode == f.SubscriberNode {
+			continue
+		}
+		var hops []hop
+		switch {
+		case f.PublisherNode == host || f.SubscriberNode == host:
+			hops = []hop{{f.PublisherNode, f.SubscriberNode, f.Track}}
+		default:
+			hops = []hop{{f.PublisherNode, host, f.Track}, {host, f.SubscriberNode, f.Track}}
+		}
+		for _, h := range hops {
+			wanted[h] = max(wanted[h], f.Bytes)
+		}
+	}
+	var total int64
+	for _, b := range wanted {
+		total += b
+	}
+	return total
 }

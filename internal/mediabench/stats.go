@@ -50,6 +50,7 @@ type subscription struct {
 	mu          sync.Mutex
 	seen        []uint64 // bitset of frame numbers received in the window
 	received    int64    // distinct frames received in the window
+	bytes       int64    // their payload bytes
 	firstAnyNS  int64    // first packet at all, 0 if none
 	firstKeyNS  int64    // first decodable video frame, 0 if none
 	latenciesNS []int64
@@ -77,6 +78,7 @@ func (s *subscription) record(p parsed, at int64, w *window) {
 	}
 	s.seen[word] |= bit
 	s.received++
+	s.bytes += int64(p.size)
 	s.latenciesNS = append(s.latenciesNS, at-p.sentNS)
 }
 
