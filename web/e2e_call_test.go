@@ -109,10 +109,18 @@ func waitMedia(t *testing.T, ctx context.Context, user string, screen bool) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	time.Sleep(time.Second)
-	second := mediaFrom(t, ctx, user)
-	if second.Camera <= first.Camera || second.Audio <= first.Audio || (screen && second.Screen <= first.Screen) {
-		t.Fatalf("media of %s stopped: %+v then %+v", user, first, second)
+	// Then every stream keeps decoding. A layer switch waits for a keyframe,
+	// so a stream may pause briefly on a loaded machine: it has 10 s to grow.
+	growing := time.Now().Add(10 * time.Second)
+	for {
+		time.Sleep(500 * time.Millisecond)
+		second := mediaFrom(t, ctx, user)
+		if second.Camera > first.Camera && second.Audio > first.Audio && (!screen || second.Screen > first.Screen) {
+			return
+		}
+		if time.Now().After(growing) {
+			t.Fatalf("media of %s stopped: %+v then %+v", user, first, second)
+		}
 	}
 }
 
