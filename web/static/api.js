@@ -23,7 +23,8 @@ export class ApiError extends Error {
   }
 }
 
-async function request(method, path, body) {
+// request calls the client API with the session's token.
+export async function request(method, path, body) {
   const headers = { Accept: 'application/json' };
   const token = getToken();
   if (token) headers.Authorization = 'Bearer ' + token;

@@ -1,41 +1,6 @@
 // The client API calls of the call screen (spec/client-api.md §3): the
 // roster, moderation and signals of one conference.
-import { getToken } from './api.js';
-
-// CallError carries the answer's status and error code; status 0 means the
-// node could not be reached.
-export class CallError extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
-
-async function request(method, path, body) {
-  const headers = { Accept: 'application/json', Authorization: 'Bearer ' + getToken() };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  let res;
-  try {
-    res = await fetch('/api/v1' + path, {
-      method, headers, cache: 'no-store',
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch {
-    throw new CallError(0, 'network', '');
-  }
-  let data = null;
-  try {
-    data = await res.json();
-  } catch {
-    // An empty answer: its status says enough.
-  }
-  if (!res.ok) {
-    const err = data?.error ?? {};
-    throw new CallError(res.status, err.code ?? 'internal', err.message ?? res.statusText);
-  }
-  return { status: res.status, data };
-}
+import { request, getToken } from './api.js';
 
 export function conferenceAPI(id) {
   const base = `/conferences/${encodeURIComponent(id)}`;
