@@ -78,7 +78,12 @@ type received struct {
 }
 
 type testClient struct {
-	t       *testing.T
+	t *testing.T
+	// done is set when the test ends: the client's goroutines then report
+	// nothing, since a test may not log after it has completed.
+	done     atomic.Bool
+	readDone chan struct{}
+
 	user    string
 	ws      *websocket.Conn
 	ctx     context.Context
@@ -173,10 +178,16 @@ func connect(t *testing.T, n *testNode, conference, user string, o clientOptions
 	if c.sub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		t.Fatal(err)
 	}
+	c.readDone = make(chan struct{})
 	t.Cleanup(func() {
+		c.done.Store(true)
 		_ = ws.CloseNow()
 		_ = c.pub.Close()
 		_ = c.sub.Close()
+		select {
+		case <-c.readDone:
+		case <-time.After(5 * time.Second):
+		}
 	})
 	c.sub.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		for {
@@ -196,10 +207,18 @@ func connect(t *testing.T, n *testNode, conference, user string, o clientOptions
 	return c
 }
 
+// errorf reports a failure seen by the client's own goroutines while the
+// test runs.
+func (c *testClient) errorf(format string, args ...any) {
+	if !c.done.Load() {
+		c.t.Errorf(format, args...)
+	}
+}
+
 func (c *testClient) send(m any) {
 	data, err := json.Marshal(m)
 	if err != nil {
-		c.t.Errorf("marshal: %v", err)
+		c.errorf("marshal: %v", err)
 		return
 	}
 	if err := c.ws.Write(c.ctx, websocket.MessageText, data); err != nil {
@@ -208,6 +227,7 @@ func (c *testClient) send(m any) {
 }
 
 func (c *testClient) readLoop() {
+	defer close(c.readDone)
 	defer close(c.msgs)
 	for {
 		_, data, err := c.ws.Read(c.ctx)
@@ -216,7 +236,7 @@ func (c *testClient) readLoop() {
 		}
 		var m map[string]any
 		if err := json.Unmarshal(data, &m); err != nil {
-			c.t.Errorf("%s: server sent non-JSON %q", c.user, data)
+			c.errorf("%s: server sent non-JSON %q", c.user, data)
 			return
 		}
 		switch m["type"] {
@@ -224,7 +244,7 @@ func (c *testClient) readLoop() {
 			c.answer(m["sdp"].(string))
 		case "publish_answer":
 			if err := c.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m["sdp"].(string)}); err != nil {
-				c.t.Errorf("%s: publish answer: %v", c.user, err)
+				c.errorf("%s: publish answer: %v", c.user, err)
 			}
 		case "candidate":
 			pc := c.pub
@@ -234,10 +254,10 @@ func (c *testClient) readLoop() {
 			raw, _ := json.Marshal(m["candidate"])
 			var init webrtc.ICECandidateInit
 			if err := json.Unmarshal(raw, &init); err != nil {
-				c.t.Errorf("candidate: %v", err)
+				c.errorf("candidate: %v", err)
 			}
 			if err := pc.AddICECandidate(init); err != nil {
-				c.t.Errorf("%s: add candidate: %v", c.user, err)
+				c.errorf("%s: add candidate: %v", c.user, err)
 			}
 		case "joined":
 			if c.auto {
@@ -268,7 +288,7 @@ func (c *testClient) answer(offer string) {
 		if c.sub.ConnectionState() == webrtc.PeerConnectionStateClosed {
 			return
 		}
-		c.t.Errorf("%s: subscribe offer: %v", c.user, err)
+		c.errorf("%s: subscribe offer: %v", c.user, err)
 		return
 	}
 	ans, err := c.sub.CreateAnswer(nil)
@@ -276,12 +296,12 @@ func (c *testClient) answer(offer string) {
 		if c.sub.ConnectionState() == webrtc.PeerConnectionStateClosed {
 			return
 		}
-		c.t.Errorf("%s: create answer: %v", c.user, err)
+		c.errorf("%s: create answer: %v", c.user, err)
 		return
 	}
 	gathered := webrtc.GatheringCompletePromise(c.sub)
 	if err := c.sub.SetLocalDescription(ans); err != nil {
-		c.t.Errorf("%s: set answer: %v", c.user, err)
+		c.errorf("%s: set answer: %v", c.user, err)
 		return
 	}
 	<-gathered
