@@ -3,7 +3,6 @@ package web_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,40 +12,15 @@ import (
 	"github.com/entente-org/entente/internal/nodetest"
 )
 
-// callBrowser is browser with screen capture accepted without a prompt.
+// callBrowser is browser with screen capture accepted without a prompt and
+// media playing without a gesture.
 func callBrowser(t *testing.T, nodes ...*nodetest.Node) context.Context {
 	t.Helper()
-	requireChromium(t)
-	var keys []string
-	for _, n := range nodes {
-		keys = append(keys, spki(t, n))
-	}
-	alloc, cancel := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("use-fake-device-for-media-stream", true),
-		chromedp.Flag("use-fake-ui-for-media-stream", true),
+	return browserWith(t, []chromedp.ExecAllocatorOption{
 		chromedp.Flag("auto-select-desktop-capture-source", "Entire screen"),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.Flag("ignore-certificate-errors-spki-list", strings.Join(keys, ",")),
 		chromedp.WindowSize(1280, 900),
-	)
-	t.Cleanup(cancel)
-	ctx, cancelCtx := chromedp.NewContext(alloc)
-	t.Cleanup(cancelCtx)
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start Chromium: %v", err)
-	}
-	watchErrors(t, ctx)
-	return ctx
+	}, nodes...)
 }
 
 // recordPeerConnections keeps every RTCPeerConnection the page makes, so

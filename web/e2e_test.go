@@ -61,12 +61,18 @@ func spki(t *testing.T, n *nodetest.Node) string {
 // trusts the given nodes' certificates. Page errors fail the test.
 func browser(t *testing.T, nodes ...*nodetest.Node) context.Context {
 	t.Helper()
+	return browserWith(t, []chromedp.ExecAllocatorOption{chromedp.WindowSize(1280, 1000)}, nodes...)
+}
+
+// browserWith is browser with more Chromium options.
+func browserWith(t *testing.T, extra []chromedp.ExecAllocatorOption, nodes ...*nodetest.Node) context.Context {
+	t.Helper()
 	requireChromium(t)
 	var keys []string
 	for _, n := range nodes {
 		keys = append(keys, spki(t, n))
 	}
-	alloc, cancel := chromedp.NewExecAllocator(context.Background(),
+	opts := append([]chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.Flag("headless", true),
@@ -80,8 +86,8 @@ func browser(t *testing.T, nodes ...*nodetest.Node) context.Context {
 		chromedp.Flag("use-fake-device-for-media-stream", true),
 		chromedp.Flag("use-fake-ui-for-media-stream", true),
 		chromedp.Flag("ignore-certificate-errors-spki-list", strings.Join(keys, ",")),
-		chromedp.WindowSize(1280, 1000),
-	)
+	}, extra...)
+	alloc, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	t.Cleanup(cancel)
 	ctx, cancelCtx := chromedp.NewContext(alloc)
 	t.Cleanup(cancelCtx)
