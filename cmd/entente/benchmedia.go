@@ -24,7 +24,6 @@ import (
 
 	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/internal/accounts"
-	"github.com/entente-org/entente/internal/devcert"
 	"github.com/entente-org/entente/internal/mediabench"
 	"github.com/entente-org/entente/internal/node"
 )
@@ -195,12 +194,8 @@ func (a *app) benchMedia(ctx context.Context, o benchMediaOptions) (mediaBench, 
 	}
 	defer os.RemoveAll(dir)
 	log := newLogger(a.stderr, "text", "warn")
-	ca, err := devcert.NewCA("Entente bench CA", 24*time.Hour)
+	ca, caFile, err := localCA(dir, "bench", 24*time.Hour)
 	if err != nil {
-		return res, err
-	}
-	caFile := filepath.Join(dir, "bench-ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
 		return res, err
 	}
 

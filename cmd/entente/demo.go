@@ -85,12 +85,8 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) (err error) {
 
 	// One CA for the local federation, so that the nodes verify each other's
 	// TLS certificates for real instead of skipping verification.
-	ca, err := devcert.NewCA("Entente demo CA", 30*24*time.Hour)
+	ca, caFile, err := localCA(dir, "demo", 30*24*time.Hour)
 	if err != nil {
-		return err
-	}
-	caFile := filepath.Join(dir, "demo-ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
 		return err
 	}
 
@@ -259,4 +255,18 @@ func printDemo(w io.Writer, nodes []*node.Node, call demoCall, dir string, tempo
 		"import it into the browser, or accept the certificate warning once per node).\n",
 		filepath.Join(dir, "demo-ca.pem"))
 	fmt.Fprintf(w, "Data: %s\nReady in %d ms.\n", where, took.Milliseconds())
+}
+
+// localCA makes the certificate authority of a local federation (the demo, a
+// benchmark) and writes it as <dir>/<name>-ca.pem for the nodes to trust.
+func localCA(dir, name string, validity time.Duration) (*devcert.CA, string, error) {
+	ca, err := devcert.NewCA("Entente "+name+" CA", validity)
+	if err != nil {
+		return nil, "", err
+	}
+	caFile := filepath.Join(dir, name+"-ca.pem")
+	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
+		return nil, "", err
+	}
+	return ca, caFile, nil
 }
