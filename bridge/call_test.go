@@ -25,7 +25,7 @@ func newMatrixSetup(t *testing.T) *matrixSetup {
 	e := newEnv(t)
 	hs := startHomeserver(t, e.writeRegistration(t))
 	e.opts.HomeserverURL = hs.URL
-	return &matrixSetup{env: e, hs: hs, b: e.start(t), alice: hs.user(t.Context(), "alice")}
+	return &matrixSetup{env: e, hs: hs, b: e.start(t), alice: hs.User(t.Context(), "alice")}
 }
 
 var (
@@ -322,7 +322,7 @@ func TestSyncRidesOutHomeserverRestart(t *testing.T) {
 	m.opts.Retries = 8
 	m.b = m.start(t)
 
-	m.hs.stop()
+	m.hs.Stop()
 	conf.Participants = []Participant{bruno}
 	m.confs.set(conf)
 	done := make(chan error, 1)
@@ -333,7 +333,7 @@ func TestSyncRidesOutHomeserverRestart(t *testing.T) {
 		t.Fatalf("Sync returned while the homeserver was down: %v", err)
 	default:
 	}
-	m.hs.start()
+	m.hs.Start()
 	if err := <-done; err != nil {
 		t.Fatalf("Sync across the homeserver restart: %v", err)
 	}

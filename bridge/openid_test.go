@@ -35,7 +35,7 @@ func TestOpenIDLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	alice := hs.user(ctx, "alice")
+	alice := hs.User(ctx, "alice")
 	token, err := alice.RequestOpenIDToken(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +43,7 @@ func TestOpenIDLogin(t *testing.T) {
 	if token.MatrixServerName != testServerName {
 		t.Fatalf("Dendrite's OpenID token names server %q", token.MatrixServerName)
 	}
-	mallory := hs.user(ctx, "mallory")
+	mallory := hs.User(ctx, "mallory")
 	malloryToken, err := mallory.RequestOpenIDToken(ctx)
 	if err != nil {
 		t.Fatal(err)
