@@ -9,6 +9,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/entente-org/entente/internal/dendritetest"
 )
 
 func TestOpenIDLogin(t *testing.T) {
@@ -129,5 +132,44 @@ func TestOpenIDLoginDisabled(t *testing.T) {
 	want := `{"error":{"code":"forbidden","message":"Matrix sign-in is not enabled on this node"}}`
 	if rec.Code != http.StatusForbidden || strings.TrimSpace(rec.Body.String()) != want {
 		t.Errorf("status %d, body %s; want 403, %s", rec.Code, rec.Body.String(), want)
+	}
+}
+
+// A token past its lifetime is refused like a forged one; the same token
+// was accepted while it was valid.
+func TestOpenIDLoginRefusesAnExpiredToken(t *testing.T) {
+	e := newEnv(t)
+	const lifetime = 3 * time.Second
+	hs := dendritetest.Start(t, e.writeRegistration(t), dendritetest.OpenIDTokenLifetime(lifetime))
+	e.opts.HomeserverURL = hs.URL
+	e.opts.OpenIDServerName = testServerName
+	e.opts.OpenIDBaseURL = hs.URL
+	e.opts.IssueGuest = func(_ context.Context, matrixUser string) (string, error) {
+		return "guest-token-for-" + matrixUser, nil
+	}
+	b, err := New(e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	token, err := hs.User(ctx, "alice").RequestOpenIDToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issued := time.Now()
+	login := func() (int, string) {
+		body := `{"access_token":"` + token.AccessToken + `","matrix_server_name":"localhost"}`
+		rec := httptest.NewRecorder()
+		b.OpenIDLogin(rec, httptest.NewRequestWithContext(ctx, http.MethodPost, "/api/v1/matrix/openid", strings.NewReader(body)))
+		return rec.Code, strings.TrimSpace(rec.Body.String())
+	}
+	if code, body := login(); code != http.StatusOK {
+		t.Fatalf("fresh token: %d %s", code, body)
+	}
+	time.Sleep(time.Until(issued.Add(lifetime + time.Second)))
+	code, body := login()
+	want := `{"error":{"code":"unauthorized","message":"the Matrix OpenID token is invalid or expired; request a new one from your homeserver"}}`
+	if code != http.StatusUnauthorized || body != want {
+		t.Fatalf("expired token: %d %s", code, body)
 	}
 }

@@ -7,6 +7,7 @@ package dendritetest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -26,6 +27,17 @@ const BinEnv = "ENTENTE_DENDRITE_BIN"
 
 // ServerName is the homeserver's server name: Matrix IDs end in ":localhost".
 const ServerName = "localhost"
+
+// Option changes the homeserver's configuration.
+type Option func(patches map[string]string)
+
+// OpenIDTokenLifetime makes the OpenID tokens the homeserver issues expire
+// after d (an hour by default), so that tests can use an expired one.
+func OpenIDTokenLifetime(d time.Duration) Option {
+	return func(p map[string]string) {
+		p["  openid_token_lifetime_ms: 3600000\n"] = fmt.Sprintf("  openid_token_lifetime_ms: %d\n", d.Milliseconds())
+	}
+}
 
 // Homeserver is a real Dendrite on loopback, in the test's own directory.
 type Homeserver struct {
@@ -66,7 +78,7 @@ func dendriteBin(t testing.TB) string {
 
 // Start configures and starts Dendrite with the appservice registration at
 // registration, and waits until it answers. It stops when the test ends.
-func Start(t testing.TB, registration string) *Homeserver {
+func Start(t testing.TB, registration string, opts ...Option) *Homeserver {
 	t.Helper()
 	hs := &Homeserver{t: t, bin: dendriteBin(t), dir: t.TempDir(), addr: FreeAddr(t)}
 	hs.URL = "http://" + hs.addr
@@ -75,10 +87,14 @@ func Start(t testing.TB, registration string) *Homeserver {
 	}
 	hs.tool("generate-keys", "--private-key", "matrix_key.pem")
 	conf := hs.tool("generate-config", "-ci", "-dir", "./data", "-server", ServerName)
-	conf = patchConfig(t, conf, map[string]string{
+	patches := map[string]string{
 		"  config_files: []\n": "  config_files: [" + registration + "]\n",
 		"  level: trace\n":     "  level: warn\n",
-	})
+	}
+	for _, o := range opts {
+		o(patches)
+	}
+	conf = patchConfig(t, conf, patches)
 	if err := os.WriteFile(filepath.Join(hs.dir, "dendrite.yaml"), conf, 0o600); err != nil {
 		t.Fatal(err)
 	}
