@@ -55,15 +55,30 @@ func stateContent(t *testing.T, cli *mautrix.Client, room id.RoomID, typ event.T
 }
 
 // timeline returns the room's events, oldest first, as Alice sees them.
+// timeline reads a room's events, oldest first. Dendrite serves the
+// timeline from a stream that trails the room a little after a write, so it
+// reads until two reads 200 ms apart agree (for at most 5 s).
 func timeline(t *testing.T, cli *mautrix.Client, room id.RoomID) []*event.Event {
 	t.Helper()
-	resp, err := cli.Messages(t.Context(), room, "", "", mautrix.DirectionBackward, nil, 500)
-	if err != nil {
-		t.Fatalf("read timeline of %s: %v", room, err)
+	read := func() []*event.Event {
+		resp, err := cli.Messages(t.Context(), room, "", "", mautrix.DirectionBackward, nil, 500)
+		if err != nil {
+			t.Fatalf("read timeline of %s: %v", room, err)
+		}
+		evts := make([]*event.Event, 0, len(resp.Chunk))
+		for i := len(resp.Chunk) - 1; i >= 0; i-- {
+			evts = append(evts, resp.Chunk[i])
+		}
+		return evts
 	}
-	evts := make([]*event.Event, 0, len(resp.Chunk))
-	for i := len(resp.Chunk) - 1; i >= 0; i-- {
-		evts = append(evts, resp.Chunk[i])
+	evts := read()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		again := read()
+		if len(again) == len(evts) && (len(evts) == 0 || again[len(again)-1].ID == evts[len(evts)-1].ID) {
+			return again
+		}
+		evts = again
 	}
 	return evts
 }

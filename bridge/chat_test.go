@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"testing"
@@ -28,6 +29,18 @@ func messagesFrom(t *testing.T, cli *mautrix.Client, room id.RoomID, sender id.U
 	return out
 }
 
+// waitMessagesFrom reads sender's messages until there are at least n (for
+// at most 10 s): the homeserver's timeline trails its writes.
+func waitMessagesFrom(t *testing.T, cli *mautrix.Client, room id.RoomID, sender id.UserID, n int) []*event.Event {
+	t.Helper()
+	var out []*event.Event
+	waitFor(t, fmt.Sprintf("%d messages from %s", n, sender), func() (bool, error) {
+		out = messagesFrom(t, cli, room, sender)
+		return len(out) >= n, nil
+	})
+	return out
+}
+
 // waitForChat waits until SendChat was called n times.
 func waitForChat(t *testing.T, e *env, n int) []sentChat {
 	t.Helper()
@@ -47,7 +60,7 @@ func TestChatFromEntenteToMatrix(t *testing.T) {
 	if err := m.b.OnSignal(ctx, brunoSignal("sig-b1", "chat", "Les chiffres sont prêts", "")); err != nil {
 		t.Fatal(err)
 	}
-	lines := messagesFrom(t, m.alice, room, brunoGhost)
+	lines := waitMessagesFrom(t, m.alice, room, brunoGhost, 1)
 	if len(lines) != 1 || lines[0].Content.Raw["msgtype"] != "m.text" || lines[0].Content.Raw["body"] != "Les chiffres sont prêts" {
 		t.Fatalf("Bruno's ghost's messages: %+v", rawOf(lines))
 	}
@@ -60,7 +73,7 @@ func TestChatFromEntenteToMatrix(t *testing.T) {
 	if err := m.b.OnSignal(ctx, brunoSignal("sig-b2", "chat.edit", "Les chiffres 2027 sont prêts", "sig-b1")); err != nil {
 		t.Fatal(err)
 	}
-	lines = messagesFrom(t, m.alice, room, brunoGhost)
+	lines = waitMessagesFrom(t, m.alice, room, brunoGhost, 2)
 	if len(lines) != 2 {
 		t.Fatalf("Bruno's ghost sent %d messages after the edit, want 2", len(lines))
 	}
@@ -106,7 +119,7 @@ func TestChatFromEntenteToMatrix(t *testing.T) {
 		}
 	}
 	bobGhost := m.b.ghostUser("@bob:matrix.stats.example via did:web:stats.example")
-	if msgs := messagesFrom(t, m.alice, room, bobGhost); len(msgs) != 1 || msgs[0].Content.Raw["body"] != "Salut" {
+	if msgs := waitMessagesFrom(t, m.alice, room, bobGhost, 1); len(msgs) != 1 || msgs[0].Content.Raw["body"] != "Salut" {
 		t.Errorf("remote Matrix user's ghost messages: %+v", rawOf(msgs))
 	}
 	if got := stateContent(t, m.alice, room, event.StateMember, bobGhost.String())["displayname"]; got != "@bob:matrix.stats.example (National Statistics Agency)" {
