@@ -49,7 +49,12 @@ const outboxPoll = time.Second
 // RunOutbox delivers the outbox until ctx is cancelled: per destination one
 // message at a time, in order, retrying with exponential backoff (spec §8).
 func (s *Service) RunOutbox(ctx context.Context) {
+	var pruned time.Time
 	for {
+		if now := s.now(); now.Sub(pruned) >= inboxPruneEvery {
+			s.pruneInbox(ctx, now)
+			pruned = now
+		}
 		n, err := s.DeliverDue(ctx)
 		if err != nil && ctx.Err() == nil {
 			s.log.Error("outbox", "err", err)
@@ -73,6 +78,28 @@ func (s *Service) RunOutbox(ctx context.Context) {
 		case <-t.C:
 		}
 		t.Stop()
+	}
+}
+
+// The replay cache (spec §8) needs to remember a message only while it could
+// still be accepted: a message expires at most 7 days after it was created,
+// and an expired one is refused anyway. A day more covers clock skew.
+const (
+	inboxKeep       = 8 * 24 * time.Hour
+	inboxPruneEvery = time.Hour
+)
+
+// pruneInbox forgets received message ids that can no longer be replayed.
+func (s *Service) pruneInbox(ctx context.Context, now time.Time) {
+	n, err := s.store.PruneInbound(ctx, now.Add(-inboxKeep))
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("pruning the replay cache failed", "err", err)
+		}
+		return
+	}
+	if n > 0 {
+		s.log.Info("replay cache pruned", "entries", n)
 	}
 }
 
