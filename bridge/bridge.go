@@ -51,6 +51,7 @@ type Store interface {
 	MarkBridgeTransaction(ctx context.Context, txnID string, at time.Time) error
 	PutBridgeGhost(ctx context.Context, g store.BridgeGhost) error
 	GetBridgeGhost(ctx context.Context, userRef string) (store.BridgeGhost, error)
+	PruneBridgeTransactions(ctx context.Context, before time.Time) (int64, error)
 	PutBridgeEvent(ctx context.Context, e store.BridgeEvent) error
 	GetBridgeEvent(ctx context.Context, conference, item string) (store.BridgeEvent, error)
 	GetBridgeEventByMatrixID(ctx context.Context, eventID string) (store.BridgeEvent, error)
@@ -126,7 +127,7 @@ type Bridge struct {
 	listener    net.Listener
 	served      chan struct{}
 	stopSignals context.CancelFunc
-	signalsDone chan struct{}
+	workers     sync.WaitGroup // the signal mirror and the transaction pruner
 }
 
 const (
@@ -212,11 +213,9 @@ func (b *Bridge) Start(ctx context.Context) error {
 	b.handleEvents()
 	b.ep.Start(context.WithoutCancel(ctx))
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	b.stopSignals, b.signalsDone = stop, make(chan struct{})
-	go func() {
-		defer close(b.signalsDone)
-		b.mirrorSignals(sctx)
-	}()
+	b.stopSignals = stop
+	b.workers.Go(func() { b.mirrorSignals(sctx) })
+	b.workers.Go(func() { b.pruneTransactions(sctx) })
 	go func() {
 		defer close(b.served)
 		if err := b.server.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -254,7 +253,7 @@ func (b *Bridge) Stop() {
 	b.ep.Stop()
 	// Signals still queued are mirrored after the next Start.
 	b.stopSignals()
-	<-b.signalsDone
+	b.workers.Wait()
 	b.server, b.listener = nil, nil
 }
 
@@ -355,3 +354,25 @@ func (b *Bridge) intent(user id.UserID) *appservice.IntentAPI {
 func (b *Bridge) bot() *appservice.IntentAPI { return b.intent(b.botUser()) }
 
 func (b *Bridge) botUser() id.UserID { return id.NewUserID(b.o.BotLocalpart, b.o.HomeserverDomain) }
+
+// transactionKeep is how long an applied transaction id is remembered: a
+// homeserver retries a transaction until it is acknowledged, within minutes,
+// never weeks later.
+const transactionKeep = 7 * 24 * time.Hour
+
+// pruneTransactions forgets old transaction ids now and then every hour,
+// until ctx ends.
+func (b *Bridge) pruneTransactions(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if _, err := b.o.Store.PruneBridgeTransactions(ctx, time.Now().Add(-transactionKeep)); err != nil && ctx.Err() == nil {
+			b.log.Warn("pruning applied transactions failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

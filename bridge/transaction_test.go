@@ -133,3 +133,24 @@ func TestBridgeRestartsInProcess(t *testing.T) {
 	b.Stop()
 	b.Stop()
 }
+
+// A started bridge forgets transaction ids a homeserver can no longer retry,
+// and keeps the recent ones.
+func TestOldTransactionsArePruned(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	if err := e.store.MarkBridgeTransaction(ctx, "txn-old", time.Now().Add(-8*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.MarkBridgeTransaction(ctx, "txn-recent", time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	e.start(t)
+	waitFor(t, "the old transaction to be forgotten", func() (bool, error) {
+		applied, err := e.store.BridgeTransactionApplied(ctx, "txn-old")
+		return !applied, err
+	})
+	if applied, err := e.store.BridgeTransactionApplied(ctx, "txn-recent"); err != nil || !applied {
+		t.Fatalf("recent transaction forgotten: %v %v", applied, err)
+	}
+}
