@@ -172,7 +172,7 @@ func callScenario(t *testing.T, remote bool) {
 		waitText(t, aCtx, waiting+" .meta", "Agence nationale de la statistique")
 		screenshot(t, aCtx, "call-lobby")
 		screenshot(t, bCtx, "call-waiting")
-		click(t, aCtx, waiting+" button.primary")
+		clickInList(t, aCtx, waiting+" button.primary")
 		waitText(t, bCtx, "#call-status", "Connected.")
 		click(t, aCtx, "#call-people")
 	}
@@ -217,7 +217,7 @@ func callScenario(t *testing.T, remote bool) {
 
 	// Removal ends the guest's media: their tile goes, they are told.
 	click(t, aCtx, "#call-people")
-	click(t, aCtx, fmt.Sprintf(`#people-list li[data-user=%s] button.danger`, quote(brunoRef)))
+	clickInList(t, aCtx, fmt.Sprintf(`#people-list li[data-user=%s] button.danger`, quote(brunoRef)))
 	waitText(t, bCtx, "#call-status", "A moderator removed you from this conference.")
 	waitFor(t, aCtx, 20*time.Second, fmt.Sprintf(`!document.querySelector(%s)`, quote(brunoTile)))
 	if n := eval[int](t, bCtx, `document.querySelectorAll('#stage .tile').length`); n != 0 {

@@ -178,6 +178,15 @@ func waitText(t *testing.T, ctx context.Context, sel, want string) {
 	}
 }
 
+// clickInList clicks a button of a list the page rebuilds as it refreshes:
+// finding and clicking happen in one step inside the page, so the button
+// cannot be replaced in between.
+func clickInList(t *testing.T, ctx context.Context, sel string) {
+	t.Helper()
+	js := fmt.Sprintf(`(() => { const b = document.querySelector(%s); if (b) b.click(); return !!b })()`, quote(sel))
+	waitFor(t, ctx, 20*time.Second, js)
+}
+
 func quote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
@@ -302,15 +311,14 @@ func TestBrowserFederatedConference(t *testing.T) {
 	invitation := fmt.Sprintf(`#invitations li[data-invitation=%s]`, quote(confID))
 	waitFor(t, bruno, 20*time.Second, fmt.Sprintf(`document.querySelector(%s)`, quote(invitation)))
 	waitText(t, bruno, invitation+" .meta", "De Ministère de la Coordination, invitation de alice@"+ministry.DID())
-	run(t, bruno, chromedp.Click(chromedp.CSS(invitation+" button.primary")))
+	clickInList(t, bruno, invitation+" button.primary")
 	waitFor(t, bruno, 10*time.Second, fmt.Sprintf(`[%s, %s].includes(document.querySelector('#invitation-status').textContent)`,
 		quote("Vous avez accepté « "+title+" ». L’organisateur l’a enregistré."),
 		quote("Vous avez accepté « "+title+" ». L’organisateur n’a pas encore répondu : votre réponse lui parviendra dès qu’il sera joignable.")))
 
 	// Pre-join: the fake camera plays in the preview.
 	open := fmt.Sprintf(`#conferences li[data-conference=%s] a`, quote(confID))
-	waitFor(t, bruno, 15*time.Second, fmt.Sprintf(`document.querySelector(%s)`, quote(open)))
-	run(t, bruno, chromedp.Click(chromedp.CSS(open)))
+	clickInList(t, bruno, open)
 	waitText(t, bruno, "h1", "Rejoindre « "+title+" »")
 	if path := eval[string](t, bruno, `location.pathname`); path != "/app/conference/"+confID {
 		t.Errorf("pre-join path %q", path)
