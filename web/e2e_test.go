@@ -337,8 +337,9 @@ func TestBrowserFederatedConference(t *testing.T) {
 		t.Error("camera toggle left the video track enabled")
 	}
 	run(t, bruno, chromedp.Click(chromedp.CSS("#join")))
-	waitFor(t, bruno, 10*time.Second, fmt.Sprintf(`[%s, %s].includes(document.querySelector('#call-status')?.textContent)`,
-		quote("Connexion…"), quote("Votre demande a été envoyée à l’organisateur. Connexion…")))
+	// The call screen takes over: connecting, or already connected.
+	waitFor(t, bruno, 10*time.Second, fmt.Sprintf(`[%s, %s, %s].includes(document.querySelector('#call-status')?.textContent)`,
+		quote("Connexion…"), quote("Votre demande a été envoyée à l’organisateur. Connexion…"), quote("Connecté.")))
 	nodetest.Eventually(t, 10*time.Second, "bruno in the host's roster", func() bool {
 		roster, err := ministry.Federation().Roster(context.Background(), confID)
 		if err != nil {

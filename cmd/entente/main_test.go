@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -26,9 +27,29 @@ type result struct {
 
 func runCLI(t *testing.T, environ []string, args ...string) result {
 	t.Helper()
-	var out, errb bytes.Buffer
+	var out, errb syncBuffer
 	code := run(context.Background(), args, &out, &errb, environ)
 	return result{code, out.String(), errb.String()}
+}
+
+// syncBuffer collects a command's output. Nodes log from their own
+// goroutines, and a child process's output is copied in by another, so
+// writes must not interleave (os.Stderr, in production, is safe already).
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestHelpEverywhere(t *testing.T) {
