@@ -233,13 +233,13 @@ func TestCascadeSimulcastLayers(t *testing.T) {
 	}
 	layerAfterSwitch(1280, 720, 'f')
 	layerAfterSwitch(640, 360, 'h')
-	// Once the demand is h, f no longer crosses.
+	// Once the demand is h, only h crosses: neither f, nor q below it.
 	time.Sleep(300 * time.Millisecond)
 	before := tr.sentOf(id)
 	time.Sleep(500 * time.Millisecond)
 	after := tr.sentOf(id)
-	if after[2] != before[2] || after[1] == before[1] {
-		t.Fatalf("after asking for h: layer counts went %v -> %v, want h growing and f still", before, after)
+	if after[2] != before[2] || after[0] != before[0] || after[1] == before[1] {
+		t.Fatalf("after asking for h: layer counts went %v -> %v, want h growing and q and f still", before, after)
 	}
 }
 

@@ -171,6 +171,50 @@ func (d *downTrack) retarget() int {
 	return d.target
 }
 
+// demand is the set of layers this subscriber needs of its up-track: the
+// one it receives and the one it is switching to. A target that is no
+// longer live is chosen again first. When no layer of the track is known to
+// be live, which is how a track received over a trunk starts, the demand is
+// the layer fitting the size the subscriber asked for.
+func (d *downTrack) demand() layerSet {
+	if !d.simulcast {
+		return layerSet(0).with(0)
+	}
+	d.mu.Lock()
+	before := d.target
+	if _, ok := d.up.LayerUsable(d.target); !ok {
+		d.retarget()
+	}
+	target := d.target
+	var set layerSet
+	if target >= 0 {
+		set = set.with(target)
+	} else {
+		set = set.with(d.fittingLayer())
+	}
+	if d.current >= 0 {
+		set = set.with(d.current)
+	}
+	d.mu.Unlock()
+	if target != before && target >= 0 {
+		d.up.RequestKeyframe(target)
+	}
+	return set
+}
+
+// fittingLayer is the largest layer fitting the size the subscriber asked
+// for. Called with d.mu held.
+func (d *downTrack) fittingLayer() int {
+	best := 0
+	for l := range maxLayers {
+		lw, lh := layerSize(l, d.info.Width, d.info.Height)
+		if (d.maxW == 0 || lw <= d.maxW) && (d.maxH == 0 || lh <= d.maxH) {
+			best = l
+		}
+	}
+	return best
+}
+
 // layer is the layer currently sent, for keyframe requests.
 func (d *downTrack) layer() int {
 	d.mu.Lock()

@@ -43,6 +43,8 @@ const (
 	// demandInterval is how often a trunk aggregates its local subscribers'
 	// needs into `want` messages: bursts of subscriptions cost one message.
 	demandInterval = 100 * time.Millisecond
+	// ratesEvery is how many demand ticks pass between two rate reports.
+	ratesEvery = 5
 	// restartAttempts bounds the ICE restarts tried before a trunk is torn
 	// down and set up afresh.
 	restartAttempts = 3

@@ -59,7 +59,8 @@ type trunk struct {
 	remote  map[string]*upTrack
 	people  map[string]*remoteParticipant
 	removed map[string]bool
-	asked   map[string]int
+	asked   map[string]layerSet
+	ticks   int
 }
 
 // trackCounter counts what of one track crossed this trunk, per layer.
@@ -82,7 +83,7 @@ func (ts *trunkSet) newTrunk(conference, peer string, member, relay bool) (*trun
 		log: ts.log.With("conference", conference, "peer", peer), pc: pc, done: make(chan struct{}),
 		slots: map[string]*trunkSlot{}, offered: map[string]UpTrack{}, sent: map[string]*trackCounter{},
 		rx: map[string]*rxSlot{}, remote: map[string]*upTrack{}, people: map[string]*remoteParticipant{},
-		removed: map[string]bool{}, asked: map[string]int{},
+		removed: map[string]bool{}, asked: map[string]layerSet{},
 	}
 	ts.mu.Lock()
 	if ts.closed {
@@ -412,7 +413,8 @@ func (t *trunk) sendPLI(ssrc uint32) error {
 }
 
 // demandLoop periodically turns the local subscribers of the peer's tracks
-// into `want` messages: the highest layer any of them needs, -1 for none.
+// into `want` messages, the exact set of layers they use (§10.4), and tells
+// the peer which layers of the tracks offered to it are live, at what rate.
 func (t *trunk) demandLoop() {
 	ticker := time.NewTicker(demandInterval)
 	defer ticker.Stop()
@@ -424,62 +426,107 @@ func (t *trunk) demandLoop() {
 		}
 		t.mu.Lock()
 		var changed []wantMsg
-		for id, u := range t.remote {
-			layer := demandOf(u)
-			prev, ok := t.asked[id]
-			if !ok {
-				prev = -1
+		remote := make([]*upTrack, 0, len(t.remote))
+		for _, u := range t.remote {
+			remote = append(remote, u)
+		}
+		t.mu.Unlock()
+		demand := make(map[string]layerSet, len(remote))
+		for _, u := range remote {
+			demand[u.ID()] = demandOf(u)
+		}
+		t.mu.Lock()
+		for id, set := range demand {
+			if _, ok := t.remote[id]; !ok {
+				continue
 			}
-			if layer != prev {
-				t.asked[id] = layer
-				changed = append(changed, wantMsg{Type: "want", Track: id, Layer: layer})
+			if prev := t.asked[id]; set != prev {
+				t.asked[id] = set
+				changed = append(changed, wantMsg{Type: "want", Track: id, Layers: set.list()})
 			}
 		}
+		t.ticks++
+		report := t.ticks%ratesEvery == 0
 		t.mu.Unlock()
 		for _, m := range changed {
 			t.send(m)
 		}
+		if report {
+			t.sendRates()
+		}
 	}
 }
 
-// demandOf is the highest layer of up that any of its sinks needs: the
-// layer fitting a subscriber's requested size, or the layer a trunk slot
-// relays; -1 when nobody subscribes.
-func demandOf(up *upTrack) int {
-	best := -1
+// layerSet is a set of simulcast layers, bit l for layer l.
+type layerSet uint8
+
+func (s layerSet) has(l int) bool { return l >= 0 && l < maxLayers && s&(1<<l) != 0 }
+
+func (s layerSet) with(l int) layerSet {
+	if l < 0 || l >= maxLayers {
+		return s
+	}
+	return s | 1<<l
+}
+
+// list is the set in wire form: the layers in ascending order, never nil.
+func (s layerSet) list() []int {
+	out := []int{}
+	for l := range maxLayers {
+		if s.has(l) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// demandOf is the set of layers of up that its sinks use: for a subscriber
+// the layer it receives and the one it is switching to, for a trunk slot
+// the layer it relays. Empty when nobody subscribes.
+func demandOf(up *upTrack) layerSet {
+	var set layerSet
 	for _, s := range *up.sinks.Load() {
 		switch s := s.(type) {
 		case *downTrack:
-			best = max(best, wantedLayer(s))
+			set |= s.demand()
 		case *trunkSlot:
 			s.mu.Lock()
 			if s.up != nil {
-				best = max(best, s.layer)
+				set = set.with(s.layer)
 			}
 			s.mu.Unlock()
 		}
 	}
-	return best
+	return set
 }
 
-// wantedLayer is the largest layer fitting the size a subscriber asked for,
-// whether or not it is received now: demand must not be limited by what
-// already crosses the trunk.
-func wantedLayer(d *downTrack) int {
-	if !d.simulcast {
-		return 0
+// sendRates tells the peer, for each simulcast track offered to it, the
+// bitrate of each layer as received here, 0 for a layer that is not live.
+// The peer's subscribers choose among all live layers with it, not only
+// among those that cross now (§10.4).
+func (t *trunk) sendRates() {
+	t.mu.Lock()
+	offered := make([]UpTrack, 0, len(t.offered))
+	for _, up := range t.offered {
+		offered = append(offered, up)
 	}
-	d.mu.Lock()
-	w, h := d.maxW, d.maxH
-	d.mu.Unlock()
-	best := 0
-	for l := range maxLayers {
-		lw, lh := layerSize(l, d.info.Width, d.info.Height)
-		if (w == 0 || lw <= w) && (h == 0 || lh <= h) {
-			best = l
+	t.mu.Unlock()
+	rates := map[string][]uint64{}
+	for _, up := range offered {
+		if len(up.Info().Layers) < 2 {
+			continue
 		}
+		r := make([]uint64, maxLayers)
+		for l := range r {
+			if bps, ok := up.LayerUsable(l); ok {
+				r[l] = max(bps, 1)
+			}
+		}
+		rates[up.ID()] = r
 	}
-	return best
+	if len(rates) > 0 {
+		t.send(ratesMsg{Type: "rates", Rates: rates})
+	}
 }
 
 func trunkInterceptors() (*interceptor.Registry, error) {

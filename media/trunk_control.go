@@ -26,11 +26,18 @@ type (
 		Layer        int           `json:"layer"`
 		Slot         string        `json:"slot,omitempty"`
 		Reason       string        `json:"reason,omitempty"`
+		// Layers is the set a `want` asks for; Rates a `rates` report.
+		Layers []int               `json:"layers,omitempty"`
+		Rates  map[string][]uint64 `json:"rates,omitempty"`
 	}
 	wantMsg struct {
-		Type  string `json:"type"`
-		Track string `json:"track"`
-		Layer int    `json:"layer"`
+		Type   string `json:"type"`
+		Track  string `json:"track"`
+		Layers []int  `json:"layers"`
+	}
+	ratesMsg struct {
+		Type  string              `json:"type"`
+		Rates map[string][]uint64 `json:"rates"`
 	}
 	// trunkTrack is a track as the peer needs it: what clients are told,
 	// the full picture size for layer choice, and the codec.
@@ -118,7 +125,7 @@ func (t *trunk) sendState() {
 		t.offered[up.ID()] = up
 	}
 	// After a resync the peer states its wants again.
-	t.asked = map[string]int{}
+	t.asked = map[string]layerSet{}
 	t.mu.Unlock()
 	t.sendLocked(st)
 }
@@ -240,8 +247,10 @@ func (t *trunk) handleControl(data []byte) {
 			t.conf.setMuted(u, m.Muted)
 		}
 	case "want":
-		t.log.Debug("trunk want", "track", m.Track, "layer", m.Layer)
-		t.want(m.Track, m.Layer)
+		t.log.Debug("trunk want", "track", m.Track, "layers", m.Layers)
+		t.want(m.Track, m.Layers)
+	case "rates":
+		t.applyRates(m.Rates)
 	case "bind":
 		t.log.Debug("trunk bind", "slot", m.Slot, "track", m.Track, "layer", m.Layer)
 		t.rxBind(m.Slot, m.Track, m.Layer)
@@ -276,7 +285,7 @@ func (t *trunk) applyState(m controlMsg) {
 			goneUsers = append(goneUsers, u)
 		}
 	}
-	t.asked = map[string]int{}
+	t.asked = map[string]layerSet{}
 	t.mu.Unlock()
 	for _, id := range goneTracks {
 		t.dropRemoteTrack(id)
@@ -379,7 +388,7 @@ func (t *trunk) dropRemoteTrack(id string) {
 	t.mu.Lock()
 	u, ok := t.remote[id]
 	delete(t.remote, id)
-	asked, wanted := t.asked[id]
+	asked := t.asked[id]
 	delete(t.asked, id)
 	for _, rs := range t.rx {
 		if b := rs.binding.Load(); b != nil && b.up == u {
@@ -390,21 +399,22 @@ func (t *trunk) dropRemoteTrack(id string) {
 	if ok {
 		t.conf.unpublish(u)
 	}
-	if wanted && asked >= 0 {
+	if asked != 0 {
 		// The sender stops at once, not when its own log catches up.
-		t.send(wantMsg{Type: "want", Track: id, Layer: -1})
+		t.send(wantMsg{Type: "want", Track: id, Layers: []int{}})
 	}
 }
 
-// want applies the peer's demand for one of the tracks offered to it: the
-// layers up to layer cross, each on its own slot; -1 stops the track.
-func (t *trunk) want(track string, layer int) {
+// want applies the peer's demand for one of the tracks offered to it:
+// exactly the wanted layers cross, each on its own slot; an empty set stops
+// the track (§10.4).
+func (t *trunk) want(track string, layers []int) {
 	t.mu.Lock()
 	up, ok := t.offered[track]
 	if !ok || t.closed {
 		t.mu.Unlock()
-		if layer >= 0 {
-			t.send(controlMsg{Type: "refused", Track: track, Layer: layer, Reason: "not offered"})
+		if len(layers) > 0 {
+			t.send(controlMsg{Type: "refused", Track: track, Layer: layers[0], Reason: "not offered"})
 		}
 		return
 	}
@@ -413,22 +423,27 @@ func (t *trunk) want(track string, layer int) {
 	if len(info.Layers) > 1 {
 		top = len(info.Layers) - 1
 	}
-	wanted := map[int]bool{}
-	for l := 0; l <= min(layer, top); l++ {
-		wanted[l] = true
+	var wanted layerSet
+	for _, l := range layers {
+		if l < 0 || l > top {
+			t.mu.Unlock()
+			t.send(controlMsg{Type: "refused", Track: track, Layer: l, Reason: "no such layer"})
+			return
+		}
+		wanted = wanted.with(l)
 	}
 	var unbind []*trunkSlot
-	have := map[int]bool{}
+	var have layerSet
 	var free []*trunkSlot
 	for _, s := range t.slots {
 		s.mu.Lock()
 		bound, l := s.up, s.layer
 		s.mu.Unlock()
 		switch {
-		case bound == up && !wanted[l]:
+		case bound == up && !wanted.has(l):
 			unbind = append(unbind, s)
 		case bound == up:
-			have[l] = true
+			have = have.with(l)
 		case bound == nil && s.kind.String() == info.Kind:
 			free = append(free, s)
 		}
@@ -444,8 +459,8 @@ func (t *trunk) want(track string, layer int) {
 		s.unbind()
 		t.send(controlMsg{Type: "unbind", Slot: s.mid})
 	}
-	for l := 0; l <= min(layer, top); l++ {
-		if have[l] {
+	for _, l := range wanted.list() {
+		if have.has(l) {
 			continue
 		}
 		var slot *trunkSlot
@@ -468,6 +483,19 @@ func (t *trunk) want(track string, layer int) {
 		t.send(controlMsg{Type: "bind", Slot: slot.mid, Track: track, Layer: l})
 		up.AddSink(slot)
 		up.RequestKeyframe(l)
+	}
+}
+
+// applyRates records the peer's report of which layers of its tracks are
+// live, so local subscribers can choose a layer that does not cross yet.
+func (t *trunk) applyRates(rates map[string][]uint64) {
+	now := time.Now().UnixNano()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for id, r := range rates {
+		if u, ok := t.remote[id]; ok {
+			u.setPeerRates(r, now)
+		}
 	}
 }
 

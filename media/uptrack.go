@@ -21,6 +21,9 @@ const (
 	// layerTimeout is how long a layer may stay silent before subscribers
 	// are moved off it.
 	layerTimeout = time.Second
+	// peerRatesTimeout is how long a trunk peer's report of live layers
+	// holds; reports come every half second.
+	peerRatesTimeout = 3 * time.Second
 )
 
 // TrackInfo describes a published track to clients (spec/client-api.md §5.3).
@@ -58,6 +61,11 @@ type upTrack struct {
 	// loudness is a smoothed 0-127 loudness (127 - dBov) for speaker
 	// detection, written by the reader goroutine only.
 	loudness atomic.Uint32
+	// peerRates are, for a track received over a trunk, the layer bitrates
+	// the sending node reported (0: not live there), and peerRatesAt when:
+	// a layer may be chosen before it crosses (spec/federation.md §10.4).
+	peerRates   [maxLayers]atomic.Uint64
+	peerRatesAt atomic.Int64
 
 	metrics *metrics
 	log     *slog.Logger
@@ -198,10 +206,28 @@ func (t *upTrack) LayerUsable(layer int) (uint64, bool) {
 		return 0, false
 	}
 	l := &t.layers[layer]
-	if time.Now().UnixNano()-l.lastPacket.Load() > int64(layerTimeout) {
-		return 0, false
+	now := time.Now().UnixNano()
+	if now-l.lastPacket.Load() <= int64(layerTimeout) {
+		return l.bitrate.Load(), true
 	}
-	return l.bitrate.Load(), true
+	if now-t.peerRatesAt.Load() <= int64(peerRatesTimeout) {
+		if bps := t.peerRates[layer].Load(); bps > 0 {
+			return bps, true
+		}
+	}
+	return 0, false
+}
+
+// setPeerRates records the sending node's report of the track's layers.
+func (t *upTrack) setPeerRates(rates []uint64, now int64) {
+	for l := range maxLayers {
+		var bps uint64
+		if l < len(rates) {
+			bps = rates[l]
+		}
+		t.peerRates[l].Store(bps)
+	}
+	t.peerRatesAt.Store(now)
 }
 
 // rtpReader is what the layer reader needs of pion's TrackRemote.

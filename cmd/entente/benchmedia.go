@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -35,6 +36,10 @@ type benchMediaOptions struct {
 	duration                time.Duration
 	simulcast               bool
 	clientsOnly             bool
+	cpuProfile              string
+	// video is how many of a meeting's participants also publish a camera;
+	// -1 means all of them.
+	video int
 }
 
 // Bounds of `bench media`, so that every scenario ends.
@@ -98,6 +103,8 @@ lost, kernel UDP receive-buffer drops, latency and join-to-first-frame.`,
 	c.Flags().DurationVar(&o.duration, "duration", 10*time.Second, "how long to measure once media flows")
 	c.Flags().BoolVar(&o.simulcast, "simulcast", true, "send video as three simulcast layers")
 	c.Flags().BoolVar(&o.clientsOnly, "clients-only", false, "run the clients of a plan read from standard input (used by bench media itself)")
+	c.Flags().IntVar(&o.video, "video", -1, "with --meeting: how many participants also publish a camera (default all); everyone publishes audio")
+	c.Flags().StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the nodes over the measurement window to this file (go tool pprof)")
 	_ = c.Flags().MarkHidden("clients-only")
 	return c
 }
@@ -117,6 +124,12 @@ func (o benchMediaOptions) validate() error {
 	}
 	if o.meeting == 1 {
 		return usagef("--meeting needs at least 2 participants, got 1")
+	}
+	if o.video >= 0 && (o.meeting == 0 || o.video > o.meeting) {
+		return usagef("--video needs --meeting and at most its %d participants, got %d", o.meeting, o.video)
+	}
+	if o.video < -1 {
+		return usagef("--video cannot be negative, got %d", o.video)
 	}
 	if o.meeting == 0 && (o.publishers < 1 || o.subscribers < 1) {
 		return usagef("--publishers and --subscribers must each be at least 1 (or use --meeting)")
@@ -166,14 +179,17 @@ type mediaBench struct {
 }
 
 type mediaScenario struct {
-	Nodes        int     `json:"nodes"`
-	Conferences  int     `json:"conferences"`
-	Publishers   int     `json:"publishers"`
-	Subscribers  int     `json:"subscribers"`
-	Meeting      int     `json:"meeting"`
-	Participants int     `json:"participants"`
-	DurationS    float64 `json:"duration_s"`
-	Simulcast    bool    `json:"simulcast"`
+	Nodes       int `json:"nodes"`
+	Conferences int `json:"conferences"`
+	Publishers  int `json:"publishers"`
+	Subscribers int `json:"subscribers"`
+	Meeting     int `json:"meeting"`
+	// VideoPublishers is, in a meeting, how many participants per
+	// conference publish a camera besides their microphone.
+	VideoPublishers int     `json:"video_publishers,omitempty"`
+	Participants    int     `json:"participants"`
+	DurationS       float64 `json:"duration_s"`
+	Simulcast       bool    `json:"simulcast"`
 }
 
 func (a *app) benchMedia(ctx context.Context, o benchMediaOptions) (mediaBench, error) {
@@ -187,6 +203,11 @@ func (a *app) benchMedia(ctx context.Context, o benchMediaOptions) (mediaBench, 
 	}
 	if o.meeting == 0 {
 		res.Scenario.Publishers, res.Scenario.Subscribers = o.publishers, o.subscribers
+	} else {
+		res.Scenario.VideoPublishers = o.perConference()
+		if o.video >= 0 {
+			res.Scenario.VideoPublishers = o.video
+		}
 	}
 	dir, err := os.MkdirTemp("", "entente-bench-media-")
 	if err != nil {
@@ -233,7 +254,7 @@ func (a *app) benchMedia(ctx context.Context, o benchMediaOptions) (mediaBench, 
 		plan.Participants = append(plan.Participants, ps...)
 	}
 
-	before, after, rep, err := a.runMediaClients(ctx, nodes, plan)
+	before, after, rep, err := a.runMediaClients(ctx, nodes, plan, o.cpuProfile)
 	if err != nil {
 		return res, err
 	}
@@ -354,7 +375,7 @@ func benchMediaConference(ctx context.Context, nodes []*node.Node, k int, o benc
 			URL:        strings.Replace(n.PublicURL(), "https://", "wss://", 1) + "/api/v1/conferences/" + conf.ID + "/media",
 			Token:      tok,
 			Audio:      publishes,
-			Video:      publishes,
+			Video:      publishes && (o.meeting == 0 || o.video < 0 || j < o.video),
 			Simulcast:  o.simulcast,
 			Subscribe:  o.meeting > 0 || j >= o.publishers,
 		})
@@ -451,7 +472,7 @@ func parseRcvbufErrors(data []byte) (int64, error) {
 
 // runMediaClients runs plan in a child process and samples this process at
 // the window's ends, which the child announces on its standard output.
-func (a *app) runMediaClients(ctx context.Context, nodes []*node.Node, plan mediabench.Plan) (before, after serverSample, rep mediabench.Report, err error) {
+func (a *app) runMediaClients(ctx context.Context, nodes []*node.Node, plan mediabench.Plan, cpuProfile string) (before, after serverSample, rep mediabench.Report, err error) {
 	self, err := os.Executable()
 	if err != nil {
 		return before, after, rep, fmt.Errorf("clients process: %w", err)
@@ -482,9 +503,15 @@ func (a *app) runMediaClients(ctx context.Context, nodes []*node.Node, plan medi
 		case line == lineWindowStart:
 			before, err = sampleServer(nodes)
 			sawStart = true
+			if err == nil && cpuProfile != "" {
+				err = startProfile(cpuProfile)
+			}
 		case line == lineWindowEnd:
 			after, err = sampleServer(nodes)
 			sawEnd = true
+			if cpuProfile != "" {
+				pprof.StopCPUProfile()
+			}
 		case strings.HasPrefix(line, "{"):
 			err = json.Unmarshal([]byte(line), &rep)
 			sawReport = true
@@ -498,6 +525,22 @@ func (a *app) runMediaClients(ctx context.Context, nodes []*node.Node, plan medi
 		err = errors.New("clients process ended without a complete report")
 	}
 	return before, after, rep, err
+}
+
+// startProfile profiles this process, where only the nodes run, until
+// pprof.StopCPUProfile.
+func startProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	// The profile is written when it stops; the file stays open until the
+	// process ends.
+	return nil
 }
 
 // benchMediaClients is the child's side: it reads a plan, runs it, and

@@ -89,6 +89,36 @@ func TestBenchMediaTinyScenario(t *testing.T) {
 	}
 }
 
+// A meeting where only some participants have a camera: everyone hears
+// everyone, and the profile of the nodes is written.
+func TestBenchMediaMeetingWithFewCameras(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a node and WebRTC clients")
+	}
+	env := append(os.Environ(), "ENTENTE_TEST_RUN_MAIN=1")
+	profile := t.TempDir() + "/cpu.prof"
+	r := runCLI(t, env, "bench", "media", "--meeting", "3", "--video", "1", "--duration", "1s", "--cpuprofile", profile)
+	if r.code != 0 {
+		t.Fatalf("code %d, stderr %q", r.code, r.stderr)
+	}
+	var got mediaBench
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := mediaScenario{Nodes: 1, Conferences: 1, Meeting: 3, VideoPublishers: 1, Participants: 3, DurationS: 1, Simulcast: true}
+	if got.Scenario != want {
+		t.Fatalf("scenario %+v, want %+v", got.Scenario, want)
+	}
+	// Three microphones heard by two others each, one camera seen by two.
+	if got.Subscriptions != 8 || got.SubscriptionsNoMedia != 0 || got.JoinToFirstFrame.N != 2 {
+		t.Fatalf("subscriptions %d, without media %d, first frames %d; want 8, 0 and 2",
+			got.Subscriptions, got.SubscriptionsNoMedia, got.JoinToFirstFrame.N)
+	}
+	if st, err := os.Stat(profile); err != nil || st.Size() == 0 {
+		t.Fatalf("cpu profile: %v", err)
+	}
+}
+
 func TestBenchMediaRefusesScenarios(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -100,6 +130,8 @@ func TestBenchMediaRefusesScenarios(t *testing.T) {
 		{[]string{"--duration", "0s"}, "--duration must be positive and at most 5m0s, got 0s"},
 		{[]string{"--duration", "6m"}, "--duration must be positive and at most 5m0s, got 6m0s"},
 		{[]string{"--meeting", "1"}, "--meeting needs at least 2 participants, got 1"},
+		{[]string{"--video", "2"}, "--video needs --meeting and at most its 0 participants, got 2"},
+		{[]string{"--meeting", "3", "--video", "4"}, "--video needs --meeting and at most its 3 participants, got 4"},
 		{[]string{"--publishers", "0"}, "--publishers and --subscribers must each be at least 1"},
 		{[]string{"--subscribers", "-1"}, "cannot be negative"},
 		{[]string{"--meeting", "20", "--conferences", "26"}, "520 participants in all; at most 500"},
