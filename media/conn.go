@@ -24,6 +24,10 @@ type Packet struct {
 	// Keyframe is true on the first packet of a keyframe (and on every audio
 	// packet): the points where a sink may start or switch layers.
 	Keyframe bool
+	// AudioLevel is the publisher's audio-level header extension byte (RFC
+	// 6464: V bit and -dBov) when HasAudioLevel; trunks carry it on.
+	AudioLevel    byte
+	HasAudioLevel bool
 }
 
 // UpTrack is a track entering the SFU.

@@ -118,3 +118,86 @@ func BenchmarkForward(b *testing.B) {
 		})
 	}
 }
+
+// levelWriter records the audio level of the packets a trunk slot sends.
+type levelWriter struct {
+	id     uint8
+	levels []byte
+}
+
+func (w *levelWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	if ext := h.GetExtension(w.id); len(ext) == 1 {
+		w.levels = append(w.levels, ext[0])
+	} else {
+		w.levels = append(w.levels, 0xff)
+	}
+	return 12 + len(payload), nil
+}
+func (w *levelWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+// newAudioToTrunk makes an audio up-track whose publisher negotiated the
+// audio level as extension 3, sinking into a trunk slot that negotiated it
+// as extension 5.
+func newAudioToTrunk(tb testing.TB, w webrtc.TrackLocalWriter) *upTrack {
+	m, err := newMetrics(nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	up := newUpTrack(TrackInfo{ID: "mic", Owner: "alice", Kind: "audio", Source: "microphone", Layers: []string{}},
+		webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, webrtc.RTPCodecTypeAudio,
+		func(uint32) error { return nil }, m, slog.New(slog.DiscardHandler))
+	up.audioLevelID = 3
+	ts, err := newTrunkSet(&SFU{log: slog.New(slog.DiscardHandler), metrics: m}, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := newTrunkSlot(&trunk{set: ts}, webrtc.RTPCodecTypeAudio)
+	s.writer, s.ssrc, s.levelID = w, 7, 5
+	s.codecs = []webrtc.RTPCodecParameters{{RTPCodecCapability: up.codec, PayloadType: 111}}
+	if err := s.bind(up, 0, &trackCounter{}); err != nil {
+		tb.Fatal(err)
+	}
+	up.AddSink(s)
+	return up
+}
+
+func opusPacket(seq uint16, level byte) []byte {
+	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 109, SequenceNumber: seq, Timestamp: uint32(seq) * 960, SSRC: 9},
+		Payload: make([]byte, 80)}
+	if level != 0xff {
+		_ = pkt.Header.SetExtension(3, []byte{level})
+	}
+	b, _ := pkt.Marshal()
+	return b
+}
+
+// The audio level crosses a trunk under the trunk's extension ID, packet by
+// packet; a packet without one crosses without one.
+func TestTrunkSlotCarriesAudioLevel(t *testing.T) {
+	w := &levelWriter{id: 5}
+	up := newAudioToTrunk(t, w)
+	now := time.Now().UnixNano()
+	sent := []byte{0x80 | 30, 0x80 | 127, 0xff, 0x00 | 12}
+	for i, level := range sent {
+		up.forward(0, opusPacket(uint16(100+i), level), now)
+	}
+	if string(w.levels) != string(sent) {
+		t.Fatalf("levels sent on the trunk % x, want % x", w.levels, sent)
+	}
+}
+
+func BenchmarkForwardAudioToTrunk(b *testing.B) {
+	up := newAudioToTrunk(b, &discardWriter{})
+	packets := make([][]byte, 256)
+	for i := range packets {
+		packets[i] = opusPacket(uint16(i), 0x80|byte(i%128))
+	}
+	now := time.Now().UnixNano()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		p := packets[i%len(packets)]
+		p[2], p[3] = byte(i>>8), byte(i)
+		up.forward(0, p, now)
+	}
+}

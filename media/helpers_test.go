@@ -346,9 +346,11 @@ type testTrack struct {
 	midExt    uint8
 	ridExt    uint8
 	levelExt  uint8
-	id        string // assigned by the SFU, from track_added
-	plis      atomic.Int64
-	forceKF   atomic.Bool
+	// level is the audio level sent, in -dBov; 0 sends 30 (speech).
+	level   byte
+	id      string // assigned by the SFU, from track_added
+	plis    atomic.Int64
+	forceKF atomic.Bool
 
 	mu   sync.Mutex
 	sent map[string][]byte // layer+seq -> payload
@@ -475,12 +477,16 @@ func (c *testClient) sendMedia(tracks []*testTrack) {
 				payload := makePayload(tr.kind, tr.tag, layer, seq, keyframe)
 				tr.mu.Lock()
 				tr.sent[sentKey(layer, seq)] = payload
+				level := tr.level
 				tr.mu.Unlock()
 				p := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(seq), Timestamp: seq * 900, Marker: true}, Payload: payload}
 				if tr.kind == "audio" {
 					p.Timestamp = seq * 480
 					if tr.levelExt != 0 {
-						_ = p.Header.SetExtension(tr.levelExt, []byte{0x80 | 30})
+						if level == 0 {
+							level = 30
+						}
+						_ = p.Header.SetExtension(tr.levelExt, []byte{0x80 | level})
 					}
 				}
 				if tr.simulcast {

@@ -163,6 +163,12 @@ func (ts *trunkSet) trunkAPI() (*webrtc.API, error) {
 			ts.apiErr = err
 			return
 		}
+		// The audio level crosses so that the far node detects the active
+		// speaker among remote participants too.
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
+			ts.apiErr = fmt.Errorf("register audio-level extension: %w", err)
+			return
+		}
 		ir, err := trunkInterceptors()
 		if err != nil {
 			ts.apiErr = err

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -359,6 +360,10 @@ func (t *trunk) addRemoteTrack(tr trunkTrack) {
 	if tr.ID == "" || kind == 0 {
 		return
 	}
+	var levelID uint8
+	if kind == webrtc.RTPCodecTypeAudio {
+		levelID = t.receivedLevelID()
+	}
 	t.mu.Lock()
 	if _, ok := t.remote[tr.ID]; ok || t.closed || t.removed[tr.Owner] {
 		t.mu.Unlock()
@@ -379,6 +384,7 @@ func (t *trunk) addRemoteTrack(tr trunkTrack) {
 	}
 	codec := webrtc.RTPCodecCapability{MimeType: tr.Codec.MimeType, ClockRate: tr.Codec.ClockRate, Channels: tr.Codec.Channels, SDPFmtpLine: tr.Codec.SDPFmtpLine}
 	u := newUpTrack(info, codec, kind, t.sendPLI, t.set.sfu.metrics, t.log)
+	u.audioLevelID = levelID
 	t.remote[tr.ID] = u
 	t.mu.Unlock()
 	t.conf.publish(u)
@@ -497,6 +503,22 @@ func (t *trunk) applyRates(rates map[string][]uint64) {
 			u.setPeerRates(r, now)
 		}
 	}
+}
+
+// receivedLevelID is the ID of the audio-level extension the peer sends on
+// audio slots, 0 if it was not negotiated.
+func (t *trunk) receivedLevelID() uint8 {
+	for _, tr := range t.pc.GetTransceivers() {
+		if tr.Kind() != webrtc.RTPCodecTypeAudio || tr.Receiver() == nil {
+			continue
+		}
+		for _, ext := range tr.Receiver().GetParameters().HeaderExtensions {
+			if ext.URI == sdp.AudioLevelURI && ext.ID > 0 && ext.ID < 15 {
+				return uint8(ext.ID)
+			}
+		}
+	}
+	return 0
 }
 
 // rxBind records what the peer will send on slot.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -29,6 +30,11 @@ type trunkSlot struct {
 	layer   int
 	pt      uint8
 	counter *trackCounter
+	// levelID is the audio-level extension's ID negotiated on the trunk, 0
+	// if none; level is the value for the packet being written.
+	levelID  uint8
+	level    [1]byte
+	hasLevel bool
 
 	started    bool
 	fresh      bool
@@ -55,8 +61,14 @@ func (s *trunkSlot) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	if len(codecs) == 0 {
 		return webrtc.RTPCodecParameters{}, fmt.Errorf("trunk slot %s: no codec negotiated", s.mid)
 	}
+	var levelID uint8
+	for _, ext := range ctx.HeaderExtensions() {
+		if ext.URI == sdp.AudioLevelURI && ext.ID > 0 && ext.ID < 15 {
+			levelID = uint8(ext.ID)
+		}
+	}
 	s.mu.Lock()
-	s.writer, s.ssrc, s.codecs = ctx.WriteStream(), uint32(ctx.SSRC()), codecs
+	s.writer, s.ssrc, s.codecs, s.levelID = ctx.WriteStream(), uint32(ctx.SSRC()), codecs, levelID
 	s.mu.Unlock()
 	return codecs[0], nil
 }
@@ -133,12 +145,14 @@ func (s *trunkSlot) WriteRTP(p *Packet) {
 		s.lastSeqOut = seqOut
 	}
 	s.history[seqOut%historySize] = sentPacket{seqOut: seqOut, seqIn: p.Header.SequenceNumber, layer: int8(p.Layer), tsOut: p.Header.Timestamp, valid: true}
+	s.level[0], s.hasLevel = p.AudioLevel, p.HasAudioLevel
 	s.write(p.Header, p.Payload, seqOut)
 }
 
-// write sends one packet with the slot's SSRC. Header extensions are
-// dropped: their IDs were negotiated on the publisher's connection. Called
-// with s.mu held.
+// write sends one packet with the slot's SSRC. Of the publisher's header
+// extensions, whose IDs were negotiated on its own connection, only the
+// audio level crosses, under the trunk's ID, so the far node can tell who
+// speaks (spec/federation.md §10.3). Called with s.mu held.
 func (s *trunkSlot) write(h *rtp.Header, payload []byte, seq uint16) {
 	s.out = rtp.Header{
 		Version:        2,
@@ -148,6 +162,12 @@ func (s *trunkSlot) write(h *rtp.Header, payload []byte, seq uint16) {
 		Timestamp:      h.Timestamp,
 		SSRC:           s.ssrc,
 		CSRC:           h.CSRC,
+		// The slice keeps its capacity, so setting the level does not
+		// allocate.
+		Extensions: s.out.Extensions[:0],
+	}
+	if s.hasLevel && s.levelID != 0 {
+		_ = s.out.SetExtension(s.levelID, s.level[:])
 	}
 	if n, err := s.writer.WriteRTP(&s.out, payload); err == nil && n > 0 {
 		s.counter.packets[s.layer].Add(1)
@@ -216,6 +236,7 @@ func (s *trunkSlot) retransmit(seqOut uint16) bool {
 	if h.Padding && len(payload) > 0 && int(payload[len(payload)-1]) <= len(payload) {
 		payload = payload[:len(payload)-int(payload[len(payload)-1])]
 	}
+	s.hasLevel = false
 	s.write(&h, payload, seqOut)
 	return true
 }

@@ -278,7 +278,7 @@ func (t *upTrack) forward(layer int, raw []byte, now int64) {
 		l.windowStart, l.windowBytes = now, 0
 	}
 
-	keyframe := true
+	keyframe, level, hasLevel := true, byte(0), false
 	if t.kind == webrtc.RTPCodecTypeVideo {
 		keyframe = isKeyframe(t.codec.MimeType, payload)
 		if keyframe {
@@ -287,12 +287,13 @@ func (t *upTrack) forward(layer int, raw []byte, now int64) {
 		l.cache.store(l.hdr.SequenceNumber, raw)
 	} else if t.audioLevelID != 0 {
 		if ext := l.hdr.GetExtension(t.audioLevelID); len(ext) > 0 {
+			level, hasLevel = ext[0], true
 			loud := uint32(127 - ext[0]&0x7f)
 			t.loudness.Store((3*t.loudness.Load() + loud) / 4)
 		}
 	}
 
-	l.pkt = Packet{Header: &l.hdr, Payload: payload, Layer: layer, Keyframe: keyframe}
+	l.pkt = Packet{Header: &l.hdr, Payload: payload, Layer: layer, Keyframe: keyframe, AudioLevel: level, HasAudioLevel: hasLevel}
 	for _, s := range *t.sinks.Load() {
 		s.WriteRTP(&l.pkt)
 	}
