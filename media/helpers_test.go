@@ -75,6 +75,7 @@ type received struct {
 	track   string
 	payload []byte
 	seq     uint16
+	codec   string // MIME type negotiated for the track
 }
 
 type testClient struct {
@@ -190,13 +191,14 @@ func connect(t *testing.T, n *testNode, conference, user string, o clientOptions
 		}
 	})
 	c.sub.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		codec := tr.Codec().MimeType
 		for {
 			p, _, err := tr.ReadRTP()
 			if err != nil {
 				return
 			}
 			select {
-			case c.media <- received{track: tr.ID(), payload: append([]byte(nil), p.Payload...), seq: p.SequenceNumber}:
+			case c.media <- received{track: tr.ID(), payload: append([]byte(nil), p.Payload...), seq: p.SequenceNumber, codec: codec}:
 			default:
 			}
 		}
@@ -340,12 +342,14 @@ type testTrack struct {
 	kind      string
 	source    string
 	simulcast bool
-	locals    []*webrtc.TrackLocalStaticRTP
-	sender    *webrtc.RTPSender
-	mid       string
-	midExt    uint8
-	ridExt    uint8
-	levelExt  uint8
+	// codec is the video codec's MIME type; VP8 when empty.
+	codec    string
+	locals   []*webrtc.TrackLocalStaticRTP
+	sender   *webrtc.RTPSender
+	mid      string
+	midExt   uint8
+	ridExt   uint8
+	levelExt uint8
 	// level is the audio level sent, in -dBov; 0 sends 30 (speech).
 	level   byte
 	id      string // assigned by the SFU, from track_added
@@ -377,7 +381,7 @@ func (c *testClient) publish(tracks ...*testTrack) {
 		for _, rid := range rids {
 			codec := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}
 			if tr.kind == "video" {
-				codec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+				codec = videoCodec(tr.codec)
 			}
 			var opts []func(*webrtc.TrackLocalStaticRTP)
 			if rid != "" {
@@ -474,7 +478,7 @@ func (c *testClient) sendMedia(tracks []*testTrack) {
 				if tr.simulcast {
 					layer = "qhf"[i]
 				}
-				payload := makePayload(tr.kind, tr.tag, layer, seq, keyframe)
+				payload := makePayload(tr.kind, tr.codec, tr.tag, layer, seq, keyframe)
 				tr.mu.Lock()
 				tr.sent[sentKey(layer, seq)] = payload
 				level := tr.level
@@ -501,17 +505,57 @@ func (c *testClient) sendMedia(tracks []*testTrack) {
 	}
 }
 
+// videoCodec is the capability a test publisher sends mime with, as the
+// SFU registers it.
+func videoCodec(mime string) webrtc.RTPCodecCapability {
+	switch mime {
+	case webrtc.MimeTypeH264:
+		return webrtc.RTPCodecCapability{MimeType: mime, ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}
+	case webrtc.MimeTypeVP9:
+		return webrtc.RTPCodecCapability{MimeType: mime, ClockRate: 90000, SDPFmtpLine: "profile-id=0"}
+	case webrtc.MimeTypeAV1:
+		return webrtc.RTPCodecCapability{MimeType: mime, ClockRate: 90000}
+	}
+	return webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+}
+
+// videoPrefix is the start of a video payload in codec mime, as much of the
+// codec's payload format as the SFU reads to find keyframes: the VP8
+// descriptor (S=1, PID=0) and frame tag P bit; an H.264 IDR or non-IDR
+// slice NAL header; the VP9 descriptor's B and P bits; the AV1 aggregation
+// header's N bit.
+func videoPrefix(mime string, keyframe bool) [2]byte {
+	switch mime {
+	case webrtc.MimeTypeH264:
+		if keyframe {
+			return [2]byte{0x65, 0x88}
+		}
+		return [2]byte{0x41, 0x9a}
+	case webrtc.MimeTypeVP9:
+		if keyframe {
+			return [2]byte{0x08, 0}
+		}
+		return [2]byte{0x48, 0}
+	case webrtc.MimeTypeAV1:
+		if keyframe {
+			return [2]byte{0x18, 0}
+		}
+		return [2]byte{0x10, 0}
+	}
+	if keyframe {
+		return [2]byte{0x10, 0}
+	}
+	return [2]byte{0x10, 1}
+}
+
 // makePayload builds a payload carrying tag, layer, sequence number and send
-// time; video payloads start with a VP8 payload descriptor (S=1, PID=0) and
-// a VP8 header byte whose P bit marks delta frames.
-func makePayload(kind string, tag, layer byte, seq uint32, keyframe bool) []byte {
+// time; a video payload starts with its codec's videoPrefix.
+func makePayload(kind, codec string, tag, layer byte, seq uint32, keyframe bool) []byte {
 	var b []byte
 	if kind == "video" {
-		p := byte(1)
-		if keyframe {
-			p = 0
-		}
-		b = append(b, 0x10, p)
+		pre := videoPrefix(codec, keyframe)
+		b = append(b, pre[:]...)
 	} else {
 		b = append(b, 'A')
 	}
@@ -523,13 +567,11 @@ func makePayload(kind string, tag, layer byte, seq uint32, keyframe bool) []byte
 
 // parsePayload returns the tag, layer and sequence number of a payload.
 func parsePayload(p []byte) (tag, layer byte, seq uint32, ok bool) {
-	off := 1
-	if len(p) > 0 && p[0] == 0x10 {
-		off = 2
-	}
-	if len(p) != off+2+4+8 {
+	const tail = 2 + 4 + 8
+	if len(p) != 1+tail && len(p) != 2+tail {
 		return 0, 0, 0, false
 	}
+	off := len(p) - tail
 	return p[off], p[off+1], binary.BigEndian.Uint32(p[off+2:]), true
 }
 
