@@ -76,6 +76,7 @@ type received struct {
 	payload []byte
 	seq     uint16
 	codec   string // MIME type negotiated for the track
+	ssrc    uint32 // the SSRC the SFU sends the track with
 }
 
 type testClient struct {
@@ -191,14 +192,14 @@ func connect(t *testing.T, n *testNode, conference, user string, o clientOptions
 		}
 	})
 	c.sub.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		codec := tr.Codec().MimeType
+		codec, ssrc := tr.Codec().MimeType, uint32(tr.SSRC())
 		for {
 			p, _, err := tr.ReadRTP()
 			if err != nil {
 				return
 			}
 			select {
-			case c.media <- received{track: tr.ID(), payload: append([]byte(nil), p.Payload...), seq: p.SequenceNumber, codec: codec}:
+			case c.media <- received{track: tr.ID(), payload: append([]byte(nil), p.Payload...), seq: p.SequenceNumber, codec: codec, ssrc: ssrc}:
 			default:
 			}
 		}
@@ -343,7 +344,10 @@ type testTrack struct {
 	source    string
 	simulcast bool
 	// codec is the video codec's MIME type; VP8 when empty.
-	codec    string
+	codec string
+	// fill pads each layer's payloads (q, h, f) with that many bytes, so
+	// that the layers differ in bitrate.
+	fill     [3]int
 	locals   []*webrtc.TrackLocalStaticRTP
 	sender   *webrtc.RTPSender
 	mid      string
@@ -479,6 +483,9 @@ func (c *testClient) sendMedia(tracks []*testTrack) {
 					layer = "qhf"[i]
 				}
 				payload := makePayload(tr.kind, tr.codec, tr.tag, layer, seq, keyframe)
+				if tr.simulcast {
+					payload = append(payload, make([]byte, tr.fill[i])...)
+				}
 				tr.mu.Lock()
 				tr.sent[sentKey(layer, seq)] = payload
 				level := tr.level
@@ -557,7 +564,7 @@ func makePayload(kind, codec string, tag, layer byte, seq uint32, keyframe bool)
 		pre := videoPrefix(codec, keyframe)
 		b = append(b, pre[:]...)
 	} else {
-		b = append(b, 'A')
+		b = append(b, 'a')
 	}
 	b = append(b, tag, layer)
 	b = binary.BigEndian.AppendUint32(b, seq)
@@ -565,13 +572,17 @@ func makePayload(kind, codec string, tag, layer byte, seq uint32, keyframe bool)
 	return b
 }
 
-// parsePayload returns the tag, layer and sequence number of a payload.
+// parsePayload returns the tag, layer and sequence number of a payload;
+// filler bytes after them are allowed.
 func parsePayload(p []byte) (tag, layer byte, seq uint32, ok bool) {
-	const tail = 2 + 4 + 8
-	if len(p) != 1+tail && len(p) != 2+tail {
+	const body = 2 + 4 + 8
+	off := 2
+	if len(p) > 0 && p[0] == 'a' {
+		off = 1
+	}
+	if len(p) < off+body {
 		return 0, 0, 0, false
 	}
-	off := len(p) - tail
 	return p[off], p[off+1], binary.BigEndian.Uint32(p[off+2:]), true
 }
 
