@@ -273,7 +273,9 @@ export function startCall({ conference, me, stream, queued }) {
         session.setMuted('microphone', !micOn());
         session.setMuted('camera', !camOn());
         if (screen) session.share(screen);
-        if (mic && !micOn()) sendSignal({ kind: 'mute', on: true });
+        // Without a microphone too: the others see that they cannot
+        // hear us, rather than wonder.
+        if (!micOn()) sendSignal({ kind: 'mute', on: true });
       }).catch((err) => say(alert, 'call.publish.failed', { message: err.message }));
     },
     track_added: trackAdded,

@@ -51,6 +51,16 @@ export function showPrejoin(main, { me, id }) {
     stream?.getVideoTracks().forEach((t) => { t.enabled = camOn; });
   }
 
+  // usable shows whether there is a camera and microphone to switch: a
+  // toggle shown "on" for a device the browser refused would mislead.
+  function usable(on) {
+    for (const b of [micToggle, camToggle]) {
+      if (b.disabled === !on) continue;
+      b.disabled = !on;
+      b.setAttribute('aria-pressed', String(on));
+    }
+  }
+
   function stopMedia() {
     clearInterval(meterTimer);
     audio?.close();
@@ -76,12 +86,14 @@ export function showPrejoin(main, { me, id }) {
       if (stopped) return;
       const denied = err.name === 'NotAllowedError' || err.name === 'SecurityError';
       say(message, denied ? 'prejoin.denied' : err.name === 'NotFoundError' ? 'prejoin.nodevice' : 'prejoin.mediaerror');
+      usable(false);
       return;
     }
     if (stopped) {
       s.getTracks().forEach((t) => t.stop());
       return;
     }
+    usable(true);
     stream = s;
     video.srcObject = stream;
     applyToggles();
@@ -144,7 +156,20 @@ export function showPrejoin(main, { me, id }) {
       say(message, 'prejoin.ended');
       return;
     }
+    // Said before anyone tries; Join stays usable for when it is unlocked.
+    if (conference.locked) say(message, 'prejoin.locked');
     join.disabled = false;
+  }
+
+  // isLocked reads the conference again: a refusal because it was locked
+  // after this screen opened is told as such, not as the host's raw message.
+  async function isLocked() {
+    try {
+      const { data } = await api.conference(id);
+      return !!data.locked;
+    } catch {
+      return false;
+    }
   }
 
   form.addEventListener('submit', async (e) => {
@@ -158,6 +183,7 @@ export function showPrejoin(main, { me, id }) {
     } catch (err) {
       join.disabled = false;
       if (err.status === 410) say(message, 'prejoin.ended');
+      else if (err.status === 403 && await isLocked()) say(message, 'prejoin.locked');
       else if (err.status === 403) say(message, 'prejoin.forbidden', { message: err.message });
       else if (err.status === 0) say(message, 'error.unreachable');
       else say(message, 'prejoin.joinfailed', { message: err.message });
