@@ -35,13 +35,15 @@ type client struct {
 	early  []any
 	reason string
 
-	mu             sync.Mutex
-	conf           *conference
-	pub, sub       *webrtc.PeerConnection
-	pubGate        candidateGate
-	subGate        candidateGate
-	announced      map[string]publishedTrack
-	published      map[string]*upTrack
+	mu        sync.Mutex
+	conf      *conference
+	pub, sub  *webrtc.PeerConnection
+	pubGate   candidateGate
+	subGate   candidateGate
+	announced map[string]publishedTrack
+	published map[string]*upTrack
+	// retired are the mids of unpublished tracks, never used again.
+	retired        map[string]bool
 	subs           map[string]*subscription
 	awaitingAnswer bool
 	renegotiate    bool
@@ -130,7 +132,7 @@ func (c *client) handle(m inbound) {
 	}
 	if m.Type != "join" && c.conf == nil {
 		switch m.Type {
-		case "publish_offer", "subscribe_answer", "candidate", "subscribe", "unsubscribe", "mute":
+		case "publish_offer", "subscribe_answer", "candidate", "subscribe", "unsubscribe", "mute", "unpublish":
 			c.sendError(codeNotJoined, m.Type+" before join")
 			return
 		}
@@ -150,6 +152,8 @@ func (c *client) handle(m inbound) {
 		c.unsubscribe(m.Track)
 	case "mute":
 		c.mute(m)
+	case "unpublish":
+		c.unpublish(m.Track)
 	default:
 		c.sendError(codeUnknownType, fmt.Sprintf("unknown message type %q", m.Type))
 	}
@@ -226,6 +230,12 @@ func (c *client) publishOffer(m inbound) {
 		c.pub = pub
 		c.watch(pub, "publish", &c.pubGate)
 		pub.OnTrack(c.onTrack)
+	}
+	for _, t := range m.Tracks {
+		if c.retired[t.Mid] {
+			c.sendError(codeBadRequest, fmt.Sprintf("track %q: m-section was unpublished; publish in a new one", t.Mid))
+			return
+		}
 	}
 	for _, t := range m.Tracks {
 		c.announced[t.Mid] = t
@@ -454,6 +464,25 @@ func (c *client) mute(m inbound) {
 		}
 	}
 	c.sendError(codeUnknownTrack, fmt.Sprintf("no published track %q", m.Track))
+}
+
+// unpublish withdraws one of the client's own tracks: subscribers here and
+// on other nodes get track_removed and its media stops at once. Its
+// m-section is retired; media still arriving on it is dropped
+// (spec/client-api.md §5.2).
+func (c *client) unpublish(track string) {
+	for mid, t := range c.published {
+		if t.ID() != track {
+			continue
+		}
+		delete(c.published, mid)
+		delete(c.announced, mid)
+		c.retired[mid] = true
+		c.conf.unpublish(t)
+		c.log.Info("track unpublished", "track", t.ID(), "source", t.info.Source)
+		return
+	}
+	c.sendError(codeUnknownTrack, fmt.Sprintf("no published track %q", track))
 }
 
 // stop ends the client's media at once: its tracks leave the conference and

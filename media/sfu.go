@@ -216,6 +216,7 @@ func (s *SFU) ServeSignal(w http.ResponseWriter, r *http.Request, conference, us
 		closing:   make(chan struct{}),
 		announced: make(map[string]publishedTrack),
 		published: make(map[string]*upTrack),
+		retired:   make(map[string]bool),
 		subs:      make(map[string]*subscription),
 	}
 	s.mu.Lock()

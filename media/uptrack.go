@@ -248,6 +248,10 @@ func (t *upTrack) readLayer(layer int, ssrc uint32, r rtpReader) {
 			}
 			return
 		}
+		if t.closed.Load() {
+			// Unpublished: what still arrives has nowhere to go.
+			return
+		}
 		t.forward(layer, buf[:n], time.Now().UnixNano())
 	}
 }
