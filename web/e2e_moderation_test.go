@@ -256,7 +256,9 @@ func lockAndUnlock(t *testing.T, fc *federatedCall, aCtx context.Context) {
 // TestBrowserReconnect restarts the participant's own node in the middle of
 // a call across two nodes: their WebSocket and peer connections die with
 // it. The client says it is reconnecting, comes back by itself, and media
-// flows both ways again through the restarted node.
+// flows both ways again through the restarted node. This is the two-node
+// variant on purpose: the cascade between the nodes must come back too,
+// not only the participant's own session.
 func TestBrowserReconnect(t *testing.T) {
 	fc := newFederatedCall(t, "Réunion de service")
 	aCtx := callBrowser(t, fc.ministry, fc.agency)
@@ -367,9 +369,16 @@ func TestBrowserKeyboardOnly(t *testing.T) {
 	waitFor(t, ctx, 20*time.Second, `(() => { const v = document.querySelector('#preview'); return v && v.readyState >= 2 && v.videoWidth > 0 })()`)
 	eval[bool](t, ctx, recordPeerConnections)
 
-	// The pre-join form, from the name field to Join.
-	eval[bool](t, ctx, `(document.querySelector('#display-name').focus(), true)`)
-	for _, id := range []string{"camera", "microphone", "toggle-mic", "toggle-camera", "join"} {
+	// From the top of the page: the skip link and the banner, then the
+	// pre-join form down to Join.
+	if active := eval[string](t, ctx, `document.activeElement.tagName`); active != "BODY" {
+		t.Fatalf("the pre-join screen opens with the focus on %s", active)
+	}
+	press(t, ctx, kb.Tab)
+	if cls := eval[string](t, ctx, `document.activeElement.className`); cls != "skip-link" {
+		t.Fatalf("the first Tab lands on %q, want the skip link", cls)
+	}
+	for _, id := range []string{"language", "sign-out", "display-name", "camera", "microphone", "toggle-mic", "toggle-camera", "join"} {
 		press(t, ctx, kb.Tab)
 		focused(t, ctx, id)
 	}
