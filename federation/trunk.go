@@ -35,9 +35,10 @@ type TrunkAnswer struct {
 	SDP string `json:"sdp"`
 }
 
-// maxSDP bounds an SDP in a trunk message: a trunk pre-negotiates a few dozen
-// media sections, which is far longer than an ordinary string (spec §4.3).
-const maxSDP = 64 << 10
+// maxSDP bounds an SDP in a trunk message: a trunk negotiates up to 129
+// media sections of about 1.1 KiB each, far longer than an ordinary string
+// (spec §10.2).
+const maxSDP = 256 << 10
 
 // TrunkHandler is what the host's SFU does with a trunk offer from peer.
 type TrunkHandler func(ctx context.Context, conference, peer string, offer TrunkOffer) (answerSDP string, err error)

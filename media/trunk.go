@@ -35,8 +35,10 @@ const (
 	// federation (§10.3).
 	trunkAudioSlots = 8
 	trunkVideoSlots = 16
-	// maxTrunkSections bounds the media sections a trunk offer may carry.
-	maxTrunkSections = trunkAudioSlots + trunkVideoSlots + 1
+	// maxTrunkSections bounds the media sections a trunk offer may carry:
+	// the slots of both kinds once grown to their bound, and the data
+	// channel.
+	maxTrunkSections = 2*maxTrunkSlots + 1
 	// trunkGrace keeps a member's trunk open after its last local client
 	// left, so a reload does not tear the cascade down and set it up again.
 	trunkGrace = 3 * time.Second
@@ -351,20 +353,12 @@ func (s *SFU) AcceptTrunk(ctx context.Context, conference, peer, offerSDP string
 		t.close("bad offer")
 		return "", fmt.Errorf("media: trunk offer from %s: %w: %v", peer, ErrBadTrunkOffer, err)
 	}
-	for _, tr := range t.pc.GetTransceivers() {
-		sl := newTrunkSlot(t, tr.Kind())
-		sender, err := t.pc.AddTrack(sl)
-		if err != nil {
-			t.close("setup failed")
-			return "", fmt.Errorf("media: trunk slot: %w", err)
-		}
-		for _, x := range t.pc.GetTransceivers() {
-			if x.Sender() == sender {
-				t.addSlot(sl, x)
-			}
-		}
+	added, err := t.answeringSlots()
+	if err != nil {
+		t.close("setup failed")
+		return "", fmt.Errorf("media: trunk slot: %w", err)
 	}
-	if len(t.pending) == 0 {
+	if added == 0 {
 		t.close("bad offer")
 		return "", fmt.Errorf("media: trunk offer from %s has no media slots: %w", peer, ErrBadTrunkOffer)
 	}

@@ -38,6 +38,9 @@ type trunk struct {
 
 	closeOnce  sync.Once
 	restarting atomic.Bool
+	// negMu serialises the member's negotiations: ICE restarts and slot
+	// growth.
+	negMu sync.Mutex
 
 	// ctlMu orders control messages: a full state is never overtaken by a
 	// delta taken before it.
@@ -61,6 +64,10 @@ type trunk struct {
 	removed map[string]bool
 	asked   map[string]layerSet
 	ticks   int
+	// unmet are wants waiting for slots; growAsked when more slots of a
+	// kind were last asked for (trunk_grow.go).
+	unmet     map[string]layerSet
+	growAsked map[webrtc.RTPCodecType]time.Time
 }
 
 // trackCounter counts what of one track crossed this trunk, per layer.
@@ -84,6 +91,7 @@ func (ts *trunkSet) newTrunk(conference, peer string, member, relay bool) (*trun
 		slots: map[string]*trunkSlot{}, offered: map[string]UpTrack{}, sent: map[string]*trackCounter{},
 		rx: map[string]*rxSlot{}, remote: map[string]*upTrack{}, people: map[string]*remoteParticipant{},
 		removed: map[string]bool{}, asked: map[string]layerSet{},
+		unmet: map[string]layerSet{}, growAsked: map[webrtc.RTPCodecType]time.Time{},
 	}
 	ts.mu.Lock()
 	if ts.closed {
@@ -197,7 +205,10 @@ func (t *trunk) negotiate(ctx context.Context, restart bool) error {
 // answer applies a member's ICE-restart offer to the existing connection.
 func (t *trunk) answer(ctx context.Context, offerSDP string) (string, error) {
 	if err := t.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {
-		return "", fmt.Errorf("media: trunk restart offer from %s: %w: %v", t.peer, ErrBadTrunkOffer, err)
+		return "", fmt.Errorf("media: trunk offer from %s: %w: %v", t.peer, ErrBadTrunkOffer, err)
+	}
+	if _, err := t.answeringSlots(); err != nil {
+		return "", fmt.Errorf("media: trunk slot: %w", err)
 	}
 	return t.localAnswer(ctx)
 }
@@ -252,7 +263,9 @@ func (t *trunk) restart() {
 		}
 		t.log.Info("trunk ice restart", "attempt", attempt)
 		ctx, cancel := context.WithTimeout(context.Background(), restartWait)
+		t.negMu.Lock()
 		err := t.negotiate(ctx, true)
+		t.negMu.Unlock()
 		cancel()
 		if err == nil && t.waitConnected(restartWait) {
 			t.sendState()
@@ -451,6 +464,7 @@ func (t *trunk) demandLoop() {
 		for _, m := range changed {
 			t.send(m)
 		}
+		t.retryUnmet()
 		if report {
 			t.sendRates()
 		}

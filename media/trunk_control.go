@@ -30,6 +30,10 @@ type (
 		// Layers is the set a `want` asks for; Rates a `rates` report.
 		Layers []int               `json:"layers,omitempty"`
 		Rates  map[string][]uint64 `json:"rates,omitempty"`
+		// Kind is the slot kind a `grow` asks for, Slots how many of it
+		// the asking side had.
+		Kind  string `json:"kind,omitempty"`
+		Slots int    `json:"slots,omitempty"`
 	}
 	wantMsg struct {
 		Type   string `json:"type"`
@@ -172,6 +176,7 @@ func (t *trunk) Notify(ev Event) {
 		t.mu.Lock()
 		_, ok := t.offered[ev.Track.ID()]
 		delete(t.offered, ev.Track.ID())
+		delete(t.unmet, ev.Track.ID())
 		var bound []*trunkSlot
 		for _, s := range t.slots {
 			s.mu.Lock()
@@ -252,6 +257,10 @@ func (t *trunk) handleControl(data []byte) {
 		t.want(m.Track, m.Layers)
 	case "rates":
 		t.applyRates(m.Rates)
+	case "grow":
+		if kind := webrtc.NewRTPCodecType(m.Kind); t.member && kind != 0 {
+			t.startGrow(kind, m.Slots)
+		}
 	case "bind":
 		t.log.Debug("trunk bind", "slot", m.Slot, "track", m.Track, "layer", m.Layer)
 		t.rxBind(m.Slot, m.Track, m.Layer)
@@ -416,6 +425,7 @@ func (t *trunk) dropRemoteTrack(id string) {
 // the track (§10.4).
 func (t *trunk) want(track string, layers []int) {
 	t.mu.Lock()
+	delete(t.unmet, track)
 	up, ok := t.offered[track]
 	if !ok || t.closed {
 		t.mu.Unlock()
@@ -477,6 +487,9 @@ func (t *trunk) want(track string, layers []int) {
 			free = free[1:]
 		}
 		if slot == nil {
+			if t.needSlots(webrtc.NewRTPCodecType(info.Kind), track, wanted) {
+				return
+			}
 			t.log.Warn("trunk slot pool exhausted", "track", track, "layer", l)
 			t.send(controlMsg{Type: "refused", Track: track, Layer: l, Reason: "no free slot"})
 			return
