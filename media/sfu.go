@@ -35,6 +35,9 @@ var (
 	ErrConferenceEnded = errors.New("conference ended")
 )
 
+// udpSocketBuffer is the kernel buffer asked for the shared media socket.
+const udpSocketBuffer = 4 << 20
+
 // Options configure an SFU.
 type Options struct {
 	Membership Membership
@@ -124,6 +127,11 @@ func New(o Options) (*SFU, error) {
 		if err != nil {
 			return nil, fmt.Errorf("media: listen on UDP port %d: %w", o.UDPPort, err)
 		}
+		// Every participant's media shares this socket: bursts of keyframes
+		// from many publishers must not overflow the kernel's default
+		// buffer. The kernel caps the size at net.core.rmem_max/wmem_max.
+		_ = conn.SetReadBuffer(udpSocketBuffer)
+		_ = conn.SetWriteBuffer(udpSocketBuffer)
 		s.udp = conn
 		se.SetICEUDPMux(webrtc.NewICEUDPMux(nil, conn))
 	}
