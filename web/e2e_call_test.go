@@ -191,8 +191,16 @@ func callScenario(t *testing.T, remote bool) {
 	click(t, aCtx, "#call-layout")
 	waitFor(t, aCtx, 5*time.Second, fmt.Sprintf(`document.querySelector('#stage.layout-speaker .tile.featured[data-user=%s][data-source=screen]')`, quote(brunoRef)))
 	screenshot(t, aCtx, "call-speaker")
+	// Stopping withdraws the track: its tile goes on the other side. A new
+	// share is published afresh and arrives again.
+	screenTile := fmt.Sprintf(`#stage .tile[data-user=%s][data-source=screen]`, quote(brunoRef))
 	click(t, bCtx, "#call-share")
-	waitFor(t, aCtx, 10*time.Second, fmt.Sprintf(`document.querySelector('#stage .tile[data-user=%s][data-source=screen]')?.hidden`, quote(brunoRef)))
+	waitFor(t, aCtx, 10*time.Second, fmt.Sprintf(`!document.querySelector(%s)`, quote(screenTile)))
+	click(t, bCtx, "#call-share")
+	waitText(t, bCtx, "#call-share", "Stop sharing")
+	waitMedia(t, aCtx, brunoRef, true)
+	click(t, bCtx, "#call-share")
+	waitFor(t, aCtx, 10*time.Second, fmt.Sprintf(`!document.querySelector(%s)`, quote(screenTile)))
 
 	// Chat crosses with its author's name and organisation.
 	click(t, aCtx, "#call-chat")

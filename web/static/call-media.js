@@ -140,6 +140,11 @@ export class MediaSession {
       }
       case 'track_added':
         if (msg.owner === this.me) {
+          if (msg.source === 'screen' && !this.senders.has('screen')) {
+            // The share stopped before the SFU named it.
+            this.send({ type: 'unpublish', track: msg.id });
+            break;
+          }
           this.mine.set(msg.source, msg.id);
           if (this.muted.get(msg.source) !== msg.muted && this.muted.has(msg.source)) this.setMuted(msg.source, this.muted.get(msg.source));
         }
@@ -189,18 +194,28 @@ export class MediaSession {
     if (mic || cam) await this.offer();
   }
 
-  // share starts (track) or stops (null) the screen share. The SFU keeps a
-  // published track for the whole session, so stopping mutes the screen
-  // track and a new share reuses its m-section.
+  // share starts (track) or stops (null) the screen share. Stopping
+  // withdraws the track (spec §5.2 `unpublish`): the others see it go at
+  // once, and its m-section is retired, so a new share gets a new one.
   async share(track) {
     const t = this.senders.get('screen');
-    if (track && !t) {
+    if (track && t) {
+      await t.sender.replaceTrack(track);
+      return;
+    }
+    if (track) {
       this.senders.set('screen', this.pub.addTransceiver(track, { direction: 'sendonly', streams: [new MediaStream([track])] }));
       await this.offer();
       return;
     }
-    if (t) await t.sender.replaceTrack(track);
-    this.setMuted('screen', !track);
+    if (!t) return;
+    const id = this.mine.get('screen');
+    if (id) this.send({ type: 'unpublish', track: id });
+    this.senders.delete('screen');
+    this.mine.delete('screen');
+    this.muted.delete('screen');
+    t.stop();
+    await this.offer();
   }
 
   // offer renegotiates the publish connection; offers are chained so that
