@@ -184,6 +184,13 @@ func callScenario(t *testing.T, remote bool) {
 	waitText(t, aCtx, fmt.Sprintf(`#stage .tile[data-user=%s][data-source=camera] .tile-org`, quote(brunoRef)), org)
 	screenshot(t, aCtx, "call-grid")
 
+	// With the host's microphone off, the guest's (the fake device's tone)
+	// is the loudest: the host sees the guest's tile highlighted as the
+	// active speaker, also when the guest's audio comes over a trunk.
+	click(t, aCtx, "#call-mic")
+	waitFor(t, aCtx, 20*time.Second, fmt.Sprintf(`document.querySelector('#stage .tile.speaking[data-user=%s][data-source=camera]')`, quote(brunoRef)))
+	click(t, aCtx, "#call-mic")
+
 	// A screen share from the guest reaches the host.
 	click(t, bCtx, "#call-share")
 	waitText(t, bCtx, "#call-share", "Stop sharing")
