@@ -3,6 +3,7 @@ package media
 import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+	"time"
 )
 
 // This file is the whole boundary between the forwarding core and whatever
@@ -47,6 +48,10 @@ type UpTrack interface {
 	// LayerUsable reports whether layer currently receives media, and its
 	// bitrate in bits per second.
 	LayerUsable(layer int) (bitrate uint64, ok bool)
+	// RecentKeyframe is the sequence number of the first packet of layer's
+	// last keyframe, if it arrived within the last d. Called from a sink's
+	// WriteRTP, so the answer is never newer than the packet being written.
+	RecentKeyframe(layer int, d time.Duration) (seq uint16, ok bool)
 }
 
 // DownTrack is where an up-track's packets go.

@@ -239,15 +239,43 @@ func (d *downTrack) WriteRTP(p *Packet) {
 		d.retarget()
 	}
 	if p.Layer != d.current {
-		if p.Layer != d.target || !p.Keyframe {
+		if p.Layer != d.target {
 			return
 		}
-		d.switchTo(p)
+		if !p.Keyframe {
+			// Only the very start may begin with a keyframe that just
+			// passed: a switch goes on with the old layer meanwhile.
+			key, ok := uint16(0), false
+			if d.current < 0 {
+				key, ok = catchUpFrom(d.up, p, d.scratch[:])
+			}
+			if !ok {
+				return
+			}
+			replay(d.up, p, key, d.scratch[:], d.startWith)
+		} else {
+			d.switchTo(p)
+		}
 	}
 	if d.simulcast && p.Keyframe && d.target != d.current {
 		// The layer on its way out keeps flowing until the target's keyframe.
 		d.up.RequestKeyframe(d.target)
 	}
+	d.send(p)
+}
+
+// startWith sends a packet replayed from the cache at the start, switching
+// to its layer at the keyframe. Called with d.mu held.
+func (d *downTrack) startWith(p *Packet) {
+	if p.Keyframe {
+		d.switchTo(p)
+	}
+	d.send(p)
+}
+
+// send rewrites p into the subscriber's stream and writes it. Called with
+// d.mu held.
+func (d *downTrack) send(p *Packet) {
 	seqOut := p.Header.SequenceNumber + d.seqOffset
 	tsOut := p.Header.Timestamp + d.tsOffset
 	if int16(seqOut-d.lastSeqOut) > 0 {
@@ -264,6 +292,10 @@ func (d *downTrack) switchTo(p *Packet) {
 	if !d.started {
 		d.started = true
 		d.seqOffset, d.tsOffset = 0, 0
+		// The first packet moves the stream on whatever its number: a
+		// publisher's sequence numbers start anywhere in 0-65535.
+		d.lastSeqOut = p.Header.SequenceNumber - 1
+		d.lastTSOut = p.Header.Timestamp
 	} else {
 		elapsed := time.Now().UnixNano() - d.lastOut
 		step := uint32(uint64(max(elapsed, 0)) * uint64(d.clockRate) / uint64(time.Second))

@@ -133,13 +133,32 @@ func (s *trunkSlot) WriteRTP(p *Packet) {
 		return
 	}
 	if s.fresh {
+		// A video layer starts from its last keyframe when that just
+		// passed, so the far node's subscribers need not wait (catchup.go).
 		s.fresh = false
+		first := p.Header.SequenceNumber
+		key, catchUp := uint16(0), false
+		if s.kind == webrtc.RTPCodecTypeVideo {
+			key, catchUp = catchUpFrom(s.up, p, s.scratch[:])
+		}
+		if catchUp {
+			first = key
+		}
 		if s.started {
-			s.seqOffset = s.lastSeqOut + 1 - p.Header.SequenceNumber
+			s.seqOffset = s.lastSeqOut + 1 - first
 		} else {
 			s.started, s.seqOffset = true, 0
 		}
+		if catchUp {
+			replay(s.up, p, key, s.scratch[:], s.send)
+		}
 	}
+	s.send(p)
+}
+
+// send writes p, with its sequence number continued in the slot's own
+// numbering. Called with s.mu held.
+func (s *trunkSlot) send(p *Packet) {
 	seqOut := p.Header.SequenceNumber + s.seqOffset
 	if int16(seqOut-s.lastSeqOut) > 0 || s.lastSeqOut == 0 {
 		s.lastSeqOut = seqOut

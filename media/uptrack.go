@@ -78,6 +78,7 @@ type upLayer struct {
 	ssrc         atomic.Uint32
 	lastPacket   atomic.Int64
 	lastKeyframe atomic.Int64
+	keyframeSeq  atomic.Uint32
 	lastPLI      atomic.Int64
 	pending      atomic.Bool
 	bitrate      atomic.Uint64
@@ -218,6 +219,18 @@ func (t *upTrack) LayerUsable(layer int) (uint64, bool) {
 	return 0, false
 }
 
+func (t *upTrack) RecentKeyframe(layer int, d time.Duration) (uint16, bool) {
+	if t.kind != webrtc.RTPCodecTypeVideo || layer < 0 || layer >= maxLayers {
+		return 0, false
+	}
+	l := &t.layers[layer]
+	at := l.lastKeyframe.Load()
+	if at == 0 || time.Now().UnixNano()-at > int64(d) {
+		return 0, false
+	}
+	return uint16(l.keyframeSeq.Load()), true
+}
+
 // setPeerRates records the sending node's report of the track's layers.
 func (t *upTrack) setPeerRates(rates []uint64, now int64) {
 	for l := range maxLayers {
@@ -286,6 +299,7 @@ func (t *upTrack) forward(layer int, raw []byte, now int64) {
 	if t.kind == webrtc.RTPCodecTypeVideo {
 		keyframe = isKeyframe(t.codec.MimeType, payload)
 		if keyframe {
+			l.keyframeSeq.Store(uint32(l.hdr.SequenceNumber))
 			l.lastKeyframe.Store(now)
 		}
 		l.cache.store(l.hdr.SequenceNumber, raw)
