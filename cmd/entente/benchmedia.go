@@ -156,7 +156,11 @@ type mediaBench struct {
 	// The SFU counts a packet as forwarded to every subscriber of the
 	// track, whichever simulcast layer it selected; per packet the clients
 	// received is the cost of what was actually delivered.
-	ServerCPUPerReceived   *float64           `json:"server_cpu_us_per_received_packet"`
+	ServerCPUPerReceived *float64 `json:"server_cpu_us_per_received_packet"`
+	// ServerUserCPUPerPacket is the user-space part: on loopback the
+	// kernel time of a send includes delivering the packet to the
+	// receiving socket, which on a real network the receiver's host pays.
+	ServerUserCPUPerPacket *float64           `json:"server_user_cpu_us_per_forwarded_packet"`
 	ServerCPUMillis        float64            `json:"server_cpu_ms"`
 	ForwardedPackets       map[string]int64   `json:"forwarded_packets"`
 	ServerMallocsPerPacket *float64           `json:"server_mallocs_per_forwarded_packet"`
@@ -274,6 +278,8 @@ func (a *app) benchMedia(ctx context.Context, o benchMediaOptions) (mediaBench, 
 		perPacket := math.Round(float64(cpu.Nanoseconds())/float64(forwarded)) / 1000
 		mallocs := math.Round(float64(after.mallocs-before.mallocs)/float64(forwarded)*100) / 100
 		res.ServerCPUPerPacket, res.ServerMallocsPerPacket = &perPacket, &mallocs
+		perPacketUser := math.Round(float64((after.userCPU-before.userCPU).Nanoseconds())/float64(forwarded)) / 1000
+		res.ServerUserCPUPerPacket = &perPacketUser
 	}
 	if rep.PacketsReceived > 0 {
 		perReceived := math.Round(float64(cpu.Nanoseconds())/float64(rep.PacketsReceived)) / 1000
@@ -386,6 +392,7 @@ func benchMediaConference(ctx context.Context, nodes []*node.Node, k int, o benc
 // serverSample is what this process reads at each end of the window.
 type serverSample struct {
 	cpu          time.Duration
+	userCPU      time.Duration
 	mallocs      uint64
 	forwarded    []int64
 	trunkBytes   []int64
@@ -399,6 +406,7 @@ func sampleServer(nodes []*node.Node) (serverSample, error) {
 		return s, fmt.Errorf("getrusage: %w", err)
 	}
 	s.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	s.userCPU = time.Duration(ru.Utime.Nano())
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	s.mallocs = ms.Mallocs

@@ -35,7 +35,8 @@ func TestBenchMediaTinyScenario(t *testing.T) {
 	}
 	want := []string{"clients", "cores", "forwarded_packets", "go", "join_to_first_frame_ms", "latency_ms",
 		"packets_lost", "packets_received", "packets_sent", "scenario", "server_cpu_ms",
-		"server_cpu_us_per_forwarded_packet", "server_cpu_us_per_received_packet", "server_mallocs_per_forwarded_packet", "subscriptions",
+		"server_cpu_us_per_forwarded_packet", "server_cpu_us_per_received_packet", "server_mallocs_per_forwarded_packet",
+		"server_user_cpu_us_per_forwarded_packet", "subscriptions",
 		"subscriptions_without_media", "trunk_efficiency", "udp_rcvbuf_errors"}
 	if keys := jsonKeys(t, []byte(r.stdout)); !slices.Equal(keys, want) {
 		t.Fatalf("keys %v, want %v", keys, want)
@@ -84,7 +85,8 @@ func TestBenchMediaTinyScenario(t *testing.T) {
 		t.Fatalf("forwarded packets %v", got.ForwardedPackets)
 	}
 	if got.ServerCPUPerPacket == nil || *got.ServerCPUPerPacket <= 0 || got.ServerCPUMillis <= 0 ||
-		got.ServerCPUPerReceived == nil || *got.ServerCPUPerReceived < *got.ServerCPUPerPacket {
+		got.ServerCPUPerReceived == nil || *got.ServerCPUPerReceived < *got.ServerCPUPerPacket ||
+		got.ServerUserCPUPerPacket == nil || *got.ServerUserCPUPerPacket <= 0 || *got.ServerUserCPUPerPacket > *got.ServerCPUPerPacket {
 		t.Fatalf("server CPU %v µs per packet, %v ms", got.ServerCPUPerPacket, got.ServerCPUMillis)
 	}
 }
