@@ -363,6 +363,11 @@ func (c *client) negotiate() {
 		err = c.sub.SetLocalDescription(offer)
 	}
 	if err != nil {
+		if c.stopped || c.sub.ConnectionState() == webrtc.PeerConnectionStateClosed {
+			// The client is going; nothing is left to offer to.
+			c.log.Debug("create subscribe offer after close", "err", err)
+			return
+		}
 		c.log.Warn("create subscribe offer", "err", err)
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,7 @@ var layerSizes = [...]int{300, 600, fullLayerSize}
 type client struct {
 	p     Participant
 	api   *webrtc.API
+	udp   io.Closer // the socket's mux
 	clock clock
 	win   *window
 	ws    *websocket.Conn
@@ -504,6 +506,9 @@ func (c *client) close() {
 	}
 	if c.sub != nil {
 		_ = c.sub.Close()
+	}
+	if c.udp != nil {
+		_ = c.udp.Close()
 	}
 	c.wg.Wait()
 }

@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"time"
@@ -132,25 +134,28 @@ func Run(ctx context.Context, plan Plan, at func(Phase)) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	api, err := newAPI()
-	if err != nil {
-		return Report{}, err
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	clk := clock{base: time.Now()}
 	win := newWindow()
 	fail := make(chan error, 1)
-	clients := make([]*client, len(plan.Participants))
-	for i, p := range plan.Participants {
-		clients[i] = newClient(p, api, clk, win, fail)
-	}
+	clients := make([]*client, 0, len(plan.Participants))
 	defer func() {
 		cancel()
 		for _, c := range clients {
 			c.close()
 		}
 	}()
+
+	for _, p := range plan.Participants {
+		conn, api, err := clientSocket()
+		if err != nil {
+			return Report{}, err
+		}
+		c := newClient(p, api, clk, win, fail)
+		c.udp = conn
+		clients = append(clients, c)
+	}
 
 	// Publishers first, so that a subscriber's join-to-first-frame is not
 	// the time its publishers took to connect.
@@ -359,10 +364,34 @@ func tlsClient(caPEM string) (*http.Client, error) {
 	return &http.Client{Transport: tr, Timeout: connectLimit}, nil
 }
 
+// clientReadBuffer is the kernel receive buffer of a client's socket: a
+// subscriber of a large meeting receives thousands of packets a second,
+// and the clients share the machine's cores with the nodes, so bursts must
+// wait in the kernel rather than be dropped there.
+const clientReadBuffer = 4 << 20
+
+// clientSocket is one client's UDP socket on loopback, shared by its two
+// peer connections through a mux, and the WebRTC stack that uses it.
+// Closing the mux closes the socket.
+func clientSocket() (io.Closer, *webrtc.API, error) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, nil, fmt.Errorf("client socket: %w", err)
+	}
+	_ = conn.SetReadBuffer(clientReadBuffer)
+	mux := webrtc.NewICEUDPMux(nil, conn)
+	api, err := newAPI(mux)
+	if err != nil {
+		mux.Close()
+		return nil, nil, err
+	}
+	return mux, api, nil
+}
+
 // newAPI is the clients' WebRTC stack: pion's default codecs and
 // interceptors (NACK, reports, TWCC) as a browser would negotiate them,
-// on loopback only.
-func newAPI() (*webrtc.API, error) {
+// on loopback only, over mux.
+func newAPI(mux ice.UDPMux) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
 		return nil, fmt.Errorf("media engine: %w", err)
@@ -379,6 +408,7 @@ func newAPI() (*webrtc.API, error) {
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEUDPMux(mux)
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 }
 
