@@ -11,6 +11,7 @@ import (
 
 	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -124,14 +125,32 @@ func TestBrowserModeration(t *testing.T) {
 	aliceTile := fmt.Sprintf(`#stage .tile[data-user=%s][data-source=camera]`, quote(fc.aliceRef))
 	brunoTile := fmt.Sprintf(`#stage .tile[data-user=%s][data-source=camera]`, quote(fc.brunoRef))
 
+	// Bruno's system asks for reduced motion: reactions appear without
+	// their rising animation for him, and with it for Alice.
+	if _, err := cdp.Call(bCtx, chromedp.FromContext(bCtx).Target, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+		Features: []*emulation.MediaFeature{{Name: "prefers-reduced-motion", Value: "reduce"}},
+	}); err != nil {
+		t.Fatalf("emulate reduced motion: %v", err)
+	}
+
 	// Reactions: each side sees the other's on their tile, and hears it.
 	click(t, bCtx, `#call-controls button.reaction[data-reaction="👏"]`)
 	waitFor(t, aCtx, 10*time.Second, fmt.Sprintf(`document.querySelector(%s)?.textContent === '👏'`, quote(brunoTile+" .reaction-bubble")))
+	animation := func(ctx context.Context, tile string) string {
+		return eval[string](t, ctx, fmt.Sprintf(`(() => { const b = document.querySelector(%s); return b ? b.className + ' / ' + getComputedStyle(b).animationName : 'gone'; })()`, quote(tile+" .reaction-bubble")))
+	}
+	rising := animation(aCtx, brunoTile)
 	waitAnnounced(t, aCtx, "Bruno Lefèvre reacted: 👏")
 	waitAnnounced(t, bCtx, "Bruno Lefèvre (you) reacted: 👏")
 	click(t, aCtx, `#call-controls button.reaction[data-reaction="🎉"]`)
 	waitFor(t, bCtx, 10*time.Second, fmt.Sprintf(`document.querySelector(%s)?.textContent === '🎉'`, quote(aliceTile+" .reaction-bubble")))
 	waitAnnounced(t, bCtx, "Alice Martin reacted: 🎉")
+	if got := animation(bCtx, aliceTile); got != "reaction-bubble / none" {
+		t.Errorf("with reduced motion, the reaction is %q, want no animation", got)
+	}
+	if rising != "reaction-bubble animated / rise" {
+		t.Errorf("without reduced motion, the reaction is %q, want it rising", rising)
+	}
 	if label := eval[string](t, bCtx, `document.querySelector('#call-controls button.reaction[data-reaction="👏"]').getAttribute('aria-label')`); label != "React with 👏" {
 		t.Errorf("reaction button label %q", label)
 	}
