@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -88,7 +89,7 @@ type SFU struct {
 	router  *router
 	pubAPI  *webrtc.API
 	subAPI  *webrtc.API
-	udp     net.PacketConn
+	udp     io.Closer // the shared media socket's mux
 	// settings are kept for the trunks' API, which shares the UDP port and
 	// candidates with clients but has its own timeouts (trunk.go).
 	settings webrtc.SettingEngine
@@ -115,7 +116,7 @@ func New(o Options) (*SFU, error) {
 	}
 	s := &SFU{opts: o, log: log.With("component", "media"), metrics: m, router: newRouter(), clients: make(map[*client]struct{})}
 
-	se := webrtc.SettingEngine{}
+	se := webrtc.SettingEngine{LoggerFactory: pionLogs{s.log}}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(o.IncludeLoopback)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
@@ -132,8 +133,11 @@ func New(o Options) (*SFU, error) {
 		// buffer. The kernel caps the size at net.core.rmem_max/wmem_max.
 		_ = conn.SetReadBuffer(udpSocketBuffer)
 		_ = conn.SetWriteBuffer(udpSocketBuffer)
-		s.udp = conn
-		se.SetICEUDPMux(webrtc.NewICEUDPMux(nil, conn))
+		// Closing the mux closes the socket, without its reader taking
+		// the closed socket for an error.
+		mux := webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("ice"), conn)
+		s.udp = mux
+		se.SetICEUDPMux(mux)
 	}
 
 	pubEngine, pubInterceptors, err := newPublishEngine()
