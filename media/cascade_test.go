@@ -208,24 +208,7 @@ func TestCascadeSimulcastLayers(t *testing.T) {
 	layerAfterSwitch := func(maxW, maxH int, want byte) {
 		t.Helper()
 		sub.subscribe(id, maxW, maxH)
-		deadline := time.After(15 * time.Second)
-		for run := 0; run < 20; {
-			select {
-			case r := <-sub.media:
-				_, layer, _, ok := parsePayload(r.payload)
-				if !ok {
-					t.Fatalf("bad payload %x", r.payload)
-				}
-				if layer == want {
-					checkExact(t, video, []received{r})
-					run++
-				} else if run > 0 {
-					t.Fatalf("layer %c after switching to %c", layer, want)
-				}
-			case <-deadline:
-				t.Fatalf("never switched to layer %c", want)
-			}
-		}
+		sub.waitLayer(video, id, want, 15*time.Second)
 	}
 	layerAfterSwitch(320, 180, 'q')
 	if got := tr.sentOf(id); got[0] == 0 || got[1] != 0 || got[2] != 0 {

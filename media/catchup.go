@@ -42,19 +42,10 @@ func replay(up UpTrack, p *Packet, key uint16, buf []byte, send func(*Packet)) {
 	var h rtp.Header
 	first := true
 	for seq := key; seq != p.Header.SequenceNumber; seq++ {
-		n, ok := up.Cached(p.Layer, seq, buf)
+		payload, ok := readCached(up, p.Layer, seq, buf, &h)
 		if !ok {
 			continue
 		}
-		hdrLen, err := h.Unmarshal(buf[:n])
-		if err != nil {
-			continue
-		}
-		payload := buf[hdrLen:n]
-		if h.Padding && len(payload) > 0 && int(payload[len(payload)-1]) <= len(payload) {
-			payload = payload[:len(payload)-int(payload[len(payload)-1])]
-		}
-		h.Padding = false
 		send(&Packet{Header: &h, Payload: payload, Layer: p.Layer, Keyframe: first})
 		first = false
 	}

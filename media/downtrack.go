@@ -339,18 +339,10 @@ func (d *downTrack) retransmit(seqOut uint16) bool {
 	if d.writer == nil || !sent.valid || sent.seqOut != seqOut {
 		return false
 	}
-	n, ok := d.up.Cached(int(sent.layer), sent.seqIn, d.scratch[:])
+	var h rtp.Header
+	payload, ok := readCached(d.up, int(sent.layer), sent.seqIn, d.scratch[:], &h)
 	if !ok {
 		return false
-	}
-	var h rtp.Header
-	hdrLen, err := h.Unmarshal(d.scratch[:n])
-	if err != nil {
-		return false
-	}
-	payload := d.scratch[hdrLen:n]
-	if h.Padding && len(payload) > 0 && int(payload[len(payload)-1]) <= len(payload) {
-		payload = payload[:len(payload)-int(payload[len(payload)-1])]
 	}
 	d.write(&h, payload, seqOut, sent.tsOut)
 	return true

@@ -1,6 +1,10 @@
 package media
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/pion/rtp"
+)
 
 const (
 	// packetCacheSize covers about half a second of 720p video, enough for
@@ -50,4 +54,24 @@ func (c *packetCache) get(seq uint16, buf []byte) (int, bool) {
 		return 0, false
 	}
 	return copy(buf, s.buf[:s.n]), true
+}
+
+// readCached copies the cached packet seq of up's layer into buf and parses
+// it into h; the payload it returns lies in buf, without padding. Sinks use
+// it to resend (NACK) and to replay from a keyframe.
+func readCached(up UpTrack, layer int, seq uint16, buf []byte, h *rtp.Header) ([]byte, bool) {
+	n, ok := up.Cached(layer, seq, buf)
+	if !ok {
+		return nil, false
+	}
+	hdrLen, err := h.Unmarshal(buf[:n])
+	if err != nil {
+		return nil, false
+	}
+	payload := buf[hdrLen:n]
+	if h.Padding && len(payload) > 0 && int(payload[len(payload)-1]) <= len(payload) {
+		payload = payload[:len(payload)-int(payload[len(payload)-1])]
+	}
+	h.Padding = false
+	return payload, true
 }

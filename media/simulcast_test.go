@@ -16,12 +16,13 @@ func (c *testClient) estimate(ssrc uint32, bps float32) {
 }
 
 // waitLayer reads track's media until 20 packets in a row are of layer
-// want, each exactly as sent, and returns the SSRC they came with.
+// want, each exactly as sent, and returns the SSRC they came with. Once the
+// wanted layer has started, any other layer is a failure: a switch happens
+// at a keyframe and does not flip back.
 func (c *testClient) waitLayer(tr *testTrack, track string, want byte, timeout time.Duration) uint32 {
 	c.t.Helper()
 	deadline := time.After(timeout)
 	run := 0
-	var seen []byte
 	for {
 		select {
 		case r := <-c.media:
@@ -33,9 +34,8 @@ func (c *testClient) waitLayer(tr *testTrack, track string, want byte, timeout t
 				c.t.Fatalf("%s: bad payload % x", c.user, r.payload)
 			}
 			if layer != want {
-				run = 0
-				if len(seen) == 0 || seen[len(seen)-1] != layer {
-					seen = append(seen, layer)
+				if run > 0 {
+					c.t.Fatalf("%s: layer %c after switching to %c", c.user, layer, want)
 				}
 				continue
 			}
@@ -44,7 +44,7 @@ func (c *testClient) waitLayer(tr *testTrack, track string, want byte, timeout t
 				return r.ssrc
 			}
 		case <-deadline:
-			c.t.Fatalf("%s: never received layer %c within %v (layers seen in turn: %q)", c.user, want, timeout, seen)
+			c.t.Fatalf("%s: never switched to layer %c within %v", c.user, want, timeout)
 		}
 	}
 }

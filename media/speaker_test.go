@@ -92,8 +92,5 @@ func TestSpeakerFollowsTheLoudest(t *testing.T) {
 	bobMic.level = 10
 	bobMic.mu.Unlock()
 	ann.send(map[string]any{"type": "mute", "track": annID, "muted": true})
-	m = ann.waitMessage("speaker", func(m map[string]any) bool { return m["user"] == bob.user }, 10*time.Second)
-	if m["user"] != bob.user {
-		t.Fatalf("speaker %v, want %s", m["user"], bob.user)
-	}
+	ann.waitMessage("speaker", func(m map[string]any) bool { return m["user"] == bob.user }, 10*time.Second)
 }

@@ -63,7 +63,6 @@ type trunk struct {
 	people  map[string]*remoteParticipant
 	removed map[string]bool
 	asked   map[string]layerSet
-	ticks   int
 	// unmet are wants waiting for slots; growAsked when more slots of a
 	// kind were last asked for (trunk_grow.go).
 	unmet     map[string]layerSet
@@ -431,7 +430,7 @@ func (t *trunk) sendPLI(ssrc uint32) error {
 func (t *trunk) demandLoop() {
 	ticker := time.NewTicker(demandInterval)
 	defer ticker.Stop()
-	for {
+	for ticks := 1; ; ticks++ {
 		select {
 		case <-t.done:
 			return
@@ -458,14 +457,12 @@ func (t *trunk) demandLoop() {
 				changed = append(changed, wantMsg{Type: "want", Track: id, Layers: set.list()})
 			}
 		}
-		t.ticks++
-		report := t.ticks%ratesEvery == 0
 		t.mu.Unlock()
 		for _, m := range changed {
 			t.send(m)
 		}
 		t.retryUnmet()
-		if report {
+		if ticks%ratesEvery == 0 {
 			t.sendRates()
 		}
 	}

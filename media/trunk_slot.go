@@ -242,18 +242,10 @@ func (s *trunkSlot) retransmit(seqOut uint16) bool {
 	if s.writer == nil || s.up == nil || !sent.valid || sent.seqOut != seqOut {
 		return false
 	}
-	n, ok := s.up.Cached(int(sent.layer), sent.seqIn, s.scratch[:])
+	var h rtp.Header
+	payload, ok := readCached(s.up, int(sent.layer), sent.seqIn, s.scratch[:], &h)
 	if !ok {
 		return false
-	}
-	var h rtp.Header
-	hdrLen, err := h.Unmarshal(s.scratch[:n])
-	if err != nil {
-		return false
-	}
-	payload := s.scratch[hdrLen:n]
-	if h.Padding && len(payload) > 0 && int(payload[len(payload)-1]) <= len(payload) {
-		payload = payload[:len(payload)-int(payload[len(payload)-1])]
 	}
 	s.hasLevel = false
 	s.write(&h, payload, seqOut)

@@ -54,10 +54,7 @@ func TestUnpublishOneTrack(t *testing.T) {
 
 	pub.send(map[string]any{"type": "unpublish", "track": screenID})
 	for _, sub := range subs {
-		m := sub.waitMessage("track_removed", func(m map[string]any) bool { return m["track"] == screenID }, 5*time.Second)
-		if m["track"] != screenID {
-			t.Fatalf("%s: %v", sub.user, m)
-		}
+		sub.waitMessage("track_removed", func(m map[string]any) bool { return m["track"] == screenID }, 5*time.Second)
 	}
 	for _, sub := range subs {
 		sub.collect(300 * time.Millisecond) // what was already on its way
@@ -92,7 +89,5 @@ func TestUnpublishOneTrack(t *testing.T) {
 	}
 	// A track that is gone cannot be withdrawn twice.
 	pub.send(map[string]any{"type": "unpublish", "track": screenID})
-	if m := pub.waitMessage("error", func(m map[string]any) bool { return m["code"] == "unknown_track" }, 5*time.Second); m == nil {
-		t.Fatal("second unpublish accepted")
-	}
+	pub.waitMessage("error", func(m map[string]any) bool { return m["code"] == "unknown_track" }, 5*time.Second)
 }

@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -506,19 +507,24 @@ func (a *app) runMediaClients(ctx context.Context, nodes []*node.Node, plan medi
 	sc := bufio.NewScanner(out)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	var sawStart, sawEnd, sawReport bool
+	stopProfile := func() error { return nil }
+	defer func() { _ = stopProfile() }()
 	for sc.Scan() && err == nil {
 		switch line := sc.Text(); {
 		case line == lineWindowStart:
 			before, err = sampleServer(nodes)
 			sawStart = true
 			if err == nil && cpuProfile != "" {
-				err = startProfile(cpuProfile)
+				var stop func() error
+				if stop, err = startProfile(cpuProfile); err == nil {
+					stopProfile = stop
+				}
 			}
 		case line == lineWindowEnd:
 			after, err = sampleServer(nodes)
 			sawEnd = true
-			if cpuProfile != "" {
-				pprof.StopCPUProfile()
+			if perr := stopProfile(); err == nil {
+				err = perr
 			}
 		case strings.HasPrefix(line, "{"):
 			err = json.Unmarshal([]byte(line), &rep)
@@ -535,20 +541,28 @@ func (a *app) runMediaClients(ctx context.Context, nodes []*node.Node, plan medi
 	return before, after, rep, err
 }
 
-// startProfile profiles this process, where only the nodes run, until
-// pprof.StopCPUProfile.
-func startProfile(path string) error {
+// startProfile profiles this process, where only the nodes run; the
+// function it returns stops the profile and writes the file, once.
+func startProfile(path string) (func() error, error) {
 	f, err := os.Create(path)
 	if err != nil {
-		return fmt.Errorf("cpu profile: %w", err)
+		return nil, fmt.Errorf("cpu profile: %w", err)
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
 		f.Close()
-		return fmt.Errorf("cpu profile: %w", err)
+		return nil, fmt.Errorf("cpu profile: %w", err)
 	}
-	// The profile is written when it stops; the file stays open until the
-	// process ends.
-	return nil
+	var once sync.Once
+	var closeErr error
+	return func() error {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				closeErr = fmt.Errorf("cpu profile: %w", err)
+			}
+		})
+		return closeErr
+	}, nil
 }
 
 // benchMediaClients is the child's side: it reads a plan, runs it, and
