@@ -41,6 +41,9 @@ type benchMediaOptions struct {
 	// video is how many of a meeting's participants also publish a camera;
 	// -1 means all of them.
 	video int
+	// udp is how the nodes use UDP: one shared port each, as in
+	// production (media.udp_port), or a port per connection.
+	udp string
 }
 
 // Bounds of `bench media`, so that every scenario ends.
@@ -53,6 +56,9 @@ const (
 	mediaSetupLimit = 3 * time.Minute
 	// maxPlanBytes bounds the plan a --clients-only process reads.
 	maxPlanBytes = 8 << 20
+	// Values of --udp.
+	udpShared        = "shared"
+	udpPerConnection = "per-connection"
 	// Lines the clients process writes; see benchMediaClients.
 	lineWindowStart = "window-start"
 	lineWindowEnd   = "window-end"
@@ -76,7 +82,14 @@ The clients run in a second process (this binary re-executed with
 --clients-only), so that this process's CPU time is only the nodes'. After
 every subscription carries media, they measure for --duration. Prints one JSON
 object: the nodes' CPU time per forwarded packet, packets sent, received and
-lost, kernel UDP receive-buffer drops, latency and join-to-first-frame.`,
+lost, kernel UDP receive-buffer drops, latency and join-to-first-frame.
+
+Each node uses a UDP port per peer connection, or with --udp shared one port
+for all (media.udp_port). After the run, udp_floor gives the CPU one thread of
+this machine spends, without any WebRTC, to send a datagram of the run's mean
+size to as many loopback sockets as a track has subscribers: with sendto (as
+pion sends) and with sendmmsg. No SFU forwards a packet here for less than the
+sendmmsg figure.`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGTERM, syscall.SIGINT)
@@ -105,6 +118,7 @@ lost, kernel UDP receive-buffer drops, latency and join-to-first-frame.`,
 	c.Flags().BoolVar(&o.simulcast, "simulcast", true, "send video as three simulcast layers")
 	c.Flags().BoolVar(&o.clientsOnly, "clients-only", false, "run the clients of a plan read from standard input (used by bench media itself)")
 	c.Flags().IntVar(&o.video, "video", -1, "with --meeting: how many participants also publish a camera (default all); everyone publishes audio")
+	c.Flags().StringVar(&o.udp, "udp", udpPerConnection, "how each node uses UDP for media, as media.udp_port: per-connection (a port per peer connection, the default of media.udp_port 0) or shared (one port per node)")
 	c.Flags().StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the nodes over the measurement window to this file (go tool pprof)")
 	_ = c.Flags().MarkHidden("clients-only")
 	return c
@@ -125,6 +139,9 @@ func (o benchMediaOptions) validate() error {
 	}
 	if o.meeting == 1 {
 		return usagef("--meeting needs at least 2 participants, got 1")
+	}
+	if o.udp != udpShared && o.udp != udpPerConnection {
+		return usagef("--udp must be %s or %s, got %q", udpShared, udpPerConnection, o.udp)
 	}
 	if o.video >= 0 && (o.meeting == 0 || o.video > o.meeting) {
 		return usagef("--video needs --meeting and at most its %d participants, got %d", o.meeting, o.video)
@@ -178,9 +195,14 @@ type mediaBench struct {
 	// at the layer its subscribers there received); 1 is ideal, and it must
 	// not grow with the number of remote subscribers. Null with one node.
 	TrunkEfficiency *float64 `json:"trunk_efficiency"`
-	Clients         string   `json:"clients"`
-	Cores           int      `json:"cores"`
-	Go              string   `json:"go"`
+	// UDPFloor is the CPU one thread spends to send one datagram of the
+	// run's mean forwarded size to as many loopback sockets as a track has
+	// subscribers, without WebRTC: no SFU forwards a packet for less.
+	// Measured after the clients have gone.
+	UDPFloor *mediabench.Floor `json:"udp_floor"`
+	Clients  string            `json:"clients"`
+	Cores    int               `json:"cores"`
+	Go       string            `json:"go"`
 }
 
 type mediaScenario struct {
@@ -195,12 +217,13 @@ type mediaScenario struct {
 	Participants    int     `json:"participants"`
 	DurationS       float64 `json:"duration_s"`
 	Simulcast       bool    `json:"simulcast"`
+	UDP             string  `json:"udp"`
 }
 
 func (a *app) benchMedia(ctx context.Context, o benchMediaOptions) (mediaBench, error) {
 	res := mediaBench{
 		Scenario: mediaScenario{Nodes: o.nodes, Conferences: o.conferences, Meeting: o.meeting,
-			Participants: o.conferences * o.perConference(), DurationS: o.duration.Seconds(), Simulcast: o.simulcast},
+			Participants: o.conferences * o.perConference(), DurationS: o.duration.Seconds(), Simulcast: o.simulcast, UDP: o.udp},
 		ForwardedPackets: map[string]int64{},
 		Clients:          "subprocess",
 		Cores:            runtime.NumCPU(),
@@ -233,9 +256,16 @@ func (a *app) benchMedia(ctx context.Context, o benchMediaOptions) (mediaBench, 
 		if err != nil {
 			return res, fmt.Errorf("bench node %s: %w", name, err)
 		}
+		var udpPort int
+		if o.udp == udpShared {
+			if udpPort, err = freeUDPPort(); err != nil {
+				l.Close()
+				return res, fmt.Errorf("bench node %s: %w", name, err)
+			}
+		}
 		n, err := startLocalNode(ctx, l, localNode{
 			name: name, dataDir: filepath.Join(dir, fmt.Sprintf("node-%d", i+1)), ca: ca, caFile: caFile,
-			log: log.With("institution", name),
+			log: log.With("institution", name), udpPort: udpPort,
 		})
 		if err != nil {
 			return res, fmt.Errorf("bench node %s: %w", name, err)
@@ -269,11 +299,12 @@ func (a *app) benchMedia(ctx context.Context, o benchMediaOptions) (mediaBench, 
 	res.UDPRcvbufErrors = after.rcvbufErrors - before.rcvbufErrors
 	cpu := after.cpu - before.cpu
 	res.ServerCPUMillis = math.Round(float64(cpu.Microseconds())) / 1000
-	var forwarded int64
+	var forwarded, forwardedBytes int64
 	for i, n := range nodes {
 		f := after.forwarded[i] - before.forwarded[i]
 		res.ForwardedPackets[n.Name()] = f
 		forwarded += f
+		forwardedBytes += after.forwardedBytes[i] - before.forwardedBytes[i]
 	}
 	if forwarded > 0 {
 		perPacket := math.Round(float64(cpu.Nanoseconds())/float64(forwarded)) / 1000
@@ -295,7 +326,32 @@ func (a *app) benchMedia(ctx context.Context, o benchMediaOptions) (mediaBench, 
 		eff := math.Round(float64(trunkBytes)/float64(wanted)*1000) / 1000
 		res.TrunkEfficiency = &eff
 	}
+	if forwarded > 0 {
+		// The mean datagram: the payload forwarded, an RTP header and
+		// the SRTP authentication tag (AES-GCM, 16 bytes).
+		size := int(forwardedBytes/forwarded) + rtpHeaderBytes + srtpTagBytes
+		floor, err := mediabench.MeasureFloor(o.sinksPerTrack(), size)
+		if err != nil {
+			return res, err
+		}
+		res.UDPFloor = &floor
+	}
 	return res, nil
+}
+
+// Sizes added to a forwarded payload on the wire, for the UDP floor.
+const (
+	rtpHeaderBytes = 12
+	srtpTagBytes   = 16
+)
+
+// sinksPerTrack is how many participants of a conference receive each
+// track: all the others in a meeting, the subscribers otherwise.
+func (o benchMediaOptions) sinksPerTrack() int {
+	if o.meeting > 0 {
+		return o.meeting - 1
+	}
+	return max(o.subscribers, 1)
 }
 
 func shutdownAll(nodes []*node.Node) {
@@ -390,14 +446,25 @@ func benchMediaConference(ctx context.Context, nodes []*node.Node, k int, o benc
 	return out, nil
 }
 
+// freeUDPPort finds a UDP port nothing listens on, for a node to take.
+func freeUDPPort() (int, error) {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{})
+	if err != nil {
+		return 0, fmt.Errorf("find a free UDP port: %w", err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port, nil
+}
+
 // serverSample is what this process reads at each end of the window.
 type serverSample struct {
-	cpu          time.Duration
-	userCPU      time.Duration
-	mallocs      uint64
-	forwarded    []int64
-	trunkBytes   []int64
-	rcvbufErrors int64
+	cpu            time.Duration
+	userCPU        time.Duration
+	mallocs        uint64
+	forwarded      []int64
+	forwardedBytes []int64
+	trunkBytes     []int64
+	rcvbufErrors   int64
 }
 
 func sampleServer(nodes []*node.Node) (serverSample, error) {
@@ -416,7 +483,8 @@ func sampleServer(nodes []*node.Node) (serverSample, error) {
 		if err != nil {
 			return s, err
 		}
-		s.forwarded = append(s.forwarded, f)
+		s.forwarded = append(s.forwarded, f.packets)
+		s.forwardedBytes = append(s.forwardedBytes, f.bytes)
 		s.trunkBytes = append(s.trunkBytes, int64(n.SFU().TrunkStats().BytesSent))
 	}
 	var err error
@@ -424,22 +492,32 @@ func sampleServer(nodes []*node.Node) (serverSample, error) {
 	return s, err
 }
 
-// forwardedPackets sums the SFU's forwarded-packet counter over kinds.
-func forwardedPackets(n *node.Node) (int64, error) {
+// forwarded is what an SFU's counters say it forwarded, over media kinds.
+type forwarded struct{ packets, bytes int64 }
+
+// forwardedPackets sums the SFU's forwarded packet and payload byte
+// counters over kinds.
+func forwardedPackets(n *node.Node) (forwarded, error) {
+	var f forwarded
 	families, err := n.Registry().Gather()
 	if err != nil {
-		return 0, fmt.Errorf("%s metrics: %w", n.Name(), err)
+		return f, fmt.Errorf("%s metrics: %w", n.Name(), err)
 	}
-	var total float64
-	for _, f := range families {
-		if f.GetName() != "entente_media_forwarded_packets_total" {
+	for _, fam := range families {
+		var sum *int64
+		switch fam.GetName() {
+		case "entente_media_forwarded_packets_total":
+			sum = &f.packets
+		case "entente_media_forwarded_bytes_total":
+			sum = &f.bytes
+		default:
 			continue
 		}
-		for _, m := range f.GetMetric() {
-			total += m.GetCounter().GetValue()
+		for _, m := range fam.GetMetric() {
+			*sum += int64(m.GetCounter().GetValue())
 		}
 	}
-	return int64(total), nil
+	return f, nil
 }
 
 // udpRcvbufErrors reads the kernel's count of UDP datagrams dropped for a

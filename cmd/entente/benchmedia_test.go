@@ -37,7 +37,7 @@ func TestBenchMediaTinyScenario(t *testing.T) {
 		"packets_lost", "packets_received", "packets_sent", "scenario", "server_cpu_ms",
 		"server_cpu_us_per_forwarded_packet", "server_cpu_us_per_received_packet", "server_mallocs_per_forwarded_packet",
 		"server_user_cpu_us_per_forwarded_packet", "subscriptions",
-		"subscriptions_without_media", "trunk_efficiency", "udp_rcvbuf_errors"}
+		"subscriptions_without_media", "trunk_efficiency", "udp_floor", "udp_rcvbuf_errors"}
 	if keys := jsonKeys(t, []byte(r.stdout)); !slices.Equal(keys, want) {
 		t.Fatalf("keys %v, want %v", keys, want)
 	}
@@ -59,7 +59,7 @@ func TestBenchMediaTinyScenario(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 		t.Fatal(err)
 	}
-	wantScenario := mediaScenario{Nodes: 1, Conferences: 1, Publishers: 1, Subscribers: 2, Participants: 3, DurationS: 2, Simulcast: true}
+	wantScenario := mediaScenario{Nodes: 1, Conferences: 1, Publishers: 1, Subscribers: 2, Participants: 3, DurationS: 2, Simulcast: true, UDP: "per-connection"}
 	if got.Scenario != wantScenario {
 		t.Fatalf("scenario %+v, want %+v", got.Scenario, wantScenario)
 	}
@@ -89,6 +89,12 @@ func TestBenchMediaTinyScenario(t *testing.T) {
 		got.ServerUserCPUPerPacket == nil || *got.ServerUserCPUPerPacket <= 0 || *got.ServerUserCPUPerPacket > *got.ServerCPUPerPacket {
 		t.Fatalf("server CPU %v µs per packet, %v ms", got.ServerCPUPerPacket, got.ServerCPUMillis)
 	}
+	// The floor is measured at the run's mean datagram, to each subscriber.
+	f := got.UDPFloor
+	if f == nil || f.Destinations != 2 || f.DatagramBytes <= rtpHeaderBytes+srtpTagBytes || f.Packets <= 0 ||
+		f.Sendto <= 0 || f.Sendmmsg <= 0 {
+		t.Fatalf("udp floor %+v", f)
+	}
 }
 
 // A meeting where only some participants have a camera: everyone hears
@@ -107,7 +113,7 @@ func TestBenchMediaMeetingWithFewCameras(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 		t.Fatal(err)
 	}
-	want := mediaScenario{Nodes: 1, Conferences: 1, Meeting: 3, VideoPublishers: 1, Participants: 3, DurationS: 1, Simulcast: true}
+	want := mediaScenario{Nodes: 1, Conferences: 1, Meeting: 3, VideoPublishers: 1, Participants: 3, DurationS: 1, Simulcast: true, UDP: "per-connection"}
 	if got.Scenario != want {
 		t.Fatalf("scenario %+v, want %+v", got.Scenario, want)
 	}
@@ -118,6 +124,35 @@ func TestBenchMediaMeetingWithFewCameras(t *testing.T) {
 	}
 	if st, err := os.Stat(profile); err != nil || st.Size() == 0 {
 		t.Fatalf("cpu profile: %v", err)
+	}
+}
+
+// Two nodes each on one shared UDP port, as in production: every
+// subscription on both nodes carries media, and the scenario says so.
+func TestBenchMediaOnSharedPorts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts nodes and WebRTC clients")
+	}
+	env := append(os.Environ(), "ENTENTE_TEST_RUN_MAIN=1")
+	r := runCLI(t, env, "bench", "media", "--nodes", "2", "--meeting", "3", "--duration", "1s", "--udp", "shared")
+	if r.code != 0 {
+		t.Fatalf("code %d, stderr %q", r.code, r.stderr)
+	}
+	var got mediaBench
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := mediaScenario{Nodes: 2, Conferences: 1, Meeting: 3, VideoPublishers: 3, Participants: 3, DurationS: 1, Simulcast: true, UDP: "shared"}
+	if got.Scenario != want {
+		t.Fatalf("scenario %+v, want %+v", got.Scenario, want)
+	}
+	// Three participants, each heard and seen by the two others.
+	if got.Subscriptions != 12 || got.SubscriptionsNoMedia != 0 || got.JoinToFirstFrame.N != 6 {
+		t.Fatalf("subscriptions %d, without media %d, first frames %d; want 12, 0 and 6",
+			got.Subscriptions, got.SubscriptionsNoMedia, got.JoinToFirstFrame.N)
+	}
+	if len(got.ForwardedPackets) != 2 || got.ForwardedPackets["Bench Node 1"] <= 0 || got.ForwardedPackets["Bench Node 2"] <= 0 {
+		t.Fatalf("forwarded packets %v", got.ForwardedPackets)
 	}
 }
 
@@ -137,6 +172,7 @@ func TestBenchMediaRefusesScenarios(t *testing.T) {
 		{[]string{"--publishers", "0"}, "--publishers and --subscribers must each be at least 1"},
 		{[]string{"--subscribers", "-1"}, "cannot be negative"},
 		{[]string{"--meeting", "20", "--conferences", "26"}, "520 participants in all; at most 500"},
+		{[]string{"--udp", "multicast"}, `--udp must be shared or per-connection, got "multicast"`},
 	} {
 		r := runCLI(t, nil, append([]string{"bench", "media"}, tc.args...)...)
 		if r.code != 2 || !strings.Contains(r.stderr, tc.want) || r.stdout != "" {

@@ -161,6 +161,8 @@ type localNode struct {
 	log     *slog.Logger
 	// databaseURL selects PostgreSQL; empty means SQLite in dataDir.
 	databaseURL string
+	// udpPort, if not 0, is the node's one UDP port for media.
+	udpPort int
 }
 
 // startLocalNode starts a node serving on l, which it closes on failure.
@@ -187,6 +189,7 @@ func startLocalNode(ctx context.Context, l net.Listener, ln localNode) (*node.No
 	cfg.Federation.AllowPrivateAddresses = true // a local federation, on loopback
 	cfg.Federation.CAFile = ln.caFile
 	cfg.Media.LoopbackCandidates = true // browsers and nodes on this machine
+	cfg.Media.UDPPort = ln.udpPort
 	cfg.Log.Format = "text"
 	n, err := node.New(ctx, cfg, node.Options{Logger: ln.log, Version: version, Listener: l})
 	if err != nil {

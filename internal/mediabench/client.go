@@ -37,14 +37,17 @@ var layerSizes = [...]int{300, 600, fullLayerSize}
 // client is one synthetic participant: a signalling WebSocket and the two
 // peer connections of spec/client-api.md §5.
 type client struct {
-	p     Participant
-	api   *webrtc.API
-	udp   io.Closer // the socket's mux
-	clock clock
-	win   *window
-	ws    *websocket.Conn
-	pub   *webrtc.PeerConnection
-	sub   *webrtc.PeerConnection
+	p Participant
+	// pubAPI and subAPI each have their own socket, as a browser's peer
+	// connections do: a node with one shared UDP port tells its peer
+	// connections apart by the remote address.
+	pubAPI, subAPI *webrtc.API
+	udp            []io.Closer // the sockets' muxes
+	clock          clock
+	win            *window
+	ws             *websocket.Conn
+	pub            *webrtc.PeerConnection
+	sub            *webrtc.PeerConnection
 
 	joined    chan struct{}
 	published chan struct{}
@@ -77,8 +80,8 @@ type localTrack struct {
 	inWindow atomic.Int64
 }
 
-func newClient(p Participant, api *webrtc.API, c clock, w *window, fail chan error) *client {
-	return &client{p: p, api: api, clock: c, win: w, joined: make(chan struct{}), published: make(chan struct{}),
+func newClient(p Participant, pubAPI, subAPI *webrtc.API, c clock, w *window, fail chan error) *client {
+	return &client{p: p, pubAPI: pubAPI, subAPI: subAPI, clock: c, win: w, joined: make(chan struct{}), published: make(chan struct{}),
 		pubUp: make(chan struct{}), fail: fail, subs: map[string]*subscription{}}
 }
 
@@ -100,10 +103,10 @@ func (c *client) connect(ctx context.Context, httpClient *http.Client, limit tim
 	}
 	c.ws = ws
 	ws.SetReadLimit(readLimit)
-	if c.pub, err = c.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	if c.pub, err = c.pubAPI.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		return fmt.Errorf("%s: publish connection: %w", c.p.Name, err)
 	}
-	if c.sub, err = c.api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	if c.sub, err = c.subAPI.NewPeerConnection(webrtc.Configuration{}); err != nil {
 		return fmt.Errorf("%s: subscribe connection: %w", c.p.Name, err)
 	}
 	c.pub.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
@@ -507,8 +510,8 @@ func (c *client) close() {
 	if c.sub != nil {
 		_ = c.sub.Close()
 	}
-	if c.udp != nil {
-		_ = c.udp.Close()
+	for _, u := range c.udp {
+		_ = u.Close()
 	}
 	c.wg.Wait()
 }

@@ -148,12 +148,17 @@ func Run(ctx context.Context, plan Plan, at func(Phase)) (Report, error) {
 	}()
 
 	for _, p := range plan.Participants {
-		conn, api, err := clientSocket()
+		pubConn, pubAPI, err := clientSocket()
 		if err != nil {
 			return Report{}, err
 		}
-		c := newClient(p, api, clk, win, fail)
-		c.udp = conn
+		subConn, subAPI, err := clientSocket()
+		if err != nil {
+			pubConn.Close()
+			return Report{}, err
+		}
+		c := newClient(p, pubAPI, subAPI, clk, win, fail)
+		c.udp = []io.Closer{pubConn, subConn}
 		clients = append(clients, c)
 	}
 
@@ -370,8 +375,8 @@ func tlsClient(caPEM string) (*http.Client, error) {
 // wait in the kernel rather than be dropped there.
 const clientReadBuffer = 4 << 20
 
-// clientSocket is one client's UDP socket on loopback, shared by its two
-// peer connections through a mux, and the WebRTC stack that uses it.
+// clientSocket is a UDP socket on loopback for one of a client's peer
+// connections, and the WebRTC stack that uses it.
 // Closing the mux closes the socket.
 func clientSocket() (io.Closer, *webrtc.API, error) {
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
