@@ -58,9 +58,15 @@ func newFabric() *fabric {
 // node starts an SFU named did joined to the fabric; net, if set, is the
 // network its trunks use.
 func (f *fabric) node(t *testing.T, did string, tn transport.Net) *cascadeNode {
+	return f.nodeWith(t, did, tn, Options{})
+}
+
+// nodeWith is node with the SFU's other options (ports, addresses) from o.
+func (f *fabric) nodeWith(t *testing.T, did string, tn transport.Net, o Options) *cascadeNode {
 	t.Helper()
 	n := &cascadeNode{did: did, f: f, testNode: &testNode{membership: &fakeMembership{denied: map[string]error{}}, registry: prometheus.NewRegistry()}}
-	s, err := New(Options{Membership: n.membership, Registry: n.registry, IncludeLoopback: true, Cascade: n})
+	o.Membership, o.Registry, o.IncludeLoopback, o.Cascade = n.membership, n.registry, true, n
+	s, err := New(o)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -63,8 +63,10 @@ type trunkSet struct {
 	log *slog.Logger
 
 	apiOnce sync.Once
-	api     *webrtc.API
-	apiErr  error
+	// hostAPI serves the trunks of conferences hosted here, on the
+	// node's media port; memberAPI those this node opens to other hosts.
+	hostAPI, memberAPI *webrtc.API
+	apiErr             error
 	// net replaces the network the trunks use; tests cut it.
 	net transport.Net
 
@@ -154,11 +156,11 @@ func (s *SFU) TrunkStats() TrunkStats {
 	}
 }
 
-// trunkAPI builds, once, the pion API of trunks: every codec clients may
+// trunkAPI builds, once, the pion APIs of trunks: every codec clients may
 // publish, NACK generation towards the sending node and RTCP reports, and
 // ICE timeouts short enough that a cut is noticed and restarted within
-// seconds (§10.6).
-func (ts *trunkSet) trunkAPI() (*webrtc.API, error) {
+// seconds (§10.6). It returns the member side's API if member is set.
+func (ts *trunkSet) trunkAPI(member bool) (*webrtc.API, error) {
 	ts.apiOnce.Do(func() {
 		m := &webrtc.MediaEngine{}
 		if err := registerCodecs(m, false); err != nil {
@@ -181,9 +183,20 @@ func (ts *trunkSet) trunkAPI() (*webrtc.API, error) {
 		if ts.net != nil {
 			se.SetNet(ts.net)
 		}
-		ts.api = webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+		ts.hostAPI = webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+		// A member opens each trunk from a UDP port of its own, as a
+		// browser does. On a shared port the host's UDP mux tells peer
+		// connections apart by their remote address, and every trunk from
+		// a member's shared port would come from the same one: a second
+		// conference between the same two nodes would take the first's
+		// packets.
+		se.SetICEUDPMux(nil)
+		ts.memberAPI = webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	})
-	return ts.api, ts.apiErr
+	if member {
+		return ts.memberAPI, ts.apiErr
+	}
+	return ts.hostAPI, ts.apiErr
 }
 
 // localJoined runs when a local client joins a conference's media: the first

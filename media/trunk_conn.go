@@ -76,7 +76,7 @@ type trackCounter struct {
 }
 
 func (ts *trunkSet) newTrunk(conference, peer string, member, relay bool) (*trunk, error) {
-	api, err := ts.trunkAPI()
+	api, err := ts.trunkAPI(member)
 	if err != nil {
 		return nil, fmt.Errorf("media: trunk api: %w", err)
 	}

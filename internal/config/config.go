@@ -66,7 +66,7 @@ type Federation struct {
 
 // Media configures the node's SFU (package media).
 type Media struct {
-	UDPPort            int    `yaml:"udp_port" default:"0" doc:"One UDP port for all media (open it in the firewall). 0: an ephemeral port per connection."`
+	UDPPort            int    `yaml:"udp_port" default:"0" doc:"One UDP port for the media of all clients and of the trunks this node hosts (open it in the firewall); trunks to other hosts use a port each. 0: an ephemeral port per connection."`
 	PublicIPs          string `yaml:"public_ips" doc:"Comma-separated public IP addresses announced to browsers and peers when the node is behind 1:1 NAT."`
 	STUNServers        string `yaml:"stun_servers" doc:"Comma-separated stun: URLs given to browsers for finding their own public address."`
 	LoopbackCandidates bool   `yaml:"loopback_candidates" default:"false" doc:"Offer loopback addresses for media. Only for a node and its users on one machine, such as the demo."`

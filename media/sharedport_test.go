@@ -1,0 +1,81 @@
+package media
+
+import (
+	"net"
+	"testing"
+	"time"
+)
+
+// freePort finds a UDP port nothing listens on.
+func freePort(t *testing.T) int {
+	t.Helper()
+	probe, err := net.ListenUDP("udp", &net.UDPAddr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	return probe.LocalAddr().(*net.UDPAddr).Port
+}
+
+// Two conferences between the same two organisations, at the same time, with
+// each node on its one shared UDP port and one announced address, as in
+// production. Each conference has its own trunk, and both carry media for
+// longer than a trunk takes to fail when its ICE checks go unanswered: the
+// two trunks must not be told apart by an address they share.
+func TestTwoConferencesBetweenTwoNodesOnSharedPorts(t *testing.T) {
+	f := newFabric()
+	one := []string{"127.0.0.1"}
+	a := f.nodeWith(t, "did:web:a", nil, Options{UDPPort: freePort(t), PublicIPs: one})
+	b := f.nodeWith(t, "did:web:b", nil, Options{UDPPort: freePort(t), PublicIPs: one})
+
+	type call struct {
+		pub, sub *testClient
+		track    *testTrack
+		id       string
+	}
+	var calls []*call
+	for i, conf := range []string{"conf-x", "conf-y"} {
+		f.hosts(conf, a)
+		c := &call{
+			pub:   connect(t, a.testNode, conf, "ann@did:web:a", clientOptions{}),
+			sub:   connect(t, b.testNode, conf, "bob@did:web:b", clientOptions{autoSubscribe: true}),
+			track: &testTrack{tag: byte('x' + i), kind: "audio", source: "microphone"},
+		}
+		c.pub.publish(c.track)
+		c.id = c.sub.waitTrackAdded(c.track, c.pub.user)
+		calls = append(calls, c)
+	}
+	for _, c := range calls {
+		checkExact(t, c.track, c.sub.waitMedia(c.id, 20, 20*time.Second))
+	}
+	if st := b.sfu.TrunkStats(); st.Trunks != 2 {
+		t.Fatalf("B has %d trunks, want one per conference", st.Trunks)
+	}
+
+	// A trunk whose ICE checks go unanswered is disconnected after 1 s and
+	// failed after 8 s (trunk.go). Over 12 s, both conferences must get
+	// what their publisher sent, without a gap.
+	for _, c := range calls {
+		c.sub.collect(300 * time.Millisecond)
+	}
+	from := make([]int, len(calls))
+	for i, c := range calls {
+		from[i] = sentTotal(c.track)
+	}
+	time.Sleep(12 * time.Second)
+	for i, c := range calls {
+		to := sentTotal(c.track)
+		var in int
+		for _, r := range c.sub.collect(time.Second) {
+			if r.track != c.id {
+				continue
+			}
+			if _, _, seq, ok := parsePayload(r.payload); ok && int(seq) >= from[i] && int(seq) < to {
+				in++
+			}
+		}
+		if sent := to - from[i]; in < sent*95/100 {
+			t.Errorf("%s: received %d of the %d packets sent in 12 s", c.sub.user, in, sent)
+		}
+	}
+}
