@@ -1,20 +1,6 @@
-//go:build linux
-
 package mediabench
 
-import (
-	"errors"
-	"fmt"
-	"math"
-	"net"
-	"net/netip"
-	"runtime"
-	"sync"
-	"syscall"
-	"time"
-
-	"golang.org/x/net/ipv4"
-)
+import "fmt"
 
 // The SFU's CPU per forwarded packet cannot be lower than what the kernel
 // charges the sender for one datagram. The floor measures that charge on
@@ -34,142 +20,15 @@ type Floor struct {
 	Sendmmsg float64 `json:"sendmmsg_cpu_us_per_packet"`
 }
 
-// Bounds of a floor measurement.
-const (
-	maxFloorDestinations = 256
-	// floorRounds rounds of about floorRound datagrams go each way, with
-	// floorPause between them so that the receivers keep up, as the
-	// nodes' clients do, and the pause's own cost spreads over many.
-	floorRounds = 1500
-	floorRound  = 64
-	floorPause  = 200 * time.Microsecond
-)
+// maxFloorDestinations bounds a floor measurement's fan-out.
+const maxFloorDestinations = 256
 
-// MeasureFloor sends size-byte datagrams from one locked OS thread to dests
-// loopback sockets, in fan-outs of one datagram to each: with sendto, then
-// as many with sendmmsg. It divides the thread's own CPU time (RUSAGE_THREAD) by the
-// datagrams sent. Goroutines on other threads drain the receivers.
-func MeasureFloor(dests, size int) (Floor, error) {
-	f := Floor{DatagramBytes: size, Destinations: dests}
+func checkFloor(dests, size int) error {
 	if dests < 1 || dests > maxFloorDestinations {
-		return f, fmt.Errorf("floor: between 1 and %d destinations, got %d", maxFloorDestinations, dests)
+		return fmt.Errorf("floor: between 1 and %d destinations, got %d", maxFloorDestinations, dests)
 	}
 	if size < 1 || size > 1500 {
-		return f, fmt.Errorf("floor: datagrams of 1 to 1500 bytes, got %d", size)
+		return fmt.Errorf("floor: datagrams of 1 to 1500 bytes, got %d", size)
 	}
-	loopback := netip.MustParseAddr("127.0.0.1")
-	var wg sync.WaitGroup
-	var receivers []*net.UDPConn
-	defer func() {
-		for _, r := range receivers {
-			r.Close()
-		}
-		wg.Wait()
-	}()
-	addrs := make([]netip.AddrPort, dests)
-	for i := range addrs {
-		r, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback, 0)))
-		if err != nil {
-			return f, fmt.Errorf("floor: receiver: %w", err)
-		}
-		_ = r.SetReadBuffer(clientReadBuffer)
-		receivers = append(receivers, r)
-		addrs[i] = r.LocalAddr().(*net.UDPAddr).AddrPort()
-		wg.Go(func() {
-			buf := make([]byte, 2048)
-			for {
-				if _, _, err := r.ReadFromUDPAddrPort(buf); err != nil {
-					return
-				}
-			}
-		})
-	}
-	sender, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback, 0)))
-	if err != nil {
-		return f, fmt.Errorf("floor: sender: %w", err)
-	}
-	defer sender.Close()
-	_ = sender.SetWriteBuffer(clientReadBuffer)
-	payload := make([]byte, size)
-	fanouts := (floorRound + dests - 1) / dests
-	packets := floorRounds * fanouts * dests
-
-	perPacket, err := threadCPU(func() error {
-		for range floorRounds {
-			for range fanouts {
-				for _, a := range addrs {
-					if _, err := sender.WriteToUDPAddrPort(payload, a); err != nil {
-						return err
-					}
-				}
-			}
-			time.Sleep(floorPause)
-		}
-		return nil
-	}, packets)
-	if err != nil {
-		return f, fmt.Errorf("floor: sendto: %w", err)
-	}
-	f.Sendto = perPacket
-
-	pc := ipv4.NewPacketConn(sender)
-	msgs := make([]ipv4.Message, dests)
-	for i, a := range addrs {
-		msgs[i] = ipv4.Message{Buffers: [][]byte{payload}, Addr: net.UDPAddrFromAddrPort(a)}
-	}
-	perPacket, err = threadCPU(func() error {
-		for range floorRounds {
-			for range fanouts {
-				for rest := msgs; len(rest) > 0; {
-					n, err := pc.WriteBatch(rest, 0)
-					if err != nil {
-						return err
-					}
-					if n <= 0 {
-						return errors.New("sendmmsg sent nothing")
-					}
-					rest = rest[n:]
-				}
-			}
-			time.Sleep(floorPause)
-		}
-		return nil
-	}, packets)
-	if err != nil {
-		return f, fmt.Errorf("floor: sendmmsg: %w", err)
-	}
-	f.Sendmmsg = perPacket
-	f.Packets = 2 * packets
-	return f, nil
-}
-
-// threadCPU runs send on one locked OS thread and returns that thread's CPU
-// time, in microseconds, per packet.
-func threadCPU(send func() error, packets int) (float64, error) {
-	type result struct {
-		us  float64
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		var before, after syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_THREAD, &before); err != nil {
-			done <- result{err: fmt.Errorf("getrusage: %w", err)}
-			return
-		}
-		if err := send(); err != nil {
-			done <- result{err: err}
-			return
-		}
-		if err := syscall.Getrusage(syscall.RUSAGE_THREAD, &after); err != nil {
-			done <- result{err: fmt.Errorf("getrusage: %w", err)}
-			return
-		}
-		cpu := after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano()
-		done <- result{us: math.Round(float64(cpu)/float64(packets)) / 1000}
-	}()
-	r := <-done
-	return r.us, r.err
+	return nil
 }
