@@ -3,7 +3,6 @@ package media
 import (
 	"bytes"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -36,12 +35,7 @@ func (l *lockedBuffer) String() string {
 // (scoped "pion"), and a clean shutdown logs nothing at warning or above:
 // the socket's reader does not take its own closing for an error.
 func TestSharedPortLogsThroughTheNode(t *testing.T) {
-	probe, err := net.ListenUDP("udp", &net.UDPAddr{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := probe.LocalAddr().(*net.UDPAddr).Port
-	probe.Close()
+	port := freePort(t)
 
 	var logs lockedBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -53,8 +53,8 @@ func TestTwoConferencesBetweenTwoNodesOnSharedPorts(t *testing.T) {
 	}
 
 	// A trunk whose ICE checks go unanswered is disconnected after 1 s and
-	// failed after 8 s (trunk.go). Over 12 s, both conferences must get
-	// what their publisher sent, without a gap.
+	// failed after 8 s (trunk.go). Over 12 s, both conferences must get at
+	// least 95 % of what their publisher sent.
 	for _, c := range calls {
 		c.sub.collect(300 * time.Millisecond)
 	}
@@ -65,17 +65,17 @@ func TestTwoConferencesBetweenTwoNodesOnSharedPorts(t *testing.T) {
 	time.Sleep(12 * time.Second)
 	for i, c := range calls {
 		to := sentTotal(c.track)
-		var in int
+		in := map[uint32]bool{}
 		for _, r := range c.sub.collect(time.Second) {
 			if r.track != c.id {
 				continue
 			}
 			if _, _, seq, ok := parsePayload(r.payload); ok && int(seq) >= from[i] && int(seq) < to {
-				in++
+				in[seq] = true
 			}
 		}
-		if sent := to - from[i]; in < sent*95/100 {
-			t.Errorf("%s: received %d of the %d packets sent in 12 s", c.sub.user, in, sent)
+		if sent := to - from[i]; len(in) < sent*95/100 {
+			t.Errorf("%s: received %d of the %d packets sent in 12 s", c.sub.user, len(in), sent)
 		}
 	}
 }
