@@ -80,9 +80,12 @@ join through federation.
 
 The clients run in a second process (this binary re-executed with
 --clients-only), so that this process's CPU time is only the nodes'. After
-every subscription carries media, they measure for --duration. Prints one JSON
-object: the nodes' CPU time per forwarded packet, packets sent, received and
-lost, kernel UDP receive-buffer drops, latency and join-to-first-frame.
+every subscription carries media, they measure for --duration. Packets sent in
+that window and still on their way are waited for, until none has arrived for
+0.5 s (at most 10 s): a late packet counts in the latency, not as lost. Prints
+one JSON object: the nodes' CPU time per forwarded packet, packets sent,
+received and lost, kernel UDP receive-buffer drops, latency and
+join-to-first-frame.
 
 Each node uses a UDP port per peer connection, or with --udp shared one port
 for all (media.udp_port). After the run, udp_floor gives the CPU one thread of

@@ -1,8 +1,10 @@
 package mediabench
 
 import (
+	"context"
 	"errors"
 	"testing"
+	"time"
 )
 
 func TestPayloadRoundTrip(t *testing.T) {
@@ -112,5 +114,54 @@ func TestSummaryNearestRank(t *testing.T) {
 	}
 	if got := summarize(nil); got != (Summary{}) {
 		t.Fatalf("empty: %+v", got)
+	}
+}
+
+func TestWindowKeepsTheLastArrival(t *testing.T) {
+	w := newWindow()
+	for _, at := range []int64{300, 900, 500} {
+		w.arrived(at)
+	}
+	if got := w.lastIn.Load(); got != 900 {
+		t.Fatalf("last arrival %d, want 900", got)
+	}
+}
+
+// The run waits for packets still arriving after its window, until they
+// stop for the quiet period, and never past its limit.
+func TestDrainWaitsForLatePackets(t *testing.T) {
+	clk := clock{base: time.Now()}
+	w := newWindow()
+	end := clk.now()
+	// The quiet period is far longer than the gaps, however slow the machine.
+	const quiet = time.Second
+	// Eight late packets, 50 ms apart: each comes within the quiet period.
+	arrivals := make(chan int64, 1)
+	go func() {
+		var last int64
+		for range 8 {
+			time.Sleep(50 * time.Millisecond)
+			last = clk.now()
+			w.arrived(last)
+		}
+		arrivals <- last
+	}()
+	if err := drain(context.Background(), clk, w, end, quiet, 10*time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+	returned := clk.now()
+	last := <-arrivals
+	if returned < last+int64(quiet) {
+		t.Fatalf("drain returned %v after the last arrival, before the quiet period of %v", time.Duration(returned-last), quiet)
+	}
+
+	// Arrivals that never stop are cut off at the limit.
+	w.arrived(clk.now() + int64(time.Hour))
+	start := clk.now()
+	if err := drain(context.Background(), clk, w, start, quiet, 300*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Duration(clk.now() - start); took < 300*time.Millisecond || took > time.Minute {
+		t.Fatalf("drain with endless arrivals took %v, want its limit of 300ms", took)
 	}
 }

@@ -58,8 +58,11 @@ const (
 	settleLimit = 10 * time.Second
 	// lead is how far ahead of its start the window is fixed.
 	lead = 100 * time.Millisecond
-	// grace lets packets sent just before the window's end arrive.
-	grace = 500 * time.Millisecond
+	// After the window, the run waits until no packet sent in it has
+	// arrived for quiet, and at most drainLimit: a packet delayed on a
+	// saturated machine then shows in the latency, not as lost.
+	quiet      = 500 * time.Millisecond
+	drainLimit = 10 * time.Second
 	// connectParallel bounds the clients connecting at once, so that a large
 	// plan does not time its own signalling out.
 	connectParallel = 8
@@ -197,7 +200,7 @@ func Run(ctx context.Context, plan Plan, at func(Phase)) (Report, error) {
 	if at != nil {
 		at(WindowEnd)
 	}
-	if err := sleepUntil(ctx, clk, end+int64(grace), fail); err != nil {
+	if err := drain(ctx, clk, win, end, quiet, drainLimit, fail); err != nil {
 		return Report{}, err
 	}
 	cancel()
@@ -304,6 +307,20 @@ func sleepUntil(ctx context.Context, clk clock, ns int64, fail <-chan error) err
 		return err
 	case <-t.C:
 		return nil
+	}
+}
+
+// drain returns once no packet sent in the window has arrived for quiet,
+// or limit after the window's end.
+func drain(ctx context.Context, clk clock, w *window, end int64, quiet, limit time.Duration, fail <-chan error) error {
+	for {
+		until := min(max(end, w.lastIn.Load())+int64(quiet), end+int64(limit))
+		if clk.now() >= until {
+			return nil
+		}
+		if err := sleepUntil(ctx, clk, until, fail); err != nil {
+			return err
+		}
 	}
 }
 

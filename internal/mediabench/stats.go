@@ -19,7 +19,11 @@ func (c clock) now() int64 { return int64(time.Since(c.base)) }
 // are set before the window begins, so that senders and receivers judge
 // every packet by its send time alone and agree on which packets count.
 // Until then it contains nothing.
-type window struct{ start, end atomic.Int64 }
+type window struct {
+	start, end atomic.Int64
+	// lastIn is when a packet sent in the window last arrived.
+	lastIn atomic.Int64
+}
 
 func newWindow() *window {
 	w := &window{}
@@ -35,6 +39,16 @@ func (w *window) set(start, end int64) {
 }
 
 func (w *window) contains(ns int64) bool { return ns >= w.start.Load() && ns < w.end.Load() }
+
+// arrived notes that a packet sent in the window arrived at ns.
+func (w *window) arrived(ns int64) {
+	for {
+		last := w.lastIn.Load()
+		if ns <= last || w.lastIn.CompareAndSwap(last, ns) {
+			return
+		}
+	}
+}
 
 // maxFrames bounds the frames a subscription tracks: far above what the
 // longest run sends (30 fps for under an hour).
@@ -77,6 +91,7 @@ func (s *subscription) record(p parsed, at int64, w *window) {
 		return // a retransmission already counted
 	}
 	s.seen[word] |= bit
+	w.arrived(at)
 	s.received++
 	s.bytes += int64(p.size)
 	s.latenciesNS = append(s.latenciesNS, at-p.sentNS)
