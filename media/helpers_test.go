@@ -355,7 +355,9 @@ type testTrack struct {
 	ridExt   uint8
 	levelExt uint8
 	// level is the audio level sent, in -dBov; 0 sends 30 (speech).
-	level   byte
+	level byte
+	// levelAt, if set, gives the level of each packet instead.
+	levelAt func(seq uint32) byte
 	id      string // assigned by the SFU, from track_added
 	plis    atomic.Int64
 	forceKF atomic.Bool
@@ -489,6 +491,9 @@ func (c *testClient) sendMedia(tracks []*testTrack) {
 				tr.mu.Lock()
 				tr.sent[sentKey(layer, seq)] = payload
 				level := tr.level
+				if tr.levelAt != nil {
+					level = tr.levelAt(seq)
+				}
 				tr.mu.Unlock()
 				p := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(seq), Timestamp: seq * 900, Marker: true}, Payload: payload}
 				if tr.kind == "audio" {

@@ -12,7 +12,9 @@ const speakerThreshold = 77
 
 // speakerDetector announces the loudest participant of a conference from the
 // audio-level header extension (RFC 6464), at most once per interval and
-// only when it changes (spec/client-api.md §5.3 `speaker`).
+// only when it changes (spec/client-api.md §5.3 `speaker`). The loudest is
+// the one whose smoothed loudness peaked highest during the interval, so
+// that a burst between two looks is not missed.
 type speakerDetector struct {
 	stopOnce sync.Once
 	done     chan struct{}
@@ -34,10 +36,10 @@ func startSpeakerDetector(c *conference, interval time.Duration) *speakerDetecto
 			tracks = c.audioTracks(tracks[:0])
 			loudest, level := "", uint32(speakerThreshold)
 			for _, t := range tracks {
-				if t.muted.Load() {
-					continue
-				}
-				if l := t.loudness.Load(); l > level {
+				// Taken from every track, so that a muted one starts
+				// afresh when it is unmuted.
+				l := t.peak.Swap(0)
+				if !t.muted.Load() && l > level {
 					loudest, level = t.info.Owner, l
 				}
 			}

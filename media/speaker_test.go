@@ -94,3 +94,25 @@ func TestSpeakerFollowsTheLoudest(t *testing.T) {
 	ann.send(map[string]any{"type": "mute", "track": annID, "muted": true})
 	ann.waitMessage("speaker", func(m map[string]any) bool { return m["user"] == bob.user }, 10*time.Second)
 }
+
+// Speech comes in bursts, and the detector looks every 300 ms: a burst that
+// is loud only between two looks still makes its speaker the loudest.
+func TestSpeakerHeardInShortBursts(t *testing.T) {
+	n := newTestNode(t)
+	ann := connect(t, n, "conf-burst", "ann@did:web:a", clientOptions{autoSubscribe: true})
+	bob := connect(t, n, "conf-burst", "bob@did:web:a", clientOptions{autoSubscribe: true})
+	// Every 500 ms, five packets (50 ms) at -1 dBov, silence otherwise: the
+	// smoothed loudness is above the threshold for two packets, 20 ms.
+	annMic := &testTrack{tag: 'a', kind: "audio", source: "microphone", levelAt: func(seq uint32) byte {
+		if seq%50 < 5 {
+			return 1
+		}
+		return 127
+	}}
+	ann.publish(annMic)
+	bob.waitTrackAdded(annMic, ann.user)
+	m := bob.waitMessage("speaker", anyMessage, 5*time.Second)
+	if m["user"] != ann.user {
+		t.Fatalf("speaker %v, want %s", m["user"], ann.user)
+	}
+}

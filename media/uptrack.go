@@ -61,6 +61,10 @@ type upTrack struct {
 	// loudness is a smoothed 0-127 loudness (127 - dBov) for speaker
 	// detection, written by the reader goroutine only.
 	loudness atomic.Uint32
+	// peak is the highest loudness since the speaker detector last took
+	// it: speech and the tones of test devices come in bursts shorter
+	// than the detector's interval.
+	peak atomic.Uint32
 	// peerRates are, for a track received over a trunk, the layer bitrates
 	// the sending node reported (0: not live there), and peerRatesAt when:
 	// a layer may be chosen before it crosses (spec/federation.md §10.4).
@@ -306,8 +310,11 @@ func (t *upTrack) forward(layer int, raw []byte, now int64) {
 	} else if t.audioLevelID != 0 {
 		if ext := l.hdr.GetExtension(t.audioLevelID); len(ext) > 0 {
 			level, hasLevel = ext[0], true
-			loud := uint32(127 - ext[0]&0x7f)
-			t.loudness.Store((3*t.loudness.Load() + loud) / 4)
+			loud := (3*t.loudness.Load() + uint32(127-ext[0]&0x7f)) / 4
+			t.loudness.Store(loud)
+			if loud > t.peak.Load() {
+				t.peak.Store(loud)
+			}
 		}
 	}
 
