@@ -59,8 +59,9 @@ type upTrack struct {
 	// 0 when absent.
 	audioLevelID uint8
 	// loudness is a smoothed 0-127 loudness (127 - dBov) for speaker
-	// detection, written by the reader goroutine only.
-	loudness atomic.Uint32
+	// detection; it belongs to the reader goroutine, which publishes it
+	// through peak.
+	loudness uint32
 	// peak is the highest loudness since the speaker detector last took
 	// it: speech and the tones of test devices come in bursts shorter
 	// than the detector's interval.
@@ -310,10 +311,9 @@ func (t *upTrack) forward(layer int, raw []byte, now int64) {
 	} else if t.audioLevelID != 0 {
 		if ext := l.hdr.GetExtension(t.audioLevelID); len(ext) > 0 {
 			level, hasLevel = ext[0], true
-			loud := (3*t.loudness.Load() + uint32(127-ext[0]&0x7f)) / 4
-			t.loudness.Store(loud)
-			if loud > t.peak.Load() {
-				t.peak.Store(loud)
+			t.loudness = (3*t.loudness + uint32(127-ext[0]&0x7f)) / 4
+			if t.loudness > t.peak.Load() {
+				t.peak.Store(t.loudness)
 			}
 		}
 	}

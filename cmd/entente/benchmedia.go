@@ -482,7 +482,7 @@ func sampleServer(nodes []*node.Node) (serverSample, error) {
 	runtime.ReadMemStats(&ms)
 	s.mallocs = ms.Mallocs
 	for _, n := range nodes {
-		f, err := forwardedPackets(n)
+		f, err := forwardedCounts(n)
 		if err != nil {
 			return s, err
 		}
@@ -498,9 +498,9 @@ func sampleServer(nodes []*node.Node) (serverSample, error) {
 // forwarded is what an SFU's counters say it forwarded, over media kinds.
 type forwarded struct{ packets, bytes int64 }
 
-// forwardedPackets sums the SFU's forwarded packet and payload byte
+// forwardedCounts sums the SFU's forwarded packet and payload byte
 // counters over kinds.
-func forwardedPackets(n *node.Node) (forwarded, error) {
+func forwardedCounts(n *node.Node) (forwarded, error) {
 	var f forwarded
 	families, err := n.Registry().Gather()
 	if err != nil {

@@ -23,26 +23,38 @@ func jsonKeys(t *testing.T, data []byte) []string {
 	return keys
 }
 
+// benchMedia runs `entente bench media args…`, with the clients in a second
+// process (this test binary, as entente), and returns its JSON decoded and
+// as printed.
+func benchMedia(t *testing.T, args ...string) (mediaBench, string) {
+	t.Helper()
+	env := append(os.Environ(), "ENTENTE_TEST_RUN_MAIN=1")
+	r := runCLI(t, env, append([]string{"bench", "media"}, args...)...)
+	if r.code != 0 {
+		t.Fatalf("code %d, stderr %q", r.code, r.stderr)
+	}
+	var got mediaBench
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	return got, r.stdout
+}
+
 func TestBenchMediaTinyScenario(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a node and WebRTC clients")
 	}
-	// The clients run in a second process: this test binary, as entente.
-	env := append(os.Environ(), "ENTENTE_TEST_RUN_MAIN=1")
-	r := runCLI(t, env, "bench", "media", "--nodes", "1", "--publishers", "1", "--subscribers", "2", "--duration", "2s")
-	if r.code != 0 {
-		t.Fatalf("code %d, stderr %q", r.code, r.stderr)
-	}
+	got, stdout := benchMedia(t, "--nodes", "1", "--publishers", "1", "--subscribers", "2", "--duration", "2s")
 	want := []string{"clients", "cores", "forwarded_packets", "go", "join_to_first_frame_ms", "latency_ms",
 		"packets_lost", "packets_received", "packets_sent", "scenario", "server_cpu_ms",
 		"server_cpu_us_per_forwarded_packet", "server_cpu_us_per_received_packet", "server_mallocs_per_forwarded_packet",
 		"server_user_cpu_us_per_forwarded_packet", "subscriptions",
 		"subscriptions_without_media", "trunk_efficiency", "udp_floor", "udp_rcvbuf_errors"}
-	if keys := jsonKeys(t, []byte(r.stdout)); !slices.Equal(keys, want) {
+	if keys := jsonKeys(t, []byte(stdout)); !slices.Equal(keys, want) {
 		t.Fatalf("keys %v, want %v", keys, want)
 	}
 	var raw map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(r.stdout), &raw); err != nil {
+	if err := json.Unmarshal([]byte(stdout), &raw); err != nil {
 		t.Fatal(err)
 	}
 	summaryKeys := []string{"max", "n", "p50", "p95", "p99"}
@@ -53,11 +65,6 @@ func TestBenchMediaTinyScenario(t *testing.T) {
 	}
 	if string(raw["trunk_efficiency"]) != "null" {
 		t.Fatalf("trunk_efficiency %s with a single node, want null", raw["trunk_efficiency"])
-	}
-
-	var got mediaBench
-	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
-		t.Fatal(err)
 	}
 	wantScenario := mediaScenario{Nodes: 1, Conferences: 1, Publishers: 1, Subscribers: 2, Participants: 3, DurationS: 2, Simulcast: true, UDP: "per-connection"}
 	if got.Scenario != wantScenario {
@@ -103,16 +110,8 @@ func TestBenchMediaMeetingWithFewCameras(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a node and WebRTC clients")
 	}
-	env := append(os.Environ(), "ENTENTE_TEST_RUN_MAIN=1")
 	profile := t.TempDir() + "/cpu.prof"
-	r := runCLI(t, env, "bench", "media", "--meeting", "3", "--video", "1", "--duration", "1s", "--cpuprofile", profile)
-	if r.code != 0 {
-		t.Fatalf("code %d, stderr %q", r.code, r.stderr)
-	}
-	var got mediaBench
-	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
-		t.Fatal(err)
-	}
+	got, _ := benchMedia(t, "--meeting", "3", "--video", "1", "--duration", "1s", "--cpuprofile", profile)
 	want := mediaScenario{Nodes: 1, Conferences: 1, Meeting: 3, VideoPublishers: 1, Participants: 3, DurationS: 1, Simulcast: true, UDP: "per-connection"}
 	if got.Scenario != want {
 		t.Fatalf("scenario %+v, want %+v", got.Scenario, want)
@@ -133,15 +132,7 @@ func TestBenchMediaOnSharedPorts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts nodes and WebRTC clients")
 	}
-	env := append(os.Environ(), "ENTENTE_TEST_RUN_MAIN=1")
-	r := runCLI(t, env, "bench", "media", "--nodes", "2", "--meeting", "3", "--duration", "1s", "--udp", "shared")
-	if r.code != 0 {
-		t.Fatalf("code %d, stderr %q", r.code, r.stderr)
-	}
-	var got mediaBench
-	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
-		t.Fatal(err)
-	}
+	got, _ := benchMedia(t, "--nodes", "2", "--meeting", "3", "--duration", "1s", "--udp", "shared")
 	want := mediaScenario{Nodes: 2, Conferences: 1, Meeting: 3, VideoPublishers: 3, Participants: 3, DurationS: 1, Simulcast: true, UDP: "shared"}
 	if got.Scenario != want {
 		t.Fatalf("scenario %+v, want %+v", got.Scenario, want)
