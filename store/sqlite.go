@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"modernc.org/sqlite" // also registers the "sqlite" driver
 	sqlite3 "modernc.org/sqlite/lib"
@@ -33,7 +34,7 @@ func openSQLite(ctx context.Context, path string, logger *slog.Logger, ms []migr
 	}
 	sqlDB.SetMaxOpenConns(sqliteMaxOpenConns)
 	d := &sqliteDB{sqlQueries: sqlQueries{sqlDB}, db: sqlDB}
-	if err := d.ping(ctx); err != nil {
+	if err := d.firstPing(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("store: sqlite %s: %w", path, err), sqlDB.Close())
 	}
 	s, err := open(ctx, d, sqliteDialect(), ms, orDiscard(logger))
@@ -80,6 +81,31 @@ func (d *sqliteDB) withMigrationLock(ctx context.Context, fn func(tx txRunner) e
 }
 
 func (d *sqliteDB) ping(ctx context.Context) error { return d.db.PingContext(ctx) }
+
+// sqliteOpenWait bounds how long opening waits for another process that is
+// setting up the same new database.
+const sqliteOpenWait = 10 * time.Second
+
+// firstPing opens the first connection, which sets the pragmas. Switching a
+// new database to WAL takes its write lock, and SQLite answers a race for
+// that lock with SQLITE_BUSY at once, without waiting on busy_timeout (it
+// would deadlock otherwise): when another process is opening the same new
+// database, this one tries again until it has done so.
+func (d *sqliteDB) firstPing(ctx context.Context) error {
+	deadline := time.Now().Add(sqliteOpenWait)
+	for {
+		err := d.ping(ctx)
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
 
 func (d *sqliteDB) close() error { return d.db.Close() }
 
