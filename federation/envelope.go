@@ -172,6 +172,11 @@ func (e Envelope) KeyDID() string {
 // signatures, so each payload has exactly one valid signature per key and
 // nobody can mint a second envelope for the same message.
 func (e Envelope) Verify(pub atcrypto.PublicKey) error {
+	// DecodeEnvelope checks these for a request body; an envelope carried
+	// inside a payload (a record, a relayed signal) is checked here.
+	if e.V != envelopeVersion || e.Sig.Alg != envelopeAlg {
+		return BadRequest("envelope: version %d and sig.alg %q, expected %d and %q", e.V, e.Sig.Alg, envelopeVersion, envelopeAlg)
+	}
 	if _, ok := pub.(*atcrypto.PublicKeyP256); !ok {
 		return Unauthorized("key %s is not a P-256 key", e.Sig.Key)
 	}

@@ -103,9 +103,14 @@ type ReceiptContent struct {
 // array limit (spec §4.3).
 const maxRecordsPerMessage = 100
 
-// decodeContent decodes a content object strictly into v.
+// decodeContent decodes a content object strictly into v. A field without
+// omitempty is required: senders leave out only empty optional fields
+// (spec §4.4).
 func decodeContent(raw json.RawMessage, v any) error {
 	if err := strictjson.Decode(raw, v, strictjson.Limits{}); err != nil {
+		return BadRequest("content: %v", err)
+	}
+	if err := strictjson.RequireFields(raw, v); err != nil {
 		return BadRequest("content: %v", err)
 	}
 	return nil
@@ -123,6 +128,10 @@ func marshalContent(v any) (json.RawMessage, error) {
 func decodeLink(b []byte) (LinkPayload, error) {
 	var l LinkPayload
 	if err := strictjson.Decode(b, &l, strictjson.Limits{}); err != nil {
+		return l, BadRequest("link: %v", err)
+	}
+	// Every field is required (spec §6.3): a missing created is not 0.
+	if err := strictjson.RequireFields(b, &l); err != nil {
 		return l, BadRequest("link: %v", err)
 	}
 	switch {

@@ -85,7 +85,7 @@ func (s *Service) OfferTrunk(ctx context.Context, conference, sdp string) (strin
 		return "", err
 	}
 	var a TrunkAnswer
-	if err := strictjson.Decode(ap.Content, &a, strictjson.Limits{MaxString: maxSDP}); err != nil {
+	if err := decodeTrunkContent(ap.Content, &a); err != nil {
 		return "", BadRequest("trunk answer: %v", err)
 	}
 	if ap.Conference != conference || !strings.HasPrefix(a.SDP, "v=0") {
@@ -133,7 +133,7 @@ func (s *Service) trunkAnswer(ctx context.Context, in *Inbound, conference strin
 		return "", BadRequest("expected a media.trunk.offer for %s", conference)
 	}
 	var offer TrunkOffer
-	if err := strictjson.Decode(p.Content, &offer, strictjson.Limits{MaxString: maxSDP}); err != nil {
+	if err := decodeTrunkContent(p.Content, &offer); err != nil {
 		return "", BadRequest("trunk offer: %v", err)
 	}
 	if !strings.HasPrefix(offer.SDP, "v=0") {
@@ -161,4 +161,13 @@ func (s *Service) trunkAnswer(ctx context.Context, in *Inbound, conference strin
 		return "", Conflict("trunk offer %s was already answered", p.ID)
 	}
 	return s.onTrunk(ctx, conference, p.Origin, offer)
+}
+
+// decodeTrunkContent decodes a trunk message's content strictly, with the
+// longer string limit its SDP needs; every field is required (spec §10.2).
+func decodeTrunkContent(raw json.RawMessage, v any) error {
+	if err := strictjson.Decode(raw, v, strictjson.Limits{MaxString: maxSDP}); err != nil {
+		return err
+	}
+	return strictjson.RequireFields(raw, v)
 }

@@ -145,6 +145,9 @@ func TestGenerateVectors(t *testing.T) {
 	}
 	kr, vk := vectorKeyring(t)
 	p := testPayload()
+	// An event is addressed to the conference's host, which made this one
+	// (spec §6.1).
+	p.Destination = p.Origin
 	payload, err := MarshalPayload(p)
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +158,7 @@ func TestGenerateVectors(t *testing.T) {
 	}
 	envJSON, _ := json.Marshal(env)
 	writeVector(t, "envelope-valid.json", validVector{
-		Description: "A conference.invite sealed with the key of keys.json. Its created and expires are in the past: check freshness separately.",
+		Description: "A conference.invite sealed with the key of keys.json: the host ministry.example invites agency.example, and the event is addressed to the host itself (spec §6.1). Its created and expires are in the past: check freshness separately.",
 		Envelope:    envJSON,
 		Payload:     payload,
 		PayloadHash: HashHex(payload),
@@ -212,7 +215,14 @@ func TestGenerateVectors(t *testing.T) {
 		{"payload sender of another node", field("sender", `"bob@did:web:agency.example"`), 403, "sender is a user of another node than the origin"},
 	})
 
-	body := envJSON
+	// The request carries a member's conference.accept to the host's inbox.
+	var accept messageVector
+	for _, m := range generateMessageVectors(t, kr, vk.DID) {
+		if m.Type == TypeAccept {
+			accept = m
+		}
+	}
+	body := []byte(accept.Envelope)
 	req, err := http.NewRequest(http.MethodPost, "https://agency.example/federation/v1/inbox", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -233,7 +243,7 @@ func TestGenerateVectors(t *testing.T) {
 		headers[h] = req.Header.Get(h)
 	}
 	writeVector(t, "http-signature.json", httpSigVector{
-		Description:   "One request signed as spec §3.1 says. ECDSA signatures are randomized: verify it, do not compare bytes. Its dates are in the past.",
+		Description:   "One request signed as spec §3.1 says: ministry.example posts a member's conference.accept to the inbox of agency.example, the conference's host. ECDSA signatures are randomized: verify it, do not compare bytes. Its dates are in the past.",
 		Method:        req.Method,
 		URL:           req.URL.String(),
 		Headers:       headers,
@@ -356,7 +366,11 @@ func compileSchemas(t *testing.T) map[string]*jsonschema.Schema {
 	t.Helper()
 	c := jsonschema.NewCompiler()
 	out := map[string]*jsonschema.Schema{}
-	for _, name := range []string{"envelope", "payload", "link", "receipt"} {
+	// Every schema is added before any is compiled: the payload schema
+	// refers to the envelope and receipt schemas.
+	names := []string{"envelope", "payload", "link", "receipt", "did-document"}
+	id := func(name string) string { return "https://entente.example/spec/schemas/" + name + ".schema.json" }
+	for _, name := range names {
 		f, err := os.Open(filepath.Join(schemaDir, name+".schema.json"))
 		if err != nil {
 			t.Fatal(err)
@@ -366,11 +380,13 @@ func compileSchemas(t *testing.T) map[string]*jsonschema.Schema {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		id := "https://entente.example/spec/schemas/" + name + ".schema.json"
-		if err := c.AddResource(id, doc); err != nil {
+		if err := c.AddResource(id(name), doc); err != nil {
 			t.Fatal(err)
 		}
-		if out[name], err = c.Compile(id); err != nil {
+	}
+	for _, name := range names {
+		var err error
+		if out[name], err = c.Compile(id(name)); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}

@@ -167,3 +167,30 @@ func FuzzCheck(f *testing.F) {
 		}
 	})
 }
+
+func TestRequireFields(t *testing.T) {
+	type content struct {
+		Kind  string `json:"kind"`
+		Text  string `json:"text,omitempty"`
+		On    bool   `json:"on,omitzero"`
+		Plain int
+		skip  int
+	}
+	for _, doc := range []string{`{"kind":"hand","Plain":0}`, `{"kind":"chat","text":"x","on":true,"Plain":1}`} {
+		if err := RequireFields([]byte(doc), &content{}); err != nil {
+			t.Errorf("%s: %v", doc, err)
+		}
+	}
+	for doc, want := range map[string]string{
+		`{"text":"x","Plain":0}`: `missing field "kind"`,
+		`{"kind":"hand"}`:        `missing field "Plain"`,
+		`null`:                   "not a JSON object",
+	} {
+		if got := errString(RequireFields([]byte(doc), content{})); got != want {
+			t.Errorf("%s: got %q, want %q", doc, got, want)
+		}
+	}
+	if err := RequireFields([]byte(`{}`), &struct{}{}); err != nil {
+		t.Errorf("empty struct: %v", err)
+	}
+}
