@@ -1,8 +1,17 @@
 package federation
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
 	"testing"
+
+	"github.com/bluesky-social/indigo/atproto/atcrypto"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/entente-org/entente/identity"
 )
@@ -154,5 +163,246 @@ func generateMessageVectors(t *testing.T, kr *identity.Keyring, did string) []me
 	add(TypeTrunkAnswer, "The host's answer to a trunk offer (shortened).", "response of POST /conferences/{id}/trunk", member, did, TrunkAnswer{SDP: vecSDP})
 
 	writeVector(t, "messages.json", out)
+	return out
+}
+
+// contentDecoders decode each type's content as the code does when it
+// receives it.
+var contentDecoders = map[string]func(json.RawMessage) error{
+	TypeCreate:  func(b json.RawMessage) error { return decodeContent(b, &CreateContent{}) },
+	TypeInvite:  func(b json.RawMessage) error { return decodeContent(b, &InviteContent{}) },
+	TypeAccept:  func(b json.RawMessage) error { return decodeContent(b, &EmptyContent{}) },
+	TypeDecline: func(b json.RawMessage) error { return decodeContent(b, &EmptyContent{}) },
+	TypeJoin:    func(b json.RawMessage) error { return decodeContent(b, &JoinContent{}) },
+	TypeKnock:   func(b json.RawMessage) error { return decodeContent(b, &JoinContent{}) },
+	TypeLeave:   func(b json.RawMessage) error { return decodeContent(b, &UserContent{}) },
+	TypeAdmit:   func(b json.RawMessage) error { return decodeContent(b, &UserContent{}) },
+	TypeDeny:    func(b json.RawMessage) error { return decodeContent(b, &UserContent{}) },
+	TypeRemove:  func(b json.RawMessage) error { return decodeContent(b, &UserContent{}) },
+	TypeLobby:   func(b json.RawMessage) error { return decodeContent(b, &LobbyContent{}) },
+	TypeLock:    func(b json.RawMessage) error { return decodeContent(b, &EmptyContent{}) },
+	TypeUnlock:  func(b json.RawMessage) error { return decodeContent(b, &EmptyContent{}) },
+	TypeEnd:     func(b json.RawMessage) error { return decodeContent(b, &EmptyContent{}) },
+	TypeLog:     func(b json.RawMessage) error { return decodeContent(b, &LogContent{}) },
+	TypeRecords: func(b json.RawMessage) error { return decodeContent(b, &LogContent{}) },
+	TypeReceipt: func(b json.RawMessage) error { return decodeContent(b, &ReceiptContent{}) },
+	TypeRoster:  func(b json.RawMessage) error { return decodeContent(b, &Roster{}) },
+	TypeRelay:   func(b json.RawMessage) error { return decodeContent(b, &RelayContent{}) },
+	TypeSignal: func(b json.RawMessage) error {
+		var c SignalContent
+		if err := decodeContent(b, &c); err != nil {
+			return err
+		}
+		return c.validate()
+	},
+	TypeTrunkOffer:  func(b json.RawMessage) error { return decodeTrunkContent(b, &TrunkOffer{}) },
+	TypeTrunkAnswer: func(b json.RawMessage) error { return decodeTrunkContent(b, &TrunkAnswer{}) },
+}
+
+// vectorLookup answers for the test key of keys.json only.
+func vectorLookup(t *testing.T) (KeyLookup, atcrypto.PublicKey, vectorKeys) {
+	t.Helper()
+	var vk vectorKeys
+	readVector(t, "keys.json", &vk)
+	pub, err := atcrypto.ParsePublicMultibase(vk.PublicMultibase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(_ context.Context, keyID string) (atcrypto.PublicKey, error) {
+		if keyID != vk.DID+"#"+vk.KeyID {
+			return nil, fmt.Errorf("no key %s", keyID)
+		}
+		return pub, nil
+	}, pub, vk
+}
+
+func validateDoc(s *jsonschema.Schema, doc []byte) error {
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(doc))
+	if err != nil {
+		return err
+	}
+	return s.Validate(inst)
+}
+
+// TestSpecMessageVectors checks spec/vectors/messages.json: one message of
+// every type, each valid under the schemas and accepted by the code, the
+// records of the log chained and authorized as a member would check them.
+func TestSpecMessageVectors(t *testing.T) {
+	if *updateVectors {
+		t.Skip("regenerating")
+	}
+	lookup, pub, vk := vectorLookup(t)
+	schemas := compileSchemas(t)
+	var vectors []messageVector
+	readVector(t, "messages.json", &vectors)
+
+	var covered []string
+	for _, v := range vectors {
+		t.Run(v.Type+"/"+v.Endpoint, func(t *testing.T) {
+			covered = append(covered, v.Type)
+			env, err := DecodeEnvelope(v.Envelope)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, raw, err := Open(context.Background(), env, lookup)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !jsonEqual(t, raw, v.Payload) || HashHex(raw) != v.PayloadHash || p.Type != v.Type {
+				t.Fatalf("payload %s (%s), vector %s (%s)", raw, HashHex(raw), v.Payload, v.PayloadHash)
+			}
+			validate(t, schemas["envelope"], v.Envelope)
+			validate(t, schemas["payload"], raw)
+			decode := contentDecoders[p.Type]
+			if decode == nil {
+				t.Fatalf("no content decoder for %s", p.Type)
+			}
+			if err := decode(p.Content); err != nil {
+				t.Fatalf("content refused: %v", err)
+			}
+			// Spec §6.1: an event is addressed to the host, which is its
+			// origin for the host's own events.
+			if isEventType(p.Type) && !memberEventTypes[p.Type] && p.Destination != p.Origin {
+				t.Errorf("host event addressed to %s, not the host %s", p.Destination, p.Origin)
+			}
+			if p.Type == TypeSignal || p.Type == TypeRelay {
+				if p.Expires-p.Created > signalTTL.Milliseconds() {
+					t.Errorf("signal lives %d ms, more than %s", p.Expires-p.Created, signalTTL)
+				}
+			}
+			switch p.Type {
+			case TypeLog, TypeRecords:
+				checkVectorRecords(t, p, lookup, pub, schemas)
+			case TypeRelay:
+				var rc RelayContent
+				if err := decodeContent(p.Content, &rc); err != nil {
+					t.Fatal(err)
+				}
+				inner, innerRaw, err := Open(context.Background(), rc.Signal, lookup)
+				if err != nil {
+					t.Fatal(err)
+				}
+				validate(t, schemas["payload"], innerRaw)
+				if inner.Type != TypeSignal || inner.Conference != p.Conference || inner.Destination != p.Origin {
+					t.Errorf("relayed %s of %s for %s", inner.Type, inner.Conference, inner.Destination)
+				}
+			}
+			checkContentFields(t, v, raw, schemas["payload"])
+		})
+	}
+	sort.Strings(covered)
+	covered = slices.Compact(covered)
+	if code := codeMessageTypes(t); !slices.Equal(covered, code) {
+		t.Errorf("messages.json covers\n%v\ncode types\n%v", covered, code)
+	}
+	if vk.DID != testOrigin {
+		t.Errorf("keys.json is for %s", vk.DID)
+	}
+}
+
+// checkVectorRecords verifies the records of a log vector as spec §6.3–6.4
+// say a member does: each link signed by the host and valid under
+// link.schema.json, chained from seq 1 (for conference.log) with each link
+// naming its event's hash, and every event authorized against the state
+// the records before it make.
+func checkVectorRecords(t *testing.T, p Payload, lookup KeyLookup, pub atcrypto.PublicKey, schemas map[string]*jsonschema.Schema) {
+	t.Helper()
+	var c LogContent
+	if err := decodeContent(p.Content, &c); err != nil {
+		t.Fatal(err)
+	}
+	st := newState()
+	var prevSeq int64
+	for i, r := range c.Records {
+		if r.Link.KeyDID() != p.Origin {
+			t.Fatalf("record %d: link signed by %s, not the host", i, r.Link.KeyDID())
+		}
+		if err := r.Link.Verify(pub); err != nil {
+			t.Fatal(err)
+		}
+		lb, err := r.Link.PayloadBytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		validate(t, schemas["link"], lb)
+		link, err := decodeLink(lb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, eb, err := Open(context.Background(), r.Event, lookup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if link.Event != HashHex(eb) || link.Host != p.Origin || link.Conference != p.Conference || ev.Destination != p.Origin {
+			t.Fatalf("record %d: link %+v does not hold event %s of %s", i, link, ev.ID, ev.Conference)
+		}
+		if prevSeq != 0 && link.Seq != prevSeq+1 {
+			t.Fatalf("record %d: seq %d after %d", i, link.Seq, prevSeq)
+		}
+		prevSeq = link.Seq
+		if p.Type == TypeLog {
+			if link.Seq != st.conf.HeadSeq+1 || link.Prev != st.conf.HeadHash {
+				t.Fatalf("record %d: seq %d prev %q after head %d %q", i, link.Seq, link.Prev, st.conf.HeadSeq, st.conf.HeadHash)
+			}
+			e := &event{env: r.Event, payload: ev, bytes: eb, hash: HashHex(eb)}
+			if err := st.authorize(e); err != nil {
+				t.Fatalf("record %d: %v", i, err)
+			}
+			st.apply(e, link.Seq, HashHex(lb))
+		}
+	}
+	if p.Type == TypeLog && (len(c.Records) == 0 || st.conf.Host != p.Origin) {
+		t.Fatalf("the log vector does not start a conference of its host")
+	}
+}
+
+// checkContentFields holds the schema and the code to the same list of
+// required content fields (spec §4.4): without any field the schema
+// requires, both refuse the content; without an optional one, both accept
+// it; with an unknown field, both refuse it.
+func checkContentFields(t *testing.T, v messageVector, raw []byte, payloadSchema *jsonschema.Schema) {
+	t.Helper()
+	var payload map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &payload); err != nil {
+		t.Fatal(err)
+	}
+	var content map[string]json.RawMessage
+	if err := json.Unmarshal(payload["content"], &content); err != nil {
+		t.Fatal(err)
+	}
+	withContent := func(c map[string]json.RawMessage) (json.RawMessage, []byte) {
+		cb, _ := json.Marshal(c)
+		p := maps(payload)
+		p["content"] = cb
+		pb, _ := json.Marshal(p)
+		return cb, pb
+	}
+	decode := contentDecoders[v.Type]
+	for field := range content {
+		c := maps(content)
+		delete(c, field)
+		cb, pb := withContent(c)
+		schemaErr, codeErr := validateDoc(payloadSchema, pb), decode(cb)
+		if (schemaErr == nil) != (codeErr == nil) {
+			t.Errorf("without %q: schema says %v, code says %v", field, schemaErr, codeErr)
+		}
+		var fe *Error
+		if codeErr != nil && (!errors.As(codeErr, &fe) || fe.Status != 400) && v.Type != TypeTrunkOffer && v.Type != TypeTrunkAnswer {
+			t.Errorf("without %q: code refuses with %v, want 400", field, codeErr)
+		}
+	}
+	c := maps(content)
+	c["zz"] = json.RawMessage(`1`)
+	cb, pb := withContent(c)
+	if validateDoc(payloadSchema, pb) == nil || decode(cb) == nil {
+		t.Errorf("an unknown content field is accepted")
+	}
+}
+
+func maps(m map[string]json.RawMessage) map[string]json.RawMessage {
+	out := make(map[string]json.RawMessage, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
 	return out
 }
