@@ -101,6 +101,12 @@ func MarshalPayload(p Payload) ([]byte, error) {
 	return b, nil
 }
 
+// maxRelayedPayload bounds the payload string of the signal a
+// conference.relay carries. The signal's envelope is a string of the relay's
+// payload, and a chat line of 4000 bytes, JSON-escaped and in base64url, is
+// far longer than the ordinary 4096 (spec §4.3).
+const maxRelayedPayload = 64 << 10
+
 // maxPayloadString is the base64url length of a 1 MiB payload.
 const maxPayloadString = (1<<20)*4/3 + 4
 
@@ -232,7 +238,13 @@ func DecodePayload(b []byte) (Payload, error) {
 	if err := strictjson.Decode(b, &p, strictjson.Limits{MaxString: maxSDP}); err != nil {
 		return Payload{}, BadRequest("payload: %w", err)
 	}
-	if p.Type != TypeTrunkOffer && p.Type != TypeTrunkAnswer {
+	switch p.Type {
+	case TypeTrunkOffer, TypeTrunkAnswer:
+	case TypeRelay:
+		if err := strictjson.Check(b, strictjson.Limits{MaxString: maxRelayedPayload}); err != nil {
+			return Payload{}, BadRequest("payload: %w", err)
+		}
+	default:
 		if err := strictjson.Check(b, strictjson.Limits{}); err != nil {
 			return Payload{}, BadRequest("payload: %w", err)
 		}

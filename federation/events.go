@@ -107,7 +107,11 @@ const maxRecordsPerMessage = 100
 // omitempty is required: senders leave out only empty optional fields
 // (spec §4.4).
 func decodeContent(raw json.RawMessage, v any) error {
-	if err := strictjson.Decode(raw, v, strictjson.Limits{}); err != nil {
+	lim := strictjson.Limits{}
+	if _, ok := v.(*RelayContent); ok {
+		lim.MaxString = maxRelayedPayload // spec §4.3
+	}
+	if err := strictjson.Decode(raw, v, lim); err != nil {
 		return BadRequest("content: %v", err)
 	}
 	if err := strictjson.RequireFields(raw, v); err != nil {

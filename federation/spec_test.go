@@ -328,3 +328,48 @@ func TestCarriedEnvelopeChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestRelayCarriesLongestChat: a chat line of the longest text spec §5.1
+// allows, of characters Entente's JSON encoder escapes, is relayed: the relay
+// is sealed, accepted by the payload decoder, the content decoder and the
+// payload schema, and the signal inside opens unchanged (spec §4.3).
+func TestRelayCarriesLongestChat(t *testing.T) {
+	kr := newTestKeyring(t)
+	lookup := lookupFor(t, kr, testOrigin)
+	text := strings.Repeat("<", 4000) // 6 bytes each once escaped
+	raw, _ := json.Marshal(SignalContent{Kind: SignalChat, Text: text})
+	sig := Payload{ID: "s1", Type: TypeSignal, Origin: testOrigin, Destination: testOrigin, Sender: "alice@" + testOrigin,
+		Conference: "c-7g2xk4m9q3d8w1z5", Created: 1764093600000, Expires: 1764093720000, Content: raw}
+	env := sealTest(t, kr, sig)
+	rc, _ := json.Marshal(RelayContent{Signal: env})
+	relay := Payload{ID: "r1", Type: TypeRelay, Origin: testOrigin, Destination: testDest, Sender: testOrigin,
+		Conference: sig.Conference, Created: sig.Created, Expires: sig.Expires, Content: rc}
+	b, err := MarshalPayload(relay)
+	if err != nil {
+		t.Fatalf("a relay of a 4000-byte chat line cannot be sealed: %v", err)
+	}
+	p, err := DecodePayload(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c RelayContent
+	if err := decodeContent(p.Content, &c); err != nil {
+		t.Fatal(err)
+	}
+	inner, _, err := Open(context.Background(), c.Signal, lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sc SignalContent
+	if err := decodeContent(inner.Content, &sc); err != nil || sc.Text != text {
+		t.Fatalf("relayed chat: %v, %d bytes", err, len(sc.Text))
+	}
+	validate(t, compileSchemas(t)["payload"], b)
+
+	// The exception is for the relayed signal only: an event carried in a
+	// record keeps the 4096 limit, and so does every other message.
+	long := strings.Replace(string(b), `"type":"conference.relay"`, `"type":"conference.log"`, 1)
+	if _, err := DecodePayload([]byte(long)); err == nil {
+		t.Error("a conference.log with a 4096+ byte string is accepted")
+	}
+}
