@@ -8,6 +8,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -372,4 +373,49 @@ func TestRelayCarriesLongestChat(t *testing.T) {
 	if _, err := DecodePayload([]byte(long)); err == nil {
 		t.Error("a conference.log with a 4096+ byte string is accepted")
 	}
+}
+
+// TestSpecInvalidVectorErrors: the code refuses every invalid envelope
+// vector with its expected status, and answers it as spec §3.3 and §9 say:
+// that status, the code §9 gives it, in the JSON error body.
+func TestSpecInvalidVectorErrors(t *testing.T) {
+	codes := map[int]string{}
+	for _, row := range specTable(t, "## 9. Error codes") {
+		status, err := strconv.Atoi(row[0])
+		if err != nil || len(typesOfCode(row[1])) != 1 {
+			t.Fatalf("§9 row %v", row)
+		}
+		codes[status] = typesOfCode(row[1])[0]
+	}
+	lookup, _, _ := vectorLookup(t)
+	var invalid []invalidVector
+	readVector(t, "envelope-invalid.json", &invalid)
+	for _, c := range invalid {
+		env, err := DecodeEnvelope([]byte(c.Envelope))
+		if err == nil {
+			_, _, err = Open(context.Background(), env, lookup)
+		}
+		rec := httptest.NewRecorder()
+		WriteError(rec, err)
+		var body struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		if jerr := json.Unmarshal(rec.Body.Bytes(), &body); jerr != nil {
+			t.Fatalf("%s: error body %q: %v", c.Name, rec.Body.String(), jerr)
+		}
+		if rec.Code != c.ExpectedStatus || body.Error.Code != codes[c.ExpectedStatus] || body.Error.Message == "" ||
+			rec.Header().Get("Content-Type") != "application/json" {
+			t.Errorf("%s: answered %d %s %q, want %d %s (%s)", c.Name, rec.Code, rec.Header().Get("Content-Type"), rec.Body.String(), c.ExpectedStatus, codes[c.ExpectedStatus], c.Reason)
+		}
+	}
+}
+
+var codeCell = regexp.MustCompile("`([a-z_]+)`")
+
+func typesOfCode(cell string) []string {
+	var out []string
+	for _, m := range codeCell.FindAllStringSubmatch(cell, -1) {
+		out = append(out, m[1])
+	}
+	return out
 }
