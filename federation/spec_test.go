@@ -261,6 +261,25 @@ func TestSpecVectorsAgainstSchemas(t *testing.T) {
 		}
 	}
 
+	// The DID document of the test key, and the body of the signed request.
+	doc, err := os.ReadFile(filepath.Join(vectorDir, "did-document.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	validate(t, schemas["did-document"], doc)
+	var hs httpSigVector
+	readVector(t, "http-signature.json", &hs)
+	validate(t, schemas["envelope"], []byte(hs.Body))
+	var body Envelope
+	if err := json.Unmarshal([]byte(hs.Body), &body); err != nil {
+		t.Fatal(err)
+	}
+	hb, err := body.PayloadBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	validate(t, schemas["payload"], hb)
+
 	// The envelope schema bounds payload by the body limit, not 4096.
 	big := `{"v":1,"payload":"` + strings.Repeat("A", 8000) + `","sig":{"key":"did:web:a.example#k-aaaaaaaa","alg":"ES256","value":"` + strings.Repeat("A", 86) + `"}}`
 	if err := validateDoc(schemas["envelope"], []byte(big)); err != nil {
