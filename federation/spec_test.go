@@ -401,10 +401,13 @@ func TestSpecInvalidVectorErrors(t *testing.T) {
 	codes := map[int]string{}
 	for _, row := range specTable(t, "## 9. Error codes") {
 		status, err := strconv.Atoi(row[0])
-		if err != nil || len(typesOfCode(row[1])) != 1 {
-			t.Fatalf("§9 row %v", row)
+		if err != nil || len(row) < 2 || len(typesOfCode(row[1])) == 0 {
+			continue // not a row of one status and its code
 		}
 		codes[status] = typesOfCode(row[1])[0]
+	}
+	if len(codes) < 7 {
+		t.Fatalf("§9 gives codes for %v only", codes)
 	}
 	lookup, _, _ := vectorLookup(t)
 	var invalid []invalidVector
