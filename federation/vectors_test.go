@@ -217,6 +217,7 @@ func TestGenerateVectors(t *testing.T) {
 
 	// The request carries a member's conference.accept to the host's inbox.
 	var accept messageVector
+	generateRuleVectors(t, kr, vk.DID)
 	for _, m := range generateMessageVectors(t, kr, vk.DID) {
 		if m.Type == TypeAccept {
 			accept = m
