@@ -4,15 +4,18 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"strconv"
 	"strings"
@@ -263,6 +266,7 @@ type secRawSignature struct {
 	headers    []string // nil means all of spec §3.1
 	omitDigest bool     // send no Digest header at all
 	mac        []byte   // when set, HMAC-SHA256 under this secret instead of ECDSA
+	highS      bool     // the ECDSA signature in its high-S form, (r, n−s)
 }
 
 var secSignedHeaders = []string{"(request-target)", "(created)", "(expires)", "host", "date", "digest"}
@@ -307,6 +311,12 @@ func secSignRaw(t *testing.T, req *http.Request, body []byte, priv *ecdsa.Privat
 		var err error
 		if sig, err = ecdsa.SignASN1(rand.Reader, priv, digest[:]); err != nil {
 			t.Fatal(err)
+		}
+		if sig, err = federation.LowS(sig); err != nil {
+			t.Fatal(err)
+		}
+		if rs.highS {
+			sig = secHighS(t, sig)
 		}
 	}
 	var b strings.Builder
@@ -495,7 +505,7 @@ func TestSecurityTransport(t *testing.T) {
 				body := fx.accept(t)
 				return secMoved(t, secSigned(t, a, http.MethodPut, fx.inbox, body, time.Now()), http.MethodPost, fx.inbox, body)
 			}},
-		{"valid signature replayed with another Host header", unauthorized("signature does not verify"),
+		{"valid signature replayed with another Host header", unauthorized(`request signed for host "localhost:`),
 			func(t *testing.T) *http.Request {
 				req := secSigned(t, a, http.MethodPost, fx.inbox, fx.accept(t), time.Now())
 				// The certificate also names localhost: the request reaches the
@@ -784,4 +794,20 @@ func TestSecurityPrivateAddressPeer(t *testing.T) {
 	if after := snapshot(t, closed, fx.sent...); after != before {
 		t.Errorf("the refused request changed the store:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
+}
+
+// secHighS turns a low-S DER signature into its high-S twin (r, n−s), which
+// verifies just as well.
+func secHighS(t *testing.T, der []byte) []byte {
+	t.Helper()
+	var rs struct{ R, S *big.Int }
+	if _, err := asn1.Unmarshal(der, &rs); err != nil {
+		t.Fatal(err)
+	}
+	rs.S.Sub(elliptic.P256().Params().N, rs.S)
+	out, err := asn1.Marshal(rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -143,6 +143,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 	})
 	n.fed, err = federation.NewService(federation.Options{
 		DID:       n.did,
+		PublicURL: cfg.Node.PublicURL,
 		Name:      cfg.Node.Name,
 		Store:     n.store,
 		Keys:      n.keys,
@@ -151,8 +152,14 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 		Logger:    n.log,
 		Now:       n.now,
 		RetryBase: opts.RetryBase,
-		OnSignal:  n.fanOutSignal,
-		OnTrunk:   n.acceptTrunk,
+		Limits: federation.PeerLimits{
+			MessagesPerSecond: float64(cfg.Federation.PeerMessagesPerSecond),
+			Burst:             cfg.Federation.PeerBurst,
+			OpenInvitations:   cfg.Federation.PeerOpenInvitations,
+			Conferences:       cfg.Federation.PeerConferences,
+		},
+		OnSignal: n.fanOutSignal,
+		OnTrunk:  n.acceptTrunk,
 		OnLogChange: func(conference string) {
 			if n.sfu != nil {
 				n.sfu.Recheck(conference)
