@@ -135,10 +135,17 @@ const secWait = 10 * time.Second
 
 func newSecFixture(t *testing.T) *secFixture {
 	t.Helper()
+	return newSecFixtureWith(t, nil)
+}
+
+// newSecFixtureWith is newSecFixture with the target's configuration
+// changed by edit.
+func newSecFixtureWith(t *testing.T, edit func(*config.Config)) *secFixture {
+	t.Helper()
 	f := nodetest.New(t)
 	fx := &secFixture{
 		f:        f,
-		target:   f.Start(t, "Ministry", nil),
+		target:   f.Start(t, "Ministry", edit),
 		attacker: f.Start(t, "Agency", nil),
 		other:    f.Start(t, "City", nil),
 		outsider: f.Start(t, "Stranger", nil),
