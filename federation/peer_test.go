@@ -328,7 +328,7 @@ func TestSecurityStrangerBodyNotRead(t *testing.T) {
 	p := fx.payload(o, federation.TypeAccept, `{}`)
 	body := megabyte(fx.envelope(t, o, p))
 	before := snapshot(t, fx.target, fx.sent...)
-	got, early := fx.sendGated(t, secSigned(t, o, http.MethodPost, fx.inbox, body, time.Now()), body, 20*time.Second)
+	got, early := fx.sendGated(t, secSigned(t, o, http.MethodPost, fx.inbox, body, time.Now()), body, 5*time.Second)
 	if !early {
 		t.Errorf("the target answered only after the whole body was sent: it read the stranger's body")
 	}
