@@ -109,3 +109,43 @@ func (s *Service) checkQuotas(ctx context.Context, tx store.Tx, host, conference
 	s.log.Warn("new conference refused: peer limit reached", "peer", host, "conference", conference, "err", refusal)
 	return refusal
 }
+
+// refusalLogEvery is how often one kind of refusal is logged at most.
+const refusalLogEvery = 10 * time.Second
+
+// maxRefusalKinds bounds the sampler's memory; past it, it starts afresh.
+const maxRefusalKinds = 4096
+
+// refusalSampler lets one log line per kind of refusal through every
+// refusalLogEvery and counts the others.
+type refusalSampler struct {
+	mu    sync.Mutex
+	kinds map[string]*refusalKind
+}
+
+type refusalKind struct {
+	logged     time.Time
+	suppressed int
+}
+
+// allow reports whether a refusal of kind is logged now, and how many of
+// that kind were not logged since the last one.
+func (rs *refusalSampler) allow(kind string, now time.Time) (bool, int) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.kinds == nil || len(rs.kinds) >= maxRefusalKinds {
+		rs.kinds = map[string]*refusalKind{}
+	}
+	k, ok := rs.kinds[kind]
+	if !ok {
+		rs.kinds[kind] = &refusalKind{logged: now}
+		return true, 0
+	}
+	if now.Sub(k.logged) < refusalLogEvery {
+		k.suppressed++
+		return false, 0
+	}
+	n := k.suppressed
+	k.logged, k.suppressed = now, 0
+	return true, n
+}

@@ -63,6 +63,7 @@ type Service struct {
 	now      func() time.Time
 	limits   PeerLimits
 	rates    *peerRates
+	refusals refusalSampler
 
 	retryBase, retryMax, messageTTL time.Duration
 	wake                            chan struct{}

@@ -330,6 +330,12 @@ func (n *Node) Start() error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+		// A peer may send only this much of a body before the handler reads
+		// it (HTTP/2 flow control). The federation API refuses strangers
+		// and peers over their rate on the headers (spec/federation.md
+		// §3.4): with the default window of 1 MiB they would still get to
+		// send, and have us decrypt, a whole body that is never read.
+		HTTP2: &http.HTTP2Config{MaxReceiveBufferPerStream: 64 << 10},
 	}
 	tl := tls.NewListener(n.listener, n.tlsConf)
 	go func() {
