@@ -82,6 +82,16 @@ func (s *Service) receive(ctx context.Context, in *Inbound) (ReceiptContent, err
 		if !memberEventTypes[p.Type] {
 			return receipt, Forbidden("%s events are made by the host only", p.Type)
 		}
+		// An event for no conference hosted here is refused without a
+		// write transaction: a peer's flood of them must not queue behind
+		// the store's write lock ahead of real work (spec §3.4).
+		if conf, err := s.store.GetConference(ctx, p.Conference); errors.Is(err, store.ErrNotFound) {
+			return receipt, NotFound("unknown conference %s", p.Conference)
+		} else if err != nil {
+			return receipt, err
+		} else if conf.Host != s.did {
+			return receipt, Forbidden("conference %s is not hosted here", p.Conference)
+		}
 		ev := &event{env: env, payload: p, bytes: b, hash: hash}
 		err = s.inTxRetry(ctx, func(tx store.Tx) error {
 			dup, err := tx.RecordInbound(ctx, p.Origin, p.ID, hash, s.now())
