@@ -57,7 +57,7 @@ func (s *Service) refused(r *http.Request, peer string, err error) {
 	s.log.Error("federation request failed", "peer", peer, "path", r.URL.Path, "err", err)
 }
 
-// receive checks an authenticated message (spec §3.2 step 9, §4.2) and
+// receive checks an authenticated message (spec §3.2 step 11, §4.2) and
 // applies it. Nothing is stored unless it is applied.
 func (s *Service) receive(ctx context.Context, in *Inbound) (ReceiptContent, error) {
 	env, err := DecodeEnvelope(in.Body)
