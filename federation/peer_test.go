@@ -434,7 +434,12 @@ func TestOutboxHonoursTooManyRequests(t *testing.T) {
 	if got := signals.texts(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("the target received %q, want %q", got, want)
 	}
-	for _, state := range []string{store.OutboxFailed, store.OutboxExpired, store.OutboxPending} {
+	// The last receipt is recorded just after the target applied the line.
+	nodetest.Eventually(t, secWait, "the attacker's outbox to drain", func() bool {
+		n, err := a.Store().ListOutbox(ctx, fx.target.DID(), store.OutboxPending)
+		return err == nil && len(n) == 0
+	})
+	for _, state := range []string{store.OutboxFailed, store.OutboxExpired} {
 		if ms, err := a.Store().ListOutbox(ctx, fx.target.DID(), state); err != nil || len(ms) != 0 {
 			t.Errorf("the attacker's outbox holds %d %s messages (%v), want none", len(ms), state, err)
 		}
