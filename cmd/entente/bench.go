@@ -49,6 +49,7 @@ type benchFederationOptions struct {
 	flood         string
 	floodWorkers  int
 	floodRequests int64
+	floodBody     int
 }
 
 // Bounds of the flags, so that every measurement loop ends.
@@ -80,9 +81,9 @@ CA, make them trust each other, and measure:
     second node takes part in, from the first enqueue until the second node's
     replica holds the last;
   - with --flood untrusted or trusted, the invitations once more while a
-    third local node, untrusted or trusted by both, sends both 1 MiB signed
-    requests from --flood-workers connections (at most --flood-requests, and
-    never beyond the invitations).
+    third local node, untrusted or trusted by both, sends both signed
+    requests of --flood-body bytes from --flood-workers connections (at most
+    --flood-requests, and never beyond the invitations).
 Prints one JSON object. Stores are SQLite unless --database-url names a
 PostgreSQL server, where each node gets a schema of its own, dropped at the end.`,
 		Args: noArgs,
@@ -107,6 +108,9 @@ PostgreSQL server, where each node gets a schema of its own, dropped at the end.
 			if o.floodRequests < 1 || o.floodRequests > maxFloodRequests {
 				return usagef("--flood-requests must be between 1 and %d, got %d", maxFloodRequests, o.floodRequests)
 			}
+			if o.floodBody < minFloodBody || o.floodBody > maxFloodBody {
+				return usagef("--flood-body must be between %d and %d bytes, got %d", minFloodBody, maxFloodBody, o.floodBody)
+			}
 			ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			res, err := a.benchFederation(ctx, o)
@@ -124,6 +128,7 @@ PostgreSQL server, where each node gets a schema of its own, dropped at the end.
 	c.Flags().StringVar(&o.flood, "flood", floodNone, "measure the invitations again during a flood from an \"untrusted\" or a \"trusted\" node")
 	c.Flags().IntVar(&o.floodWorkers, "flood-workers", 8, "concurrent connections of the flood")
 	c.Flags().Int64Var(&o.floodRequests, "flood-requests", 1_000_000, "most requests the flood sends")
+	c.Flags().IntVar(&o.floodBody, "flood-body", maxFloodBody, "bytes of each flood request's body")
 	c.Flags().StringVar(&o.databaseURL, "database-url", "", "PostgreSQL URL for the nodes' stores (default: SQLite in the temporary directory)")
 	return c
 }
@@ -234,7 +239,7 @@ func (a *app) benchFederation(ctx context.Context, o benchFederationOptions) (_ 
 	}
 	res.InviteToAccepted = summarize(latencies)
 	if o.flood != floodNone {
-		if res.Flood, err = p.floodedInvites(ctx, nodes[2], ca.Pool(), o.flood, o.floodWorkers, o.invites, o.floodRequests); err != nil {
+		if res.Flood, err = p.floodedInvites(ctx, nodes[2], ca.Pool(), o); err != nil {
 			return res, err
 		}
 	}

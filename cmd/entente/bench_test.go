@@ -73,6 +73,7 @@ func TestBenchFederationRefusesUnboundedRuns(t *testing.T) {
 		{[]string{"--flood", "everyone"}, `--flood must be none, untrusted or trusted, got "everyone"`},
 		{[]string{"--flood-workers", "0"}, "--flood-workers must be between 1 and 64, got 0"},
 		{[]string{"--flood-requests", "10000001"}, "--flood-requests must be between 1 and 10000000, got 10000001"},
+		{[]string{"--flood-body", "1048577"}, "--flood-body must be between 4096 and 1048576 bytes, got 1048577"},
 	}
 	for _, tc := range cases {
 		r := runCLI(t, nil, append([]string{"bench", "federation"}, tc.args...)...)

@@ -20,8 +20,9 @@ import (
 )
 
 // Flood modes of `entente bench federation --flood`: while invitations are
-// measured a second time, a third local node sends both measured nodes 1 MiB
-// signed requests as fast as its workers can.
+// measured a second time, a third local node sends both measured nodes
+// signed requests of --flood-body bytes (1 MiB by default) as fast as its
+// workers can.
 //   - untrusted: neither node trusts the flooder; every request is refused
 //     (403) on its headers, before its body is read.
 //   - trusted: both trust it; its requests verify, and beyond its per-peer
@@ -34,8 +35,10 @@ const (
 
 	maxFloodWorkers  = 64
 	maxFloodRequests = 10_000_000
-	// floodBody is the size of each request's body: the most a node takes.
-	floodBody = 1 << 20
+	// maxFloodBody is the largest body of a flood request: the most a node
+	// takes. minFloodBody holds the padded envelope.
+	maxFloodBody = 1 << 20
+	minFloodBody = 4 << 10
 	// floodResign is how often a worker signs its request anew; in between
 	// it sends the same signed request again, as an attacker replaying one
 	// signature within its lifetime would, so the flood costs the flooder
@@ -63,6 +66,7 @@ type flood struct {
 	targets []*node.Node
 	roots   *x509.CertPool
 	max     int64
+	body    int // bytes per request
 
 	sent     atomic.Int64
 	mu       sync.Mutex
@@ -122,7 +126,7 @@ func (f *flood) worker(ctx context.Context, target *node.Node) {
 	}
 }
 
-// request is a 1 MiB signed message from the flooder to target: an
+// request is a signed message of f.body bytes from the flooder to target: an
 // acceptance of a conference that does not exist, padded with spaces.
 func (f *flood) request(target *node.Node, url string) ([]byte, http.Header, error) {
 	now := time.Now()
@@ -142,10 +146,10 @@ func (f *flood) request(target *node.Node, url string) ([]byte, http.Header, err
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(b) > floodBody {
-		return nil, nil, fmt.Errorf("flood envelope of %d bytes", len(b))
+	if len(b) > f.body {
+		return nil, nil, fmt.Errorf("flood envelope of %d bytes is over %d", len(b), f.body)
 	}
-	body := append(b, bytes.Repeat([]byte(" "), floodBody-len(b))...)
+	body := append(b, bytes.Repeat([]byte(" "), f.body-len(b))...)
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return nil, nil, err
@@ -181,13 +185,14 @@ func trustFlooder(ctx context.Context, from *node.Node, targets []*node.Node) er
 
 // floodedInvites measures count invitation cycles of p while from floods
 // both nodes of p in mode.
-func (p benchPair) floodedInvites(ctx context.Context, from *node.Node, roots *x509.CertPool, mode string, workers, count int, max int64) (*floodReport, error) {
+func (p benchPair) floodedInvites(ctx context.Context, from *node.Node, roots *x509.CertPool, o benchFederationOptions) (*floodReport, error) {
+	mode, workers, count, max := o.flood, o.floodWorkers, o.invites, o.floodRequests
 	if mode == floodTrusted {
 		if err := trustFlooder(ctx, from, []*node.Node{p.a, p.b}); err != nil {
 			return nil, err
 		}
 	}
-	f := &flood{from: from, targets: []*node.Node{p.a, p.b}, roots: roots, max: max}
+	f := &flood{from: from, targets: []*node.Node{p.a, p.b}, roots: roots, max: max, body: o.floodBody}
 	fctx, stop := context.WithTimeout(ctx, maxBenchDuration)
 	defer stop()
 	var (
@@ -214,7 +219,7 @@ func (p benchPair) floodedInvites(ctx context.Context, from *node.Node, roots *x
 	}
 	sent = min(sent, max)
 	return &floodReport{
-		Mode: mode, Workers: workers, BodyBytes: floodBody, Requests: sent, PerSecond: perSecond(int(sent), took),
+		Mode: mode, Workers: workers, BodyBytes: o.floodBody, Requests: sent, PerSecond: perSecond(int(sent), took),
 		Statuses: f.statuses, InviteToAccepted: summarize(latencies),
 	}, nil
 }
