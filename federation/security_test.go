@@ -4,18 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net/http"
 	"strconv"
 	"strings"
@@ -801,20 +798,4 @@ func TestSecurityPrivateAddressPeer(t *testing.T) {
 	if after := snapshot(t, closed, fx.sent...); after != before {
 		t.Errorf("the refused request changed the store:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
-}
-
-// secHighS turns a low-S DER signature into its high-S twin (r, n−s), which
-// verifies just as well.
-func secHighS(t *testing.T, der []byte) []byte {
-	t.Helper()
-	var rs struct{ R, S *big.Int }
-	if _, err := asn1.Unmarshal(der, &rs); err != nil {
-		t.Fatal(err)
-	}
-	rs.S.Sub(elliptic.P256().Params().N, rs.S)
-	out, err := asn1.Marshal(rs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
