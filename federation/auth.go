@@ -6,12 +6,15 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/sha256"
+	"encoding/asn1"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,11 +38,18 @@ const (
 // the date, and stale dates.
 type Authenticator struct {
 	Self string // this node's DID
+	// Host is the authority (host[:port], lower case, without :443) of
+	// this node's federation endpoint: the only host a request to it may
+	// be signed for.
+	Host string
 	// Trusted returns the key pin of a trusted DID ("" for none), or an
 	// error wrapping ErrUntrusted.
 	Trusted func(ctx context.Context, did string) (pin string, err error)
 	// Resolve returns a peer's DID document; refresh asks for a fresh fetch.
 	Resolve func(ctx context.Context, did string, refresh bool) (*identity.Peer, error)
+	// Admit, when set, applies the per-peer rate limit to an authenticated
+	// peer before its body is read; it returns a TooManyRequests refusal.
+	Admit   func(did string) error
 	MaxBody int64         // zero means 1 MiB
 	Skew    time.Duration // zero means 300 s
 	Now     func() time.Time
@@ -53,10 +63,14 @@ type Inbound struct {
 	Body    []byte
 }
 
-// Authenticate applies steps 1 to 8 of spec §3.2 in order and returns the
+// Authenticate applies steps 1 to 10 of spec §3.2 in order and returns the
 // body it read. Every refusal is an *Error with the status of its step;
 // other errors are our own failures (the trust list could not be read).
-// Step 9 (the envelope's origin) is left to the handler that opens it.
+// The signature covers the Digest header, not the body, so a request is
+// authenticated, and its peer found trusted and within its rate, before a
+// byte of its body is read: refusing a stranger costs no more than parsing
+// its headers (spec §3.4). Step 11 (the envelope's origin) is left to the
+// handler that opens it.
 func (a *Authenticator) Authenticate(r *http.Request) (*Inbound, error) {
 	ctx := r.Context()
 	now := time.Now()
@@ -71,20 +85,11 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Inbound, error) {
 	if skew <= 0 {
 		skew = defaultSkew
 	}
-
-	// 1. Body size.
-	if r.ContentLength > maxBody {
-		return nil, TooLarge("body of %d bytes is over %d", r.ContentLength, maxBody)
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
-	if err != nil {
-		return nil, BadRequest("cannot read body: %w", err)
-	}
-	if int64(len(body)) > maxBody {
-		return nil, TooLarge("body is over %d bytes", maxBody)
+	if a.Host == "" {
+		return nil, errors.New("federation: authenticator has no Host")
 	}
 
-	// 2. Exactly one Signature header that parses.
+	// 1. Exactly one Signature header that parses.
 	values := r.Header.Values("Signature")
 	if len(values) != 1 {
 		return nil, Unauthorized("expected one Signature header, got %d", len(values))
@@ -94,17 +99,23 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Inbound, error) {
 		return nil, Unauthorized("Signature header: %w", err)
 	}
 
-	// 3. The algorithm comes from the key; a header naming another one is
+	// 2. The algorithm comes from the key; a header naming another one is
 	// an attempt at algorithm confusion.
 	if p.Algorithm != "" && p.Algorithm != "hs2019" && p.Algorithm != "ecdsa-sha256" {
 		return nil, Unauthorized("algorithm %q refused", p.Algorithm)
 	}
 
-	// 4. Coverage.
+	// 3. Coverage.
 	for _, h := range signedHeaders {
 		if !slices.Contains(p.Headers, h) {
 			return nil, Unauthorized("signature does not cover %s", h)
 		}
+	}
+
+	// 4. The signed host is this node's: a request signed for another node
+	// cannot be replayed here.
+	if err := a.checkHost(r); err != nil {
+		return nil, err
 	}
 
 	// 5. Time.
@@ -112,18 +123,23 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Inbound, error) {
 		return nil, err
 	}
 
-	// 6. Digest of the body as received.
-	if err := checkDigest(r.Header, body); err != nil {
+	// 6. The Digest header's form; the body is compared with it at step 10.
+	want, err := parseDigest(r.Header)
+	if err != nil {
 		return nil, err
 	}
 
-	// 7. Key.
+	// 7. Key: trust before anything costs a lookup.
 	did, pub, err := a.key(ctx, p.KeyID)
 	if err != nil {
 		return nil, err
 	}
 
-	// 8. Signature, with go-fed's verifier and the algorithm of the key.
+	// 8. Signature, with go-fed's verifier and the algorithm of the key,
+	// after our own check that it is strict DER with a low S.
+	if err := checkLowS(p.Signature); err != nil {
+		return nil, Unauthorized("signature: %w", err)
+	}
 	verifier, err := httpsig.NewVerifier(r)
 	if err != nil {
 		return nil, Unauthorized("signature: %w", err)
@@ -138,7 +154,74 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Inbound, error) {
 	if err := verifier.Verify(ecPub, httpsig.ECDSA_SHA256); err != nil {
 		return nil, Unauthorized("signature does not verify with %s: %w", p.KeyID, err)
 	}
+
+	// 9. The peer's rate, counted only for requests it really signed, so
+	// that nobody can spend a peer's allowance in its name.
+	if a.Admit != nil {
+		if err := a.Admit(did); err != nil {
+			return nil, err
+		}
+	}
+
+	// 10. Body size, and its digest as received.
+	if r.ContentLength > maxBody {
+		return nil, TooLarge("body of %d bytes is over %d", r.ContentLength, maxBody)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return nil, BadRequest("cannot read body: %w", err)
+	}
+	if int64(len(body)) > maxBody {
+		return nil, TooLarge("body is over %d bytes", maxBody)
+	}
+	if got := sha256.Sum256(body); !bytes.Equal(got[:], want) {
+		return nil, Unauthorized("Digest does not match the body")
+	}
 	return &Inbound{PeerDID: did, KeyID: p.KeyID, Body: body}, nil
+}
+
+// checkHost compares the host the request was signed for with this node's
+// (spec §3.2 step 4): ASCII case is ignored and an explicit default port
+// :443 is the same as none; anything else must match exactly.
+func (a *Authenticator) checkHost(r *http.Request) error {
+	// go-fed reads a Host entry of the header map before r.Host; Go's
+	// server never puts one there, and none may disagree with r.Host.
+	if hs := r.Header.Values("Host"); len(hs) > 1 || len(hs) == 1 && hs[0] != r.Host {
+		return Unauthorized("ambiguous Host")
+	}
+	if got := CanonicalAuthority(r.Host); got != a.Host {
+		return Unauthorized("request signed for host %q, not this node's %q", r.Host, a.Host)
+	}
+	return nil
+}
+
+// CanonicalAuthority is host[:port] in the form spec §3.2 compares: lower
+// case, without the default port :443.
+func CanonicalAuthority(hostport string) string {
+	return strings.TrimSuffix(strings.ToLower(hostport), ":443")
+}
+
+// checkLowS refuses an ECDSA signature that is not strict ASN.1 DER or
+// whose S is in the upper half of the group order: (r, n−s) verifies as
+// well as (r, s), so a high S would give one request two valid signatures
+// (spec §3.1, identity.md).
+func checkLowS(sig []byte) error {
+	var rs struct{ R, S *big.Int }
+	rest, err := asn1.Unmarshal(sig, &rs)
+	if err != nil || len(rest) != 0 {
+		return errors.New("not an ASN.1 DER ECDSA signature")
+	}
+	if again, err := asn1.Marshal(rs); err != nil || !bytes.Equal(again, sig) {
+		return errors.New("not in strict DER form")
+	}
+	n := elliptic.P256().Params().N
+	if rs.R.Sign() <= 0 || rs.S.Sign() <= 0 || rs.R.Cmp(n) >= 0 || rs.S.Cmp(n) >= 0 {
+		return errors.New("r or s out of range")
+	}
+	if rs.S.Cmp(new(big.Int).Rsh(n, 1)) > 0 {
+		return errors.New("high S refused: only the low-S form is valid")
+	}
+	return nil
 }
 
 func checkSignatureTime(h http.Header, p SignatureParams, now time.Time, skew time.Duration) error {
@@ -170,24 +253,21 @@ func checkSignatureTime(h http.Header, p SignatureParams, now time.Time, skew ti
 	return nil
 }
 
-func checkDigest(h http.Header, body []byte) error {
+// parseDigest reads the one Digest header, SHA-256=<base64>.
+func parseDigest(h http.Header) ([]byte, error) {
 	digests := h.Values("Digest")
 	if len(digests) != 1 {
-		return Unauthorized("expected one Digest header, got %d", len(digests))
+		return nil, Unauthorized("expected one Digest header, got %d", len(digests))
 	}
 	enc, ok := strings.CutPrefix(digests[0], "SHA-256=")
 	if !ok {
-		return Unauthorized("Digest must be SHA-256=<base64>")
+		return nil, Unauthorized("Digest must be SHA-256=<base64>")
 	}
 	got, err := base64.StdEncoding.Strict().DecodeString(enc)
-	if err != nil {
-		return Unauthorized("Digest is not base64")
+	if err != nil || len(got) != sha256.Size {
+		return nil, Unauthorized("Digest is not the base64 of a SHA-256")
 	}
-	want := sha256.Sum256(body)
-	if !bytes.Equal(got, want[:]) {
-		return Unauthorized("Digest does not match the body")
-	}
-	return nil
+	return got, nil
 }
 
 // key applies step 7: trust, resolution (once more with a fresh document
@@ -253,13 +333,26 @@ const maxResponseBody = defaultMaxBody
 // Do signs and sends a request and returns the status and body. A body
 // over 1 MiB is an error.
 func (c *Client) Do(ctx context.Context, method, url string, body []byte) (int, []byte, error) {
+	a, err := c.send(ctx, method, url, body)
+	return a.status, a.body, err
+}
+
+// answer is a peer's response to a signed request.
+type answer struct {
+	status int
+	body   []byte
+	// retryAfter is the peer's Retry-After, 0 when absent or unreadable.
+	retryAfter time.Duration
+}
+
+func (c *Client) send(ctx context.Context, method, url string, body []byte) (answer, error) {
 	frag, priv, err := c.Keys.CurrentECDSA()
 	if err != nil {
-		return 0, nil, fmt.Errorf("%s %s: %w", method, url, err)
+		return answer{}, fmt.Errorf("%s %s: %w", method, url, err)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
-		return 0, nil, fmt.Errorf("%s %s: %w", method, url, err)
+		return answer{}, fmt.Errorf("%s %s: %w", method, url, err)
 	}
 	if len(body) > 0 {
 		req.Header.Set("Content-Type", "application/json")
@@ -270,19 +363,42 @@ func (c *Client) Do(ctx context.Context, method, url string, body []byte) (int, 
 		now = c.Now()
 	}
 	if err := SignRequest(req, body, c.DID+"#"+frag, priv, now); err != nil {
-		return 0, nil, fmt.Errorf("%s %s: %w", method, url, err)
+		return answer{}, fmt.Errorf("%s %s: %w", method, url, err)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%s %s: %w", method, url, err)
+		return answer{}, fmt.Errorf("%s %s: %w", method, url, err)
 	}
 	defer resp.Body.Close()
+	a := answer{status: resp.StatusCode, retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now)}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody+1))
 	if err != nil {
-		return resp.StatusCode, nil, fmt.Errorf("%s %s: read response: %w", method, url, err)
+		return a, fmt.Errorf("%s %s: read response: %w", method, url, err)
 	}
 	if len(b) > maxResponseBody {
-		return resp.StatusCode, nil, fmt.Errorf("%s %s: response over %d bytes", method, url, maxResponseBody)
+		return a, fmt.Errorf("%s %s: response over %d bytes", method, url, maxResponseBody)
 	}
-	return resp.StatusCode, b, nil
+	a.body = b
+	return a, nil
 }
+
+// parseRetryAfter reads delta-seconds or an HTTP-date (RFC 9110 §10.2.3).
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n < 0 {
+			return 0
+		}
+		return time.Duration(min(n, maxRetryAfterSeconds)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return min(t.Sub(now), maxRetryAfterSeconds*time.Second)
+	}
+	return 0
+}
+
+// maxRetryAfterSeconds keeps a peer's Retry-After from overflowing a
+// Duration; the outbox caps it further at its longest backoff.
+const maxRetryAfterSeconds = 7 * 24 * 3600

@@ -105,6 +105,7 @@ func newSigTestNode(t *testing.T, clock *offsetClock) *sigTestNode {
 	})
 	n.auth = &Authenticator{
 		Self: n.did,
+		Host: CanonicalAuthority(n.srv.Listener.Addr().String()),
 		Trusted: func(_ context.Context, did string) (string, error) {
 			n.mu.Lock()
 			defer n.mu.Unlock()
@@ -213,6 +214,9 @@ type rawSignature struct {
 	// mac, when set, signs with HMAC-SHA256 under this secret instead of
 	// ECDSA.
 	mac []byte
+	// highS leaves the ECDSA signature as Go makes it, high S half the
+	// time; otherwise it is brought to low S as spec §3.1 requires.
+	highS bool
 }
 
 func signRaw(t *testing.T, req *http.Request, body []byte, priv *ecdsa.PrivateKey, now time.Time, rs rawSignature) {
@@ -245,6 +249,11 @@ func signRaw(t *testing.T, req *http.Request, body []byte, priv *ecdsa.PrivateKe
 		var err error
 		if sig, err = ecdsa.SignASN1(rand.Reader, priv, digest[:]); err != nil {
 			t.Fatal(err)
+		}
+		if !rs.highS {
+			if sig, err = LowS(sig); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	var b strings.Builder
@@ -443,7 +452,7 @@ func TestAuthenticateRefuses(t *testing.T) {
 			req := f.signed(t, http.MethodPost, inboxPath, testBody, f.clock.Now())
 			req.Host = "agency.example"
 			return req
-		}, 401, "signature does not verify"},
+		}, 401, `request signed for host "agency.example", not this node's`},
 		{"body changed, digest kept", func(t *testing.T, f *authFixture) *http.Request {
 			req := f.signed(t, http.MethodPost, inboxPath, testBody, f.clock.Now())
 			other := []byte(`{"v":2}`)
@@ -483,7 +492,7 @@ func TestAuthenticateRefuses(t *testing.T) {
 			secret := []byte(f.sender.keys.Keys(f.clock.Now())[0].PublicMultibase)
 			signRaw(t, req, testBody, nil, f.clock.Now(), rawSignature{keyID: f.keyID, mac: secret})
 			return req
-		}, 401, "signature does not verify"},
+		}, 401, "not an ASN.1 DER ECDSA signature"},
 		{"algorithm rsa-sha256", raw(rawSignature{algorithm: "rsa-sha256"}), 401, `algorithm "rsa-sha256" refused`},
 		{"algorithm ecdsa-sha256 is fine but signature is not", func(t *testing.T, f *authFixture) *http.Request {
 			req := f.receiver.newRequest(t, http.MethodPost, inboxPath, testBody)

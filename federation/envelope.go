@@ -278,6 +278,10 @@ func (p Payload) validate() error {
 		return BadRequest("payload: expires is more than %s after created", maxMessageLifetime)
 	}
 	if p.Sender != p.Origin {
+		// A node speaks only for itself and its own users (spec §4.2).
+		if validDID(p.Sender) {
+			return Forbidden("payload: sender %s is another node than origin %s", p.Sender, p.Origin)
+		}
 		_, did, err := ParseUserRef(p.Sender)
 		if err != nil {
 			return BadRequest("payload: sender: %w", err)

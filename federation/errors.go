@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 )
 
 // Error is a refusal that a peer is told about: the one place where
@@ -15,6 +17,9 @@ type Error struct {
 	Code    string
 	Message string
 	Err     error
+	// RetryAfter, when positive, is sent as the Retry-After header: the
+	// peer may send again after it (spec §8).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -59,6 +64,14 @@ func Gone(format string, args ...any) *Error {
 	return newError(http.StatusGone, "gone", format, args...)
 }
 
+// TooManyRequests is a peer over one of its per-peer limits (spec §3.4): it
+// may send again after retryAfter, rounded up to whole seconds on the wire.
+func TooManyRequests(retryAfter time.Duration, format string, args ...any) *Error {
+	e := newError(http.StatusTooManyRequests, "too_many_requests", format, args...)
+	e.RetryAfter = retryAfter
+	return e
+}
+
 // TooLarge is a body over the limit.
 func TooLarge(format string, args ...any) *Error {
 	return newError(http.StatusRequestEntityTooLarge, "too_large", format, args...)
@@ -82,6 +95,9 @@ func WriteError(w http.ResponseWriter, err error) {
 	if fe, ok := errors.AsType[*Error](err); ok {
 		status = fe.Status
 		detail = errorDetail{Code: fe.Code, Message: fe.Message}
+		if fe.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(fe.RetryAfter), 10))
+		}
 	}
 	body, mErr := json.Marshal(errorBody{Error: detail})
 	if mErr != nil {
@@ -93,4 +109,10 @@ func WriteError(w http.ResponseWriter, err error) {
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+}
+
+// retryAfterSeconds rounds d up to whole seconds, at least 1: Retry-After
+// is delta-seconds (RFC 9110 §10.2.3), and 0 would invite an immediate retry.
+func retryAfterSeconds(d time.Duration) int64 {
+	return max(1, int64((d+time.Second-1)/time.Second))
 }

@@ -2,7 +2,11 @@ package federation
 
 import (
 	"crypto/ecdsa"
+	"crypto/elliptic"
+	"encoding/asn1"
+	"encoding/base64"
 	"fmt"
+	"math/big"
 	"net/http"
 	"strings"
 	"time"
@@ -53,6 +57,11 @@ func SignRequest(req *http.Request, body []byte, keyID string, priv *ecdsa.Priva
 	if err := signer.SignRequest(priv, keyID, req, body); err != nil {
 		return fmt.Errorf("sign request: %w", err)
 	}
+	// Go's ECDSA leaves S high half of the time; receivers accept only the
+	// low form (spec §3.1).
+	if err := lowSHeader(req.Header); err != nil {
+		return fmt.Errorf("sign request: %w", err)
+	}
 	// What we send must pass our own receiving policy.
 	p, err := ParseSignatureHeader(req.Header.Get("Signature"))
 	if err != nil {
@@ -62,4 +71,44 @@ func SignRequest(req *http.Request, body []byte, keyID string, priv *ecdsa.Priva
 		return fmt.Errorf("sign request: produced unexpected parameters %q", req.Header.Get("Signature"))
 	}
 	return nil
+}
+
+// lowSHeader rewrites the signature parameter of the Signature header to
+// its low-S form.
+func lowSHeader(h http.Header) error {
+	v := h.Get("Signature")
+	i := strings.Index(v, `signature="`)
+	if i < 0 {
+		return fmt.Errorf("no signature parameter in %q", v)
+	}
+	start := i + len(`signature="`)
+	end := strings.IndexByte(v[start:], '"')
+	if end < 0 {
+		return fmt.Errorf("unterminated signature parameter in %q", v)
+	}
+	der, err := base64.StdEncoding.DecodeString(v[start : start+end])
+	if err != nil {
+		return err
+	}
+	if der, err = LowS(der); err != nil {
+		return err
+	}
+	h.Set("Signature", v[:start]+base64.StdEncoding.EncodeToString(der)+v[start+end:])
+	return nil
+}
+
+// LowS returns the DER ECDSA P-256 signature der in its low-S form: (r, n−s)
+// when s > n/2, der itself otherwise. Both verify; only the low one is
+// accepted (spec §3.1).
+func LowS(der []byte) ([]byte, error) {
+	var rs struct{ R, S *big.Int }
+	if _, err := asn1.Unmarshal(der, &rs); err != nil {
+		return nil, fmt.Errorf("ECDSA signature: %w", err)
+	}
+	n := elliptic.P256().Params().N
+	if rs.S.Cmp(new(big.Int).Rsh(n, 1)) <= 0 {
+		return der, nil
+	}
+	rs.S.Sub(n, rs.S)
+	return asn1.Marshal(rs)
 }

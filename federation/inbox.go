@@ -43,16 +43,21 @@ func (s *Service) serveInbox(w http.ResponseWriter, r *http.Request) {
 }
 
 // refused logs a refused federation request; its body is never logged.
+// Refusals are sampled: a flood of them must not cost a log line each
+// (spec §3.4), so one line per peer, path and status is written every
+// refusalLogEvery, with the number left out since the last.
 func (s *Service) refused(r *http.Request, peer string, err error) {
 	var fe *Error
 	if errors.As(err, &fe) && fe.Status < 500 {
-		s.log.Warn("federation request refused", "peer", peer, "path", r.URL.Path, "status", fe.Status, "err", err)
+		if ok, suppressed := s.refusals.allow(peer+" "+r.URL.Path+" "+strconv.Itoa(fe.Status), s.now()); ok {
+			s.log.Warn("federation request refused", "peer", peer, "path", r.URL.Path, "status", fe.Status, "err", err, "similar_refusals_not_logged", suppressed)
+		}
 		return
 	}
 	s.log.Error("federation request failed", "peer", peer, "path", r.URL.Path, "err", err)
 }
 
-// receive checks an authenticated message (spec §3.2 step 9, §4.2) and
+// receive checks an authenticated message (spec §3.2 step 11, §4.2) and
 // applies it. Nothing is stored unless it is applied.
 func (s *Service) receive(ctx context.Context, in *Inbound) (ReceiptContent, error) {
 	env, err := DecodeEnvelope(in.Body)
@@ -76,6 +81,16 @@ func (s *Service) receive(ctx context.Context, in *Inbound) (ReceiptContent, err
 	case isEventType(p.Type):
 		if !memberEventTypes[p.Type] {
 			return receipt, Forbidden("%s events are made by the host only", p.Type)
+		}
+		// An event for no conference hosted here is refused without a
+		// write transaction: a peer's flood of them must not queue behind
+		// the store's write lock ahead of real work (spec §3.4).
+		if conf, err := s.store.GetConference(ctx, p.Conference); errors.Is(err, store.ErrNotFound) {
+			return receipt, NotFound("unknown conference %s", p.Conference)
+		} else if err != nil {
+			return receipt, err
+		} else if conf.Host != s.did {
+			return receipt, Forbidden("conference %s is not hosted here", p.Conference)
 		}
 		ev := &event{env: env, payload: p, bytes: b, hash: hash}
 		err = s.inTxRetry(ctx, func(tx store.Tx) error {

@@ -131,7 +131,7 @@ func (s *Service) deliver(ctx context.Context, m store.OutboxMessage) {
 		s.store.MarkOutboxFinal(ctx, m.ID, store.OutboxExpired, "expired undelivered; last error: "+m.LastError)
 		return
 	}
-	receipt, status, err := s.post(ctx, m)
+	receipt, status, retryAfter, err := s.post(ctx, m)
 	switch {
 	case err == nil:
 		if err := s.store.MarkOutboxDelivered(ctx, m.ID, receipt, s.now()); err != nil {
@@ -141,6 +141,20 @@ func (s *Service) deliver(ctx context.Context, m store.OutboxMessage) {
 	case finalStatus(status):
 		log.Warn("peer refused message", "status", status, "err", err)
 		s.store.MarkOutboxFinal(ctx, m.ID, store.OutboxFailed, err.Error())
+		return
+	case status == http.StatusTooManyRequests:
+		// The peer is up and asks us to slow down (spec §3.4, §8): wait as
+		// long as it says, without counting an attempt, so the backoff of
+		// a real outage is not inflated by it.
+		wait := s.backoff(m.Attempts + 1)
+		if retryAfter > 0 {
+			wait = min(retryAfter, s.retryMax)
+		}
+		next := now.Add(wait)
+		log.Info("peer asked to retry later", "status", status, "next", next, "err", err)
+		if err := s.store.MarkOutboxRetry(ctx, m.ID, m.Attempts, next, err.Error()); err != nil {
+			log.Error("outbox: cannot schedule retry", "err", err)
+		}
 		return
 	}
 	attempts := m.Attempts + 1
@@ -171,33 +185,34 @@ func (s *Service) backoff(attempts int) time.Duration {
 	return time.Duration(float64(d) * jitter)
 }
 
-// post sends one message and verifies the signed receipt.
-func (s *Service) post(ctx context.Context, m store.OutboxMessage) ([]byte, int, error) {
+// post sends one message and verifies the signed receipt. For a refusal it
+// returns the status, and the peer's Retry-After when it gave one.
+func (s *Service) post(ctx context.Context, m store.OutboxMessage) ([]byte, int, time.Duration, error) {
 	endpoint, err := s.endpoint(ctx, m.Destination)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	status, body, err := s.client.Do(ctx, http.MethodPost, endpoint+"/inbox", m.Body)
+	a, err := s.client.send(ctx, http.MethodPost, endpoint+"/inbox", m.Body)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
-	if status != http.StatusOK {
-		return nil, status, refusalError(status, body)
+	if a.status != http.StatusOK {
+		return nil, a.status, a.retryAfter, refusalError(a.status, a.body)
 	}
-	p, err := s.openAnswer(ctx, m.Destination, body, TypeReceipt)
+	p, err := s.openAnswer(ctx, m.Destination, a.body, TypeReceipt)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	var rc ReceiptContent
 	if err := decodeContent(p.Content, &rc); err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	if rc.Message != m.MessageID {
-		return nil, 0, errors.New("receipt for " + rc.Message + ", not " + m.MessageID)
+		return nil, 0, 0, errors.New("receipt for " + rc.Message + ", not " + m.MessageID)
 	}
-	return body, status, nil
+	return a.body, a.status, 0, nil
 }
 
 // refusalError describes a peer's error answer as "<status> <code>: <message>",

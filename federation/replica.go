@@ -151,7 +151,7 @@ func (s *Service) mayStartReplica(ctx context.Context, tx store.Tx, host string,
 	if !invited {
 		return Forbidden("the log does not invite this node")
 	}
-	return nil
+	return s.checkQuotas(ctx, tx, host, recs[0].link.Conference)
 }
 
 func (s *Service) refuse(conference, host string, err error) error {

@@ -132,10 +132,17 @@ const secWait = 10 * time.Second
 
 func newSecFixture(t *testing.T) *secFixture {
 	t.Helper()
+	return newSecFixtureWith(t, nil)
+}
+
+// newSecFixtureWith is newSecFixture with the target's configuration
+// changed by edit.
+func newSecFixtureWith(t *testing.T, edit func(*config.Config)) *secFixture {
+	t.Helper()
 	f := nodetest.New(t)
 	fx := &secFixture{
 		f:        f,
-		target:   f.Start(t, "Ministry", nil),
+		target:   f.Start(t, "Ministry", edit),
 		attacker: f.Start(t, "Agency", nil),
 		other:    f.Start(t, "City", nil),
 		outsider: f.Start(t, "Stranger", nil),
@@ -263,6 +270,7 @@ type secRawSignature struct {
 	headers    []string // nil means all of spec §3.1
 	omitDigest bool     // send no Digest header at all
 	mac        []byte   // when set, HMAC-SHA256 under this secret instead of ECDSA
+	highS      bool     // the ECDSA signature in its high-S form, (r, n−s)
 }
 
 var secSignedHeaders = []string{"(request-target)", "(created)", "(expires)", "host", "date", "digest"}
@@ -307,6 +315,12 @@ func secSignRaw(t *testing.T, req *http.Request, body []byte, priv *ecdsa.Privat
 		var err error
 		if sig, err = ecdsa.SignASN1(rand.Reader, priv, digest[:]); err != nil {
 			t.Fatal(err)
+		}
+		if sig, err = federation.LowS(sig); err != nil {
+			t.Fatal(err)
+		}
+		if rs.highS {
+			sig = secHighS(t, sig)
 		}
 	}
 	var b strings.Builder
@@ -495,7 +509,7 @@ func TestSecurityTransport(t *testing.T) {
 				body := fx.accept(t)
 				return secMoved(t, secSigned(t, a, http.MethodPut, fx.inbox, body, time.Now()), http.MethodPost, fx.inbox, body)
 			}},
-		{"valid signature replayed with another Host header", unauthorized("signature does not verify"),
+		{"valid signature replayed with another Host header", unauthorized(`request signed for host "localhost:`),
 			func(t *testing.T) *http.Request {
 				req := secSigned(t, a, http.MethodPost, fx.inbox, fx.accept(t), time.Now())
 				// The certificate also names localhost: the request reaches the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
@@ -16,11 +17,14 @@ import (
 
 // Options configure a Service.
 type Options struct {
-	DID      string // this node's DID
-	Name     string // this institution's display name, vouched for in join events
-	Store    store.Store
-	Keys     *identity.Keyring
-	Resolver *identity.Resolver
+	DID string // this node's DID
+	// PublicURL is the base URL peers reach this node at; the host of its
+	// federation endpoint. Empty: the host of DID.
+	PublicURL string
+	Name      string // this institution's display name, vouched for in join events
+	Store     store.Store
+	Keys      *identity.Keyring
+	Resolver  *identity.Resolver
 	// HTTP is the SSRF-guarded client for requests to peers.
 	HTTP   *http.Client
 	Logger *slog.Logger
@@ -31,6 +35,8 @@ type Options struct {
 	RetryMax time.Duration
 	// MessageTTL is how long an outbound message may wait for delivery.
 	MessageTTL time.Duration
+	// Limits bound what each trusted peer may ask of this node (spec §3.4).
+	Limits PeerLimits
 	// OnLogChange, when set, is called after a conference's log or replica
 	// has grown (for the SFU to recheck who may take part). It must not block.
 	OnLogChange func(conference string)
@@ -55,6 +61,9 @@ type Service struct {
 	auth     *Authenticator
 	log      *slog.Logger
 	now      func() time.Time
+	limits   PeerLimits
+	rates    *peerRates
+	refusals refusalSampler
 
 	retryBase, retryMax, messageTTL time.Duration
 	wake                            chan struct{}
@@ -79,6 +88,7 @@ func NewService(o Options) (*Service, error) {
 		retryBase:  o.RetryBase,
 		retryMax:   o.RetryMax,
 		messageTTL: o.MessageTTL,
+		limits:     o.Limits.withDefaults(),
 		wake:       make(chan struct{}, 1),
 
 		onLogChange: o.OnLogChange,
@@ -100,14 +110,38 @@ func NewService(o Options) (*Service, error) {
 	if s.messageTTL <= 0 {
 		s.messageTTL = 24 * time.Hour
 	}
+	host, err := ownAuthority(o.PublicURL, o.DID)
+	if err != nil {
+		return nil, err
+	}
+	s.rates = newPeerRates(s.limits, s.now)
 	s.client = &Client{HTTP: o.HTTP, DID: o.DID, Keys: o.Keys, Now: s.now}
 	s.auth = &Authenticator{
 		Self:    o.DID,
+		Host:    host,
 		Trusted: s.trustedPin,
 		Resolve: s.resolve,
+		Admit:   s.rates.admit,
 		Now:     s.now,
 	}
 	return s, nil
+}
+
+// ownAuthority is the host[:port] that peers sign requests to this node for
+// (spec §3.2 step 4): the public URL's, or else the one its did:web DID
+// names, in CanonicalAuthority's form.
+func ownAuthority(publicURL, did string) (string, error) {
+	if publicURL == "" {
+		var err error
+		if publicURL, err = identity.DocumentURL(did); err != nil {
+			return "", fmt.Errorf("federation: %w", err)
+		}
+	}
+	u, err := url.Parse(publicURL)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("federation: public URL %q has no host", publicURL)
+	}
+	return CanonicalAuthority(u.Host), nil
 }
 
 // DID is this node's DID.

@@ -253,6 +253,9 @@ func (s *Service) relay(ctx context.Context, tx store.Tx, conf store.Conference,
 
 // receiveSignal handles a conference.signal sent to this node as host.
 func (s *Service) receiveSignal(ctx context.Context, env Envelope, p Payload, hash string, receipt *ReceiptContent) error {
+	if err := checkSignalLifetime(p); err != nil {
+		return err
+	}
 	var c SignalContent
 	if err := decodeContent(p.Content, &c); err != nil {
 		return err
@@ -299,8 +302,14 @@ func (s *Service) receiveRelay(ctx context.Context, p Payload, hash string, rece
 	if err != nil || conf.Host != p.Origin {
 		return Forbidden("%s does not host %s here", p.Origin, p.Conference)
 	}
+	if conf.Ended {
+		return Gone("conference %s has ended", p.Conference)
+	}
 	inner, _, err := Open(ctx, rc.Signal, s.keyOf)
 	if err != nil {
+		return err
+	}
+	if err := checkSignalLifetime(inner); err != nil {
 		return err
 	}
 	if inner.Type != TypeSignal || inner.Conference != p.Conference || inner.Destination != conf.Host {
@@ -337,6 +346,16 @@ func (s *Service) receiveRelay(ctx context.Context, p Payload, hash string, rece
 	receipt.Status = statusOf(dup)
 	if !dup {
 		s.deliverSignal(s.toSignal(ctx, inner, c))
+	}
+	return nil
+}
+
+// checkSignalLifetime refuses a signal meant to live longer than signals
+// may (spec §5.1): a raised hand or a chat line replayed an hour later is
+// not what its author said.
+func checkSignalLifetime(p Payload) error {
+	if p.Expires-p.Created > signalTTL.Milliseconds() {
+		return BadRequest("signal %s expires %d ms after its creation, over %s", p.ID, p.Expires-p.Created, signalTTL)
 	}
 	return nil
 }

@@ -228,6 +228,7 @@ func TestBridgedChatRefusedAtTheHost(t *testing.T) {
 	signal := func(from *nodetest.Node, sender, content string) []byte {
 		p := fx.payload(from, federation.TypeSignal, content)
 		p.Sender = sender
+		p.Expires = p.Created + 2*time.Minute.Milliseconds() // the most a signal may live (spec §5.1)
 		return fx.envelope(t, from, p)
 	}
 	const chat = `{"kind":"chat","text":"hi","as":"@dora:matrix.example"}`

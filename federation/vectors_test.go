@@ -324,8 +324,15 @@ func TestVectors(t *testing.T) {
 		if got := buildSigningString(t, req, p.Headers, p.Created, p.Expires); got != v.SigningString {
 			t.Fatalf("signing string\n%s\nvector\n%s", got, v.SigningString)
 		}
-		if err := checkDigest(req.Header, []byte(v.Body)); err != nil {
+		want, err := parseDigest(req.Header)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if got := sha256.Sum256([]byte(v.Body)); !bytes.Equal(got[:], want) {
+			t.Fatal("vector Digest does not match its body")
+		}
+		if err := checkLowS(p.Signature); err != nil {
+			t.Fatalf("vector signature: %v", err)
 		}
 		ecPub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), pub.UncompressedBytes())
 		if err != nil {

@@ -119,6 +119,25 @@ ORDER BY COALESCE(created_at, 0) DESC, id`)
 	return cs, nil
 }
 
+// HostedCount is what CountHostedConferences counts.
+type HostedCount struct {
+	// Live is the conferences not ended that member has not declined.
+	Live int
+	// Invited is those of them that member has not answered.
+	Invited int
+}
+
+func (s queries) CountHostedConferences(ctx context.Context, host, member string) (HostedCount, error) {
+	var n HostedCount
+	err := s.q.queryRow(ctx, `SELECT COUNT(*), COALESCE(SUM(CASE WHEN n.state = 'invited' THEN 1 ELSE 0 END), 0)
+FROM conferences c JOIN conference_nodes n ON n.conference = c.id AND n.node = ?
+WHERE c.host = ? AND NOT c.ended AND n.state <> 'declined'`, member, host).Scan(&n.Live, &n.Invited)
+	if err != nil {
+		return HostedCount{}, fmt.Errorf("store: count conferences of %q with %q: %w", host, member, err)
+	}
+	return n, nil
+}
+
 func scanConferenceNode(r rowScanner) (ConferenceNode, error) {
 	var (
 		n     ConferenceNode

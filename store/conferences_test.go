@@ -155,3 +155,47 @@ func TestParticipants(t *testing.T) {
 		}
 	})
 }
+
+func TestCountHostedConferences(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b storetest.Backend) {
+		s := b.Open(t)
+		ctx := t.Context()
+		const member, otherMember = "did:web:agency.example", "did:web:city.example"
+		// One conference per state of the member, one that ended, one of
+		// another host, and one that invites only another member.
+		for _, c := range []struct {
+			id, host, state string
+			ended           bool
+			node            string
+		}{
+			{"c-invited1000000000", hostDID, store.NodeInvited, false, member},
+			{"c-invited2000000000", hostDID, store.NodeInvited, false, member},
+			{"c-accepted000000000", hostDID, store.NodeAccepted, false, member},
+			{"c-declined000000000", hostDID, store.NodeDeclined, false, member},
+			{"c-ended000000000000", hostDID, store.NodeInvited, true, member},
+			{"c-elsewhere00000000", "did:web:region.example", store.NodeInvited, false, member},
+			{"c-notours0000000000", hostDID, store.NodeInvited, false, otherMember},
+		} {
+			conf := store.Conference{ID: c.id, Host: c.host, Title: c.id, CreatedBy: "alice@" + c.host, CreatedAt: t0, Ended: c.ended}
+			if err := s.PutConference(ctx, conf); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.PutConferenceNode(ctx, store.ConferenceNode{Conference: c.id, Node: c.node, State: c.state}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, c := range []struct {
+			host, member string
+			want         store.HostedCount
+		}{
+			{hostDID, member, store.HostedCount{Live: 3, Invited: 2}},
+			{hostDID, otherMember, store.HostedCount{Live: 1, Invited: 1}},
+			{"did:web:region.example", member, store.HostedCount{Live: 1, Invited: 1}},
+			{"did:web:nobody.example", member, store.HostedCount{}},
+		} {
+			if got, err := s.CountHostedConferences(ctx, c.host, c.member); err != nil || got != c.want {
+				t.Errorf("CountHostedConferences(%s, %s) = %+v, %v; want %+v", c.host, c.member, got, err, c.want)
+			}
+		}
+	})
+}

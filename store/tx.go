@@ -43,6 +43,10 @@ type Tx interface {
 	GetConference(ctx context.Context, id string) (Conference, error)
 	// ListConferences returns every conference, newest first.
 	ListConferences(ctx context.Context) ([]Conference, error)
+	// CountHostedConferences counts the conferences hosted by host that
+	// have not ended, as member node sees them: those member has not
+	// declined, and among them those it has not answered yet.
+	CountHostedConferences(ctx context.Context, host, member string) (HostedCount, error)
 
 	// AppendRecord adds r to its conference's log; ErrConflict when the
 	// conference already has a record with r's seq or r's event id.

@@ -45,6 +45,11 @@ type benchFederationOptions struct {
 	invites     int
 	messages    int
 	databaseURL string
+	// flood is floodNone, floodUntrusted or floodTrusted (benchflood.go).
+	flood         string
+	floodWorkers  int
+	floodRequests int64
+	floodBody     int
 }
 
 // Bounds of the flags, so that every measurement loop ends.
@@ -74,7 +79,11 @@ CA, make them trust each other, and measure:
     node until the first node sees the second one's acceptance;
   - outbox throughput: --messages lock/unlock events of a conference the
     second node takes part in, from the first enqueue until the second node's
-    replica holds the last.
+    replica holds the last;
+  - with --flood untrusted or trusted, the invitations once more while a
+    third local node, untrusted or trusted by both, sends both signed
+    requests of --flood-body bytes from --flood-workers connections (at most
+    --flood-requests, and never beyond the invitations).
 Prints one JSON object. Stores are SQLite unless --database-url names a
 PostgreSQL server, where each node gets a schema of its own, dropped at the end.`,
 		Args: noArgs,
@@ -87,6 +96,20 @@ PostgreSQL server, where each node gets a schema of its own, dropped at the end.
 			}
 			if o.messages < 1 || o.messages > maxBenchMessages {
 				return usagef("--messages must be between 1 and %d, got %d", maxBenchMessages, o.messages)
+			}
+			switch o.flood {
+			case floodNone, floodUntrusted, floodTrusted:
+			default:
+				return usagef("--flood must be %s, %s or %s, got %q", floodNone, floodUntrusted, floodTrusted, o.flood)
+			}
+			if o.floodWorkers < 1 || o.floodWorkers > maxFloodWorkers {
+				return usagef("--flood-workers must be between 1 and %d, got %d", maxFloodWorkers, o.floodWorkers)
+			}
+			if o.floodRequests < 1 || o.floodRequests > maxFloodRequests {
+				return usagef("--flood-requests must be between 1 and %d, got %d", maxFloodRequests, o.floodRequests)
+			}
+			if o.floodBody < minFloodBody || o.floodBody > maxFloodBody {
+				return usagef("--flood-body must be between %d and %d bytes, got %d", minFloodBody, maxFloodBody, o.floodBody)
 			}
 			ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
@@ -102,6 +125,10 @@ PostgreSQL server, where each node gets a schema of its own, dropped at the end.
 	c.Flags().DurationVar(&o.duration, "duration", 3*time.Second, "how long to measure envelope sign+verify throughput")
 	c.Flags().IntVar(&o.invites, "invites", 50, "number of sequential invite-to-accepted cycles")
 	c.Flags().IntVar(&o.messages, "messages", 500, "number of events delivered through the outbox")
+	c.Flags().StringVar(&o.flood, "flood", floodNone, "measure the invitations again during a flood from an \"untrusted\" or a \"trusted\" node")
+	c.Flags().IntVar(&o.floodWorkers, "flood-workers", 8, "concurrent connections of the flood")
+	c.Flags().Int64Var(&o.floodRequests, "flood-requests", 1_000_000, "most requests the flood sends")
+	c.Flags().IntVar(&o.floodBody, "flood-body", maxFloodBody, "bytes of each flood request's body")
 	c.Flags().StringVar(&o.databaseURL, "database-url", "", "PostgreSQL URL for the nodes' stores (default: SQLite in the temporary directory)")
 	return c
 }
@@ -112,6 +139,7 @@ type federationBench struct {
 	InviteToAccepted   latencySummary `json:"invite_to_accepted_ms"`
 	OutboxPerSecond    float64        `json:"outbox_msgs_per_s"`
 	OutboxMessages     int            `json:"outbox_messages"`
+	Flood              *floodReport   `json:"flood,omitempty"`
 	Store              string         `json:"store"`
 	Cores              int            `json:"cores"`
 	Go                 string         `json:"go"`
@@ -144,7 +172,11 @@ func (a *app) benchFederation(ctx context.Context, o benchFederationOptions) (_ 
 	if err != nil {
 		return res, err
 	}
-	databaseURLs := []string{"", ""}
+	names := []string{"Bench Host", "Bench Guest"}
+	if o.flood != floodNone {
+		names = append(names, "Bench Flooder")
+	}
+	databaseURLs := make([]string, len(names))
 	if o.databaseURL != "" {
 		res.Store = store.BackendPostgres
 		var drop func() error
@@ -168,7 +200,7 @@ func (a *app) benchFederation(ctx context.Context, o benchFederationOptions) (_ 
 		}
 		wg.Wait()
 	}()
-	for i, name := range []string{"Bench Host", "Bench Guest"} {
+	for i, name := range names {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return res, fmt.Errorf("bench node %s: %w", name, err)
@@ -182,12 +214,12 @@ func (a *app) benchFederation(ctx context.Context, o benchFederationOptions) (_ 
 		}
 		nodes = append(nodes, n)
 	}
-	if err := demoTrust(ctx, nodes); err != nil {
+	if err := demoTrust(ctx, nodes[:2]); err != nil {
 		return res, err
 	}
 	// Resolving each other's DID documents first keeps the first invitation
 	// from paying for it.
-	if err := demoFederate(ctx, nodes); err != nil {
+	if err := demoFederate(ctx, nodes[:2]); err != nil {
 		return res, err
 	}
 	p := benchPair{a: nodes[0], b: nodes[1]}
@@ -206,6 +238,11 @@ func (a *app) benchFederation(ctx context.Context, o benchFederationOptions) (_ 
 		return res, err
 	}
 	res.InviteToAccepted = summarize(latencies)
+	if o.flood != floodNone {
+		if res.Flood, err = p.floodedInvites(ctx, nodes[2], ca.Pool(), o); err != nil {
+			return res, err
+		}
+	}
 	if res.OutboxPerSecond, err = p.outboxThroughput(ctx, conference, o.messages); err != nil {
 		return res, err
 	}

@@ -70,6 +70,10 @@ func TestBenchFederationRefusesUnboundedRuns(t *testing.T) {
 		{[]string{"--duration", "0s"}, "--duration must be positive and at most 10m0s, got 0s"},
 		{[]string{"--duration", "11m"}, "--duration must be positive and at most 10m0s, got 11m0s"},
 		{[]string{"--database-url", "mysql://db/x"}, "--database-url must be a postgres:// URL"},
+		{[]string{"--flood", "everyone"}, `--flood must be none, untrusted or trusted, got "everyone"`},
+		{[]string{"--flood-workers", "0"}, "--flood-workers must be between 1 and 64, got 0"},
+		{[]string{"--flood-requests", "10000001"}, "--flood-requests must be between 1 and 10000000, got 10000001"},
+		{[]string{"--flood-body", "1048577"}, "--flood-body must be between 4096 and 1048576 bytes, got 1048577"},
 	}
 	for _, tc := range cases {
 		r := runCLI(t, nil, append([]string{"bench", "federation"}, tc.args...)...)
@@ -138,5 +142,46 @@ func TestBenchFederationOnPostgresDropsItsSchemas(t *testing.T) {
 	}
 	if left != 0 {
 		t.Fatalf("%d bench schemas left behind", left)
+	}
+}
+
+// TestBenchFederationFlood runs both flood modes briefly: the flood reaches
+// both nodes, an untrusted flooder is refused (403) every time, a trusted
+// one is read and refused for its unknown conference (404) or slowed down
+// (429), and the invitations are measured again during it.
+func TestBenchFederationFlood(t *testing.T) {
+	for _, c := range []struct {
+		mode    string
+		allowed []string
+	}{
+		{"untrusted", []string{"403"}},
+		{"trusted", []string{"404", "429"}},
+	} {
+		r := runCLI(t, nil, "bench", "federation", "--invites", "2", "--messages", "5", "--duration", "100ms",
+			"--flood", c.mode, "--flood-workers", "2", "--flood-requests", "400")
+		if r.code != 0 {
+			t.Fatalf("%s: code %d, stderr %q", c.mode, r.code, r.stderr)
+		}
+		var got federationBench
+		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+			t.Fatalf("%s: %v: %q", c.mode, err, r.stdout)
+		}
+		f := got.Flood
+		if f == nil || f.Mode != c.mode || f.Workers != 2 || f.BodyBytes != 1<<20 || f.Requests < 1 || f.Requests > 400 {
+			t.Fatalf("%s: flood %+v", c.mode, f)
+		}
+		var answered int64
+		for status, n := range f.Statuses {
+			if !slices.Contains(c.allowed, status) {
+				t.Errorf("%s: %d answers %s, want only %v", c.mode, n, status, c.allowed)
+			}
+			answered += n
+		}
+		if answered < 1 || answered > f.Requests {
+			t.Errorf("%s: %d answers for %d requests", c.mode, answered, f.Requests)
+		}
+		if l := f.InviteToAccepted; l.N != 2 || l.P50 <= 0 || l.P95 < l.P50 {
+			t.Errorf("%s: invitations during the flood %+v", c.mode, l)
+		}
 	}
 }

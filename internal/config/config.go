@@ -62,6 +62,10 @@ type Federation struct {
 	AllowPrivateAddresses bool          `yaml:"allow_private_addresses" default:"false" doc:"Allow peers on loopback, private and link-local addresses. Only for a local federation such as the demo; never in production."`
 	CAFile                string        `yaml:"ca_file" doc:"Extra PEM CA certificates trusted for peers' TLS, in addition to the system roots."`
 	DIDCacheTTL           time.Duration `yaml:"did_cache_ttl" default:"5m" doc:"How long a resolved peer DID document is cached. Keep it short so revoked keys stop being accepted."`
+	PeerMessagesPerSecond int           `yaml:"peer_messages_per_second" default:"50" doc:"Signed requests per second each trusted peer may make, sustained; beyond it and its burst the node answers 429 with Retry-After before reading the body (spec/federation.md §3.4)."`
+	PeerBurst             int           `yaml:"peer_burst" default:"200" doc:"Requests a trusted peer may make at once above peer_messages_per_second."`
+	PeerOpenInvitations   int           `yaml:"peer_open_invitations" default:"100" doc:"Conferences of one peer that may invite this node at a time without an answer; a further invitation gets 429 until users answer."`
+	PeerConferences       int           `yaml:"peer_conferences" default:"1000" doc:"Conferences, not ended and not declined, one peer may host with this node; a further invitation gets 429."`
 }
 
 // Media configures the node's SFU (package media).
@@ -155,6 +159,20 @@ func (c *Config) Validate() error {
 	}
 	if c.Federation.DIDCacheTTL <= 0 || c.Federation.DIDCacheTTL > time.Hour {
 		return fieldErr("federation.did_cache_ttl", "must be between 1s and 1h, got %s", c.Federation.DIDCacheTTL)
+	}
+	for _, l := range []struct {
+		field string
+		v     int
+		max   int
+	}{
+		{"federation.peer_messages_per_second", c.Federation.PeerMessagesPerSecond, 100_000},
+		{"federation.peer_burst", c.Federation.PeerBurst, 1_000_000},
+		{"federation.peer_open_invitations", c.Federation.PeerOpenInvitations, 1_000_000},
+		{"federation.peer_conferences", c.Federation.PeerConferences, 1_000_000},
+	} {
+		if l.v < 1 || l.v > l.max {
+			return fieldErr(l.field, "must be between 1 and %d, got %d", l.max, l.v)
+		}
 	}
 	if c.Media.UDPPort < 0 || c.Media.UDPPort > 65535 {
 		return fieldErr("media.udp_port", "must be a port number or 0, got %d", c.Media.UDPPort)

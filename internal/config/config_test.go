@@ -29,7 +29,9 @@ func TestDefaults(t *testing.T) {
 	if c.HTTP.Listen != ":8443" || c.Keys.Storage != "file" || c.Log.Format != "json" ||
 		c.Log.Level != "info" || c.Federation.DIDCacheTTL != 5*time.Minute ||
 		c.Keys.RotationOverlap != 168*time.Hour || c.HTTP.ShutdownTimeout != 15*time.Second ||
-		c.Node.DataDir != "entente-data" || c.Federation.AllowPrivateAddresses {
+		c.Node.DataDir != "entente-data" || c.Federation.AllowPrivateAddresses ||
+		c.Federation.PeerMessagesPerSecond != 50 || c.Federation.PeerBurst != 200 ||
+		c.Federation.PeerOpenInvitations != 100 || c.Federation.PeerConferences != 1000 {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
 }
@@ -94,6 +96,8 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 		{"key storage", minimal + "keys:\n  storage: hsm\n", nil, `keys.storage: must be "file" or "database", got "hsm"`},
 		{"log format", minimal + "log:\n  format: xml\n", nil, `log.format: must be "json" or "text", got "xml"`},
 		{"ttl too long", minimal + "federation:\n  did_cache_ttl: 24h\n", nil, "federation.did_cache_ttl: must be between 1s and 1h"},
+		{"peer rate zero", minimal + "federation:\n  peer_messages_per_second: 0\n", nil, "federation.peer_messages_per_second: must be between 1 and 100000, got 0"},
+		{"peer invitations negative", minimal, []string{"ENTENTE_FEDERATION_PEER_OPEN_INVITATIONS=-1"}, "federation.peer_open_invitations: must be between 1 and 1000000, got -1"},
 		{"env bool", minimal, []string{"ENTENTE_FEDERATION_ALLOW_PRIVATE_ADDRESSES=maybe"}, `federation.allow_private_addresses: from ENTENTE_FEDERATION_ALLOW_PRIVATE_ADDRESSES: not a boolean: "maybe"`},
 		{"env duration", minimal, []string{"ENTENTE_KEYS_ROTATION_OVERLAP=week"}, `keys.rotation_overlap: from ENTENTE_KEYS_ROTATION_OVERLAP: not a duration`},
 		{"not yaml", "node: [\n", nil, "config file"},

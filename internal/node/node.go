@@ -143,6 +143,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 	})
 	n.fed, err = federation.NewService(federation.Options{
 		DID:       n.did,
+		PublicURL: cfg.Node.PublicURL,
 		Name:      cfg.Node.Name,
 		Store:     n.store,
 		Keys:      n.keys,
@@ -151,8 +152,14 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 		Logger:    n.log,
 		Now:       n.now,
 		RetryBase: opts.RetryBase,
-		OnSignal:  n.fanOutSignal,
-		OnTrunk:   n.acceptTrunk,
+		Limits: federation.PeerLimits{
+			MessagesPerSecond: float64(cfg.Federation.PeerMessagesPerSecond),
+			Burst:             cfg.Federation.PeerBurst,
+			OpenInvitations:   cfg.Federation.PeerOpenInvitations,
+			Conferences:       cfg.Federation.PeerConferences,
+		},
+		OnSignal: n.fanOutSignal,
+		OnTrunk:  n.acceptTrunk,
 		OnLogChange: func(conference string) {
 			if n.sfu != nil {
 				n.sfu.Recheck(conference)
@@ -323,6 +330,12 @@ func (n *Node) Start() error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+		// A peer may send only this much of a body before the handler reads
+		// it (HTTP/2 flow control). The federation API refuses strangers
+		// and peers over their rate on the headers (spec/federation.md
+		// §3.4): with the default window of 1 MiB they would still get to
+		// send, and have us decrypt, a whole body that is never read.
+		HTTP2: &http.HTTP2Config{MaxReceiveBufferPerStream: 64 << 10},
 	}
 	tl := tls.NewListener(n.listener, n.tlsConf)
 	go func() {
