@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 )
 
 // Error is a refusal that a peer is told about: the one place where
@@ -15,6 +17,9 @@ type Error struct {
 	Code    string
 	Message string
 	Err     error
+	// RetryAfter, when positive, is sent as Retry-After (whole seconds,
+	// rounded up): when the peer may usefully send again.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -64,6 +69,15 @@ func TooLarge(format string, args ...any) *Error {
 	return newError(http.StatusRequestEntityTooLarge, "too_large", format, args...)
 }
 
+// Unavailable is this node's own transient trouble with a request that may
+// succeed later, such as a DID document it cannot fetch now (spec §3.2 step
+// 7): never final for the sender (§8), who may retry after retryAfter.
+func Unavailable(retryAfter time.Duration, format string, args ...any) *Error {
+	e := newError(http.StatusServiceUnavailable, "unavailable", format, args...)
+	e.RetryAfter = retryAfter
+	return e
+}
+
 type errorBody struct {
 	Error errorDetail `json:"error"`
 }
@@ -91,6 +105,9 @@ func WriteError(w http.ResponseWriter, err error) {
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
+	if fe, ok := errors.AsType[*Error](err); ok && fe.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.FormatInt(int64((fe.RetryAfter+time.Second-1)/time.Second), 10))
+	}
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }

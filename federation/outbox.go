@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/entente-org/entente/identity"
 	"github.com/entente-org/entente/store"
 )
 
@@ -49,6 +50,12 @@ const outboxPoll = time.Second
 // RunOutbox delivers the outbox until ctx is cancelled: per destination one
 // message at a time, in order, retrying with exponential backoff (spec §8).
 func (s *Service) RunOutbox(ctx context.Context) {
+	probes := make(chan struct{})
+	go func() {
+		defer close(probes)
+		s.runProbes(ctx)
+	}()
+	defer func() { <-probes }()
 	var pruned time.Time
 	for {
 		if now := s.now(); now.Sub(pruned) >= inboxPruneEvery {
@@ -129,9 +136,14 @@ func (s *Service) deliver(ctx context.Context, m store.OutboxMessage) {
 	if !now.Before(m.ExpiresAt) {
 		log.Warn("outbound message expired undelivered", "attempts", m.Attempts)
 		s.store.MarkOutboxFinal(ctx, m.ID, store.OutboxExpired, "expired undelivered; last error: "+m.LastError)
+		s.forgetSilence(m.Destination)
 		return
 	}
 	receipt, status, err := s.post(ctx, m)
+	answered := !errors.Is(err, errNoAnswer)
+	if answered {
+		s.heardFrom(ctx, m.Destination)
+	}
 	switch {
 	case err == nil:
 		if err := s.store.MarkOutboxDelivered(ctx, m.ID, receipt, s.now()); err != nil {
@@ -145,6 +157,9 @@ func (s *Service) deliver(ctx context.Context, m store.OutboxMessage) {
 	}
 	attempts := m.Attempts + 1
 	next := now.Add(s.backoff(attempts))
+	if !answered && !s.unanswered(m.Destination, now) {
+		next = s.now() // heard from during the attempt: the path is back
+	}
 	log.Info("delivery failed, will retry", "attempts", attempts, "next", next, "err", err)
 	if err := s.store.MarkOutboxRetry(ctx, m.ID, attempts, next, err.Error()); err != nil {
 		log.Error("outbox: cannot schedule retry", "err", err)
@@ -174,13 +189,17 @@ func (s *Service) backoff(attempts int) time.Duration {
 // post sends one message and verifies the signed receipt.
 func (s *Service) post(ctx context.Context, m store.OutboxMessage) ([]byte, int, error) {
 	endpoint, err := s.endpoint(ctx, m.Destination)
-	if err != nil {
+	if _, ok := errors.AsType[*identity.UnavailableError](err); ok {
+		return nil, 0, noAnswer(err)
+	} else if err != nil {
 		return nil, 0, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	status, body, err := s.client.Do(ctx, http.MethodPost, endpoint+"/inbox", m.Body)
-	if err != nil {
+	if err != nil && status == 0 {
+		return nil, 0, noAnswer(err)
+	} else if err != nil {
 		return nil, 0, err
 	}
 	if status != http.StatusOK {
