@@ -18,8 +18,9 @@ const (
 	// probeTimeout bounds one probe; probes may overlap, so one that hangs
 	// on a connection the partition silenced does not delay the next.
 	probeTimeout = 3 * probeEvery
-	// maxProbes bounds the probes in flight to one destination.
-	maxProbes = 3
+	// maxProbes bounds the probes in flight to one destination: enough
+	// that one starts every probeEvery while earlier ones hang.
+	maxProbes = int(probeTimeout/probeEvery) + 1
 )
 
 // reachability is what the outbox knows, in memory only, about whether its

@@ -45,6 +45,9 @@ type benchFederationOptions struct {
 	invites     int
 	messages    int
 	databaseURL string
+	// partition, when set, selects the partition measurement instead
+	// (benchpartition.go).
+	partition time.Duration
 }
 
 // Bounds of the flags, so that every measurement loop ends.
@@ -75,6 +78,13 @@ CA, make them trust each other, and measure:
   - outbox throughput: --messages lock/unlock events of a conference the
     second node takes part in, from the first enqueue until the second node's
     replica holds the last.
+With --partition D, measure instead how a federation recovers from a network
+partition: both nodes behind loopback proxies, the path between them cut
+silently (no FIN, no RST) for D while each side writes chat (one line a
+second) and the host changes the conference's log (every 5 s), then healed;
+it reports the time from the heal until the guest's replica has the host's
+head and until the last chat line arrived, and how many lines arrived, once
+each and in order.
 Prints one JSON object. Stores are SQLite unless --database-url names a
 PostgreSQL server, where each node gets a schema of its own, dropped at the end.`,
 		Args: noArgs,
@@ -88,8 +98,20 @@ PostgreSQL server, where each node gets a schema of its own, dropped at the end.
 			if o.messages < 1 || o.messages > maxBenchMessages {
 				return usagef("--messages must be between 1 and %d, got %d", maxBenchMessages, o.messages)
 			}
+			if o.partition < 0 || o.partition > maxBenchDuration {
+				return usagef("--partition must be at most %s, got %s", maxBenchDuration, o.partition)
+			}
 			ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
+			if o.partition > 0 {
+				res, err := a.benchPartition(ctx, o)
+				if err != nil {
+					return err
+				}
+				enc := json.NewEncoder(a.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(res)
+			}
 			res, err := a.benchFederation(ctx, o)
 			if err != nil {
 				return err
@@ -102,6 +124,7 @@ PostgreSQL server, where each node gets a schema of its own, dropped at the end.
 	c.Flags().DurationVar(&o.duration, "duration", 3*time.Second, "how long to measure envelope sign+verify throughput")
 	c.Flags().IntVar(&o.invites, "invites", 50, "number of sequential invite-to-accepted cycles")
 	c.Flags().IntVar(&o.messages, "messages", 500, "number of events delivered through the outbox")
+	c.Flags().DurationVar(&o.partition, "partition", 0, "measure recovery from a network partition of this length instead (e.g. 60s)")
 	c.Flags().StringVar(&o.databaseURL, "database-url", "", "PostgreSQL URL for the nodes' stores (default: SQLite in the temporary directory)")
 	return c
 }
