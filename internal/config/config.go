@@ -61,7 +61,7 @@ type Keys struct {
 type Federation struct {
 	AllowPrivateAddresses bool          `yaml:"allow_private_addresses" default:"false" doc:"Allow peers on loopback, private and link-local addresses. Only for a local federation such as the demo; never in production."`
 	CAFile                string        `yaml:"ca_file" doc:"Extra PEM CA certificates trusted for peers' TLS, in addition to the system roots."`
-	DIDCacheTTL           time.Duration `yaml:"did_cache_ttl" default:"5m" doc:"How long a resolved peer DID document is cached. Keep it short so revoked keys stop being accepted."`
+	DIDCacheTTL           time.Duration `yaml:"did_cache_ttl" default:"5m" doc:"How long a resolved peer DID document is used before it is fetched again. Keep it short so revoked keys stop being accepted. While a new one cannot be fetched, the last good document stays in use until it is 1 hour old."`
 }
 
 // Media configures the node's SFU (package media).
