@@ -3,6 +3,7 @@ package federation
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -42,7 +43,7 @@ type reachability struct {
 var errNoAnswer = errors.New("no answer")
 
 // noAnswer wraps err as a delivery attempt that got no answer.
-func noAnswer(err error) error { return errors.Join(errNoAnswer, err) }
+func noAnswer(err error) error { return fmt.Errorf("%w: %w", errNoAnswer, err) }
 
 // heardFrom notes that peer has shown it can be reached: a request signed
 // by it passed spec §3.2, it answered a delivery, or its DID document was
