@@ -289,12 +289,12 @@ func (a *Authenticator) key(ctx context.Context, keyID string) (string, atcrypto
 	}
 	peer, err := a.Resolve(ctx, did, false)
 	if err != nil {
-		return "", nil, Unauthorized("cannot resolve %s", did)
+		return "", nil, unresolved(did, err)
 	}
 	pub, err := peer.Key(keyID)
 	if errors.Is(err, identity.ErrUnknownKey) {
 		if peer, err = a.Resolve(ctx, did, true); err != nil {
-			return "", nil, Unauthorized("cannot resolve %s", did)
+			return "", nil, unresolved(did, err)
 		}
 		pub, err = peer.Key(keyID)
 	}
@@ -314,6 +314,16 @@ func (a *Authenticator) key(ctx context.Context, keyID string) (string, atcrypto
 		}
 	}
 	return did, pub, nil
+}
+
+// unresolved is the refusal of a request whose signer's DID document could
+// not be had: 503 with Retry-After when the failure may pass (the sender
+// retries, spec §3.2 step 7 and §8), 401 when the document was refused.
+func unresolved(did string, err error) *Error {
+	if ue, ok := errors.AsType[*identity.UnavailableError](err); ok {
+		return Unavailable(max(ue.RetryAfter, time.Second), "cannot resolve %s now", did)
+	}
+	return Unauthorized("cannot resolve %s", did)
 }
 
 // Client sends signed requests to peers: outbox deliveries and roster or

@@ -77,6 +77,15 @@ func TooLarge(format string, args ...any) *Error {
 	return newError(http.StatusRequestEntityTooLarge, "too_large", format, args...)
 }
 
+// Unavailable is this node's own transient trouble with a request that may
+// succeed later, such as a DID document it cannot fetch now (spec §3.2 step
+// 7): never final for the sender (§8), who may retry after retryAfter.
+func Unavailable(retryAfter time.Duration, format string, args ...any) *Error {
+	e := newError(http.StatusServiceUnavailable, "unavailable", format, args...)
+	e.RetryAfter = retryAfter
+	return e
+}
+
 type errorBody struct {
 	Error errorDetail `json:"error"`
 }
@@ -107,6 +116,9 @@ func WriteError(w http.ResponseWriter, err error) {
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
+	if fe, ok := errors.AsType[*Error](err); ok && fe.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.FormatInt(int64((fe.RetryAfter+time.Second-1)/time.Second), 10))
+	}
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }

@@ -27,7 +27,7 @@ func (s *Service) Handler() http.Handler {
 }
 
 func (s *Service) serveInbox(w http.ResponseWriter, r *http.Request) {
-	in, err := s.auth.Authenticate(r)
+	in, err := s.authenticate(r)
 	if err != nil {
 		s.refused(r, "", err)
 		WriteError(w, err)
@@ -208,7 +208,7 @@ func (s *Service) respond(w http.ResponseWriter, to, conference, typ string, con
 // memberNode authenticates a signed GET and checks that the requester takes
 // part in a conference hosted here.
 func (s *Service) memberNode(w http.ResponseWriter, r *http.Request) (string, string, bool) {
-	in, err := s.auth.Authenticate(r)
+	in, err := s.authenticate(r)
 	if err != nil {
 		s.refused(r, "", err)
 		WriteError(w, err)
@@ -276,6 +276,7 @@ func (s *Service) fetchSigned(ctx context.Context, peer, path, typ, conference s
 	if err != nil {
 		return fmt.Errorf("%s: %w", peer, err)
 	}
+	s.heardFrom(ctx, peer)
 	if status != http.StatusOK {
 		return fmt.Errorf("%s answered %d: %s", peer, status, truncate(body, 200))
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/entente-org/entente/identity"
 	"github.com/entente-org/entente/store"
 )
 
@@ -49,6 +50,12 @@ const outboxPoll = time.Second
 // RunOutbox delivers the outbox until ctx is cancelled: per destination one
 // message at a time, in order, retrying with exponential backoff (spec §8).
 func (s *Service) RunOutbox(ctx context.Context) {
+	probes := make(chan struct{})
+	go func() {
+		defer close(probes)
+		s.runProbes(ctx)
+	}()
+	defer func() { <-probes }()
 	var pruned time.Time
 	for {
 		if now := s.now(); now.Sub(pruned) >= inboxPruneEvery {
@@ -129,9 +136,14 @@ func (s *Service) deliver(ctx context.Context, m store.OutboxMessage) {
 	if !now.Before(m.ExpiresAt) {
 		log.Warn("outbound message expired undelivered", "attempts", m.Attempts)
 		s.store.MarkOutboxFinal(ctx, m.ID, store.OutboxExpired, "expired undelivered; last error: "+m.LastError)
+		s.forgetSilence(m.Destination)
 		return
 	}
 	receipt, status, retryAfter, err := s.post(ctx, m)
+	answered := !errors.Is(err, errNoAnswer)
+	if answered {
+		s.heardFrom(ctx, m.Destination)
+	}
 	switch {
 	case err == nil:
 		if err := s.store.MarkOutboxDelivered(ctx, m.ID, receipt, s.now()); err != nil {
@@ -159,6 +171,12 @@ func (s *Service) deliver(ctx context.Context, m store.OutboxMessage) {
 	}
 	attempts := m.Attempts + 1
 	next := now.Add(s.backoff(attempts))
+	if !answered && !s.unanswered(m.Destination, now) {
+		next = s.now() // heard from during the attempt: the path is back
+	}
+	if wait := min(retryAfter, s.retryMax); next.Before(now.Add(wait)) {
+		next = now.Add(wait) // a 503's Retry-After (spec §8)
+	}
 	log.Info("delivery failed, will retry", "attempts", attempts, "next", next, "err", err)
 	if err := s.store.MarkOutboxRetry(ctx, m.ID, attempts, next, err.Error()); err != nil {
 		log.Error("outbox: cannot schedule retry", "err", err)
@@ -189,13 +207,17 @@ func (s *Service) backoff(attempts int) time.Duration {
 // returns the status, and the peer's Retry-After when it gave one.
 func (s *Service) post(ctx context.Context, m store.OutboxMessage) ([]byte, int, time.Duration, error) {
 	endpoint, err := s.endpoint(ctx, m.Destination)
-	if err != nil {
+	if _, ok := errors.AsType[*identity.UnavailableError](err); ok {
+		return nil, 0, 0, noAnswer(err)
+	} else if err != nil {
 		return nil, 0, 0, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	a, err := s.client.send(ctx, http.MethodPost, endpoint+"/inbox", m.Body)
-	if err != nil {
+	if err != nil && a.status == 0 {
+		return nil, 0, 0, noAnswer(err)
+	} else if err != nil {
 		return nil, 0, 0, err
 	}
 	if a.status != http.StatusOK {

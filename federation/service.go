@@ -67,6 +67,7 @@ type Service struct {
 
 	retryBase, retryMax, messageTTL time.Duration
 	wake                            chan struct{}
+	reach                           reachability
 	onLogChange                     func(conference string)
 	onSignal                        func(Signal)
 	onTrunk                         TrunkHandler
@@ -90,6 +91,7 @@ func NewService(o Options) (*Service, error) {
 		messageTTL: o.MessageTTL,
 		limits:     o.Limits.withDefaults(),
 		wake:       make(chan struct{}, 1),
+		reach:      reachability{silent: make(map[string]int), heard: make(map[string]time.Time)},
 
 		onLogChange: o.OnLogChange,
 		onSignal:    o.OnSignal,
@@ -189,13 +191,13 @@ func (s *Service) keyOf(ctx context.Context, keyID string) (atcrypto.PublicKey, 
 	}
 	peer, err := s.resolver.Resolve(ctx, did)
 	if err != nil {
-		return nil, Unauthorized("cannot resolve %s: %v", did, err)
+		return nil, unresolved(did, err)
 	}
 	key, err := peer.Key("#" + frag)
 	if err != nil {
 		peer, err = s.resolver.Refresh(ctx, did)
 		if err != nil {
-			return nil, Unauthorized("cannot resolve %s: %v", did, err)
+			return nil, unresolved(did, err)
 		}
 		if key, err = peer.Key("#" + frag); err != nil {
 			return nil, Unauthorized("%s is not a key of %s", keyID, did)

@@ -96,7 +96,7 @@ func (s *Service) OfferTrunk(ctx context.Context, conference, sdp string) (strin
 
 // serveTrunk answers a member node's trunk offer for a conference hosted here.
 func (s *Service) serveTrunk(w http.ResponseWriter, r *http.Request) {
-	in, err := s.auth.Authenticate(r)
+	in, err := s.authenticate(r)
 	if err != nil {
 		s.refused(r, "", err)
 		WriteError(w, err)

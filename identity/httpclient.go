@@ -29,6 +29,16 @@ const (
 	responseHeaderWait   = 5 * time.Second
 	maxRedirects         = 3
 	maxResponseHeaders   = 64 << 10
+	// h2PingAfter and h2PingTimeout are the HTTP/2 health check: a
+	// connection on which nothing arrived for h2PingAfter is pinged, and
+	// closed when the ping is not answered within h2PingTimeout. Without
+	// it a connection whose path went dead silently (a partition, a NAT
+	// that forgot it) stays in the pool, and every request to that peer is
+	// sent into it until the kernel gives up, minutes later; with it, a dead
+	// connection is gone 10 s after it fell silent, and the first retry
+	// after the network heals dials afresh (spec/federation.md §8).
+	h2PingAfter   = 5 * time.Second
+	h2PingTimeout = 5 * time.Second
 )
 
 // ClientOptions configures NewHTTPClient.
@@ -70,6 +80,12 @@ func NewHTTPClient(opts ClientOptions) *http.Client {
 		IdleConnTimeout:        90 * time.Second,
 		MaxResponseHeaderBytes: maxResponseHeaders,
 		ForceAttemptHTTP2:      true,
+		// The standard library's names for golang.org/x/net/http2's
+		// ReadIdleTimeout and PingTimeout.
+		HTTP2: &http.HTTP2Config{
+			SendPingTimeout: h2PingAfter,
+			PingTimeout:     h2PingTimeout,
+		},
 	}
 	return &http.Client{
 		Transport:     transport,

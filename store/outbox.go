@@ -132,6 +132,16 @@ func (s queries) MarkOutboxRetry(ctx context.Context, id int64, attempts int, ne
 	return nil
 }
 
+func (s queries) RetryOutboxNow(ctx context.Context, destination string, now time.Time) (int64, error) {
+	n, err := s.q.exec(ctx, `UPDATE outbox SET next_attempt = ?, attempts = 0
+WHERE destination = ? AND state = ? AND (next_attempt > ? OR attempts > 0)`,
+		millisArg(now), destination, OutboxPending, millisArg(now))
+	if err != nil {
+		return 0, fmt.Errorf("store: retry outbox to %q now: %w", destination, err)
+	}
+	return n, nil
+}
+
 func (s queries) MarkOutboxFinal(ctx context.Context, id int64, state, reason string) error {
 	if state != OutboxFailed && state != OutboxExpired {
 		return fmt.Errorf("store: mark outbox message %d final: state %q is neither %q nor %q", id, state, OutboxFailed, OutboxExpired)

@@ -183,3 +183,52 @@ func TestOutboxLifecycle(t *testing.T) {
 		}
 	})
 }
+
+func TestRetryOutboxNow(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b storetest.Backend) {
+		s := b.Open(t)
+		ctx := t.Context()
+		now := t0.Add(time.Minute)
+
+		a1 := enqueue(t, s, message("a1", toAgency, t0))
+		a2 := enqueue(t, s, message("a2", toAgency, t0))
+		a3 := enqueue(t, s, message("a3", toAgency, t0))
+		c1 := enqueue(t, s, message("c1", toCity, t0))
+		// a1 was delivered; a2 waits in backoff; a3 is behind it; c1, to
+		// another destination, waits in backoff too.
+		if err := s.MarkOutboxDelivered(ctx, a1.ID, []byte(`{}`), t0); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MarkOutboxRetry(ctx, a2.ID, 6, now.Add(time.Minute), "connection timed out"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MarkOutboxRetry(ctx, c1.ID, 3, now.Add(time.Minute), "connection timed out"); err != nil {
+			t.Fatal(err)
+		}
+
+		n, err := s.RetryOutboxNow(ctx, toAgency, now)
+		if err != nil || n != 1 {
+			t.Fatalf("RetryOutboxNow(agency) = %d, %v; want 1", n, err)
+		}
+		due, err := s.DueOutbox(ctx, now, 0)
+		if err != nil || !reflect.DeepEqual(ids(due), []string{"a2"}) {
+			t.Fatalf("DueOutbox after the reset = %v, %v; want [a2]", ids(due), err)
+		}
+		a2.NextAttempt, a2.LastError = now, "connection timed out"
+		if !reflect.DeepEqual(due[0], a2) {
+			t.Errorf("a2 after the reset = %+v, want %+v", due[0], a2)
+		}
+		got, err := s.ListOutbox(ctx, "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a1.State, a1.Receipt, a1.DeliveredAt = store.OutboxDelivered, []byte(`{}`), t0
+		c1.Attempts, c1.NextAttempt, c1.LastError = 3, now.Add(time.Minute), "connection timed out"
+		if want := []store.OutboxMessage{a1, a2, a3, c1}; !reflect.DeepEqual(got, want) {
+			t.Errorf("outbox after the reset:\n got %+v\nwant %+v", got, want)
+		}
+		if n, err := s.RetryOutboxNow(ctx, toAgency, now); err != nil || n != 0 {
+			t.Errorf("second RetryOutboxNow(agency) = %d, %v; want 0", n, err)
+		}
+	})
+}

@@ -91,6 +91,10 @@ type Tx interface {
 	NextOutboxWake(ctx context.Context) (time.Time, error)
 	MarkOutboxDelivered(ctx context.Context, id int64, receipt []byte, at time.Time) error
 	MarkOutboxRetry(ctx context.Context, id int64, attempts int, next time.Time, lastErr string) error
+	// RetryOutboxNow makes every pending message to destination due at now
+	// with its backoff started over (attempts 0), for a destination heard
+	// from again; it returns how many messages were waiting longer.
+	RetryOutboxNow(ctx context.Context, destination string, now time.Time) (int64, error)
 	// MarkOutboxFinal ends the message's delivery; state is OutboxFailed or
 	// OutboxExpired, and reason is kept as its LastError.
 	MarkOutboxFinal(ctx context.Context, id int64, state, reason string) error

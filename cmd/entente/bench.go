@@ -50,6 +50,9 @@ type benchFederationOptions struct {
 	floodWorkers  int
 	floodRequests int64
 	floodBody     int
+	// partition, when set, selects the partition measurement instead
+	// (benchpartition.go).
+	partition time.Duration
 }
 
 // Bounds of the flags, so that every measurement loop ends.
@@ -84,6 +87,13 @@ CA, make them trust each other, and measure:
     third local node, untrusted or trusted by both, sends both signed
     requests of --flood-body bytes from --flood-workers connections (at most
     --flood-requests, and never beyond the invitations).
+With --partition D, measure instead how a federation recovers from a network
+partition: both nodes behind loopback proxies, the path between them cut
+silently (no FIN, no RST) for D while each side writes chat (one line a
+second) and the host changes the conference's log (every 5 s), then healed;
+it reports the time from the heal until the guest's replica has the host's
+head and until the last chat line arrived, and how many lines arrived, once
+each and in order.
 Prints one JSON object. Stores are SQLite unless --database-url names a
 PostgreSQL server, where each node gets a schema of its own, dropped at the end.`,
 		Args: noArgs,
@@ -111,8 +121,20 @@ PostgreSQL server, where each node gets a schema of its own, dropped at the end.
 			if o.floodBody < minFloodBody || o.floodBody > maxFloodBody {
 				return usagef("--flood-body must be between %d and %d bytes, got %d", minFloodBody, maxFloodBody, o.floodBody)
 			}
+			if o.partition < 0 || o.partition > maxBenchDuration {
+				return usagef("--partition must be at most %s, got %s", maxBenchDuration, o.partition)
+			}
 			ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
+			if o.partition > 0 {
+				res, err := a.benchPartition(ctx, o)
+				if err != nil {
+					return err
+				}
+				enc := json.NewEncoder(a.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(res)
+			}
 			res, err := a.benchFederation(ctx, o)
 			if err != nil {
 				return err
@@ -129,6 +151,7 @@ PostgreSQL server, where each node gets a schema of its own, dropped at the end.
 	c.Flags().IntVar(&o.floodWorkers, "flood-workers", 8, "concurrent connections of the flood")
 	c.Flags().Int64Var(&o.floodRequests, "flood-requests", 1_000_000, "most requests the flood sends")
 	c.Flags().IntVar(&o.floodBody, "flood-body", maxFloodBody, "bytes of each flood request's body")
+	c.Flags().DurationVar(&o.partition, "partition", 0, "measure recovery from a network partition of this length instead (e.g. 60s)")
 	c.Flags().StringVar(&o.databaseURL, "database-url", "", "PostgreSQL URL for the nodes' stores (default: SQLite in the temporary directory)")
 	return c
 }

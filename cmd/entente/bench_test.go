@@ -185,3 +185,34 @@ func TestBenchFederationFlood(t *testing.T) {
 		}
 	}
 }
+
+// The partition measurement cuts two nodes apart for a few seconds while both
+// write chat and the host changes the log: every line arrives once, in
+// order, and the replica converges.
+func TestBenchFederationPartition(t *testing.T) {
+	r := runCLI(t, nil, "bench", "federation", "--partition", "3s")
+	if r.code != 0 || r.stderr != "" {
+		t.Fatalf("code %d, stderr %q", r.code, r.stderr)
+	}
+	var got partitionBench
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("stdout is not the JSON of a partition run: %v: %q", err, r.stdout)
+	}
+	// One line a second from each side, the first at the cut; the last tick
+	// may fall on the end of the cut.
+	if got.PartitionSeconds != 3 || got.ChatSent < 6 || got.ChatSent > 8 || got.ChatSent%2 != 0 || got.LogEventsInCut != 1 {
+		t.Fatalf("work during the cut: %+v", got)
+	}
+	if got.ChatArrived != got.ChatSent || got.ChatDuplicated != 0 || got.ChatReordered != 0 || got.ChatExpired != 0 {
+		t.Fatalf("chat after the heal: %+v", got)
+	}
+	if got.ReplicaConverged <= 0 || got.ChatComplete <= 0 || got.Store != "sqlite" || got.Cores != runtime.NumCPU() || got.Go != runtime.Version() {
+		t.Fatalf("result %+v", got)
+	}
+	for bad, shown := range map[string]string{"-1s": "-1s", "11m": "11m0s"} {
+		r := runCLI(t, nil, "bench", "federation", "--partition", bad)
+		if want := "entente: --partition must be at most 10m0s, got " + shown; r.code != 2 || strings.TrimSpace(r.stderr) != want || r.stdout != "" {
+			t.Errorf("--partition %s: code %d, stdout %q, stderr %q; want 2 and %q", bad, r.code, r.stdout, r.stderr, want)
+		}
+	}
+}

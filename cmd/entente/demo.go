@@ -163,6 +163,9 @@ type localNode struct {
 	databaseURL string
 	// udpPort, if not 0, is the node's one UDP port for media.
 	udpPort int
+	// publicAddr, if set, is the host:port of the node's public URL, for a
+	// node that peers reach through a proxy; otherwise it is l's address.
+	publicAddr string
 }
 
 // startLocalNode starts a node serving on l, which it closes on failure.
@@ -181,6 +184,9 @@ func startLocalNode(ctx context.Context, l net.Listener, ln localNode) (*node.No
 	cfg := config.Default()
 	cfg.Node.Name = ln.name
 	cfg.Node.PublicURL = "https://" + addr
+	if ln.publicAddr != "" {
+		cfg.Node.PublicURL = "https://" + ln.publicAddr
+	}
 	cfg.Node.DataDir = ln.dataDir
 	cfg.Database.URL = ln.databaseURL
 	cfg.HTTP.Listen = addr

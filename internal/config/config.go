@@ -61,7 +61,7 @@ type Keys struct {
 type Federation struct {
 	AllowPrivateAddresses bool          `yaml:"allow_private_addresses" default:"false" doc:"Allow peers on loopback, private and link-local addresses. Only for a local federation such as the demo; never in production."`
 	CAFile                string        `yaml:"ca_file" doc:"Extra PEM CA certificates trusted for peers' TLS, in addition to the system roots."`
-	DIDCacheTTL           time.Duration `yaml:"did_cache_ttl" default:"5m" doc:"How long a resolved peer DID document is cached. Keep it short so revoked keys stop being accepted."`
+	DIDCacheTTL           time.Duration `yaml:"did_cache_ttl" default:"5m" doc:"How long a resolved peer DID document is used before it is fetched again. Keep it short so revoked keys stop being accepted. While a new one cannot be fetched, the last good document stays in use until it is 1 hour old."`
 	PeerMessagesPerSecond int           `yaml:"peer_messages_per_second" default:"50" doc:"Signed requests per second each trusted peer may make, sustained; beyond it and its burst the node answers 429 with Retry-After before reading the body (spec/federation.md §3.4)."`
 	PeerBurst             int           `yaml:"peer_burst" default:"200" doc:"Requests a trusted peer may make at once above peer_messages_per_second."`
 	PeerOpenInvitations   int           `yaml:"peer_open_invitations" default:"100" doc:"Conferences of one peer that may invite this node at a time without an answer; a further invitation gets 429 until users answer."`

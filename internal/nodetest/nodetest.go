@@ -18,6 +18,7 @@ import (
 	"github.com/entente-org/entente/internal/accounts"
 	"github.com/entente-org/entente/internal/config"
 	"github.com/entente-org/entente/internal/devcert"
+	"github.com/entente-org/entente/internal/netcut"
 	"github.com/entente-org/entente/internal/node"
 	"github.com/entente-org/entente/store"
 )
@@ -29,6 +30,9 @@ type Federation struct {
 	Dir    string
 	// RetryBase is the outbox's first retry delay for the nodes started.
 	RetryBase time.Duration
+	// MinRefetch is the resolver's minimum refetch interval for the nodes
+	// started.
+	MinRefetch time.Duration
 }
 
 // New makes a federation whose files live in t.TempDir().
@@ -43,7 +47,7 @@ func New(t testing.TB) *Federation {
 	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return &Federation{CA: ca, CAFile: caFile, Dir: dir, RetryBase: 50 * time.Millisecond}
+	return &Federation{CA: ca, CAFile: caFile, Dir: dir, RetryBase: 50 * time.Millisecond, MinRefetch: 200 * time.Millisecond}
 }
 
 // Client is an HTTPS client trusting the federation's CA.
@@ -90,9 +94,29 @@ func (f *Federation) Start(t testing.TB, name string, edit func(*config.Config))
 	return f.run(t, cfg, l)
 }
 
+// StartBehind is Start with the node's public URL, and so its DID, on a
+// netcut proxy in front of it: peers reach the node only through the proxy,
+// whose Cut partitions the node from them.
+func (f *Federation) StartBehind(t testing.TB, name string, edit func(*config.Config)) (*Node, *netcut.Proxy) {
+	t.Helper()
+	var proxy *netcut.Proxy
+	n := f.Start(t, name, func(c *config.Config) {
+		var err error
+		if proxy, err = netcut.Listen(c.HTTP.Listen); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { proxy.Close() })
+		c.Node.PublicURL = "https://" + proxy.Addr()
+		if edit != nil {
+			edit(c)
+		}
+	})
+	return n, proxy
+}
+
 func (f *Federation) run(t testing.TB, cfg config.Config, l net.Listener) *Node {
 	t.Helper()
-	n, err := node.New(context.Background(), cfg, node.Options{Logger: testLogger(), Listener: l, Version: "test", RetryBase: f.RetryBase, MinRefetch: 200 * time.Millisecond})
+	n, err := node.New(context.Background(), cfg, node.Options{Logger: testLogger(), Listener: l, Version: "test", RetryBase: f.RetryBase, MinRefetch: f.MinRefetch})
 	if err != nil {
 		l.Close()
 		t.Fatalf("start node %s: %v", cfg.Node.Name, err)
