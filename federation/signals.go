@@ -421,15 +421,11 @@ func (s *Service) toSignal(ctx context.Context, p Payload, c SignalContent) Sign
 		Conference: p.Conference, ID: p.ID, Kind: c.Kind, User: p.Sender, Text: c.Text, Ref: c.Ref,
 		On: c.On, At: unixMilli(p.Created), As: c.As,
 	}
-	if c.As != "" {
-		// The bridging node vouches for the line: it shows as its
-		// institution's, as the node names itself or as this node's
-		// trust list names it.
-		if p.Sender == s.did {
-			sig.Organisation = s.name
-		} else if peer, err := s.store.GetPeer(ctx, p.Sender); err == nil {
-			sig.Organisation = peer.Name
-		}
+	// The author's node vouches for the signal; its institution is named
+	// as this node names it (spec §2.1). This node's own participants
+	// keep the label it signed for them (a Matrix guest is marked so).
+	sig.Organisation = s.organisationOf(ctx, s.store, p.Origin)
+	if c.As != "" || p.Origin != s.did {
 		return sig
 	}
 	if parts, err := s.store.ListParticipants(ctx, p.Conference); err == nil {

@@ -30,6 +30,15 @@ type Membership interface {
 	MayParticipate(ctx context.Context, conference, user string) error
 }
 
+// Organisations names the institution of a participant of another node.
+// The name a peer announces on a trunk is only that node's label: what
+// clients see is the name this node gives it (spec/federation.md §2.1).
+type Organisations interface {
+	// OrganisationOf is this node's name for the institution of user (a
+	// user ref), which its node announced as label.
+	OrganisationOf(ctx context.Context, user, label string) string
+}
+
 // Refusals a Membership returns.
 var (
 	ErrNotParticipant  = errors.New("not a participant of the conference")
@@ -59,6 +68,10 @@ type Options struct {
 	// IncludeLoopback also gathers loopback candidates, for tests and
 	// single-host setups.
 	IncludeLoopback bool
+	// Organisations, when set, names the institution of the participants
+	// that come over trunks; without it the name their node announced is
+	// shown.
+	Organisations Organisations
 	// Cascade, when set, joins this SFU to the host's SFU for conferences
 	// hosted on other nodes (spec/federation.md §10); without it only local
 	// participants meet.

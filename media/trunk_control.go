@@ -115,7 +115,7 @@ func (t *trunk) sendState() {
 	c.mu.Unlock()
 	for _, d := range downs {
 		if p := people[d]; p.User != "" && !t.ownDown(d) {
-			st.Participants = append(st.Participants, p)
+			st.Participants = append(st.Participants, p.announced())
 		}
 	}
 	var offer []*upTrack
@@ -202,7 +202,7 @@ func (t *trunk) Notify(ev Event) {
 		}
 	case ParticipantJoined:
 		if !t.isOwnParticipant(ev.Participant.User) {
-			p := ev.Participant
+			p := ev.Participant.announced()
 			t.send(controlMsg{Type: "participant_joined", Participant: &p})
 		}
 	case ParticipantLeft:
@@ -307,7 +307,8 @@ func (t *trunk) applyState(m controlMsg) {
 
 // addParticipant makes a participant of the peer's side present here. A
 // member may only speak for its own users; the host vouches for everyone
-// in its conference (§10.4).
+// in its conference (§10.4). Its organisation is named by this node
+// (spec/federation.md §2.1).
 func (t *trunk) addParticipant(p Participant) {
 	if p.User == "" || (!t.member && !strings.HasSuffix(p.User, "@"+t.peer)) {
 		t.log.Warn("trunk participant refused", "user", p.User)
@@ -315,24 +316,29 @@ func (t *trunk) addParticipant(p Participant) {
 	}
 	t.mu.Lock()
 	_, exists := t.people[p.User]
-	if exists || t.closed || t.removed[p.User] {
-		t.mu.Unlock()
+	stop := exists || t.closed || t.removed[p.User]
+	t.mu.Unlock()
+	if stop {
 		return
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	if !t.member {
-		t.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := t.set.sfu.opts.Membership.MayParticipate(ctx, t.conference, p.User)
-		cancel()
-		if err != nil {
+		if err := t.set.sfu.opts.Membership.MayParticipate(ctx, t.conference, p.User); err != nil {
 			t.log.Warn("trunk participant not admitted", "user", p.User, "err", err)
 			return
 		}
-		t.mu.Lock()
-		if _, exists := t.people[p.User]; exists || t.closed {
-			t.mu.Unlock()
-			return
+	}
+	p.OrganisationLabel = ""
+	if names := t.set.sfu.opts.Organisations; names != nil {
+		if name := names.OrganisationOf(ctx, p.User, p.Organisation); name != p.Organisation {
+			p.Organisation, p.OrganisationLabel = name, p.Organisation
 		}
+	}
+	t.mu.Lock()
+	if _, exists := t.people[p.User]; exists || t.closed || t.removed[p.User] {
+		t.mu.Unlock()
+		return
 	}
 	r := &remoteParticipant{trunk: t, p: p}
 	t.people[p.User] = r

@@ -29,6 +29,9 @@ type Federation struct {
 	Dir    string
 	// RetryBase is the outbox's first retry delay for the nodes started.
 	RetryBase time.Duration
+	// Logger, when set, is the logger of the nodes started from then on;
+	// otherwise they log only with ENTENTE_TEST_LOG set.
+	Logger *slog.Logger
 }
 
 // New makes a federation whose files live in t.TempDir().
@@ -92,7 +95,11 @@ func (f *Federation) Start(t testing.TB, name string, edit func(*config.Config))
 
 func (f *Federation) run(t testing.TB, cfg config.Config, l net.Listener) *Node {
 	t.Helper()
-	n, err := node.New(context.Background(), cfg, node.Options{Logger: testLogger(), Listener: l, Version: "test", RetryBase: f.RetryBase, MinRefetch: 200 * time.Millisecond})
+	log := f.Logger
+	if log == nil {
+		log = testLogger()
+	}
+	n, err := node.New(context.Background(), cfg, node.Options{Logger: log, Listener: l, Version: "test", RetryBase: f.RetryBase, MinRefetch: 200 * time.Millisecond})
 	if err != nil {
 		l.Close()
 		t.Fatalf("start node %s: %v", cfg.Node.Name, err)
