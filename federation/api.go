@@ -66,17 +66,17 @@ func authed(auth UserAuth, admin bool, fn userHandler) http.HandlerFunc {
 
 // ConferenceView is a conference as the client API shows it.
 type ConferenceView struct {
-	ID           string         `json:"id"`
-	Host         string         `json:"host"`
-	Hosted       bool           `json:"hosted"`
-	Title        string         `json:"title"`
-	CreatedBy    string         `json:"created_by"`
-	CreatedAt    time.Time      `json:"created_at"`
-	Locked       bool           `json:"locked"`
-	Lobby        bool           `json:"lobby"`
-	Ended        bool           `json:"ended"`
-	Head         Head           `json:"head"`
-	Nodes        []NodeView     `json:"nodes,omitempty"`
+	ID           string            `json:"id"`
+	Host         string            `json:"host"`
+	Hosted       bool              `json:"hosted"`
+	Title        string            `json:"title"`
+	CreatedBy    string            `json:"created_by"`
+	CreatedAt    time.Time         `json:"created_at"`
+	Locked       bool              `json:"locked"`
+	Lobby        bool              `json:"lobby"`
+	Ended        bool              `json:"ended"`
+	Head         Head              `json:"head"`
+	Nodes        []NodeView        `json:"nodes,omitempty"`
 	Participants []ParticipantView `json:"participants,omitempty"`
 	Waiting      []ParticipantView `json:"waiting,omitempty"`
 }
