@@ -353,6 +353,8 @@ func (c *client) keepalive(ctx context.Context) {
 // Recheck re-verifies the membership of every connected user of conference,
 // in the background. Users refused are sent `removed` with reason "ended" or
 // "removed" and disconnected; their tracks stop reaching others at once.
+// Participants a host announced before this node verified their join are
+// tried again.
 func (s *SFU) Recheck(conference string) {
 	s.mu.Lock()
 	if s.closed {
@@ -366,6 +368,10 @@ func (s *SFU) Recheck(conference string) {
 		for _, d := range s.router.downs(conference) {
 			if r, ok := d.(*remoteParticipant); ok {
 				r.recheck(conference)
+				continue
+			}
+			if t, ok := d.(*trunk); ok {
+				t.admitWaiting()
 				continue
 			}
 			c, ok := d.(*client)

@@ -295,6 +295,11 @@ func (t *trunk) applyState(m controlMsg) {
 			goneUsers = append(goneUsers, u)
 		}
 	}
+	for u := range t.waiting {
+		if !users[u] {
+			delete(t.waiting, u)
+		}
+	}
 	t.asked = map[string]layerSet{}
 	t.mu.Unlock()
 	for _, id := range goneTracks {
@@ -306,8 +311,10 @@ func (t *trunk) applyState(m controlMsg) {
 }
 
 // addParticipant makes a participant of the peer's side present here. A
-// member may only speak for its own users; the host vouches for everyone
-// in its conference (§10.4). Its organisation is named by this node
+// member may only speak for its own users, and only those the log admits;
+// a member shows the host's participants only once its own replica holds
+// their verified join (spec/federation.md §7, §10.4), and keeps the others
+// waiting until the log changes. Its organisation is named by this node
 // (spec/federation.md §2.1).
 func (t *trunk) addParticipant(p Participant) {
 	if p.User == "" || (!t.member && !strings.HasSuffix(p.User, "@"+t.peer)) {
@@ -323,11 +330,18 @@ func (t *trunk) addParticipant(p Participant) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if !t.member {
-		if err := t.set.sfu.opts.Membership.MayParticipate(ctx, t.conference, p.User); err != nil {
+	if err := t.set.sfu.opts.Membership.MayParticipate(ctx, t.conference, p.User); err != nil {
+		if !t.member {
 			t.log.Warn("trunk participant not admitted", "user", p.User, "err", err)
 			return
 		}
+		t.mu.Lock()
+		if !t.closed {
+			t.waiting[p.User] = p
+		}
+		t.mu.Unlock()
+		t.log.Info("participant announced by the host waits for a verified join", "user", p.User, "err", err)
+		return
 	}
 	p.OrganisationLabel = ""
 	if names := t.set.sfu.opts.Organisations; names != nil {
@@ -352,6 +366,7 @@ func (t *trunk) dropParticipant(user string, forbid bool) {
 	t.mu.Lock()
 	r, ok := t.people[user]
 	delete(t.people, user)
+	delete(t.waiting, user)
 	if forbid {
 		t.removed[user] = true
 	}
@@ -571,6 +586,21 @@ func (t *trunk) sentOf(track string) [maxLayers]uint64 {
 		}
 	}
 	return out
+}
+
+// admitWaiting tries again the participants announced by the host whose
+// join this node had not verified; the conference's log changed.
+func (t *trunk) admitWaiting() {
+	t.mu.Lock()
+	waiting := make([]Participant, 0, len(t.waiting))
+	for _, p := range t.waiting {
+		waiting = append(waiting, p)
+	}
+	t.waiting = map[string]Participant{}
+	t.mu.Unlock()
+	for _, p := range waiting {
+		t.addParticipant(p)
+	}
 }
 
 // remoteParticipant is a participant of the peer's side, present in the
