@@ -58,9 +58,9 @@ type trunk struct {
 	sent    map[string]*trackCounter
 	// Receiving side: what the peer sends on each slot, its tracks and
 	// participants as they exist here, and the layers asked of it.
-	rx      map[string]*rxSlot
-	remote  map[string]*upTrack
-	people  map[string]*remoteParticipant
+	rx     map[string]*rxSlot
+	remote map[string]*upTrack
+	people map[string]*remoteParticipant
 	// waiting are participants the host announced whose join this member
 	// node has not verified in its replica yet (spec/federation.md §7);
 	// they are tried again when the conference's log changes.
