@@ -13,8 +13,9 @@ import (
 // The browser client applies a chat.edit or chat.redact only when it comes
 // from the author of the line it names: the same user and the same Matrix
 // "as" (spec/federation.md §5.2). Nodes already refuse the others; the
-// client holds to the rule on its own, whatever reaches it. The chat panel
-// runs here, in Chromium, as the client's own module.
+// client holds to the rule on its own, whatever reaches it. The participant
+// list shows a peer's own organisation label only beside the name this node
+// gives it. The panels run here, in Chromium, as the client's own module.
 func TestBrowserChatChangesOnlyByTheirAuthor(t *testing.T) {
 	requireChromium(t)
 	f := nodetest.New(t)
@@ -25,7 +26,7 @@ func TestBrowserChatChangesOnlyByTheirAuthor(t *testing.T) {
 	eval[bool](t, ctx, `(() => {
   window.chatRule = null;
   const src = document.querySelector('script[type=module]').src.replace(/app\.js$/, 'call-panels.js');
-  import(src).then(({ chatPanel }) => {
+  import(src).then(({ chatPanel, peoplePanel }) => {
     const p = chatPanel({ send: async () => {} });
     p.el.hidden = false;
     document.body.append(p.el);
@@ -42,7 +43,15 @@ func TestBrowserChatChangesOnlyByTheirAuthor(t *testing.T) {
       p.change({ id: 'c6', kind: 'chat.redact', ref: 'l2', user: 'did:web:agency.example', as: '@dora:matrix.example', at }),
     ];
     const texts = [...p.el.querySelectorAll('.chat-text')].map((e) => e.textContent);
-    window.chatRule = JSON.stringify({ applied, texts });
+    // A peer's own label shows only beside the name this node gives it.
+    const people = peoplePanel({ me: 'ann@did:web:ministry.example', isModerator: () => false, act: () => {} });
+    document.body.append(people.el);
+    people.render({ participants: [
+      { user: 'bruno@did:web:agency.example', display_name: 'Bruno', organisation: 'National Statistics Agency', organisation_label: 'Ministry' },
+      { user: 'chloe@did:web:city.example', display_name: 'Chloé', organisation: 'City' },
+    ], lobby: [] }, () => ({}));
+    const orgs = [...people.el.querySelectorAll('#people-list .meta')].map((e) => e.textContent);
+    window.chatRule = JSON.stringify({ applied, texts, orgs });
   });
   return true;
 })()`)
@@ -50,6 +59,7 @@ func TestBrowserChatChangesOnlyByTheirAuthor(t *testing.T) {
 	var got struct {
 		Applied []bool
 		Texts   []string
+		Orgs    []string
 	}
 	if err := json.Unmarshal([]byte(eval[string](t, ctx, `window.chatRule`)), &got); err != nil {
 		t.Fatal(err)
@@ -68,5 +78,8 @@ func TestBrowserChatChangesOnlyByTheirAuthor(t *testing.T) {
 		if got.Texts[i] != wantTexts[i] {
 			t.Errorf("line %d reads %q, want %q", i+1, got.Texts[i], wantTexts[i])
 		}
+	}
+	if want := []string{"National Statistics Agency — calls itself “Ministry”", "City"}; len(got.Orgs) != 2 || got.Orgs[0] != want[0] || got.Orgs[1] != want[1] {
+		t.Errorf("participants' organisations read %q, want %q", got.Orgs, want)
 	}
 }
