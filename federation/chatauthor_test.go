@@ -86,7 +86,7 @@ func outboxSize(t *testing.T, n *nodetest.Node) int {
 	return len(out)
 }
 
-// Only a chat line's author edits or redacts it (spec §5.1): the host
+// Only a chat line's author edits or redacts it (spec §5.2): the host
 // refuses another organisation's change with 403 and relays nothing, a
 // member node refuses it when a host relays it anyway, and local users of
 // either node are held to the same rule by their own node.

@@ -209,7 +209,7 @@ func (s *Service) authorizeSignal(ctx context.Context, conf store.Conference, p 
 	return s.authorizeChatChange(ctx, conf.ID, p, c)
 }
 
-// authorizeChatChange applies the authorship rule of spec §5.1: a chat.edit
+// authorizeChatChange applies the authorship rule of spec §5.2: a chat.edit
 // or chat.redact names a chat line of the conference that this node has
 // seen, and comes from that line's author: the same sender and the same
 // "as". Nobody else, moderators included, changes someone's line.
@@ -394,7 +394,7 @@ func (s *Service) receiveRelay(ctx context.Context, p Payload, hash string, rece
 			return err
 		}
 	}
-	// Member nodes hold the host to the authorship rule too (spec §5.1).
+	// Member nodes hold the host to the authorship rule too (spec §5.2).
 	if err := s.authorizeChatChange(ctx, conf.ID, inner, c); err != nil {
 		return err
 	}

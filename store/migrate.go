@@ -168,7 +168,7 @@ CREATE TABLE bridge_events (
 
 // chatLinesSchema remembers who wrote each chat line of a conference, so that
 // an edit or a redaction is taken only from the line's author
-// (spec/federation.md §5.1). The author is the signal's sender and, for a
+// (spec/federation.md §5.2). The author is the signal's sender and, for a
 // line bridged from Matrix, its "as" ("" otherwise).
 const chatLinesSchema = `
 CREATE TABLE chat_lines (
