@@ -3,6 +3,7 @@ package federation_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"testing"
 
@@ -19,13 +20,17 @@ type rosterCall struct {
 	a, b, c     *nodetest.Node
 	brunoToken  string
 	conference  string
-	aliceJoined federation.RosterMember
+	bLog        *logRecords // what the agency logs
 }
 
 func newRosterCall(t *testing.T) *rosterCall {
 	t.Helper()
 	f := nodetest.New(t)
-	rc := &rosterCall{f: f, a: f.Start(t, "Ministry", nil), b: f.Start(t, "Agency", nil), c: f.Start(t, "City", nil)}
+	rc := &rosterCall{f: f, a: f.Start(t, "Ministry", nil), bLog: &logRecords{}}
+	f.Logger = slog.New(rc.bLog)
+	rc.b = f.Start(t, "Agency", nil)
+	f.Logger = nil
+	rc.c = f.Start(t, "City", nil)
 	a, b := rc.a, rc.b
 	nodetest.Trust(t, a, b, rc.c)
 	ctx := context.Background()
@@ -126,6 +131,18 @@ func TestMemberShowsOnlyVerifiedRoster(t *testing.T) {
 		if p.User == "bruno@"+b.DID() && (p.DisplayName != "Bruno" || p.Organisation != "Agency") {
 			t.Errorf("bruno shown as %+v, not as his node signed him", p)
 		}
+	}
+	// Each entry dropped is logged, with why.
+	dropped := map[string]string{}
+	for _, r := range rc.bLog.with("roster entry dropped") {
+		if r["conference"] != rc.conference || r["peer"] != a.DID() {
+			t.Errorf("drop logged as %v", r)
+		}
+		dropped[r["user"]] = r["reason"]
+	}
+	if len(dropped) != 2 || dropped["mallory@"+c.DID()] != "no verified join in this node's replica" ||
+		dropped["eve@"+c.DID()] != "no verified join in this node's replica" {
+		t.Errorf("drops logged: %v", dropped)
 	}
 	if after := snapshot(t, b); after != replicaBefore {
 		t.Errorf("the agency's store changed:\nbefore:\n%s\nafter:\n%s", replicaBefore, after)
