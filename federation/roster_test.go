@@ -16,11 +16,11 @@ import (
 // taking part, alice and bruno in it, and a city (c) that every node
 // trusts but that was never invited.
 type rosterCall struct {
-	f           *nodetest.Federation
-	a, b, c     *nodetest.Node
-	brunoToken  string
-	conference  string
-	bLog        *logRecords // what the agency logs
+	f          *nodetest.Federation
+	a, b, c    *nodetest.Node
+	brunoToken string
+	conference string
+	bLog       *logRecords // what the agency logs
 }
 
 func newRosterCall(t *testing.T) *rosterCall {
