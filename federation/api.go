@@ -66,19 +66,19 @@ func authed(auth UserAuth, admin bool, fn userHandler) http.HandlerFunc {
 
 // ConferenceView is a conference as the client API shows it.
 type ConferenceView struct {
-	ID           string         `json:"id"`
-	Host         string         `json:"host"`
-	Hosted       bool           `json:"hosted"`
-	Title        string         `json:"title"`
-	CreatedBy    string         `json:"created_by"`
-	CreatedAt    time.Time      `json:"created_at"`
-	Locked       bool           `json:"locked"`
-	Lobby        bool           `json:"lobby"`
-	Ended        bool           `json:"ended"`
-	Head         Head           `json:"head"`
-	Nodes        []NodeView     `json:"nodes,omitempty"`
-	Participants []RosterMember `json:"participants,omitempty"`
-	Waiting      []RosterMember `json:"waiting,omitempty"`
+	ID           string            `json:"id"`
+	Host         string            `json:"host"`
+	Hosted       bool              `json:"hosted"`
+	Title        string            `json:"title"`
+	CreatedBy    string            `json:"created_by"`
+	CreatedAt    time.Time         `json:"created_at"`
+	Locked       bool              `json:"locked"`
+	Lobby        bool              `json:"lobby"`
+	Ended        bool              `json:"ended"`
+	Head         Head              `json:"head"`
+	Nodes        []NodeView        `json:"nodes,omitempty"`
+	Participants []ParticipantView `json:"participants,omitempty"`
+	Waiting      []ParticipantView `json:"waiting,omitempty"`
 }
 
 // NodeView is a node's part in a conference.
@@ -160,8 +160,8 @@ func (s *Service) ConferenceDetail(ctx context.Context, id string) (ConferenceVi
 	if err != nil {
 		return v, err
 	}
-	v.Participants = roster.Participants
-	v.Waiting = roster.Lobby
+	v.Participants = s.participantViews(ctx, roster.Participants)
+	v.Waiting = s.participantViews(ctx, roster.Lobby)
 	return v, nil
 }
 
@@ -180,7 +180,7 @@ func (s *Service) apiParticipants(w http.ResponseWriter, r *http.Request, _ Loca
 		WriteError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, roster)
+	writeJSON(w, http.StatusOK, s.rosterView(r.Context(), roster))
 }
 
 func (s *Service) apiEvents(w http.ResponseWriter, r *http.Request, _ LocalUser) {

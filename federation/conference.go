@@ -314,6 +314,7 @@ func (s *Service) appendEvent(ctx context.Context, tx store.Tx, ev *event) (int6
 		s.log.Warn("event refused", "conference", p.Conference, "type", p.Type, "origin", p.Origin, "err", err)
 		return 0, false, err
 	}
+	s.checkJoinLabel(ctx, tx, ev)
 	seq := st.conf.HeadSeq + 1
 	link := LinkPayload{
 		Conference: p.Conference, Seq: seq, Prev: st.conf.HeadHash, Event: ev.hash,

@@ -109,6 +109,7 @@ func (s *Service) applyRecords(ctx context.Context, tx store.Tx, host, conferenc
 		if err := st.authorize(r.ev); err != nil {
 			return 0, s.refuse(conference, host, err)
 		}
+		s.checkJoinLabel(ctx, tx, r.ev)
 		rec, err := newRecord(r.ev, r.linkEnv, r.linkHash, r.link.Seq, r.link.Prev, unixMilli(r.link.Created))
 		if err != nil {
 			return 0, err

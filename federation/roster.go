@@ -93,8 +93,77 @@ func (s *Service) Roster(ctx context.Context, id string) (Roster, error) {
 		return s.LocalRoster(ctx, id)
 	}
 	var r Roster
-	err = s.fetchSigned(ctx, conf.Host, "/conferences/"+id+"/roster", TypeRoster, id, &r)
-	return r, err
+	if err := s.fetchSigned(ctx, conf.Host, "/conferences/"+id+"/roster", TypeRoster, id, &r); err != nil {
+		return Roster{}, err
+	}
+	if r.Head.Seq > conf.HeadSeq {
+		s.catchUp(ctx, conf)
+	}
+	return s.verifyRoster(ctx, conf, r)
+}
+
+// verifyRoster keeps of a host's roster only the entries this node verified
+// in its own replica (spec §7): the same user, home node and join event, in
+// the same place (participants or lobby). What it shows of each is what the
+// replica holds, signed by the participant's home node, not what the host
+// wrote in the roster. Entries it cannot verify are dropped and logged.
+func (s *Service) verifyRoster(ctx context.Context, conf store.Conference, r Roster) (Roster, error) {
+	parts, err := s.store.ListParticipants(ctx, conf.ID)
+	if err != nil {
+		return Roster{}, err
+	}
+	verified := make(map[string]store.Participant, len(parts))
+	for _, p := range parts {
+		verified[p.User] = p
+	}
+	keep := func(list []RosterMember, waiting bool) []RosterMember {
+		out := []RosterMember{}
+		for _, m := range list {
+			p, ok := verified[m.User]
+			var problem string
+			switch {
+			case !ok:
+				problem = "no verified join in this node's replica"
+			case p.Node != m.Node || p.JoinEvent != m.JoinEvent:
+				problem = "join event or node differs from this node's replica"
+			case p.Waiting != waiting:
+				problem = "lobby state differs from this node's replica"
+			}
+			if problem != "" {
+				s.log.Warn("roster entry dropped", "conference", conf.ID, "peer", conf.Host, "user", m.User,
+					"node", m.Node, "reason", problem)
+				continue
+			}
+			out = append(out, RosterMember{
+				User: p.User, DisplayName: p.DisplayName, Organisation: p.Organisation,
+				Node: p.Node, JoinedSeq: p.JoinedSeq, JoinEvent: p.JoinEvent,
+			})
+		}
+		return out
+	}
+	r.Participants = keep(r.Participants, false)
+	r.Lobby = keep(r.Lobby, true)
+	return r, nil
+}
+
+// catchUp fetches and applies the records of a conference hosted elsewhere
+// that this node's replica lacks, so that a roster newer than the replica
+// can be verified against it. A failure leaves the replica as it was and is
+// logged: the roster then shows only what the replica verified.
+func (s *Service) catchUp(ctx context.Context, conf store.Conference) {
+	recs, err := s.fetchRecords(ctx, conf.Host, conf.ID, conf.HeadSeq)
+	if err == nil && len(recs) > 0 {
+		err = s.inTxRetry(ctx, func(tx store.Tx) error {
+			_, err := s.applyRecords(ctx, tx, conf.Host, conf.ID, recs)
+			return err
+		})
+		if err == nil {
+			s.logChanged(conf.ID)
+		}
+	}
+	if err != nil {
+		s.log.Warn("replica catch-up failed", "conference", conf.ID, "peer", conf.Host, "err", err)
+	}
 }
 
 func notFoundOr(err error, format string, args ...any) error {

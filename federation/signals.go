@@ -3,6 +3,7 @@ package federation
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -165,6 +166,9 @@ func (s *Service) SendSignal(ctx context.Context, u LocalUser, conference string
 		return Signal{}, err
 	}
 	err = s.store.InTx(ctx, func(tx store.Tx) error {
+		if err := s.rememberChat(ctx, tx, p, c); err != nil {
+			return err
+		}
 		if conf.Host == s.did {
 			return s.relay(ctx, tx, conf, env, p.Origin)
 		}
@@ -183,23 +187,80 @@ func (s *Service) SendSignal(ctx context.Context, u LocalUser, conference string
 // it: the author takes part; a mute request comes from a moderator of the
 // host; chat bridged from Matrix comes from a node taking part.
 func (s *Service) authorizeSignal(ctx context.Context, conf store.Conference, p Payload, c SignalContent) error {
-	if c.As != "" {
-		return s.authorizeBridged(ctx, conf, p)
-	}
-	if c.Kind == SignalMuteRequest {
+	switch {
+	case c.As != "":
+		if err := s.authorizeBridged(ctx, conf, p); err != nil {
+			return err
+		}
+	case c.Kind == SignalMuteRequest:
 		st, err := loadState(ctx, s.store, conf.ID)
 		if err != nil {
 			return err
 		}
 		return st.byModerator(p)
+	default:
+		if _, err := senderUser(p); err != nil {
+			return err
+		}
+		if err := s.MayParticipate(ctx, conf.ID, p.Sender); err != nil {
+			return err
+		}
 	}
-	if _, err := senderUser(p); err != nil {
+	return s.authorizeChatChange(ctx, conf.ID, p, c)
+}
+
+// authorizeChatChange applies the authorship rule of spec §5.2: a chat.edit
+// or chat.redact names a chat line of the conference that this node has
+// seen, and comes from that line's author: the same sender and the same
+// "as". Nobody else, moderators included, changes someone's line.
+func (s *Service) authorizeChatChange(ctx context.Context, conference string, p Payload, c SignalContent) error {
+	if c.Kind != SignalChatEdit && c.Kind != SignalChatRedact {
+		return nil
+	}
+	line, err := s.store.GetChatLine(ctx, conference, c.Ref)
+	if isNotFound(err) {
+		s.log.Warn("chat change refused: unknown line", "conference", conference, "peer", p.Origin,
+			"user", chatAuthor(p.Sender, c.As), "kind", c.Kind, "ref", c.Ref)
+		return Forbidden("%s of %s: no chat line %s in conference %s", c.Kind, chatAuthor(p.Sender, c.As), c.Ref, conference)
+	}
+	if err != nil {
 		return err
 	}
-	if err := s.MayParticipate(ctx, conf.ID, p.Sender); err != nil {
-		return err
+	if line.Sender != p.Sender || line.As != c.As {
+		s.log.Warn("chat change refused: not the line's author", "conference", conference, "peer", p.Origin,
+			"user", chatAuthor(p.Sender, c.As), "kind", c.Kind, "ref", c.Ref, "author", chatAuthor(line.Sender, line.As))
+		return Forbidden("%s of chat line %s by %s: only its author %s may change it",
+			c.Kind, c.Ref, chatAuthor(p.Sender, c.As), chatAuthor(line.Sender, line.As))
 	}
 	return nil
+}
+
+// rememberChat records the author of a chat line this node relays or
+// delivers, for authorizeChatChange. A line id is its first author's.
+func (s *Service) rememberChat(ctx context.Context, tx store.Tx, p Payload, c SignalContent) error {
+	if c.Kind != SignalChat {
+		return nil
+	}
+	err := tx.PutChatLine(ctx, store.ChatLine{
+		Conference: p.Conference, ID: p.ID, Sender: p.Sender, As: c.As, CreatedAt: unixMilli(p.Created),
+	})
+	if !errors.Is(err, store.ErrConflict) {
+		return err
+	}
+	line, gerr := tx.GetChatLine(ctx, p.Conference, p.ID)
+	if gerr == nil && line.Sender == p.Sender && line.As == c.As {
+		return nil
+	}
+	return Conflict("chat line %s of %s is already %s's", p.ID, p.Conference, chatAuthor(line.Sender, line.As))
+}
+
+// chatAuthor names the author of a chat signal in messages and logs: the
+// sender, or for a line bridged from Matrix the Matrix user and its node.
+func chatAuthor(sender, as string) string {
+	if as == "" {
+		return sender
+	}
+	return as + " via " + sender
 }
 
 // authorizeBridged checks a signal carrying "as" (spec §5.1): its sender is
@@ -282,6 +343,9 @@ func (s *Service) receiveSignal(ctx context.Context, env Envelope, p Payload, ha
 		if dup, err = tx.RecordInbound(ctx, p.Origin, p.ID, hash, s.now()); err != nil || dup {
 			return err
 		}
+		if err := s.rememberChat(ctx, tx, p, c); err != nil {
+			return err
+		}
 		return s.relay(ctx, tx, conf, env, p.Origin)
 	})
 	receipt.Status = statusOf(dup)
@@ -339,7 +403,18 @@ func (s *Service) receiveRelay(ctx context.Context, p Payload, hash string, rece
 			return err
 		}
 	}
-	dup, err := s.store.RecordInbound(ctx, p.Origin, p.ID, hash, s.now())
+	// Member nodes hold the host to the authorship rule too (spec §5.2).
+	if err := s.authorizeChatChange(ctx, conf.ID, inner, c); err != nil {
+		return err
+	}
+	dup := false
+	err = s.store.InTx(ctx, func(tx store.Tx) error {
+		var err error
+		if dup, err = tx.RecordInbound(ctx, p.Origin, p.ID, hash, s.now()); err != nil || dup {
+			return err
+		}
+		return s.rememberChat(ctx, tx, inner, c)
+	})
 	if err != nil {
 		return err
 	}
@@ -365,15 +440,11 @@ func (s *Service) toSignal(ctx context.Context, p Payload, c SignalContent) Sign
 		Conference: p.Conference, ID: p.ID, Kind: c.Kind, User: p.Sender, Text: c.Text, Ref: c.Ref,
 		On: c.On, At: unixMilli(p.Created), As: c.As,
 	}
-	if c.As != "" {
-		// The bridging node vouches for the line: it shows as its
-		// institution's, as the node names itself or as this node's
-		// trust list names it.
-		if p.Sender == s.did {
-			sig.Organisation = s.name
-		} else if peer, err := s.store.GetPeer(ctx, p.Sender); err == nil {
-			sig.Organisation = peer.Name
-		}
+	// The author's node vouches for the signal; its institution is named
+	// as this node names it (spec §2.1). This node's own participants
+	// keep the label it signed for them (a Matrix guest is marked so).
+	sig.Organisation = s.organisationOf(ctx, s.store, p.Origin)
+	if c.As != "" || p.Origin != s.did {
 		return sig
 	}
 	if parts, err := s.store.ListParticipants(ctx, p.Conference); err == nil {

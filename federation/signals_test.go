@@ -34,7 +34,9 @@ func (l *signalLog) all() []federation.Signal {
 // and the city (c) taking part, one user of each in the call, and a log of
 // the signals each node hands to its clients.
 type signalCall struct {
+	f                   *nodetest.Federation
 	a, b, c             *nodetest.Node
+	aliceToken          string // alice's client API token at a
 	alice, bruno, chloe federation.LocalUser
 	outsider            federation.LocalUser // a user of b, not in the call
 	conference          string
@@ -44,7 +46,7 @@ type signalCall struct {
 func newSignalCall(t *testing.T) *signalCall {
 	t.Helper()
 	f := nodetest.New(t)
-	sc := &signalCall{a: f.Start(t, "Ministry", nil), b: f.Start(t, "Agency", nil), c: f.Start(t, "City", nil),
+	sc := &signalCall{f: f, a: f.Start(t, "Ministry", nil), b: f.Start(t, "Agency", nil), c: f.Start(t, "City", nil),
 		logs: map[*nodetest.Node]*signalLog{}}
 	a, b, c := sc.a, sc.b, sc.c
 	nodetest.Trust(t, a, b, c)
@@ -54,7 +56,7 @@ func newSignalCall(t *testing.T) *signalCall {
 		sc.logs[n] = l
 	}
 	ctx := context.Background()
-	sc.alice, _ = nodetest.User(t, a, "alice", "Alice")
+	sc.alice, sc.aliceToken = nodetest.User(t, a, "alice", "Alice")
 	sc.bruno, _ = nodetest.User(t, b, "bruno", "Bruno")
 	sc.chloe, _ = nodetest.User(t, c, "chloe", "Chloé")
 	sc.outsider, _ = nodetest.User(t, b, "outsider", "Not in the call")

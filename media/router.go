@@ -11,6 +11,21 @@ type Participant struct {
 	User         string `json:"user"`
 	DisplayName  string `json:"display_name"`
 	Organisation string `json:"organisation"`
+	// OrganisationLabel is, for a participant of another node, the name
+	// that node announced for its institution when it differs from the
+	// one this node gives it (Organisation). It is shown only beside it.
+	OrganisationLabel string `json:"organisation_label,omitempty"`
+}
+
+// announced is the participant as a trunk announces it to the peer
+// (spec/federation.md §10.4): with the organisation its own node gave it,
+// which the peer names again its own way.
+func (p Participant) announced() Participant {
+	if p.OrganisationLabel != "" {
+		p.Organisation = p.OrganisationLabel
+	}
+	p.OrganisationLabel = ""
+	return p
 }
 
 // router holds the conferences that currently have media on this node. It

@@ -30,6 +30,15 @@ type Membership interface {
 	MayParticipate(ctx context.Context, conference, user string) error
 }
 
+// Organisations names the institution of a participant of another node.
+// The name a peer announces on a trunk is only that node's label: what
+// clients see is the name this node gives it (spec/federation.md §2.1).
+type Organisations interface {
+	// OrganisationOf is this node's name for the institution of user (a
+	// user ref), which its node announced as label.
+	OrganisationOf(ctx context.Context, user, label string) string
+}
+
 // Refusals a Membership returns.
 var (
 	ErrNotParticipant  = errors.New("not a participant of the conference")
@@ -59,6 +68,10 @@ type Options struct {
 	// IncludeLoopback also gathers loopback candidates, for tests and
 	// single-host setups.
 	IncludeLoopback bool
+	// Organisations, when set, names the institution of the participants
+	// that come over trunks; without it the name their node announced is
+	// shown.
+	Organisations Organisations
 	// Cascade, when set, joins this SFU to the host's SFU for conferences
 	// hosted on other nodes (spec/federation.md §10); without it only local
 	// participants meet.
@@ -340,6 +353,8 @@ func (c *client) keepalive(ctx context.Context) {
 // Recheck re-verifies the membership of every connected user of conference,
 // in the background. Users refused are sent `removed` with reason "ended" or
 // "removed" and disconnected; their tracks stop reaching others at once.
+// Participants a host announced before this node verified their join are
+// tried again.
 func (s *SFU) Recheck(conference string) {
 	s.mu.Lock()
 	if s.closed {
@@ -353,6 +368,10 @@ func (s *SFU) Recheck(conference string) {
 		for _, d := range s.router.downs(conference) {
 			if r, ok := d.(*remoteParticipant); ok {
 				r.recheck(conference)
+				continue
+			}
+			if t, ok := d.(*trunk); ok {
+				t.admitWaiting()
 				continue
 			}
 			c, ok := d.(*client)

@@ -58,9 +58,13 @@ type trunk struct {
 	sent    map[string]*trackCounter
 	// Receiving side: what the peer sends on each slot, its tracks and
 	// participants as they exist here, and the layers asked of it.
-	rx      map[string]*rxSlot
-	remote  map[string]*upTrack
-	people  map[string]*remoteParticipant
+	rx     map[string]*rxSlot
+	remote map[string]*upTrack
+	people map[string]*remoteParticipant
+	// waiting are participants the host announced whose join this member
+	// node has not verified in its replica yet (spec/federation.md §7);
+	// they are tried again when the conference's log changes.
+	waiting map[string]Participant
 	removed map[string]bool
 	asked   map[string]layerSet
 	// unmet are wants waiting for slots; growAsked when more slots of a
@@ -89,7 +93,7 @@ func (ts *trunkSet) newTrunk(conference, peer string, member, relay bool) (*trun
 		log: ts.log.With("conference", conference, "peer", peer), pc: pc, done: make(chan struct{}),
 		slots: map[string]*trunkSlot{}, offered: map[string]UpTrack{}, sent: map[string]*trackCounter{},
 		rx: map[string]*rxSlot{}, remote: map[string]*upTrack{}, people: map[string]*remoteParticipant{},
-		removed: map[string]bool{}, asked: map[string]layerSet{},
+		waiting: map[string]Participant{}, removed: map[string]bool{}, asked: map[string]layerSet{},
 		unmet: map[string]layerSet{}, growAsked: map[webrtc.RTPCodecType]time.Time{},
 	}
 	ts.mu.Lock()

@@ -115,7 +115,7 @@ func (t *trunk) sendState() {
 	c.mu.Unlock()
 	for _, d := range downs {
 		if p := people[d]; p.User != "" && !t.ownDown(d) {
-			st.Participants = append(st.Participants, p)
+			st.Participants = append(st.Participants, p.announced())
 		}
 	}
 	var offer []*upTrack
@@ -202,7 +202,7 @@ func (t *trunk) Notify(ev Event) {
 		}
 	case ParticipantJoined:
 		if !t.isOwnParticipant(ev.Participant.User) {
-			p := ev.Participant
+			p := ev.Participant.announced()
 			t.send(controlMsg{Type: "participant_joined", Participant: &p})
 		}
 	case ParticipantLeft:
@@ -295,6 +295,11 @@ func (t *trunk) applyState(m controlMsg) {
 			goneUsers = append(goneUsers, u)
 		}
 	}
+	for u := range t.waiting {
+		if !users[u] {
+			delete(t.waiting, u)
+		}
+	}
 	t.asked = map[string]layerSet{}
 	t.mu.Unlock()
 	for _, id := range goneTracks {
@@ -306,8 +311,11 @@ func (t *trunk) applyState(m controlMsg) {
 }
 
 // addParticipant makes a participant of the peer's side present here. A
-// member may only speak for its own users; the host vouches for everyone
-// in its conference (§10.4).
+// member may only speak for its own users, and only those the log admits;
+// a member shows the host's participants only once its own replica holds
+// their verified join (spec/federation.md §7, §10.4), and keeps the others
+// waiting until the log changes. Its organisation is named by this node
+// (spec/federation.md §2.1).
 func (t *trunk) addParticipant(p Participant) {
 	if p.User == "" || (!t.member && !strings.HasSuffix(p.User, "@"+t.peer)) {
 		t.log.Warn("trunk participant refused", "user", p.User)
@@ -315,24 +323,36 @@ func (t *trunk) addParticipant(p Participant) {
 	}
 	t.mu.Lock()
 	_, exists := t.people[p.User]
-	if exists || t.closed || t.removed[p.User] {
-		t.mu.Unlock()
+	stop := exists || t.closed || t.removed[p.User]
+	t.mu.Unlock()
+	if stop {
 		return
 	}
-	if !t.member {
-		t.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := t.set.sfu.opts.Membership.MayParticipate(ctx, t.conference, p.User)
-		cancel()
-		if err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := t.set.sfu.opts.Membership.MayParticipate(ctx, t.conference, p.User); err != nil {
+		if !t.member {
 			t.log.Warn("trunk participant not admitted", "user", p.User, "err", err)
 			return
 		}
 		t.mu.Lock()
-		if _, exists := t.people[p.User]; exists || t.closed {
-			t.mu.Unlock()
-			return
+		if !t.closed {
+			t.waiting[p.User] = p
 		}
+		t.mu.Unlock()
+		t.log.Info("participant announced by the host waits for a verified join", "user", p.User, "err", err)
+		return
+	}
+	p.OrganisationLabel = ""
+	if names := t.set.sfu.opts.Organisations; names != nil {
+		if name := names.OrganisationOf(ctx, p.User, p.Organisation); name != p.Organisation {
+			p.Organisation, p.OrganisationLabel = name, p.Organisation
+		}
+	}
+	t.mu.Lock()
+	if _, exists := t.people[p.User]; exists || t.closed || t.removed[p.User] {
+		t.mu.Unlock()
+		return
 	}
 	r := &remoteParticipant{trunk: t, p: p}
 	t.people[p.User] = r
@@ -346,6 +366,7 @@ func (t *trunk) dropParticipant(user string, forbid bool) {
 	t.mu.Lock()
 	r, ok := t.people[user]
 	delete(t.people, user)
+	delete(t.waiting, user)
 	if forbid {
 		t.removed[user] = true
 	}
@@ -565,6 +586,21 @@ func (t *trunk) sentOf(track string) [maxLayers]uint64 {
 		}
 	}
 	return out
+}
+
+// admitWaiting tries again the participants announced by the host whose
+// join this node had not verified; the conference's log changed.
+func (t *trunk) admitWaiting() {
+	t.mu.Lock()
+	waiting := make([]Participant, 0, len(t.waiting))
+	for _, p := range t.waiting {
+		waiting = append(waiting, p)
+	}
+	t.waiting = map[string]Participant{}
+	t.mu.Unlock()
+	for _, p := range waiting {
+		t.addParticipant(p)
+	}
 }
 
 // remoteParticipant is a participant of the peer's side, present in the

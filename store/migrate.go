@@ -29,6 +29,7 @@ CREATE TABLE secrets (
 )`},
 		{Version: 2, Name: "federation", SQL: federationSchema},
 		{Version: 3, Name: "bridge", SQL: bridgeSchema},
+		{Version: 4, Name: "chat_lines", SQL: chatLinesSchema},
 	}
 }
 
@@ -163,6 +164,20 @@ CREATE TABLE bridge_events (
 	event_id   {{.Text}} NOT NULL UNIQUE,
 	created_at BIGINT,
 	PRIMARY KEY (conference, item)
+)`
+
+// chatLinesSchema remembers who wrote each chat line of a conference, so that
+// an edit or a redaction is taken only from the line's author
+// (spec/federation.md §5.2). The author is the signal's sender and, for a
+// line bridged from Matrix, its "as" ("" otherwise).
+const chatLinesSchema = `
+CREATE TABLE chat_lines (
+	conference {{.Text}} NOT NULL,
+	id         {{.Text}} NOT NULL,
+	sender     TEXT NOT NULL,
+	as_user    TEXT NOT NULL,
+	created_at BIGINT NOT NULL,
+	PRIMARY KEY (conference, id)
 )`
 
 const createMigrationsTable = `

@@ -80,6 +80,13 @@ type Tx interface {
 	// how many it deleted.
 	PruneInbound(ctx context.Context, before time.Time) (int64, error)
 
+	// PutChatLine remembers the author of a chat line; ErrConflict when the
+	// conference already has a line with l.ID.
+	PutChatLine(ctx context.Context, l ChatLine) error
+	// GetChatLine returns the chat line id of conference; ErrNotFound when
+	// there is none.
+	GetChatLine(ctx context.Context, conference, id string) (ChatLine, error)
+
 	// EnqueueOutbox stores m as pending and returns its ID.
 	EnqueueOutbox(ctx context.Context, m OutboxMessage) (int64, error)
 	// DueOutbox returns, for each destination, its oldest pending message

@@ -48,6 +48,7 @@ func (n *Node) newSFU() (*media.SFU, error) {
 		Registry:        n.registry,
 		IncludeLoopback: n.cfg.Media.LoopbackCandidates,
 		Cascade:         cascade{n},
+		Organisations:   n.fed,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("media: %w", err)

@@ -33,6 +33,9 @@ type Federation struct {
 	// MinRefetch is the resolver's minimum refetch interval for the nodes
 	// started.
 	MinRefetch time.Duration
+	// Logger, when set, is the logger of the nodes started from then on;
+	// otherwise they log only with ENTENTE_TEST_LOG set.
+	Logger *slog.Logger
 }
 
 // New makes a federation whose files live in t.TempDir().
@@ -116,7 +119,11 @@ func (f *Federation) StartBehind(t testing.TB, name string, edit func(*config.Co
 
 func (f *Federation) run(t testing.TB, cfg config.Config, l net.Listener) *Node {
 	t.Helper()
-	n, err := node.New(context.Background(), cfg, node.Options{Logger: testLogger(), Listener: l, Version: "test", RetryBase: f.RetryBase, MinRefetch: f.MinRefetch})
+	log := f.Logger
+	if log == nil {
+		log = testLogger()
+	}
+	n, err := node.New(context.Background(), cfg, node.Options{Logger: log, Listener: l, Version: "test", RetryBase: f.RetryBase, MinRefetch: f.MinRefetch})
 	if err != nil {
 		l.Close()
 		t.Fatalf("start node %s: %v", cfg.Node.Name, err)

@@ -14,6 +14,11 @@ export function chatPanel({ send }) {
     h('label', { for: 'chat-input', i18n: 'call.chat.label' }), input,
     h('button', { type: 'submit', id: 'chat-send', class: 'primary', i18n: 'call.chat.send' }));
   const seen = new Set();
+  // lines holds each chat line shown, by id, with its author: an edit or
+  // a redaction is applied only when it comes from that same author (the
+  // same user and the same Matrix "as"), as federation.md §5.2 requires.
+  const lines = new Map();
+  const sameAuthor = (sig, line) => sig.user === line.user && (sig.as || '') === line.as;
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const text = input.value.trim();
@@ -39,14 +44,33 @@ export function chatPanel({ send }) {
       if (seen.has(sig.id)) return false;
       seen.add(sig.id);
       const at = new Date(sig.at);
-      list.append(h('li', { class: 'chat-message', 'data-signal': sig.id, 'data-as': sig.as || null },
+      const text = h('p', { class: 'chat-text', text: sig.text });
+      const li = h('li', { class: 'chat-message', 'data-signal': sig.id, 'data-as': sig.as || null },
         h('p', { class: 'chat-author' },
           h('span', { class: 'chat-name', text: sig.as || name }),
           sig.as ? h('span', { class: 'chat-org chat-matrix', text: 'Matrix' }) : null,
           sig.organisation ? h('span', { class: 'chat-org', text: sig.organisation }) : null,
           h('time', { datetime: sig.at, text: isNaN(at) ? '' : at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) })),
-        h('p', { class: 'chat-text', text: sig.text })));
+        text);
+      list.append(li);
+      lines.set(sig.id, { user: sig.user, as: sig.as || '', li, text });
       list.scrollTop = list.scrollHeight;
+      return true;
+    },
+    // change applies a chat.edit or chat.redact of the line sig.ref, once,
+    // only from that line's author; it reports whether it did.
+    change(sig) {
+      const line = lines.get(sig.ref);
+      if (seen.has(sig.id) || !line || !sameAuthor(sig, line)) return false;
+      seen.add(sig.id);
+      if (sig.kind === 'chat.redact') {
+        line.text.replaceChildren(h('em', { i18n: 'call.chat.removed' }));
+        line.li.dataset.redacted = '';
+        lines.delete(sig.ref);
+      } else {
+        line.text.replaceChildren(sig.text, ' ', h('span', { class: 'chat-edited', i18n: 'call.chat.edited' }));
+        line.li.dataset.edited = '';
+      }
       return true;
     },
   };
@@ -72,7 +96,8 @@ export function peoplePanel({ me, isModerator, act }) {
     if (state.hand) flags.push(h('span', { class: 'badge hand', i18n: 'call.badge.hand' }));
     return h('li', { 'data-user': p.user },
       h('p', { class: 'card-title', text: p.user === me ? t('call.you', { name: p.display_name }) : p.display_name }),
-      h('p', { class: 'meta', text: p.organisation }),
+      h('p', { class: 'meta', text: p.organisation },
+        p.organisation_label ? h('span', { class: 'org-label', i18n: 'call.org.label', vars: { label: p.organisation_label } }) : null),
       flags.length ? h('p', { class: 'flags' }, flags) : null,
       actions.length ? h('div', { class: 'actions' }, actions) : null);
   }

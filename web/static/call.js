@@ -208,6 +208,10 @@ export function startCall({ conference, me, stream, queued }) {
       case 'chat':
         showChat(sig);
         break;
+      case 'chat.edit':
+      case 'chat.redact':
+        chat.change(sig);
+        break;
       case 'hand':
         stage.setPerson(sig.user, { hand: !!sig.on });
         if (sig.user !== me.user && sig.on) announce('call.hand.raised', { name: nameOf(sig.user) });
