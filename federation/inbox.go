@@ -42,14 +42,14 @@ func (s *Service) serveInbox(w http.ResponseWriter, r *http.Request) {
 	s.respond(w, in.PeerDID, "", TypeReceipt, receipt)
 }
 
-// refused logs a refused federation request; its body is never logged.
+// refused logs a refused federation request; its body is never logged. A
+// failure of ours (5xx) is not logged here: WriteError hands its cause to
+// the node's request log, which logs it once with the request id.
 func (s *Service) refused(r *http.Request, peer string, err error) {
 	var fe *Error
 	if errors.As(err, &fe) && fe.Status < 500 {
 		s.log.Warn("federation request refused", "peer", peer, "path", r.URL.Path, "status", fe.Status, "err", err)
-		return
 	}
-	s.log.Error("federation request failed", "peer", peer, "path", r.URL.Path, "err", err)
 }
 
 // receive checks an authenticated message (spec §3.2 step 9, §4.2) and

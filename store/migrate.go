@@ -29,6 +29,7 @@ CREATE TABLE secrets (
 )`},
 		{Version: 2, Name: "federation", SQL: federationSchema},
 		{Version: 3, Name: "bridge", SQL: bridgeSchema},
+		{Version: 4, Name: "health", SQL: healthSchema},
 	}
 }
 
@@ -163,6 +164,15 @@ CREATE TABLE bridge_events (
 	event_id   {{.Text}} NOT NULL UNIQUE,
 	created_at BIGINT,
 	PRIMARY KEY (conference, item)
+)`
+
+// healthSchema holds the one row the readiness probe rewrites, so that
+// "ready" means the store committed a write just now, not merely that it
+// answered a ping (see Store.CheckWritable).
+const healthSchema = `
+CREATE TABLE health (
+	id         INTEGER PRIMARY KEY,
+	checked_at BIGINT NOT NULL
 )`
 
 const createMigrationsTable = `
