@@ -11,6 +11,11 @@ type Participant struct {
 	User         string `json:"user"`
 	DisplayName  string `json:"display_name"`
 	Organisation string `json:"organisation"`
+	// MediaWithheld is set on a participant of another organisation whose
+	// node does not let the host relay its media to this node
+	// (spec/federation.md §10.5): it is present, but its tracks never
+	// reach this node.
+	MediaWithheld bool `json:"media_withheld,omitempty"`
 }
 
 // router holds the conferences that currently have media on this node. It
@@ -149,6 +154,24 @@ func (c *conference) unpublish(t *upTrack) {
 	c.mu.Unlock()
 	for _, o := range peers {
 		o.Notify(Event{Kind: TrackRemoved, Track: t})
+	}
+}
+
+// update replaces the description of d, a participant already present,
+// and tells everyone else.
+func (c *conference) update(d Down, p Participant) {
+	c.mu.Lock()
+	if _, ok := c.downs[d]; !ok {
+		c.mu.Unlock()
+		return
+	}
+	c.downs[d] = p
+	peers := c.peersLocked()
+	c.mu.Unlock()
+	for _, o := range peers {
+		if o != d {
+			o.Notify(Event{Kind: ParticipantUpdated, Participant: p})
+		}
 	}
 }
 

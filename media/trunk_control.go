@@ -34,6 +34,13 @@ type (
 		// the asking side had.
 		Kind  string `json:"kind,omitempty"`
 		Slots int    `json:"slots,omitempty"`
+		// Relay is the permission a `relay` message carries.
+		Relay bool `json:"relay,omitempty"`
+	}
+	// relayMsg is the member's permission to relay its media (§10.5).
+	relayMsg struct {
+		Type  string `json:"type"`
+		Relay bool   `json:"relay"`
 	}
 	wantMsg struct {
 		Type   string `json:"type"`
@@ -115,7 +122,7 @@ func (t *trunk) sendState() {
 	c.mu.Unlock()
 	for _, d := range downs {
 		if p := people[d]; p.User != "" && !t.ownDown(d) {
-			st.Participants = append(st.Participants, p)
+			st.Participants = append(st.Participants, t.described(p))
 		}
 	}
 	var offer []*upTrack
@@ -148,7 +155,7 @@ func (t *trunk) mayOffer(up *upTrack) bool {
 		return false
 	}
 	origin := t.set.originOf(t.conference, up)
-	return origin == nil || (origin != t && origin.relay)
+	return origin == nil || (origin != t && origin.relay.Load())
 }
 
 // Notify implements Down: local changes become deltas to the peer.
@@ -173,26 +180,7 @@ func (t *trunk) Notify(ev Event) {
 			t.sendLocked(controlMsg{Type: "track_added", TrackInfo: &info})
 		}
 	case TrackRemoved:
-		t.mu.Lock()
-		_, ok := t.offered[ev.Track.ID()]
-		delete(t.offered, ev.Track.ID())
-		delete(t.unmet, ev.Track.ID())
-		var bound []*trunkSlot
-		for _, s := range t.slots {
-			s.mu.Lock()
-			if s.up == ev.Track {
-				bound = append(bound, s)
-			}
-			s.mu.Unlock()
-		}
-		t.mu.Unlock()
-		for _, s := range bound {
-			s.unbind()
-			t.send(controlMsg{Type: "unbind", Slot: s.mid})
-		}
-		if ok {
-			t.send(controlMsg{Type: "track_removed", Track: ev.Track.ID()})
-		}
+		t.withdraw(ev.Track)
 	case TrackMuted:
 		t.mu.Lock()
 		_, ok := t.offered[ev.Track.ID()]
@@ -200,10 +188,14 @@ func (t *trunk) Notify(ev Event) {
 		if ok {
 			t.send(controlMsg{Type: "track_muted", Track: ev.Track.ID(), Muted: ev.Track.Info().Muted})
 		}
-	case ParticipantJoined:
+	case ParticipantJoined, ParticipantUpdated:
 		if !t.isOwnParticipant(ev.Participant.User) {
-			p := ev.Participant
-			t.send(controlMsg{Type: "participant_joined", Participant: &p})
+			p := t.described(ev.Participant)
+			typ := "participant_joined"
+			if ev.Kind == ParticipantUpdated {
+				typ = "participant_updated"
+			}
+			t.send(controlMsg{Type: typ, Participant: &p})
 		}
 	case ParticipantLeft:
 		if !t.isOwnParticipant(ev.Participant.User) {
@@ -237,8 +229,14 @@ func (t *trunk) handleControl(data []byte) {
 		if m.Participant != nil {
 			t.addParticipant(*m.Participant)
 		}
+	case "participant_updated":
+		if m.Participant != nil {
+			t.updateParticipant(*m.Participant)
+		}
 	case "participant_left":
 		t.dropParticipant(m.User, false)
+	case "relay":
+		t.setRelay(m.Relay)
 	case "track_added":
 		if m.TrackInfo != nil {
 			t.addRemoteTrack(*m.TrackInfo)
@@ -313,9 +311,18 @@ func (t *trunk) addParticipant(p Participant) {
 		t.log.Warn("trunk participant refused", "user", p.User)
 		return
 	}
+	if !t.member {
+		// Only the host says whose media is withheld, and from whom.
+		p.MediaWithheld = false
+	}
 	t.mu.Lock()
-	_, exists := t.people[p.User]
-	if exists || t.closed || t.removed[p.User] {
+	if _, exists := t.people[p.User]; exists {
+		t.mu.Unlock()
+		// A restated participant: its description may have changed.
+		t.updateParticipant(p)
+		return
+	}
+	if t.closed || t.removed[p.User] {
 		t.mu.Unlock()
 		return
 	}
@@ -501,6 +508,15 @@ func (t *trunk) want(track string, layers []int) {
 		// The peer learns the binding before the first packet is sent.
 		t.send(controlMsg{Type: "bind", Slot: slot.mid, Track: track, Layer: l})
 		up.AddSink(slot)
+		t.mu.Lock()
+		_, still := t.offered[track]
+		t.mu.Unlock()
+		if !still {
+			// Withdrawn meanwhile (relay policy, §10.5).
+			slot.unbind()
+			t.send(controlMsg{Type: "unbind", Slot: slot.mid})
+			return
+		}
 		up.RequestKeyframe(l)
 	}
 }
