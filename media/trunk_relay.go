@@ -116,16 +116,21 @@ func (ts *trunkSet) relayChanged(from *trunk, relay bool) {
 		if o == from {
 			continue
 		}
-		for _, up := range tracks {
-			if relay {
-				o.Notify(Event{Kind: TrackAdded, Track: up})
-			} else {
+		// Withheld: the media stops before anything else is said.
+		// Allowed again: the marking is lifted before the tracks return.
+		if !relay {
+			for _, up := range tracks {
 				o.withdraw(up)
 			}
 		}
 		for _, p := range people {
 			p = o.described(p)
 			o.send(controlMsg{Type: "participant_updated", Participant: &p})
+		}
+		if relay {
+			for _, up := range tracks {
+				o.Notify(Event{Kind: TrackAdded, Track: up})
+			}
 		}
 	}
 }
