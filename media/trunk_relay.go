@@ -36,6 +36,7 @@ const (
 func (t *trunk) relayLoop() {
 	tick := time.NewTicker(relayCheckInterval)
 	defer tick.Stop()
+	failing := false
 	for {
 		select {
 		case <-t.done:
@@ -43,19 +44,24 @@ func (t *trunk) relayLoop() {
 		case <-t.relayKick:
 		case <-tick.C:
 		}
-		t.checkRelay()
+		// The host keeps the last permission it was told while the node
+		// cannot read its own; that is logged once, not twice a second.
+		err := t.checkRelay()
+		if err != nil && !failing {
+			t.log.Warn("relay permission cannot be read; the host keeps the last one it was told", "err", err)
+		} else if err == nil && failing {
+			t.log.Info("relay permission readable again")
+		}
+		failing = err != nil
 	}
 }
 
-func (t *trunk) checkRelay() {
+func (t *trunk) checkRelay() error {
 	ctx, cancel := context.WithTimeout(context.Background(), relayCheckTimeout)
 	relay, err := t.set.sfu.opts.Cascade.MayRelay(ctx, t.conference)
 	cancel()
 	if err != nil {
-		// The host keeps the last permission it was told; the next
-		// check tries again.
-		t.log.Warn("relay permission unknown", "err", err)
-		return
+		return err
 	}
 	want := relayNo
 	if relay {
@@ -64,13 +70,14 @@ func (t *trunk) checkRelay() {
 	t.ctlMu.Lock()
 	defer t.ctlMu.Unlock()
 	if !t.open || t.relayTold.Load() == want {
-		return
+		return nil
 	}
 	if told := t.relayTold.Load(); told != relayUnknown {
 		t.log.Info("relay permission changed; telling the host", "relay", relay)
 	}
 	t.sendLocked(relayMsg{Type: "relay", Relay: relay})
 	t.relayTold.Store(want)
+	return nil
 }
 
 // restateRelay makes the member tell the host its permission again, at
