@@ -150,3 +150,46 @@ func sameMessage(got, want map[string]any) bool {
 	}
 	return true
 }
+
+// Only the host says whose media is withheld: a member that marks its own
+// participant so, joining or updating it, changes nothing at the host, and
+// the host's clients hear nothing of it.
+func TestMemberCannotMarkMediaWithheld(t *testing.T) {
+	f := newFabric()
+	a, b := f.node(t, "did:web:a", nil), f.node(t, "did:web:b", nil)
+	f.hosts("conf-mark", a)
+	onA := connect(t, a.testNode, "conf-mark", "ann@did:web:a", clientOptions{})
+	connect(t, b.testNode, "conf-mark", "bob@did:web:b", clientOptions{})
+	onA.awaitMsg(0, "bob's participant_joined", 10*time.Second, func(m map[string]any) bool {
+		return m["type"] == "participant_joined" && m["user"] == "bob@did:web:b"
+	})
+	fromB := trunkOf(t, a, "conf-mark", "did:web:b")
+	mark := onA.seenCount()
+	for _, msg := range []string{
+		`{"type":"participant_updated","participant":{"user":"bob@did:web:b","display_name":"Name of bob@did:web:b","organisation":"org did:web:b","media_withheld":true}}`,
+		`{"type":"participant_joined","participant":{"user":"bob@did:web:b","display_name":"Name of bob@did:web:b","organisation":"org did:web:b","media_withheld":true}}`,
+		`{"type":"state","participants":[{"user":"bob@did:web:b","display_name":"Name of bob@did:web:b","organisation":"org did:web:b","media_withheld":true}],"tracks":[]}`,
+	} {
+		fromB.handleControl([]byte(msg))
+	}
+	p, ok := fromB.conf.participant("bob@did:web:b")
+	if !ok || p.MediaWithheld {
+		t.Fatalf("bob at the host after the member marked him = %+v (present %t), want present and not withheld", p, ok)
+	}
+	onA.collect(500 * time.Millisecond)
+	onA.mu.Lock()
+	for drained := false; !drained; {
+		select {
+		case m := <-onA.msgs:
+			onA.seen = append(onA.seen, m)
+		default:
+			drained = true
+		}
+	}
+	defer onA.mu.Unlock()
+	for _, m := range onA.seen[mark:] {
+		if m["type"] == "participant_updated" || m["type"] == "participant_left" {
+			t.Fatalf("the host's client heard %v after the member's claims", m)
+		}
+	}
+}
