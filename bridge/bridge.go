@@ -285,7 +285,7 @@ func (b *Bridge) applyTransactionsOnce(next http.Handler) http.Handler {
 		applied, err := b.o.Store.BridgeTransactionApplied(ctx, txnID)
 		if err != nil {
 			// The homeserver retries a transaction that failed.
-			b.log.Error("read appservice transaction", "txn", txnID, "err", err)
+			recordCause(w, fmt.Errorf("read appservice transaction %s: %w", txnID, err))
 			http.Error(w, `{"errcode":"M_UNKNOWN","error":"transaction store unavailable"}`, http.StatusInternalServerError)
 			return
 		}

@@ -70,7 +70,7 @@ func (b *Bridge) OpenIDLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	token, err := b.o.IssueGuest(ctx, user.String())
 	if err != nil {
-		b.log.Error("issue guest for Matrix user", "user", user.String(), "err", err)
+		recordCause(w, fmt.Errorf("issue guest for Matrix user %s: %w", user.String(), err))
 		writeError(w, http.StatusInternalServerError, "internal", "could not issue a guest token")
 		return
 	}
@@ -128,7 +128,20 @@ func (b *Bridge) verifyOpenID(ctx context.Context, token string) (id.UserID, err
 }
 
 func writeError(w http.ResponseWriter, status int, code, message string) {
+	detail := map[string]string{"code": code, "message": message}
+	// The node's request id, as in every client API error (spec/client-api.md §1).
+	if id := w.Header().Get("X-Request-Id"); id != "" {
+		detail["request_id"] = id
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": message}})
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": detail})
+}
+
+// recordCause hands the cause of a 5xx answer to the node's request log
+// (federation.CauseRecorder), which logs it once with the request id.
+func recordCause(w http.ResponseWriter, err error) {
+	if r, ok := w.(interface{ RecordCause(error) }); ok {
+		r.RecordCause(err)
+	}
 }

@@ -91,13 +91,43 @@ type errorBody struct {
 }
 
 type errorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	RequestID string `json:"request_id,omitempty"`
 }
 
-// WriteError answers with err's status and {"error":{"code","message"}}
-// (spec §3.3). Anything that is not an *Error is our own failure: the peer
-// gets a bare 500, and the caller is expected to have logged the cause.
+// RequestIDHeader names the response header that carries the id the node
+// gave the request; the same id is in the error body and in the log line of
+// a failed request, so a user's report can be matched to its cause.
+const RequestIDHeader = "X-Request-Id"
+
+// CauseRecorder is implemented by a ResponseWriter that logs failed
+// requests: it is told the cause of a 5xx answer, which the answer itself
+// never shows, so that the failure is logged once, with its cause.
+type CauseRecorder interface {
+	RecordCause(err error)
+}
+
+// RecordCause hands err to the CauseRecorder under w, if any, looking
+// through writers that wrap another (http.ResponseController's Unwrap).
+func RecordCause(w http.ResponseWriter, err error) {
+	for w != nil {
+		if r, ok := w.(CauseRecorder); ok {
+			r.RecordCause(err)
+			return
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return
+		}
+		w = u.Unwrap()
+	}
+}
+
+// WriteError answers with err's status and
+// {"error":{"code","message","request_id"}} (spec §3.3). Anything that is
+// not an *Error is our own failure: the client gets a bare 500 and the
+// cause goes to the request's log line (RecordCause), never to the client.
 func WriteError(w http.ResponseWriter, err error) {
 	status := http.StatusInternalServerError
 	detail := errorDetail{Code: "internal", Message: "internal error"}
@@ -108,6 +138,10 @@ func WriteError(w http.ResponseWriter, err error) {
 			w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(fe.RetryAfter), 10))
 		}
 	}
+	if status >= 500 {
+		RecordCause(w, err)
+	}
+	detail.RequestID = w.Header().Get(RequestIDHeader)
 	body, mErr := json.Marshal(errorBody{Error: detail})
 	if mErr != nil {
 		status, body = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"internal error"}}`)

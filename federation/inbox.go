@@ -45,16 +45,16 @@ func (s *Service) serveInbox(w http.ResponseWriter, r *http.Request) {
 // refused logs a refused federation request; its body is never logged.
 // Refusals are sampled: a flood of them must not cost a log line each
 // (spec §3.4), so one line per peer, path and status is written every
-// refusalLogEvery, with the number left out since the last.
+// refusalLogEvery, with the number left out since the last. A failure of
+// ours (5xx) is not logged here: WriteError hands its cause to the node's
+// request log, which logs it once with the request id.
 func (s *Service) refused(r *http.Request, peer string, err error) {
 	var fe *Error
 	if errors.As(err, &fe) && fe.Status < 500 {
 		if ok, suppressed := s.refusals.allow(peer+" "+r.URL.Path+" "+strconv.Itoa(fe.Status), s.now()); ok {
 			s.log.Warn("federation request refused", "peer", peer, "path", r.URL.Path, "status", fe.Status, "err", err, "similar_refusals_not_logged", suppressed)
 		}
-		return
 	}
-	s.log.Error("federation request failed", "peer", peer, "path", r.URL.Path, "err", err)
 }
 
 // receive checks an authenticated message (spec §3.2 step 11, §4.2) and

@@ -94,6 +94,26 @@ func (s *Service) OfferTrunk(ctx context.Context, conference, sdp string) (strin
 	return a.SDP, nil
 }
 
+// MayRelayMedia reports whether this node lets the host of conference relay
+// its users' media to the conference's other nodes: its trust entry for the
+// host says so (may_relay_media, spec §2). A host no longer on the trust
+// list may relay nothing. A live trunk asks this again and again, so that a
+// change of the trust entry reaches the call at once (§10.5).
+func (s *Service) MayRelayMedia(ctx context.Context, conference string) (bool, error) {
+	conf, err := s.store.GetConference(ctx, conference)
+	if err != nil {
+		return false, notFoundOr(err, "unknown conference %s", conference)
+	}
+	peer, err := s.store.GetPeer(ctx, conf.Host)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return peer.MayRelayMedia, nil
+}
+
 // serveTrunk answers a member node's trunk offer for a conference hosted here.
 func (s *Service) serveTrunk(w http.ResponseWriter, r *http.Request) {
 	in, err := s.authenticate(r)

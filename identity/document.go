@@ -91,6 +91,11 @@ func (k *Keyring) DocumentHandler(did, federationEndpoint string) http.Handler {
 		}
 		doc, err := BuildDocument(did, k.Keys(time.Now()), federationEndpoint)
 		if err != nil {
+			// The node's request log logs the cause once, with the
+			// request id (it implements RecordCause).
+			if rc, ok := w.(interface{ RecordCause(error) }); ok {
+				rc.RecordCause(err)
+			}
 			http.Error(w, "DID document unavailable", http.StatusInternalServerError)
 			return
 		}

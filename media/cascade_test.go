@@ -51,6 +51,13 @@ func (n *cascadeNode) Offer(ctx context.Context, conference, sdp string) (string
 	return h.sfu.AcceptTrunk(ctx, conference, n.did, sdp, relay || !ok)
 }
 
+func (n *cascadeNode) MayRelay(context.Context, string) (bool, error) {
+	n.f.mu.Lock()
+	defer n.f.mu.Unlock()
+	relay, ok := n.f.relay[n.did]
+	return relay || !ok, nil
+}
+
 func newFabric() *fabric {
 	return &fabric{host: map[string]*cascadeNode{}, relay: map[string]bool{}}
 }
@@ -251,6 +258,13 @@ func TestCascadeRelayPolicy(t *testing.T) {
 		if tag, _, _, _ := parsePayload(r.payload); tag == video.tag {
 			t.Fatalf("C received B's media although B forbids relaying")
 		}
+	}
+	// C's users learn why they get nothing of Bob.
+	joined, _ := onC.awaitMsg(0, "bob's participant_joined", 10*time.Second, func(m map[string]any) bool {
+		return m["type"] == "participant_joined" && m["user"] == pub.user
+	})
+	if joined["media_withheld"] != true {
+		t.Fatalf("participant_joined of bob on C = %v, want media_withheld true", joined)
 	}
 	onC.mu.Lock()
 	defer onC.mu.Unlock()

@@ -79,6 +79,9 @@ const (
 	ParticipantJoined
 	ParticipantLeft
 	SpeakerChanged
+	// ParticipantUpdated: a participant's description changed, so far only
+	// whether its media is withheld from this node (spec/client-api.md §5.3).
+	ParticipantUpdated
 )
 
 // Event is one change in a conference. Track is set for track events,

@@ -163,10 +163,16 @@ func (l *lossyConn) ReadFrom(b []byte) (int, net.Addr, error) {
 
 func connect(t *testing.T, n *testNode, conference, user string, o clientOptions) *testClient {
 	t.Helper()
+	url := strings.Replace(n.srv.URL, "http", "ws", 1) + "/?conference=" + conference + "&user=" + user
+	return dial(t, url, nil, user, o)
+}
+
+// dial connects a client as user to the signalling WebSocket at url.
+func dial(t *testing.T, url string, opts *websocket.DialOptions, user string, o clientOptions) *testClient {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	url := strings.Replace(n.srv.URL, "http", "ws", 1) + "/?conference=" + conference + "&user=" + user
-	ws, _, err := websocket.Dial(ctx, url, nil)
+	ws, _, err := websocket.Dial(ctx, url, opts)
 	if err != nil {
 		t.Fatalf("dial %s: %v", user, err)
 	}

@@ -15,6 +15,11 @@ type Participant struct {
 	// that node announced for its institution when it differs from the
 	// one this node gives it (Organisation). It is shown only beside it.
 	OrganisationLabel string `json:"organisation_label,omitempty"`
+	// MediaWithheld is set on a participant of another organisation whose
+	// node does not let the host relay its media to this node
+	// (spec/federation.md §10.5): it is present, but its tracks never
+	// reach this node.
+	MediaWithheld bool `json:"media_withheld,omitempty"`
 }
 
 // announced is the participant as a trunk announces it to the peer
@@ -164,6 +169,24 @@ func (c *conference) unpublish(t *upTrack) {
 	c.mu.Unlock()
 	for _, o := range peers {
 		o.Notify(Event{Kind: TrackRemoved, Track: t})
+	}
+}
+
+// update replaces the description of d, a participant already present,
+// and tells everyone else.
+func (c *conference) update(d Down, p Participant) {
+	c.mu.Lock()
+	if _, ok := c.downs[d]; !ok {
+		c.mu.Unlock()
+		return
+	}
+	c.downs[d] = p
+	peers := c.peersLocked()
+	c.mu.Unlock()
+	for _, o := range peers {
+		if o != d {
+			o.Notify(Event{Kind: ParticipantUpdated, Participant: p})
+		}
 	}
 }
 

@@ -146,6 +146,8 @@ func eventMessage(ev Event) any {
 		return participantMsg{Type: "participant_joined", Participant: ev.Participant}
 	case ParticipantLeft:
 		return participantLeftMsg{Type: "participant_left", User: ev.Participant.User}
+	case ParticipantUpdated:
+		return participantMsg{Type: "participant_updated", Participant: ev.Participant}
 	case SpeakerChanged:
 		return speakerMsg{Type: "speaker", User: ev.Participant.User}
 	}

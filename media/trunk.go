@@ -23,6 +23,11 @@ type Cascade interface {
 	Host(ctx context.Context, conference string) (string, error)
 	// Offer sends a trunk offer to the host and returns its answer.
 	Offer(ctx context.Context, conference, sdp string) (answer string, err error)
+	// MayRelay reports whether this node lets the host of conference
+	// relay its users' media to the conference's other nodes (its trust
+	// entry for the host, may_relay_media). A live trunk asks again every
+	// relayCheckInterval and tells the host of a change (§10.5).
+	MayRelay(ctx context.Context, conference string) (bool, error)
 }
 
 // ErrBadTrunkOffer is wrapped by AcceptTrunk when the offer cannot be

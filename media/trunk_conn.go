@@ -29,12 +29,17 @@ type trunk struct {
 	// member is true on the side that offered (the member node).
 	member bool
 	// relay, on the host side, is the member's permission to forward its
-	// participants' media to other member nodes.
-	relay bool
-	log   *slog.Logger
-	pc    *webrtc.PeerConnection
-	conf  *conference
-	done  chan struct{}
+	// participants' media to other member nodes: set by its offer, then by
+	// its `relay` messages (§10.5, trunk_relay.go).
+	relay atomic.Bool
+	// relayTold, on the member side, is the permission last told to the
+	// host: relayUnknown until the control channel is open.
+	relayTold atomic.Int32
+	relayKick chan struct{}
+	log       *slog.Logger
+	pc        *webrtc.PeerConnection
+	conf      *conference
+	done      chan struct{}
 
 	closeOnce  sync.Once
 	restarting atomic.Bool
@@ -89,13 +94,14 @@ func (ts *trunkSet) newTrunk(conference, peer string, member, relay bool) (*trun
 		return nil, fmt.Errorf("media: trunk peer connection: %w", err)
 	}
 	t := &trunk{
-		set: ts, conference: conference, peer: peer, member: member, relay: relay,
+		set: ts, conference: conference, peer: peer, member: member, relayKick: make(chan struct{}, 1),
 		log: ts.log.With("conference", conference, "peer", peer), pc: pc, done: make(chan struct{}),
 		slots: map[string]*trunkSlot{}, offered: map[string]UpTrack{}, sent: map[string]*trackCounter{},
 		rx: map[string]*rxSlot{}, remote: map[string]*upTrack{}, people: map[string]*remoteParticipant{},
 		waiting: map[string]Participant{}, removed: map[string]bool{}, asked: map[string]layerSet{},
 		unmet: map[string]layerSet{}, growAsked: map[webrtc.RTPCodecType]time.Time{},
 	}
+	t.relay.Store(relay)
 	ts.mu.Lock()
 	if ts.closed {
 		ts.mu.Unlock()
@@ -125,6 +131,13 @@ func (ts *trunkSet) newTrunk(conference, peer string, member, relay bool) (*trun
 		defer ts.wg.Done()
 		t.demandLoop()
 	}()
+	if member {
+		ts.wg.Add(1)
+		go func() {
+			defer ts.wg.Done()
+			t.relayLoop()
+		}()
+	}
 	t.log.Info("trunk created", "member", member, "relay", relay)
 	return t, nil
 }
@@ -169,6 +182,7 @@ func (t *trunk) openControl() error {
 		t.open = true
 		t.ctlMu.Unlock()
 		t.sendState()
+		t.restateRelay()
 	})
 	dc.OnClose(func() { go t.close("control channel closed") })
 	dc.OnMessage(func(m webrtc.DataChannelMessage) { t.handleControl(m.Data) })

@@ -1,10 +1,7 @@
 package media
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
-	"strings"
 	"time"
 
 	"github.com/pion/sdp/v3"
@@ -34,6 +31,13 @@ type (
 		// the asking side had.
 		Kind  string `json:"kind,omitempty"`
 		Slots int    `json:"slots,omitempty"`
+		// Relay is the permission a `relay` message carries.
+		Relay bool `json:"relay,omitempty"`
+	}
+	// relayMsg is the member's permission to relay its media (§10.5).
+	relayMsg struct {
+		Type  string `json:"type"`
+		Relay bool   `json:"relay"`
 	}
 	wantMsg struct {
 		Type   string `json:"type"`
@@ -115,7 +119,7 @@ func (t *trunk) sendState() {
 	c.mu.Unlock()
 	for _, d := range downs {
 		if p := people[d]; p.User != "" && !t.ownDown(d) {
-			st.Participants = append(st.Participants, p.announced())
+			st.Participants = append(st.Participants, t.described(p.announced()))
 		}
 	}
 	var offer []*upTrack
@@ -148,7 +152,7 @@ func (t *trunk) mayOffer(up *upTrack) bool {
 		return false
 	}
 	origin := t.set.originOf(t.conference, up)
-	return origin == nil || (origin != t && origin.relay)
+	return origin == nil || (origin != t && origin.relay.Load())
 }
 
 // Notify implements Down: local changes become deltas to the peer.
@@ -173,26 +177,7 @@ func (t *trunk) Notify(ev Event) {
 			t.sendLocked(controlMsg{Type: "track_added", TrackInfo: &info})
 		}
 	case TrackRemoved:
-		t.mu.Lock()
-		_, ok := t.offered[ev.Track.ID()]
-		delete(t.offered, ev.Track.ID())
-		delete(t.unmet, ev.Track.ID())
-		var bound []*trunkSlot
-		for _, s := range t.slots {
-			s.mu.Lock()
-			if s.up == ev.Track {
-				bound = append(bound, s)
-			}
-			s.mu.Unlock()
-		}
-		t.mu.Unlock()
-		for _, s := range bound {
-			s.unbind()
-			t.send(controlMsg{Type: "unbind", Slot: s.mid})
-		}
-		if ok {
-			t.send(controlMsg{Type: "track_removed", Track: ev.Track.ID()})
-		}
+		t.withdraw(ev.Track)
 	case TrackMuted:
 		t.mu.Lock()
 		_, ok := t.offered[ev.Track.ID()]
@@ -200,23 +185,20 @@ func (t *trunk) Notify(ev Event) {
 		if ok {
 			t.send(controlMsg{Type: "track_muted", Track: ev.Track.ID(), Muted: ev.Track.Info().Muted})
 		}
-	case ParticipantJoined:
+	case ParticipantJoined, ParticipantUpdated:
 		if !t.isOwnParticipant(ev.Participant.User) {
-			p := ev.Participant.announced()
-			t.send(controlMsg{Type: "participant_joined", Participant: &p})
+			p := t.described(ev.Participant.announced())
+			typ := "participant_joined"
+			if ev.Kind == ParticipantUpdated {
+				typ = "participant_updated"
+			}
+			t.send(controlMsg{Type: typ, Participant: &p})
 		}
 	case ParticipantLeft:
 		if !t.isOwnParticipant(ev.Participant.User) {
 			t.send(controlMsg{Type: "participant_left", User: ev.Participant.User})
 		}
 	}
-}
-
-func (t *trunk) isOwnParticipant(user string) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	_, ok := t.people[user]
-	return ok
 }
 
 // handleControl applies one message from the peer.
@@ -237,8 +219,14 @@ func (t *trunk) handleControl(data []byte) {
 		if m.Participant != nil {
 			t.addParticipant(*m.Participant)
 		}
+	case "participant_updated":
+		if m.Participant != nil {
+			t.updateParticipant(*m.Participant)
+		}
 	case "participant_left":
 		t.dropParticipant(m.User, false)
+	case "relay":
+		t.setRelay(m.Relay)
 	case "track_added":
 		if m.TrackInfo != nil {
 			t.addRemoteTrack(*m.TrackInfo)
@@ -268,176 +256,6 @@ func (t *trunk) handleControl(data []byte) {
 		t.rxSlot(m.Slot).binding.Store(nil)
 	case "refused":
 		t.log.Warn("peer refused a track", "track", m.Track, "reason", m.Reason)
-	}
-}
-
-// applyState reconciles with the peer's full state.
-func (t *trunk) applyState(m controlMsg) {
-	users := map[string]bool{}
-	for _, p := range m.Participants {
-		users[p.User] = true
-		t.addParticipant(p)
-	}
-	tracks := map[string]bool{}
-	for _, tr := range m.Tracks {
-		tracks[tr.ID] = true
-		t.addRemoteTrack(tr)
-	}
-	t.mu.Lock()
-	var goneTracks, goneUsers []string
-	for id := range t.remote {
-		if !tracks[id] {
-			goneTracks = append(goneTracks, id)
-		}
-	}
-	for u := range t.people {
-		if !users[u] {
-			goneUsers = append(goneUsers, u)
-		}
-	}
-	for u := range t.waiting {
-		if !users[u] {
-			delete(t.waiting, u)
-		}
-	}
-	t.asked = map[string]layerSet{}
-	t.mu.Unlock()
-	for _, id := range goneTracks {
-		t.dropRemoteTrack(id)
-	}
-	for _, u := range goneUsers {
-		t.dropParticipant(u, false)
-	}
-}
-
-// addParticipant makes a participant of the peer's side present here. A
-// member may only speak for its own users, and only those the log admits;
-// a member shows the host's participants only once its own replica holds
-// their verified join (spec/federation.md §7, §10.4), and keeps the others
-// waiting until the log changes. Its organisation is named by this node
-// (spec/federation.md §2.1).
-func (t *trunk) addParticipant(p Participant) {
-	if p.User == "" || (!t.member && !strings.HasSuffix(p.User, "@"+t.peer)) {
-		t.log.Warn("trunk participant refused", "user", p.User)
-		return
-	}
-	t.mu.Lock()
-	_, exists := t.people[p.User]
-	stop := exists || t.closed || t.removed[p.User]
-	t.mu.Unlock()
-	if stop {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := t.set.sfu.opts.Membership.MayParticipate(ctx, t.conference, p.User); err != nil {
-		if !t.member {
-			t.log.Warn("trunk participant not admitted", "user", p.User, "err", err)
-			return
-		}
-		t.mu.Lock()
-		if !t.closed {
-			t.waiting[p.User] = p
-		}
-		t.mu.Unlock()
-		t.log.Info("participant announced by the host waits for a verified join", "user", p.User, "err", err)
-		return
-	}
-	p.OrganisationLabel = ""
-	if names := t.set.sfu.opts.Organisations; names != nil {
-		if name := names.OrganisationOf(ctx, p.User, p.Organisation); name != p.Organisation {
-			p.Organisation, p.OrganisationLabel = name, p.Organisation
-		}
-	}
-	t.mu.Lock()
-	if _, exists := t.people[p.User]; exists || t.closed || t.removed[p.User] {
-		t.mu.Unlock()
-		return
-	}
-	r := &remoteParticipant{trunk: t, p: p}
-	t.people[p.User] = r
-	t.mu.Unlock()
-	t.set.sfu.router.join(t.conference, r, p)
-}
-
-// dropParticipant removes a participant of the peer's side and its tracks;
-// with forbid, the peer cannot bring it back on this trunk.
-func (t *trunk) dropParticipant(user string, forbid bool) {
-	t.mu.Lock()
-	r, ok := t.people[user]
-	delete(t.people, user)
-	delete(t.waiting, user)
-	if forbid {
-		t.removed[user] = true
-	}
-	var tracks []string
-	for id, u := range t.remote {
-		if u.info.Owner == user {
-			tracks = append(tracks, id)
-		}
-	}
-	t.mu.Unlock()
-	for _, id := range tracks {
-		t.dropRemoteTrack(id)
-	}
-	if ok {
-		t.conf.leave(r, nil)
-	}
-}
-
-func (t *trunk) addRemoteTrack(tr trunkTrack) {
-	kind := webrtc.NewRTPCodecType(tr.Kind)
-	if tr.ID == "" || kind == 0 {
-		return
-	}
-	var levelID uint8
-	if kind == webrtc.RTPCodecTypeAudio {
-		levelID = t.receivedLevelID()
-	}
-	t.mu.Lock()
-	if _, ok := t.remote[tr.ID]; ok || t.closed || t.removed[tr.Owner] {
-		t.mu.Unlock()
-		return
-	}
-	if _, ok := t.people[tr.Owner]; !ok && !t.member {
-		// A member's tracks belong to its admitted participants.
-		t.mu.Unlock()
-		return
-	}
-	info := tr.TrackInfo
-	info.Width, info.Height = tr.Width, tr.Height
-	if info.Layers == nil {
-		info.Layers = []string{}
-	}
-	if len(info.Layers) > maxLayers {
-		info.Layers = info.Layers[:maxLayers]
-	}
-	codec := webrtc.RTPCodecCapability{MimeType: tr.Codec.MimeType, ClockRate: tr.Codec.ClockRate, Channels: tr.Codec.Channels, SDPFmtpLine: tr.Codec.SDPFmtpLine}
-	u := newUpTrack(info, codec, kind, t.sendPLI, t.set.sfu.metrics, t.log)
-	u.audioLevelID = levelID
-	t.remote[tr.ID] = u
-	t.mu.Unlock()
-	t.conf.publish(u)
-}
-
-func (t *trunk) dropRemoteTrack(id string) {
-	t.mu.Lock()
-	u, ok := t.remote[id]
-	delete(t.remote, id)
-	asked := t.asked[id]
-	delete(t.asked, id)
-	for _, rs := range t.rx {
-		if b := rs.binding.Load(); b != nil && b.up == u {
-			rs.binding.Store(nil)
-		}
-	}
-	t.mu.Unlock()
-	if ok {
-		t.conf.unpublish(u)
-	}
-	if asked != 0 {
-		// The sender stops at once, not when its own log catches up.
-		t.send(wantMsg{Type: "want", Track: id, Layers: []int{}})
 	}
 }
 
@@ -522,6 +340,15 @@ func (t *trunk) want(track string, layers []int) {
 		// The peer learns the binding before the first packet is sent.
 		t.send(controlMsg{Type: "bind", Slot: slot.mid, Track: track, Layer: l})
 		up.AddSink(slot)
+		t.mu.Lock()
+		_, still := t.offered[track]
+		t.mu.Unlock()
+		if !still {
+			// Withdrawn meanwhile (relay policy, §10.5).
+			slot.unbind()
+			t.send(controlMsg{Type: "unbind", Slot: slot.mid})
+			return
+		}
 		up.RequestKeyframe(l)
 	}
 }
@@ -586,41 +413,4 @@ func (t *trunk) sentOf(track string) [maxLayers]uint64 {
 		}
 	}
 	return out
-}
-
-// admitWaiting tries again the participants announced by the host whose
-// join this node had not verified; the conference's log changed.
-func (t *trunk) admitWaiting() {
-	t.mu.Lock()
-	waiting := make([]Participant, 0, len(t.waiting))
-	for _, p := range t.waiting {
-		waiting = append(waiting, p)
-	}
-	t.waiting = map[string]Participant{}
-	t.mu.Unlock()
-	for _, p := range waiting {
-		t.addParticipant(p)
-	}
-}
-
-// remoteParticipant is a participant of the peer's side, present in the
-// local conference so that clients see it join and leave.
-type remoteParticipant struct {
-	trunk *trunk
-	p     Participant
-}
-
-// Notify implements Down: the trunk itself relays what the peer must hear.
-func (r *remoteParticipant) Notify(Event) {}
-
-// recheck removes the participant when the conference's log no longer
-// admits it, so its media stops reaching local clients at once.
-func (r *remoteParticipant) recheck(conference string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	err := r.trunk.set.sfu.opts.Membership.MayParticipate(ctx, conference, r.p.User)
-	cancel()
-	if errors.Is(err, ErrNotParticipant) || errors.Is(err, ErrConferenceEnded) {
-		r.trunk.log.Info("remote participant removed", "user", r.p.User)
-		r.trunk.dropParticipant(r.p.User, true)
-	}
 }

@@ -30,6 +30,7 @@ CREATE TABLE secrets (
 		{Version: 2, Name: "federation", SQL: federationSchema},
 		{Version: 3, Name: "bridge", SQL: bridgeSchema},
 		{Version: 4, Name: "chat_lines", SQL: chatLinesSchema},
+		{Version: 5, Name: "health", SQL: healthSchema},
 	}
 }
 
@@ -178,6 +179,15 @@ CREATE TABLE chat_lines (
 	as_user    TEXT NOT NULL,
 	created_at BIGINT NOT NULL,
 	PRIMARY KEY (conference, id)
+)`
+
+// healthSchema holds the one row the readiness probe rewrites, so that
+// "ready" means the store committed a write just now, not merely that it
+// answered a ping (see Store.CheckWritable).
+const healthSchema = `
+CREATE TABLE health (
+	id         INTEGER PRIMARY KEY,
+	checked_at BIGINT NOT NULL
 )`
 
 const createMigrationsTable = `

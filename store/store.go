@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 )
 
 // Store is the node's persistence, whichever backend holds it. Its data
@@ -15,6 +16,10 @@ type Store interface {
 	// Backend is "sqlite" or "postgres".
 	Backend() string
 	Ping(ctx context.Context) error
+	// CheckWritable commits a small write (one row of the health table),
+	// so that a full disk, a read-only database or a lock held too long
+	// shows as an error naming the cause.
+	CheckWritable(ctx context.Context) error
 	Close() error
 	// SchemaVersion is the highest migration applied to the database.
 	SchemaVersion(ctx context.Context) (int, error)
@@ -92,6 +97,15 @@ func (s *dbStore) Backend() string { return s.dialect.name }
 func (s *dbStore) Ping(ctx context.Context) error {
 	if err := s.db.ping(ctx); err != nil {
 		return fmt.Errorf("store: ping %s: %w", s.dialect.name, err)
+	}
+	return nil
+}
+
+func (s *dbStore) CheckWritable(ctx context.Context) error {
+	_, err := s.db.exec(ctx, `INSERT INTO health (id, checked_at) VALUES (1, ?)
+	ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at`, time.Now().UnixMilli())
+	if err != nil {
+		return fmt.Errorf("store: write to %s: %w", s.dialect.name, err)
 	}
 	return nil
 }

@@ -3,8 +3,10 @@ package main
 import (
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -35,9 +37,12 @@ func (a *app) healthcheckCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("node not reachable at %s: %w", url, err)
 			}
+			// The answer names why the node is not ready (a store that
+			// cannot write: its cause); the container's health log shows it.
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("node not ready: %s answered %s", url, resp.Status)
+				return fmt.Errorf("node not ready: %s answered %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
 			}
 			fmt.Fprintln(a.stdout, "ready")
 			return nil

@@ -159,8 +159,8 @@ func (h *LoginHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		federation.WriteError(w, federation.Unauthorized("%v", ErrSignIn))
 		return
 	} else if err != nil {
-		h.log.Error("sign-in", "user", req.User, "err", err)
-		federation.WriteError(w, err)
+		// WriteError hands the cause to the node's request log.
+		federation.WriteError(w, fmt.Errorf("sign-in of %s: %w", req.User, err))
 		return
 	}
 	h.log.Info("signed in", "user", req.User)

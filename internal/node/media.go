@@ -93,6 +93,10 @@ func (c cascade) Offer(ctx context.Context, conference, sdp string) (string, err
 	return c.n.fed.OfferTrunk(ctx, conference, sdp)
 }
 
+func (c cascade) MayRelay(ctx context.Context, conference string) (bool, error) {
+	return c.n.fed.MayRelayMedia(ctx, conference)
+}
+
 // acceptTrunk answers a member node's trunk offer with the SFU, which is
 // created after federation; an offer the SFU cannot use is the member's
 // error.

@@ -49,6 +49,12 @@ func (f *testFederation) client() *http.Client {
 // start runs a real node on a loopback port with a certificate from the CA.
 func (f *testFederation) start(t *testing.T, name string, edit func(*config.Config)) *Node {
 	t.Helper()
+	return f.startLogged(t, name, edit, nil)
+}
+
+// startLogged is start with the node logging to log.
+func (f *testFederation) startLogged(t *testing.T, name string, edit func(*config.Config), log *slog.Logger) *Node {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +78,7 @@ func (f *testFederation) start(t *testing.T, name string, edit func(*config.Conf
 	if edit != nil {
 		edit(&cfg)
 	}
-	n, err := New(context.Background(), cfg, Options{Listener: l, Version: "test"})
+	n, err := New(context.Background(), cfg, Options{Listener: l, Version: "test", Logger: log})
 	if err != nil {
 		l.Close()
 		t.Fatal(err)
@@ -138,7 +144,7 @@ func TestEndpoints(t *testing.T) {
 	}
 	// A closed store makes the node unready but it keeps serving.
 	n.Store().Close()
-	if code, body := get(t, c, base+"/readyz"); code != 503 || !strings.Contains(body, "store unreachable") {
+	if code, body := get(t, c, base+"/readyz"); code != 503 || !strings.Contains(body, `"reason":"store cannot write"`) || !strings.Contains(body, "database is closed") {
 		t.Fatalf("readyz with closed store: %d %s", code, body)
 	}
 	if code, _ := get(t, c, base+"/healthz"); code != 200 {

@@ -1,7 +1,8 @@
 package node
 
 import (
-	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -78,24 +79,18 @@ func (n *Node) routes() {
 // published in its DID document's federation service entry.
 func (n *Node) FederationEndpoint() string { return n.cfg.Node.PublicURL + federation.Path }
 
-func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if err := n.store.Ping(ctx); err != nil {
-		n.log.Warn("readiness check failed", "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "store unreachable"})
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "store": n.store.Backend()})
-}
-
 // instrument counts and times each request under its route pattern (never the
-// raw path, which would let clients create unbounded label values).
+// raw path, which would let clients create unbounded label values). It gives
+// every request an id, returned in the X-Request-Id header (and in error
+// bodies, see federation.WriteError), and logs each 5xx answer once, with
+// that id and the cause the handler recorded.
 func (n *Node) instrument(route string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n.inflight.Add(1)
 		defer n.inflight.Done()
 		start := time.Now()
+		id := newRequestID()
+		w.Header().Set(federation.RequestIDHeader, id)
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		h.ServeHTTP(rec, r)
 		if n.metrics != nil {
@@ -103,15 +98,33 @@ func (n *Node) instrument(route string, h http.Handler) http.Handler {
 			n.metrics.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		}
 		if rec.code >= 500 {
-			n.log.Warn("request failed", "route", route, "code", rec.code)
+			attrs := []any{"route", route, "method", r.Method, "path", r.URL.Path, "status", rec.code, "request_id", id}
+			if rec.cause != nil {
+				attrs = append(attrs, "err", rec.cause.Error())
+			} else {
+				attrs = append(attrs, "err", "the handler recorded no cause")
+			}
+			n.log.Error("request failed", attrs...)
 		}
 	})
 }
 
+// newRequestID is 96 random bits in hex: unique enough to find one request
+// in the logs, and nothing a client chose.
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
 type statusRecorder struct {
 	http.ResponseWriter
-	code int
+	code  int
+	cause error
 }
+
+// RecordCause implements federation.CauseRecorder.
+func (s *statusRecorder) RecordCause(err error) { s.cause = err }
 
 func (s *statusRecorder) WriteHeader(code int) {
 	s.code = code

@@ -6,10 +6,12 @@ package storetest
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -135,4 +137,85 @@ func randomHex(t testing.TB) string {
 		t.Fatalf("random schema name: %v", err)
 	}
 	return hex.EncodeToString(b)
+}
+
+// ReadOnlyPostgres returns a URL reaching a fresh schema as a role of its
+// own, and a function that makes that role's sessions read-only (or
+// writable again) at once: it sets the role's default_transaction_read_only
+// and ends its open sessions, as a failover to a standby would. Tests use it
+// to see how a node behaves when its database stops taking writes.
+func ReadOnlyPostgres(t testing.TB) (string, func(t testing.TB, readOnly bool)) {
+	t.Helper()
+	base := PostgresURL(t) // skips or fails as every PostgreSQL test does
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("%s is not a valid URL", DatabaseURLEnv)
+	}
+	schema := u.Query().Get("search_path")
+	role := "entente_role_" + randomHex(t)
+	admin := func(t testing.TB, sqls ...string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, os.Getenv(DatabaseURLEnv))
+		if err != nil {
+			t.Fatalf("connect as administrator: %v", err)
+		}
+		defer conn.Close(ctx)
+		for _, q := range sqls {
+			if _, err := conn.Exec(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+	}
+	admin(t, "CREATE ROLE "+role+" LOGIN", "GRANT ALL ON SCHEMA "+schema+" TO "+role)
+	// Registered after PostgresURL's cleanup, so it runs before the schema
+	// is dropped: the role's sessions end and it owns nothing any more.
+	t.Cleanup(func() {
+		admin(t, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '"+role+"'",
+			"DROP OWNED BY "+role+" CASCADE", "DROP ROLE "+role)
+	})
+	u.User = url.User(role)
+	set := func(t testing.TB, readOnly bool) {
+		t.Helper()
+		change := "ALTER ROLE " + role + " RESET default_transaction_read_only"
+		if readOnly {
+			change = "ALTER ROLE " + role + " SET default_transaction_read_only = on"
+		}
+		admin(t, change, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '"+role+"'")
+	}
+	return u.String(), set
+}
+
+// HoldSQLiteWriteLock takes the write lock of the SQLite database at path
+// from a connection of its own, as a stuck writer in another process (a
+// backup, an administrator's shell) would, until release is called or the
+// test ends. The store's writers then wait for it and fail.
+func HoldSQLiteWriteLock(t testing.TB, path string) (release func()) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.ToSlash(path))
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", path, err)
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatalf("take the write lock of %s: %v", path, err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+				t.Errorf("release the write lock of %s: %v", path, err)
+			}
+			conn.Close()
+			db.Close()
+		})
+	}
+	t.Cleanup(release)
+	return release
 }

@@ -48,7 +48,8 @@ class CandidateGate {
 
 export class MediaSession {
   // handlers: joined, track_added, track_removed, track_muted,
-  // participant_joined, participant_left, speaker, signal, removed, error
+  // participant_joined, participant_updated, participant_left, speaker,
+  // signal, removed, error
   // (each with the server's message), remoteTrack(info, track), and
   // failed(why) once the session cannot go on.
   constructor(conference, handlers) {

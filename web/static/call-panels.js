@@ -94,6 +94,7 @@ export function peoplePanel({ me, isModerator, act }) {
     if (state.inCall) flags.push(h('span', { class: 'badge', i18n: 'call.people.incall' }));
     if (state.micMuted) flags.push(h('span', { class: 'badge muted', i18n: 'call.badge.muted' }));
     if (state.hand) flags.push(h('span', { class: 'badge hand', i18n: 'call.badge.hand' }));
+    if (state.withheld) flags.push(h('span', { class: 'badge withheld', i18n: 'call.badge.withheld' }));
     return h('li', { 'data-user': p.user },
       h('p', { class: 'card-title', text: p.user === me ? t('call.you', { name: p.display_name }) : p.display_name }),
       h('p', { class: 'meta', text: p.organisation },

@@ -64,11 +64,17 @@ export class Stage {
     const badges = [];
     if (tile.source === 'camera' && p.micMuted) badges.push(h('span', { class: 'badge muted', i18n: 'call.badge.muted' }));
     if (tile.source === 'camera' && p.hand) badges.push(h('span', { class: 'badge hand', i18n: 'call.badge.hand' }));
+    // The participant's organisation does not let its media reach ours
+    // (spec/client-api.md §5.3): say so, rather than show a camera that
+    // seems off.
+    if (tile.source === 'camera' && p.withheld) badges.push(h('span', { class: 'badge withheld', i18n: 'call.badge.withheld' }));
     tile.badges.replaceChildren(...badges);
     const labelKey = tile.source === 'screen' ? 'call.tile.screen' : 'call.tile.camera';
     tile.li.setAttribute('aria-label', t(labelKey, { name: who, org: p.org }) +
       (p.micMuted && tile.source === 'camera' ? ', ' + t('call.badge.muted') : '') +
-      (p.hand && tile.source === 'camera' ? ', ' + t('call.badge.hand') : ''));
+      (p.hand && tile.source === 'camera' ? ', ' + t('call.badge.hand') : '') +
+      (p.withheld && tile.source === 'camera' ? ', ' + t('call.badge.withheld') : ''));
+    tile.li.classList.toggle('withheld', !!p.withheld);
     tile.li.classList.toggle('video-off', tile.videoMuted);
   }
 

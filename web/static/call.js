@@ -194,7 +194,7 @@ export function startCall({ conference, me, stream, queued }) {
   // --- what others do ---
   const stateOf = (user) => {
     const p = stage.people.get(user);
-    return { inCall: !!p?.present, micMuted: !!p?.micMuted, hand: !!p?.hand };
+    return { inCall: !!p?.present, micMuted: !!p?.micMuted, hand: !!p?.hand, withheld: !!p?.present && !!p?.withheld };
   };
   const nameOf = (user) => stage.people.get(user)?.name ?? roster?.participants?.find((p) => p.user === user)?.display_name ?? user.split('@')[0];
 
@@ -243,7 +243,7 @@ export function startCall({ conference, me, stream, queued }) {
   }
 
   function present(p) {
-    stage.setPerson(p.user, { name: p.display_name, org: p.organisation, present: true });
+    stage.setPerson(p.user, { name: p.display_name, org: p.organisation, present: true, withheld: !!p.media_withheld });
     if (p.user !== me.user) stage.tile(p.user, 'camera');
   }
 
@@ -302,6 +302,16 @@ export function startCall({ conference, me, stream, queued }) {
       present(p);
       announce('call.joined', { name: p.display_name, org: p.organisation });
       refreshRoster();
+    },
+    // The host now shares this participant's media with our organisation,
+    // or no longer does, as its organisation decided (§5.3).
+    participant_updated(p) {
+      const was = !!stage.people.get(p.user)?.withheld;
+      present(p);
+      if (was !== !!p.media_withheld) {
+        announce(p.media_withheld ? 'call.withheld.on' : 'call.withheld.off', { name: p.display_name, org: p.organisation });
+      }
+      renderPeople();
     },
     participant_left({ user }) {
       const name = nameOf(user);
