@@ -16,15 +16,18 @@ const STATS_EVERY = 3000;
 const MAX_BACKOFF = 15000;
 const END = {
   ended: 'call.end.ended', removed: 'call.end.removed', denied: 'call.end.denied',
-  notin: 'call.end.notin', left: 'call.end.left',
+  notin: 'call.end.notin', left: 'call.end.left', replaced: 'call.end.replaced',
 };
 const QUALITY = { good: 'call.quality.good', fair: 'call.quality.fair', poor: 'call.quality.poor' };
 
-export function startCall({ conference, me, stream, queued }) {
+export function startCall({ conference, me, stream: given, queued }) {
   const api = conferenceAPI(conference.id);
   const main = document.getElementById('main');
-  const mic = stream?.getAudioTracks()[0] ?? null;
-  const cam = stream?.getVideoTracks()[0] ?? null;
+  // The user's own media: what the pre-join screen handed over, and the
+  // devices turned on later in the call.
+  const stream = given ?? new MediaStream();
+  let mic = stream.getAudioTracks()[0] ?? null;
+  let cam = stream.getVideoTracks()[0] ?? null;
   let session = null;
   let stopped = false;
   let ended = false;
@@ -60,8 +63,6 @@ export function startCall({ conference, me, stream, queued }) {
     h('button', { type: 'button', id, 'aria-pressed': String(pressed), i18n: key, onclick });
   const micButton = toggle('call-mic', 'call.mic', mic?.enabled ?? false, () => setMic(!micOn()));
   const camButton = toggle('call-camera', 'call.camera', cam?.enabled ?? false, () => setCamera(!camOn()));
-  micButton.disabled = !mic;
-  camButton.disabled = !cam;
   const shareButton = toggle('call-share', 'call.share', false, () => (screen ? stopShare() : startShare()));
   shareButton.classList.add('plain-toggle');
   const handButton = toggle('call-hand', 'call.hand', false, () => raiseHand(handButton.getAttribute('aria-pressed') !== 'true'));
@@ -124,7 +125,10 @@ export function startCall({ conference, me, stream, queued }) {
   function camOn() { return camButton.getAttribute('aria-pressed') === 'true'; }
 
   function setMic(on, why) {
-    if (!mic) return;
+    if (!mic) {
+      if (on) startDevice('microphone');
+      return;
+    }
     mic.enabled = on;
     micButton.setAttribute('aria-pressed', String(on));
     stage.setPerson(me.user, { micMuted: !on });
@@ -135,12 +139,45 @@ export function startCall({ conference, me, stream, queued }) {
   }
 
   function setCamera(on) {
-    if (!cam) return;
+    if (!cam) {
+      if (on) startDevice('camera');
+      return;
+    }
     cam.enabled = on;
     camButton.setAttribute('aria-pressed', String(on));
     stage.setVideoMuted(me.user, 'camera', !on);
     session?.setMuted('camera', !on);
     announce(on ? 'call.camera.on' : 'call.camera.off');
+  }
+
+  // startDevice asks for a device the call started without (not ready, the
+  // user skipped it, or the browser refused it then): a user can always
+  // turn their camera or microphone on once the browser allows it.
+  async function startDevice(source) {
+    const audio = source === 'microphone';
+    let track;
+    try {
+      const s = await navigator.mediaDevices.getUserMedia(audio ? { audio: true } : { video: true });
+      track = audio ? s.getAudioTracks()[0] : s.getVideoTracks()[0];
+    } catch {
+      if (!stopped) say(alert, 'call.device.failed');
+      return;
+    }
+    if (stopped || (audio ? mic : cam)) {
+      track.stop();
+      return;
+    }
+    alert.textContent = '';
+    stream.addTrack(track);
+    if (audio) {
+      mic = track;
+      setMic(true);
+    } else {
+      cam = track;
+      stage.show(me.user, 'camera', cam, '');
+      setCamera(true);
+    }
+    await session?.addDevice(source, track, stream);
   }
 
   async function startShare() {
@@ -199,7 +236,8 @@ export function startCall({ conference, me, stream, queued }) {
   const nameOf = (user) => stage.people.get(user)?.name ?? roster?.participants?.find((p) => p.user === user)?.display_name ?? user.split('@')[0];
 
   function showChat(sig) {
-    if (!chat.add(sig, sig.user === me.user ? t('call.you', { name: me.display_name }) : nameOf(sig.user))) return;
+    const mine = sig.user === me.user;
+    if (!chat.add(sig, mine ? me.display_name : nameOf(sig.user), mine)) return;
     if (sig.user !== me.user) announce('call.chat.new', { name: sig.as || nameOf(sig.user), text: sig.text });
   }
 
@@ -286,13 +324,14 @@ export function startCall({ conference, me, stream, queued }) {
     track_muted: trackMuted,
     remoteTrack(named, track) {
       const info = infos.get(named.track);
-      if (!info) return;
+      if (!info) return false;
       if (info.kind === 'audio') stage.play(info.id, track, info.owner);
       else {
         stage.show(info.owner, info.source, track, info.id);
         stage.setVideoMuted(info.owner, info.source, info.muted);
         if (info.source === 'screen') announce('call.share.by', { name: nameOf(info.owner) });
       }
+      return true;
     },
     participant_joined(p) {
       present(p);
@@ -312,7 +351,9 @@ export function startCall({ conference, me, stream, queued }) {
     },
     signal: onSignal,
     removed({ reason }) {
-      finish(reason === 'ended' ? 'ended' : 'removed');
+      // "replaced": this user joined again from another page, which took
+      // this session over; this page must not take it back.
+      finish(reason === 'ended' || reason === 'replaced' ? reason : 'removed');
     },
     failed: reconnect,
   };
@@ -399,7 +440,7 @@ export function startCall({ conference, me, stream, queued }) {
     for (const id of timers) clearTimeout(id);
     timers.clear();
     stage.clear();
-    stream?.getTracks().forEach((x) => x.stop());
+    stream.getTracks().forEach((x) => x.stop());
     screen?.stop();
     callArea.hidden = true;
     controls.hidden = true;
@@ -483,7 +524,7 @@ export function startCall({ conference, me, stream, queued }) {
           const loss = received + lost > 0 ? lost / (received + lost) : 0;
           const level = loss > 0.08 || s.rtt > 0.5 ? 'poor' : loss > 0.02 || s.rtt > 0.25 ? 'fair' : 'good';
           quality.dataset.level = level;
-          say(quality, QUALITY[level], { loss: (loss * 100).toFixed(1), rtt: Math.round(s.rtt * 1000) });
+          say(quality, QUALITY[level], { loss: { number: loss * 100, digits: 1 }, rtt: { number: Math.round(s.rtt * 1000) } });
         }
         lastStats = s;
       } catch {
@@ -530,7 +571,8 @@ export function startCall({ conference, me, stream, queued }) {
       session = null;
       for (const id of timers) clearTimeout(id);
       stage.clear();
-      stream?.getTracks().forEach((x) => x.stop());
+      window.removeEventListener('entente:language', stage.relabel);
+      stream.getTracks().forEach((x) => x.stop());
       screen?.stop();
       main.classList.remove('wide');
     },
