@@ -56,7 +56,7 @@ func mediaFrom(t *testing.T, ctx context.Context, user string) received {
   const audio = stats[id('#sounds audio[data-user=' + u + ']')];
   return { camera: tile('camera')?.framesDecoded ?? 0, screen: tile('screen')?.framesDecoded ?? 0, audio: audio?.packetsReceived ?? 0 };
 })(%s)`, quote(user))
-	c, cancel := context.WithTimeout(ctx, 20*time.Second)
+	c, cancel := context.WithTimeout(ctx, evalTimeout)
 	defer cancel()
 	v, err := chromedp.Run(c, chromedp.Evaluate[received](js, chromedp.EvalAwaitPromise))
 	if err != nil {
@@ -69,7 +69,7 @@ func mediaFrom(t *testing.T, ctx context.Context, user string) received {
 // when asked), then checks that it keeps arriving a second later.
 func waitMedia(t *testing.T, ctx context.Context, user string, screen bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	var first received
 	for {
 		first = mediaFrom(t, ctx, user)
@@ -84,8 +84,8 @@ func waitMedia(t *testing.T, ctx context.Context, user string, screen bool) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	// Then every stream keeps decoding. A layer switch waits for a keyframe,
-	// so a stream may pause briefly on a loaded machine: it has 10 s to grow.
-	growing := time.Now().Add(10 * time.Second)
+	// so a stream may pause briefly on a loaded machine: it has 30 s to grow.
+	growing := time.Now().Add(30 * time.Second)
 	for {
 		time.Sleep(500 * time.Millisecond)
 		second := mediaFrom(t, ctx, user)
@@ -146,7 +146,7 @@ func callScenario(t *testing.T, remote bool) {
 		if _, err := ministry.Federation().Invite(ctx, alice, conf.ID, guestNode.DID(), nil); err != nil {
 			t.Fatal(err)
 		}
-		nodetest.Eventually(t, 15*time.Second, "the invitation at the agency", func() bool {
+		nodetest.Eventually(t, minWait, "the invitation at the agency", func() bool {
 			_, err := guestNode.Store().GetConference(ctx, conf.ID)
 			return err == nil
 		})
