@@ -119,7 +119,7 @@ func TestBrowserModeration(t *testing.T) {
 	waitMedia(t, aCtx, fc.brunoRef, false)
 	waitMedia(t, bCtx, fc.aliceRef, false)
 	// Only the host's moderator sees the moderation controls.
-	if !eval[bool](t, aCtx, shown("#moderation")) || eval[bool](t, bCtx, shown("#moderation")) {
+	if !eval[bool](t, aCtx, shown("#call-moderation")) || eval[bool](t, bCtx, shown("#call-moderation")) {
 		t.Error("the moderation controls show to the wrong person")
 	}
 	aliceTile := fmt.Sprintf(`#stage .tile[data-user=%s][data-source=camera]`, quote(fc.aliceRef))
@@ -232,13 +232,15 @@ func lockAndUnlock(t *testing.T, fc *federatedCall, aCtx context.Context) {
 	setLanguage(t, cCtx, "en")
 	waitFor(t, cCtx, 20*time.Second, `document.querySelector('#join') && !document.querySelector('#join').disabled`)
 
-	waitText(t, aCtx, "#mod-lock", "Locked")
-	if p := eval[string](t, aCtx, `document.querySelector('#mod-lock').getAttribute('aria-pressed')`); p != "false" {
-		t.Fatalf("lock button pressed=%s before locking", p)
-	}
+	// The moderators' actions open from the toolbar, each saying what it
+	// does.
+	click(t, aCtx, "#call-moderation")
+	focused(t, aCtx, "mod-lock")
+	waitText(t, aCtx, "#mod-lock", "Lock the conference")
+	waitText(t, aCtx, "#mod-lobby", "Turn the lobby on")
 	click(t, aCtx, "#mod-lock")
 	waitText(t, aCtx, "#people-result", "Done.")
-	waitFor(t, aCtx, 10*time.Second, `document.querySelector('#mod-lock').getAttribute('aria-pressed') === 'true'`)
+	waitText(t, aCtx, "#mod-lock", "Unlock the conference")
 	// The newcomer's node learns of the lock from the host's record.
 	ctx := context.Background()
 	nodetest.Eventually(t, minWait, "the lock at the agency", func() bool {
@@ -257,7 +259,7 @@ func lockAndUnlock(t *testing.T, fc *federatedCall, aCtx context.Context) {
 	waitFor(t, cCtx, 20*time.Second, `!document.querySelector('#join').disabled`)
 
 	click(t, aCtx, "#mod-lock")
-	waitFor(t, aCtx, 10*time.Second, `document.querySelector('#mod-lock').getAttribute('aria-pressed') === 'false'`)
+	waitText(t, aCtx, "#mod-lock", "Lock the conference")
 	nodetest.Eventually(t, minWait, "the unlock at the agency", func() bool {
 		c, err := fc.agency.Store().GetConference(ctx, fc.conf)
 		return err == nil && !c.Locked
@@ -599,6 +601,7 @@ func TestBrowserAccessibility(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#chat-send")))
 	waitText(t, ctx, "#chat-messages li:last-child .chat-text", "Bonjour")
 	click(t, ctx, "#call-hand")
+	click(t, ctx, "#call-moderation")
 	click(t, ctx, "#mod-end")
 	waitFor(t, ctx, 5*time.Second, `!document.querySelector('#mod-end-confirm').hidden`)
 	waitFor(t, ctx, 10*time.Second, `document.querySelector('#people-list button.danger')`)

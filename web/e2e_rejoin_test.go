@@ -177,11 +177,17 @@ func rejoinScenario(t *testing.T, remote bool) {
 	bCtx, kill = ownBrowser(t, ministry, home)
 	back("crash", openAndJoin(t, bCtx, home, conf.ID, brunoTok))
 
-	// Leave, then rejoin from the link: both directions decode again.
+	// Leave, then Rejoin: both directions decode again. After Leave the
+	// screen offers Rejoin and the way back, and no stale connection
+	// quality.
 	click(t, bCtx, "#call-leave")
 	waitText(t, bCtx, "#call-status", "You left the call.")
+	if !eval[bool](t, bCtx, shown("#call-rejoin")) || !eval[bool](t, bCtx, shown("#call-back")) || eval[bool](t, bCtx, shown("#call-quality")) {
+		t.Error("after Leave: want Rejoin and Back to your conferences, and no connection quality")
+	}
 	waitFor(t, aCtx, 20*time.Second, fmt.Sprintf(`!document.querySelector('#stage .tile[data-user=%s]')`, quote(brunoRef)))
-	back("leave and rejoin", openAndJoin(t, bCtx, home, conf.ID, ""))
+	click(t, bCtx, "#call-rejoin")
+	back("leave and rejoin", joinWhenReady(t, bCtx))
 	_ = kill
 }
 

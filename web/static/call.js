@@ -3,6 +3,8 @@
 // stage, the controls, the chat and the participants around it.
 import { h, say, announce } from './dom.js';
 import { t } from './i18n.js';
+import { navigate, conferencePath } from './router.js';
+import { icon } from './icons.js';
 import { conferenceAPI } from './call-api.js';
 import { MediaSession } from './call-media.js';
 import { Stage } from './call-tiles.js';
@@ -59,61 +61,90 @@ export function startCall({ conference, me, stream: given, queued }) {
   });
   const people = peoplePanel({ me: me.user, isModerator: () => moderator, act: moderate });
 
-  const toggle = (id, key, pressed, onclick) =>
-    h('button', { type: 'button', id, 'aria-pressed': String(pressed), i18n: key, onclick });
-  const micButton = toggle('call-mic', 'call.mic', mic?.enabled ?? false, () => setMic(!micOn()));
-  const camButton = toggle('call-camera', 'call.camera', cam?.enabled ?? false, () => setCamera(!camOn()));
-  const shareButton = toggle('call-share', 'call.share', false, () => (screen ? stopShare() : startShare()));
+  // A control is an icon with its label; on a narrow screen the label is
+  // kept for screen readers and shown as a tooltip.
+  const labelled = (attrs, key, iconName) => {
+    const label = h('span', { class: 'label', i18n: key });
+    const b = h('button', { type: 'button', ...attrs }, icon(iconName), label);
+    b.label = label;
+    b.title = label.textContent;
+    return b;
+  };
+  const say2 = (b, key) => { say(b.label, key); b.title = b.label.textContent; };
+  const toggle = (id, key, pressed, onclick, iconName) =>
+    labelled({ id, 'aria-pressed': String(pressed), onclick }, key, iconName);
+  const micButton = toggle('call-mic', 'call.mic', mic?.enabled ?? false, () => setMic(!micOn()), 'mic');
+  const camButton = toggle('call-camera', 'call.camera', cam?.enabled ?? false, () => setCamera(!camOn()), 'camera');
+  const shareButton = toggle('call-share', 'call.share', false, () => (screen ? stopShare() : startShare()), 'screen');
   shareButton.classList.add('plain-toggle');
-  const handButton = toggle('call-hand', 'call.hand', false, () => raiseHand(handButton.getAttribute('aria-pressed') !== 'true'));
+  const handButton = toggle('call-hand', 'call.hand', false, () => raiseHand(handButton.getAttribute('aria-pressed') !== 'true'), 'hand');
   handButton.classList.add('plain-toggle');
   const layoutButton = toggle('call-layout', 'call.layout.speaker', false, () => {
     const speaker = stage.layout !== 'speaker';
     stage.setLayout(speaker ? 'speaker' : 'grid');
     layoutButton.setAttribute('aria-pressed', String(speaker));
     announce(speaker ? 'call.layout.speaker.on' : 'call.layout.grid.on');
-  });
+  }, 'layout');
   layoutButton.classList.add('plain-toggle');
-  const panelButton = (id, key, panel, focus) => {
+  const panelButton = (id, key, panel, focus, iconName) => {
     const b = toggle(id, key, false, () => {
       panel.hidden = !panel.hidden;
       b.setAttribute('aria-pressed', String(!panel.hidden));
       if (!panel.hidden) focus();
-    });
+    }, iconName);
     b.classList.add('plain-toggle');
     b.setAttribute('aria-controls', panel.id);
     return b;
   };
-  const chatButton = panelButton('call-chat', 'call.chat', chat.el, () => chat.input.focus());
-  const peopleButton = panelButton('call-people', 'call.people', people.el, () => people.el.querySelector('h2').focus());
+  const chatButton = panelButton('call-chat', 'call.chat', chat.el, () => chat.input.focus(), 'chat');
+  const peopleButton = panelButton('call-people', 'call.people', people.el, () => people.el.querySelector('h2').focus(), 'people');
   people.el.querySelector('h2').tabIndex = -1;
   const reactions = h('div', { class: 'reactions', role: 'group', i18nLabel: 'call.react.group' },
     REACTIONS.map((r) => h('button', { type: 'button', class: 'reaction', 'data-reaction': r, text: r, i18nLabel: 'call.react', vars: { reaction: r }, onclick: () => sendSignal({ kind: 'reaction', text: r }) })));
-  const leaveButton = h('button', { type: 'button', id: 'call-leave', class: 'danger', i18n: 'call.leave', onclick: leave });
+  const leaveButton = labelled({ id: 'call-leave', class: 'danger', onclick: leave }, 'call.leave', 'leave');
+
+  // Moderators' actions sit in a panel the Moderation button opens; each
+  // button says what it will do ("Lock the conference").
+  let locked = !!conference.locked;
+  let lobbyOn = !!conference.lobby;
+  const lockButton = h('button', { type: 'button', id: 'mod-lock', i18n: locked ? 'call.mod.unlock' : 'call.mod.lock', onclick: () =>
+    modAction(locked ? api.unlock() : api.lock(), 'call.mod.done') });
+  const lobbyButton = h('button', { type: 'button', id: 'mod-lobby', i18n: lobbyOn ? 'call.mod.lobby.off' : 'call.mod.lobby.on', onclick: () =>
+    modAction(api.lobby(!lobbyOn), 'call.mod.done') });
+  const endConfirm = h('button', { type: 'button', id: 'mod-end-confirm', class: 'danger', hidden: true, i18n: 'call.mod.end.confirm', onclick: () => modAction(api.end(), 'call.mod.done') });
+  const endButton = h('button', { type: 'button', id: 'mod-end', class: 'danger', i18n: 'call.mod.end', onclick: () => { endConfirm.hidden = false; endConfirm.focus(); } });
+  const modBar = h('div', { id: 'moderation', class: 'moderation', role: 'group', i18nLabel: 'call.mod.group', hidden: true },
+    h('h2', { class: 'visually-hidden', i18n: 'call.mod.group' }), lockButton, lobbyButton, endButton, endConfirm);
+  const modButton = labelled({ id: 'call-moderation', class: 'plain-toggle', 'aria-expanded': 'false', 'aria-controls': 'moderation', hidden: true, onclick: () => {
+    modBar.hidden = !modBar.hidden;
+    modButton.setAttribute('aria-expanded', String(!modBar.hidden));
+    if (!modBar.hidden) lockButton.focus();
+  } }, 'call.mod.group', 'shield');
+  function showModeration() {
+    say(lockButton, locked ? 'call.mod.unlock' : 'call.mod.lock');
+    say(lobbyButton, lobbyOn ? 'call.mod.lobby.off' : 'call.mod.lobby.on');
+  }
+
+  const group = (key, ...buttons) => h('div', { class: 'control-group', role: 'group', i18nLabel: key }, buttons);
   const controls = h('div', { id: 'call-controls', class: 'call-controls', role: 'toolbar', i18nLabel: 'call.controls' },
-    micButton, camButton, shareButton, handButton, reactions, layoutButton, chatButton, peopleButton, leaveButton);
+    group('call.group.devices', micButton, camButton),
+    group('call.group.share', shareButton, handButton, reactions),
+    group('call.group.view', layoutButton, chatButton, peopleButton, modButton),
+    group('call.group.leave', leaveButton));
   controls.addEventListener('keydown', toolbarKeys);
 
-  const lockButton = toggle('mod-lock', 'call.mod.locked', conference.locked, () =>
-    modAction(lockButton.getAttribute('aria-pressed') === 'true' ? api.unlock() : api.lock(), 'call.mod.done'));
-  lockButton.classList.add('plain-toggle');
-  const lobbyButton = toggle('mod-lobby', 'call.mod.lobby', conference.lobby, () =>
-    modAction(api.lobby(lobbyButton.getAttribute('aria-pressed') !== 'true'), 'call.mod.done'));
-  lobbyButton.classList.add('plain-toggle');
-  const endConfirm = h('button', { type: 'button', id: 'mod-end-confirm', class: 'danger', hidden: true, i18n: 'call.mod.end.confirm', onclick: () => modAction(api.end(), 'call.mod.done') });
-  const endButton = h('button', { type: 'button', id: 'mod-end', i18n: 'call.mod.end', onclick: () => { endConfirm.hidden = false; endConfirm.focus(); } });
-  const modBar = h('div', { id: 'moderation', class: 'call-controls moderation', role: 'group', i18nLabel: 'call.mod.group', hidden: true },
-    lockButton, lobbyButton, endButton, endConfirm);
-
   const waiting = h('p', { id: 'call-waiting', class: 'waiting', hidden: true, i18n: 'call.waiting' });
-  const back = h('a', { id: 'call-back', href: '/', 'data-route': true, hidden: true, i18n: 'prejoin.back' });
+  const back = h('a', { id: 'call-back', href: '/', 'data-route': true, i18n: 'prejoin.back' });
+  // After Leave (or a takeover), the way back in: the pre-join screen.
+  const rejoin = h('button', { type: 'button', id: 'call-rejoin', class: 'primary', i18n: 'call.rejoin', onclick: () => navigate(conferencePath(conference.id)) });
+  const after = h('div', { id: 'call-after', class: 'actions', hidden: true }, rejoin, back);
   const callArea = h('div', { class: 'call-area' }, stage.el, h('div', { class: 'call-side' }, people.el, chat.el));
   main.classList.add('wide');
   main.replaceChildren(
     h('div', { class: 'call-head' },
       h('h1', { id: 'call-title', i18n: 'call.title', vars: { title: conference.title } }),
       quality),
-    status, alert, waiting, back, callArea, controls, modBar);
+    status, alert, waiting, after, callArea, modBar, controls);
   main.focus();
 
   stage.setPerson(me.user, { name: me.display_name, org: me.node.name, me: true, micMuted: !micOn() });
@@ -195,7 +226,7 @@ export function startCall({ conference, me, stream: given, queued }) {
     screen = s.getVideoTracks()[0];
     screen.addEventListener('ended', stopShare);
     shareButton.setAttribute('aria-pressed', 'true');
-    say(shareButton, 'call.share.stop');
+    say2(shareButton, 'call.share.stop');
     stage.show(me.user, 'screen', screen, '');
     announce('call.share.on');
     await session?.share(screen);
@@ -206,7 +237,7 @@ export function startCall({ conference, me, stream: given, queued }) {
     screen.stop();
     screen = null;
     shareButton.setAttribute('aria-pressed', 'false');
-    say(shareButton, 'call.share');
+    say2(shareButton, 'call.share');
     stage.remove(me.user, 'screen');
     announce('call.share.off');
     await session?.share(null);
@@ -446,7 +477,10 @@ export function startCall({ conference, me, stream: given, queued }) {
     controls.hidden = true;
     modBar.hidden = true;
     waiting.hidden = true;
-    back.hidden = false;
+    // No connection any more: its quality would be stale.
+    quality.hidden = true;
+    after.hidden = false;
+    rejoin.hidden = reason !== 'left' && reason !== 'replaced';
     say(status, END[reason]);
     if (reason !== 'left') say(alert, END[reason]);
   }
@@ -472,8 +506,9 @@ export function startCall({ conference, me, stream: given, queued }) {
     if (roster.participants.some((p) => p.user === me.user)) wasParticipant = true;
     renderPeople();
     if (moderator) {
-      lockButton.setAttribute('aria-pressed', String(roster.locked));
-      lobbyButton.setAttribute('aria-pressed', String(roster.lobby_on));
+      locked = !!roster.locked;
+      lobbyOn = !!roster.lobby_on;
+      showModeration();
     }
   }
 
@@ -554,7 +589,7 @@ export function startCall({ conference, me, stream: given, queued }) {
     moderator = await findModerator();
     if (stopped) return;
     if (moderator) {
-      modBar.hidden = false;
+      modButton.hidden = false;
     }
     const where = await admission();
     if (where === 'in') connect(); else if (where === 'unknown') {

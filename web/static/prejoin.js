@@ -44,8 +44,8 @@ export function showPrejoin(main, { me, id }) {
     field(camera, 'prejoin.camera.select'),
     field(microphone, 'prejoin.mic.select'),
     h('div', { class: 'field' }, h('label', { for: 'mic-level', i18n: 'prejoin.level' }), meter),
-    h('div', { class: 'actions field' }, micToggle, camToggle),
-    h('div', { class: 'actions' }, join, h('a', { href: '/', 'data-route': true, i18n: 'prejoin.back' })));
+    // Join beside the device switches: in view without scrolling.
+    h('div', { class: 'actions' }, micToggle, camToggle, join, h('a', { href: '/', 'data-route': true, i18n: 'prejoin.back' })));
 
   // Join is clickable once the conference is known and the devices have
   // answered (or the user chose to go without them): joining while the
