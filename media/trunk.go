@@ -40,10 +40,8 @@ const (
 	// channel.
 	maxTrunkSections = 2*maxTrunkSlots + 1
 	// trunkGrace keeps a member's trunk open after its last local client
-	// left, so a reload, or a browser restarted after a crash, does not
-	// tear the cascade down and set it up again: with its camera to start
-	// and Join to click, a reload takes several seconds.
-	trunkGrace = 30 * time.Second
+	// left, so a reload does not tear the cascade down and set it up again.
+	trunkGrace = 3 * time.Second
 	// demandInterval is how often a trunk aggregates its local subscribers'
 	// needs into `want` messages: bursts of subscriptions cost one message.
 	demandInterval = 100 * time.Millisecond
