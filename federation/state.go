@@ -128,20 +128,24 @@ func (st *confState) authorize(ev *event) error {
 		if err := decodeContent(p.Content, &c); err != nil {
 			return err
 		}
-		// With a lobby, remote participants knock and wait to be admitted;
-		// the host's own users come in directly.
-		if p.Origin != host && st.conf.Lobby && p.Type == TypeJoin {
-			return Forbidden("conference %s has a lobby: remote participants wait to be admitted", p.Conference)
-		}
-		if p.Type == TypeKnock && (p.Origin == host || !st.conf.Lobby) {
-			return BadRequest("knock only to the lobby of a conference hosted elsewhere")
-		}
 		local, err := senderUser(p)
 		if err != nil {
 			return err
 		}
 		if c.User != p.Sender {
 			return Forbidden("a node joins only its own users: %s is not the sender", c.User)
+		}
+		// A user who already has a place (after a reload or a crash of
+		// their client) takes it over: a rejoin keeps them in, or waiting,
+		// whatever the lobby and the lock say now (spec §6.1).
+		_, rejoin := st.participants[c.User]
+		// With a lobby, remote participants knock and wait to be admitted;
+		// the host's own users come in directly.
+		if p.Origin != host && st.conf.Lobby && p.Type == TypeJoin && !rejoin {
+			return Forbidden("conference %s has a lobby: remote participants wait to be admitted", p.Conference)
+		}
+		if p.Type == TypeKnock && (p.Origin == host || !st.conf.Lobby) && !rejoin {
+			return BadRequest("knock only to the lobby of a conference hosted elsewhere")
 		}
 		if !validText(c.DisplayName, 100) || !validText(c.Organisation, 200) {
 			return BadRequest("display_name and organisation must be 1 to 100 and 1 to 200 bytes")
@@ -155,14 +159,8 @@ func (st *confState) authorize(ev *event) error {
 				return Forbidden("%s is not named in the invitation", p.Sender)
 			}
 		}
-		if st.conf.Locked {
+		if st.conf.Locked && !rejoin {
 			return Forbidden("conference %s is locked", p.Conference)
-		}
-		if pt, ok := st.participants[c.User]; ok {
-			if pt.Waiting {
-				return Conflict("%s is already waiting in the lobby", c.User)
-			}
-			return Conflict("%s is already in the conference", c.User)
 		}
 	case TypeAdmit, TypeDeny:
 		if err := st.byModerator(p); err != nil {
@@ -289,9 +287,14 @@ func (st *confState) apply(ev *event, seq int64, recordHash string) {
 	case TypeJoin, TypeKnock:
 		var c JoinContent
 		decodeContent(p.Content, &c)
+		waiting := p.Type == TypeKnock
+		if pt, ok := st.participants[c.User]; ok {
+			// A rejoin keeps the place as it was: admitted or waiting.
+			waiting = pt.Waiting
+		}
 		st.participants[c.User] = &store.Participant{
 			Conference: p.Conference, User: c.User, Node: p.Origin, DisplayName: c.DisplayName,
-			Organisation: c.Organisation, JoinedSeq: seq, JoinEvent: ev.hash, Waiting: p.Type == TypeKnock,
+			Organisation: c.Organisation, JoinedSeq: seq, JoinEvent: ev.hash, Waiting: waiting,
 		}
 		st.joined[c.User] = true
 		delete(st.left, c.User)

@@ -125,6 +125,11 @@ func (c *client) handle(m inbound) {
 		c.stop("")
 		return
 	}
+	if m.Type == "join" {
+		// Before c.mu: the session taken over may be joining at the same
+		// moment, and each stop takes the other's lock.
+		c.sfu.takeOver(c)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stopped {

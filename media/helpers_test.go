@@ -212,7 +212,8 @@ func dial(t *testing.T, url string, opts *websocket.DialOptions, user string, o 
 	})
 	go c.readLoop()
 	c.send(map[string]any{"type": "join"})
-	c.expect("joined", 5*time.Second)
+	// Generous: with twenty clients on a busy machine, answers lag.
+	c.expect("joined", 30*time.Second)
 	return c
 }
 
@@ -607,7 +608,9 @@ func (tr *testTrack) sentPayload(layer byte, seq uint32) ([]byte, bool) {
 // trackID waits for the SFU to announce tr to c and records its ID.
 func (c *testClient) waitTrackAdded(tr *testTrack, by string) string {
 	c.t.Helper()
-	deadline := time.After(10 * time.Second)
+	// A condition with a deadline for a loaded machine: a trunk that grows
+	// its pool first renegotiates, which takes several round trips.
+	deadline := time.After(60 * time.Second)
 	for {
 		c.mu.Lock()
 		for _, m := range c.seen {

@@ -350,6 +350,31 @@ func (c *client) keepalive(ctx context.Context) {
 	}
 }
 
+// reasonReplaced is the `removed` reason of a session that a newer session
+// of the same user took over (spec/client-api.md §5.3).
+const reasonReplaced = "replaced"
+
+// takeOver closes every other session of c's user in c's conference on this
+// node: the same person coming back after a reload or a crash of their
+// browser takes over their own place at once, rather than wait for the
+// stale session to time out, and the others see them once, not twice
+// (spec/client-api.md §5.2 `join`). The old session's tracks leave the
+// conference before the new one joins it.
+func (s *SFU) takeOver(c *client) {
+	s.mu.Lock()
+	var old []*client
+	for o := range s.clients {
+		if o != c && o.conferenceID == c.conferenceID && o.me.User == c.me.User {
+			old = append(old, o)
+		}
+	}
+	s.mu.Unlock()
+	for _, o := range old {
+		o.log.Info("media session taken over by a new one")
+		o.stop(reasonReplaced)
+	}
+}
+
 // Recheck re-verifies the membership of every connected user of conference,
 // in the background. Users refused are sent `removed` with reason "ended" or
 // "removed" and disconnected; their tracks stop reaching others at once.

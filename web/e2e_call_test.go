@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"github.com/entente-org/entente/federation"
@@ -19,8 +21,30 @@ func callBrowser(t *testing.T, nodes ...*nodetest.Node) context.Context {
 	return browserWith(t, []chromedp.ExecAllocatorOption{
 		chromedp.Flag("auto-select-desktop-capture-source", "Entire screen"),
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.WindowSize(1280, 900),
+		chromedp.WindowSize(1280, 720),
 	}, nodes...)
+}
+
+// noScroll checks that the page fits a w×h window without scrolling, the
+// window being resized (as a phone's screen) for the check.
+func noScroll(t *testing.T, ctx context.Context, w, hgt int64) {
+	t.Helper()
+	target := chromedp.FromContext(ctx).Target
+	if _, err := cdp.Call(ctx, target, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{Width: w, Height: hgt, DeviceScaleFactor: 1}); err != nil {
+		t.Fatalf("resize to %dx%d: %v", w, hgt, err)
+	}
+	defer cdp.Call(ctx, target, emulation.ClearDeviceMetricsOverride, cdp.Empty{})
+	js := `(() => { const e = document.scrollingElement; return innerWidth === ` + fmt.Sprint(w) + ` && e.scrollHeight <= innerHeight && e.scrollWidth <= innerWidth })()`
+	c, cancel := context.WithTimeout(ctx, minWait)
+	defer cancel()
+	if _, err := chromedp.Run(c, chromedp.Poll[bool](js, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+		size := eval[string](t, ctx, `(() => { const e = document.scrollingElement; const wide = [...document.querySelectorAll('body *')].filter((x) => x.getBoundingClientRect().right > innerWidth + 1 || x.getBoundingClientRect().bottom > innerHeight + 1).slice(0, 5).map((x) => x.tagName + '#' + x.id + '.' + x.className.baseVal ?? x.className); return innerWidth + 'x' + innerHeight + ' window, page ' + e.scrollWidth + 'x' + e.scrollHeight + ', beyond it: ' + wide.join(' ') })()`)
+		t.Errorf("the call screen scrolls at %dx%d: %s", w, hgt, size)
+	}
+	// The control bar is on screen, at the bottom.
+	if !eval[bool](t, ctx, `(() => { const r = document.querySelector('#call-controls').getBoundingClientRect(); return r.bottom <= innerHeight + 1 && r.bottom >= innerHeight - 30 })()`) {
+		t.Errorf("the control bar is not at the bottom of the %dx%d window", w, hgt)
+	}
 }
 
 // recordPeerConnections keeps every RTCPeerConnection the page makes, so
@@ -56,7 +80,7 @@ func mediaFrom(t *testing.T, ctx context.Context, user string) received {
   const audio = stats[id('#sounds audio[data-user=' + u + ']')];
   return { camera: tile('camera')?.framesDecoded ?? 0, screen: tile('screen')?.framesDecoded ?? 0, audio: audio?.packetsReceived ?? 0 };
 })(%s)`, quote(user))
-	c, cancel := context.WithTimeout(ctx, 20*time.Second)
+	c, cancel := context.WithTimeout(ctx, evalTimeout)
 	defer cancel()
 	v, err := chromedp.Run(c, chromedp.Evaluate[received](js, chromedp.EvalAwaitPromise))
 	if err != nil {
@@ -69,7 +93,7 @@ func mediaFrom(t *testing.T, ctx context.Context, user string) received {
 // when asked), then checks that it keeps arriving a second later.
 func waitMedia(t *testing.T, ctx context.Context, user string, screen bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	var first received
 	for {
 		first = mediaFrom(t, ctx, user)
@@ -84,8 +108,8 @@ func waitMedia(t *testing.T, ctx context.Context, user string, screen bool) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	// Then every stream keeps decoding. A layer switch waits for a keyframe,
-	// so a stream may pause briefly on a loaded machine: it has 10 s to grow.
-	growing := time.Now().Add(10 * time.Second)
+	// so a stream may pause briefly on a loaded machine: it has 30 s to grow.
+	growing := time.Now().Add(30 * time.Second)
 	for {
 		time.Sleep(500 * time.Millisecond)
 		second := mediaFrom(t, ctx, user)
@@ -146,7 +170,7 @@ func callScenario(t *testing.T, remote bool) {
 		if _, err := ministry.Federation().Invite(ctx, alice, conf.ID, guestNode.DID(), nil); err != nil {
 			t.Fatal(err)
 		}
-		nodetest.Eventually(t, 15*time.Second, "the invitation at the agency", func() bool {
+		nodetest.Eventually(t, minWait, "the invitation at the agency", func() bool {
 			_, err := guestNode.Store().GetConference(ctx, conf.ID)
 			return err == nil
 		})
@@ -158,7 +182,7 @@ func callScenario(t *testing.T, remote bool) {
 	aCtx := callBrowser(t, ministry, guestNode)
 	bCtx := newProfile(t, aCtx)
 	enterCall(t, aCtx, ministry, conf.ID, aliceToken, true)
-	if eval[bool](t, aCtx, `document.querySelector('#moderation').hidden`) {
+	if eval[bool](t, aCtx, `document.querySelector('#call-moderation').hidden`) {
 		t.Fatal("the conference's creator is shown no moderation controls")
 	}
 
@@ -183,6 +207,9 @@ func callScenario(t *testing.T, remote bool) {
 	org := guestNode.Name()
 	waitText(t, aCtx, fmt.Sprintf(`#stage .tile[data-user=%s][data-source=camera] .tile-org`, quote(brunoRef)), org)
 	screenshot(t, aCtx, "call-grid")
+	// The stage fills the window; nothing scrolls, on a laptop or a phone.
+	noScroll(t, aCtx, 1280, 720)
+	noScroll(t, aCtx, 360, 740)
 
 	// With the host's microphone off, the guest's (the fake device's tone)
 	// is the loudest: the host sees the guest's tile highlighted as the
@@ -195,6 +222,13 @@ func callScenario(t *testing.T, remote bool) {
 	click(t, bCtx, "#call-share")
 	waitText(t, bCtx, "#call-share", "Stop sharing")
 	waitMedia(t, aCtx, brunoRef, true)
+	// The share becomes the main view, the cameras a strip below it.
+	waitFor(t, aCtx, 10*time.Second, fmt.Sprintf(`document.querySelector('#stage.has-screen .tile.featured[data-user=%s][data-source=screen]')`, quote(brunoRef)))
+	if !eval[bool](t, aCtx, `(() => { const main = document.querySelector('#stage .tile.featured').getBoundingClientRect(); return [...document.querySelectorAll('#stage .tile:not(.featured)')].every((x) => x.getBoundingClientRect().top >= main.bottom - 1 && x.getBoundingClientRect().height < main.height / 2) })()`) {
+		t.Error("the cameras are not in a strip below the shared screen")
+	}
+	noScroll(t, aCtx, 1280, 720)
+	screenshot(t, aCtx, "call-share")
 	click(t, aCtx, "#call-layout")
 	waitFor(t, aCtx, 5*time.Second, fmt.Sprintf(`document.querySelector('#stage.layout-speaker .tile.featured[data-user=%s][data-source=screen]')`, quote(brunoRef)))
 	screenshot(t, aCtx, "call-speaker")

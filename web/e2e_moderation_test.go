@@ -42,9 +42,9 @@ const recordTexts = `(() => {
 func waitAnnounced(t *testing.T, ctx context.Context, text string) {
 	t.Helper()
 	js := fmt.Sprintf(`(window.__said ?? []).includes(%s)`, quote(text))
-	c, cancel := context.WithTimeout(ctx, 20*time.Second)
+	c, cancel := context.WithTimeout(ctx, minWait+5*time.Second)
 	defer cancel()
-	if _, err := chromedp.Run(c, chromedp.Poll[bool](js, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+	if _, err := chromedp.Run(c, chromedp.Poll[bool](js, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(minWait))); err != nil {
 		t.Fatalf("never announced %q; announced: %s", text, eval[string](t, ctx, `JSON.stringify(window.__said ?? null)`))
 	}
 }
@@ -77,7 +77,7 @@ func newFederatedCall(t *testing.T, title string) *federatedCall {
 	if _, err := ministry.Federation().Invite(ctx, alice, conf.ID, agency.DID(), nil); err != nil {
 		t.Fatal(err)
 	}
-	nodetest.Eventually(t, 15*time.Second, "the invitation at the agency", func() bool {
+	nodetest.Eventually(t, minWait, "the invitation at the agency", func() bool {
 		_, err := agency.Store().GetConference(ctx, conf.ID)
 		return err == nil
 	})
@@ -119,7 +119,7 @@ func TestBrowserModeration(t *testing.T) {
 	waitMedia(t, aCtx, fc.brunoRef, false)
 	waitMedia(t, bCtx, fc.aliceRef, false)
 	// Only the host's moderator sees the moderation controls.
-	if !eval[bool](t, aCtx, shown("#moderation")) || eval[bool](t, bCtx, shown("#moderation")) {
+	if !eval[bool](t, aCtx, shown("#call-moderation")) || eval[bool](t, bCtx, shown("#call-moderation")) {
 		t.Error("the moderation controls show to the wrong person")
 	}
 	aliceTile := fmt.Sprintf(`#stage .tile[data-user=%s][data-source=camera]`, quote(fc.aliceRef))
@@ -232,16 +232,18 @@ func lockAndUnlock(t *testing.T, fc *federatedCall, aCtx context.Context) {
 	setLanguage(t, cCtx, "en")
 	waitFor(t, cCtx, 20*time.Second, `document.querySelector('#join') && !document.querySelector('#join').disabled`)
 
-	waitText(t, aCtx, "#mod-lock", "Locked")
-	if p := eval[string](t, aCtx, `document.querySelector('#mod-lock').getAttribute('aria-pressed')`); p != "false" {
-		t.Fatalf("lock button pressed=%s before locking", p)
-	}
+	// The moderators' actions open from the toolbar, each saying what it
+	// does.
+	click(t, aCtx, "#call-moderation")
+	focused(t, aCtx, "mod-lock")
+	waitText(t, aCtx, "#mod-lock", "Lock the conference")
+	waitText(t, aCtx, "#mod-lobby", "Turn the lobby on")
 	click(t, aCtx, "#mod-lock")
 	waitText(t, aCtx, "#people-result", "Done.")
-	waitFor(t, aCtx, 10*time.Second, `document.querySelector('#mod-lock').getAttribute('aria-pressed') === 'true'`)
+	waitText(t, aCtx, "#mod-lock", "Unlock the conference")
 	// The newcomer's node learns of the lock from the host's record.
 	ctx := context.Background()
-	nodetest.Eventually(t, 15*time.Second, "the lock at the agency", func() bool {
+	nodetest.Eventually(t, minWait, "the lock at the agency", func() bool {
 		c, err := fc.agency.Store().GetConference(ctx, fc.conf)
 		return err == nil && c.Locked
 	})
@@ -257,8 +259,8 @@ func lockAndUnlock(t *testing.T, fc *federatedCall, aCtx context.Context) {
 	waitFor(t, cCtx, 20*time.Second, `!document.querySelector('#join').disabled`)
 
 	click(t, aCtx, "#mod-lock")
-	waitFor(t, aCtx, 10*time.Second, `document.querySelector('#mod-lock').getAttribute('aria-pressed') === 'false'`)
-	nodetest.Eventually(t, 15*time.Second, "the unlock at the agency", func() bool {
+	waitText(t, aCtx, "#mod-lock", "Lock the conference")
+	nodetest.Eventually(t, minWait, "the unlock at the agency", func() bool {
 		c, err := fc.agency.Store().GetConference(ctx, fc.conf)
 		return err == nil && !c.Locked
 	})
@@ -355,11 +357,16 @@ func TestBrowserMediaDenied(t *testing.T) {
 	eval[bool](t, cCtx, recordPeerConnections)
 	click(t, cCtx, "#join")
 	waitText(t, cCtx, "#call-status", "Connected.")
+	// The devices are off, never disabled for good: asking again while the
+	// browser still refuses says so.
 	for _, id := range []string{"call-mic", "call-camera"} {
-		if !eval[bool](t, cCtx, fmt.Sprintf(`document.getElementById(%s).disabled`, quote(id))) {
-			t.Errorf("#%s is enabled without a device", id)
+		if eval[bool](t, cCtx, fmt.Sprintf(`(() => { const b = document.getElementById(%s); return b.disabled || b.getAttribute('aria-pressed') !== 'false' })()`, quote(id))) {
+			t.Errorf("#%s is disabled or shown on without a device", id)
 		}
 	}
+	click(t, cCtx, "#call-camera")
+	waitText(t, cCtx, "#call-alert", "Your camera or microphone could not be started. Allow it using the icon in the address bar, then try again.")
+	pressed(t, cCtx, "call-camera", false)
 	// Chloé receives Alice, and Alice sees Chloé: her initials, muted.
 	waitMedia(t, cCtx, "alice@"+n.DID(), false)
 	chloeTile := fmt.Sprintf(`#stage .tile[data-user=%s][data-source=camera]`, quote("chloe@"+n.DID()))
@@ -467,9 +474,9 @@ func press(t *testing.T, ctx context.Context, key string) {
 func focused(t *testing.T, ctx context.Context, id string) {
 	t.Helper()
 	js := fmt.Sprintf(`document.activeElement?.id === %s`, quote(id))
-	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	c, cancel := context.WithTimeout(ctx, minWait+5*time.Second)
 	defer cancel()
-	if _, err := chromedp.Run(c, chromedp.Poll[bool](js, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(5*time.Second))); err != nil {
+	if _, err := chromedp.Run(c, chromedp.Poll[bool](js, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(minWait))); err != nil {
 		got := eval[string](t, ctx, `(() => { const e = document.activeElement; return e ? e.tagName + '#' + e.id + '.' + e.className + ' ' + (e.textContent ?? '').slice(0, 40) : '(none)' })()`)
 		t.Fatalf("focus on %s, want #%s", got, id)
 	}
@@ -516,7 +523,7 @@ func audit(t *testing.T, ctx context.Context, axe, screen string) {
 	// Evaluated through DevTools, which the page's CSP does not restrict.
 	eval[bool](t, ctx, `(() => { if (window.axe) return true; `+axe+`
 ; return !!window.axe })()`)
-	c, cancel := context.WithTimeout(ctx, 60*time.Second)
+	c, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	res, err := chromedp.Run(c, chromedp.Evaluate[struct {
 		Passed     int            `json:"passed"`
@@ -594,6 +601,7 @@ func TestBrowserAccessibility(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#chat-send")))
 	waitText(t, ctx, "#chat-messages li:last-child .chat-text", "Bonjour")
 	click(t, ctx, "#call-hand")
+	click(t, ctx, "#call-moderation")
 	click(t, ctx, "#mod-end")
 	waitFor(t, ctx, 5*time.Second, `!document.querySelector('#mod-end-confirm').hidden`)
 	waitFor(t, ctx, 10*time.Second, `document.querySelector('#people-list button.danger')`)

@@ -136,9 +136,21 @@ func watchErrors(t *testing.T, ctx context.Context) {
 	})
 }
 
+// Deadlines of the browser helpers: generous, so that the tests hold on a
+// machine whose cores are busy with other work. Each helper waits for a
+// condition and returns as soon as it holds; only a failing run waits this
+// long.
+const (
+	stepTimeout = 2 * time.Minute // one chromedp action, such as a navigation
+	evalTimeout = time.Minute     // one script evaluation
+	// minWait is the shortest wait for a page condition, whatever the
+	// caller asked: on a loaded machine, media and rendering lag.
+	minWait = time.Minute
+)
+
 func run(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	c, cancel := context.WithTimeout(ctx, 40*time.Second)
+	c, cancel := context.WithTimeout(ctx, stepTimeout)
 	defer cancel()
 	if err := chromedp.Do(c, steps...); err != nil {
 		t.Fatal(err)
@@ -147,7 +159,7 @@ func run(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Vo
 
 func eval[T any](t *testing.T, ctx context.Context, js string) T {
 	t.Helper()
-	c, cancel := context.WithTimeout(ctx, 20*time.Second)
+	c, cancel := context.WithTimeout(ctx, evalTimeout)
 	defer cancel()
 	v, err := chromedp.Run(c, chromedp.Evaluate[T](js))
 	if err != nil {
@@ -156,9 +168,11 @@ func eval[T any](t *testing.T, ctx context.Context, js string) T {
 	return v
 }
 
-// waitFor polls a JavaScript condition until it holds, for at most d.
+// waitFor polls a JavaScript condition until it holds, for at most d (and
+// never less than minWait).
 func waitFor(t *testing.T, ctx context.Context, d time.Duration, js string) {
 	t.Helper()
+	d = max(d, minWait)
 	c, cancel := context.WithTimeout(ctx, d+5*time.Second)
 	defer cancel()
 	if _, err := chromedp.Run(c, chromedp.Poll[bool]("!!("+js+")", chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(d))); err != nil {
@@ -170,9 +184,9 @@ func waitFor(t *testing.T, ctx context.Context, d time.Duration, js string) {
 func waitText(t *testing.T, ctx context.Context, sel, want string) {
 	t.Helper()
 	js := fmt.Sprintf(`document.querySelector(%s)?.textContent === %s`, quote(sel), quote(want))
-	c, cancel := context.WithTimeout(ctx, 20*time.Second)
+	c, cancel := context.WithTimeout(ctx, minWait+5*time.Second)
 	defer cancel()
-	if _, err := chromedp.Run(c, chromedp.Poll[bool](js, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+	if _, err := chromedp.Run(c, chromedp.Poll[bool](js, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(minWait))); err != nil {
 		got := eval[string](t, ctx, fmt.Sprintf(`document.querySelector(%s)?.textContent ?? "(no element)"`, quote(sel)))
 		t.Fatalf("%s: text %q, want %q", sel, got, want)
 	}
@@ -201,7 +215,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	c, cancel := context.WithTimeout(ctx, 20*time.Second)
+	c, cancel := context.WithTimeout(ctx, evalTimeout)
 	defer cancel()
 	png, err := chromedp.Run(c, chromedp.FullScreenshot(100))
 	if err != nil {
@@ -340,7 +354,7 @@ func TestBrowserFederatedConference(t *testing.T) {
 	// The call screen takes over: connecting, or already connected.
 	waitFor(t, bruno, 10*time.Second, fmt.Sprintf(`[%s, %s, %s].includes(document.querySelector('#call-status')?.textContent)`,
 		quote("Connexion…"), quote("Votre demande a été envoyée à l’organisateur. Connexion…"), quote("Connecté.")))
-	nodetest.Eventually(t, 10*time.Second, "bruno in the host's roster", func() bool {
+	nodetest.Eventually(t, minWait, "bruno in the host's roster", func() bool {
 		roster, err := ministry.Federation().Roster(context.Background(), confID)
 		if err != nil {
 			return false

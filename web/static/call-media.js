@@ -62,7 +62,8 @@ export class MediaSession {
     this.senders = new Map(); // source → RTCRtpTransceiver
     this.mine = new Map(); // source → track id the SFU gave it
     this.muted = new Map(); // source → muted, as we want it announced
-    this.subMids = new Map();
+    this.subMids = new Map(); // mid → { owner, track } from the last offer
+    this.bound = new Map(); // mid → track id handed to remoteTrack
     this.pubAnswered = null;
     this.pubChain = null;
     this.timers = new Set();
@@ -82,7 +83,11 @@ export class MediaSession {
       // the description it belongs to already applied.
       this.chain = this.chain.then(() => this.handle(msg)).catch((err) => this.fail('signalling: ' + err.message));
     };
-    this.ws.onclose = (e) => this.fail(e.code === 1008 ? 'policy' : 'closed');
+    // After the messages before it: a `removed` just received must end
+    // the call, not be dropped for a reconnection.
+    this.ws.onclose = (e) => {
+      this.chain = this.chain.then(() => this.fail(e.code === 1008 ? 'policy' : 'closed'));
+    };
   }
 
   send(msg) {
@@ -163,15 +168,36 @@ export class MediaSession {
     this.watch(this.sub);
     this.subGate = new CandidateGate((c) => this.send({ type: 'candidate', pc: 'subscribe', candidate: c }));
     this.sub.onicecandidate = (e) => e.candidate && this.subGate.add(e.candidate.toJSON());
-    this.sub.ontrack = (e) => {
-      const named = this.subMids.get(e.transceiver.mid);
-      if (named) this.handlers.remoteTrack?.(named, e.track);
-    };
+    this.sub.ontrack = (e) => this.deliver(e.transceiver);
+  }
+
+  // deliver hands the track an m-section now carries to the call screen,
+  // once per track id. The SFU reuses the m-section of a track that went
+  // for the next one; when both happen within one offer (a publisher who
+  // left and came back), its direction does not change and the browser
+  // fires no track event: without this the rejoined publisher would stay
+  // dark. So every offer is checked, not only the track events.
+  deliver(transceiver) {
+    const named = this.subMids.get(transceiver.mid);
+    const track = transceiver.receiver?.track;
+    if (!named || !track || this.bound.get(transceiver.mid) === named.track) return;
+    // The call screen answers false for a track it does not know (yet).
+    if (this.handlers.remoteTrack?.(named, track) !== false) this.bound.set(transceiver.mid, named.track);
   }
 
   async answerSubscribe(sdp) {
-    for (const [mid, named] of msidsByMid(sdp)) this.subMids.set(mid, named);
+    const named = msidsByMid(sdp);
+    for (const [mid, n] of named) this.subMids.set(mid, n);
+    // An m-section without a track (its track went) forgets the last one,
+    // so that the same track id coming back is handed over again.
+    for (const mid of this.subMids.keys()) {
+      if (!named.has(mid)) {
+        this.subMids.delete(mid);
+        this.bound.delete(mid);
+      }
+    }
     await this.sub.setRemoteDescription({ type: 'offer', sdp });
+    for (const t of this.sub.getTransceivers()) this.deliver(t);
     const answer = await this.sub.createAnswer();
     await this.sub.setLocalDescription(answer);
     this.send({ type: 'subscribe_answer', sdp: this.sub.localDescription.sdp });
@@ -193,6 +219,21 @@ export class MediaSession {
       this.senders.set('camera', this.pub.addTransceiver(cam, { direction: 'sendonly', streams: [stream], sendEncodings: SIMULCAST.map((e) => ({ ...e })) }));
     }
     if (mic || cam) await this.offer();
+  }
+
+  // addDevice sends a camera or microphone turned on after publish. Before
+  // publish there is nothing to do: publish sends what stream holds then.
+  async addDevice(source, track, stream) {
+    if (!this.pub || this.closed) return;
+    const t = this.senders.get(source);
+    if (t) {
+      await t.sender.replaceTrack(track);
+      return;
+    }
+    const init = { direction: 'sendonly', streams: [stream] };
+    if (source === 'camera') init.sendEncodings = SIMULCAST.map((e) => ({ ...e }));
+    this.senders.set(source, this.pub.addTransceiver(track, init));
+    await this.offer();
   }
 
   // share starts (track) or stops (null) the screen share. Stopping

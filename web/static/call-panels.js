@@ -40,17 +40,19 @@ export function chatPanel({ send }) {
     // add shows a chat signal once, however often it arrives. A line
     // bridged from Matrix is shown under the Matrix user its node names in
     // "as", not under the node that sent it.
-    add(sig, name) {
+    // With mine, name is shown as the user's own ("(you)", translated).
+    add(sig, name, mine) {
       if (seen.has(sig.id)) return false;
       seen.add(sig.id);
-      const at = new Date(sig.at);
+      const author = sig.as ? { text: sig.as } : mine ? { i18n: 'call.you', vars: { name } } : { text: name };
       const text = h('p', { class: 'chat-text', text: sig.text });
       const li = h('li', { class: 'chat-message', 'data-signal': sig.id, 'data-as': sig.as || null },
         h('p', { class: 'chat-author' },
-          h('span', { class: 'chat-name', text: sig.as || name }),
+          h('span', { class: 'chat-name', ...author }),
           sig.as ? h('span', { class: 'chat-org chat-matrix', text: 'Matrix' }) : null,
           sig.organisation ? h('span', { class: 'chat-org', text: sig.organisation }) : null,
-          h('time', { datetime: sig.at, text: isNaN(at) ? '' : at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) })),
+          // The time follows the language: "16:12" in French.
+          h('time', { datetime: sig.at, i18n: 'call.chat.time', vars: { at: { time: sig.at } } })),
         text);
       list.append(li);
       lines.set(sig.id, { user: sig.user, as: sig.as || '', li, text });
@@ -96,7 +98,7 @@ export function peoplePanel({ me, isModerator, act }) {
     if (state.hand) flags.push(h('span', { class: 'badge hand', i18n: 'call.badge.hand' }));
     if (state.withheld) flags.push(h('span', { class: 'badge withheld', i18n: 'call.badge.withheld' }));
     return h('li', { 'data-user': p.user },
-      h('p', { class: 'card-title', text: p.user === me ? t('call.you', { name: p.display_name }) : p.display_name }),
+      h('p', { class: 'card-title', ...(p.user === me ? { i18n: 'call.you', vars: { name: p.display_name } } : { text: p.display_name }) }),
       h('p', { class: 'meta', text: p.organisation },
         p.organisation_label ? h('span', { class: 'org-label', i18n: 'call.org.label', vars: { label: p.organisation_label } }) : null),
       flags.length ? h('p', { class: 'flags' }, flags) : null,

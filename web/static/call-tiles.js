@@ -25,6 +25,10 @@ export class Stage {
     this.el = h('div', { class: 'stage-wrap' }, this.list, this.sounds);
     this.sizes = new Map(); // track id → "w×h" last told
     this.resize = new ResizeObserver(() => this.reportSizes());
+    // A tile's name and label are built from several texts: rebuilt when
+    // the language changes.
+    this.relabel = () => { for (const tile of this.tiles.values()) this.label(tile); };
+    window.addEventListener('entente:language', this.relabel);
   }
 
   setPerson(user, p) {
@@ -146,7 +150,8 @@ export class Stage {
 
   setLayout(layout) {
     this.layout = layout;
-    this.list.className = 'stage layout-' + layout;
+    this.list.classList.remove('layout-grid', 'layout-speaker');
+    this.list.classList.add('layout-' + layout);
     this.place();
   }
 
@@ -160,7 +165,11 @@ export class Stage {
   }
 
   place() {
-    const featured = this.layout === 'speaker' ? this.featured() : null;
+    // A screen share is the main view in either layout, with the cameras
+    // in a strip.
+    const screen = [...this.tiles.values()].find((x) => x.source === 'screen' && !x.li.hidden);
+    this.list.classList.toggle('has-screen', !!screen);
+    const featured = this.layout === 'speaker' ? this.featured() : screen ?? null;
     const order = [...this.tiles.values()].sort((a, b) =>
       (b === featured) - (a === featured) || (a.source === 'screen' ? -1 : 0) - (b.source === 'screen' ? -1 : 0));
     // CSS order, not moving elements, so that playing videos are left alone.

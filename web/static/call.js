@@ -3,6 +3,8 @@
 // stage, the controls, the chat and the participants around it.
 import { h, say, announce } from './dom.js';
 import { t } from './i18n.js';
+import { navigate, conferencePath } from './router.js';
+import { icon } from './icons.js';
 import { conferenceAPI } from './call-api.js';
 import { MediaSession } from './call-media.js';
 import { Stage } from './call-tiles.js';
@@ -16,15 +18,18 @@ const STATS_EVERY = 3000;
 const MAX_BACKOFF = 15000;
 const END = {
   ended: 'call.end.ended', removed: 'call.end.removed', denied: 'call.end.denied',
-  notin: 'call.end.notin', left: 'call.end.left',
+  notin: 'call.end.notin', left: 'call.end.left', replaced: 'call.end.replaced',
 };
 const QUALITY = { good: 'call.quality.good', fair: 'call.quality.fair', poor: 'call.quality.poor' };
 
-export function startCall({ conference, me, stream, queued }) {
+export function startCall({ conference, me, stream: given, queued }) {
   const api = conferenceAPI(conference.id);
   const main = document.getElementById('main');
-  const mic = stream?.getAudioTracks()[0] ?? null;
-  const cam = stream?.getVideoTracks()[0] ?? null;
+  // The user's own media: what the pre-join screen handed over, and the
+  // devices turned on later in the call.
+  const stream = given ?? new MediaStream();
+  let mic = stream.getAudioTracks()[0] ?? null;
+  let cam = stream.getVideoTracks()[0] ?? null;
   let session = null;
   let stopped = false;
   let ended = false;
@@ -56,63 +61,90 @@ export function startCall({ conference, me, stream, queued }) {
   });
   const people = peoplePanel({ me: me.user, isModerator: () => moderator, act: moderate });
 
-  const toggle = (id, key, pressed, onclick) =>
-    h('button', { type: 'button', id, 'aria-pressed': String(pressed), i18n: key, onclick });
-  const micButton = toggle('call-mic', 'call.mic', mic?.enabled ?? false, () => setMic(!micOn()));
-  const camButton = toggle('call-camera', 'call.camera', cam?.enabled ?? false, () => setCamera(!camOn()));
-  micButton.disabled = !mic;
-  camButton.disabled = !cam;
-  const shareButton = toggle('call-share', 'call.share', false, () => (screen ? stopShare() : startShare()));
+  // A control is an icon with its label; on a narrow screen the label is
+  // kept for screen readers and shown as a tooltip.
+  const labelled = (attrs, key, iconName) => {
+    const label = h('span', { class: 'label', i18n: key });
+    const b = h('button', { type: 'button', ...attrs }, icon(iconName), label);
+    b.label = label;
+    b.title = label.textContent;
+    return b;
+  };
+  const say2 = (b, key) => { say(b.label, key); b.title = b.label.textContent; };
+  const toggle = (id, key, pressed, onclick, iconName) =>
+    labelled({ id, 'aria-pressed': String(pressed), onclick }, key, iconName);
+  const micButton = toggle('call-mic', 'call.mic', mic?.enabled ?? false, () => setMic(!micOn()), 'mic');
+  const camButton = toggle('call-camera', 'call.camera', cam?.enabled ?? false, () => setCamera(!camOn()), 'camera');
+  const shareButton = toggle('call-share', 'call.share', false, () => (screen ? stopShare() : startShare()), 'screen');
   shareButton.classList.add('plain-toggle');
-  const handButton = toggle('call-hand', 'call.hand', false, () => raiseHand(handButton.getAttribute('aria-pressed') !== 'true'));
+  const handButton = toggle('call-hand', 'call.hand', false, () => raiseHand(handButton.getAttribute('aria-pressed') !== 'true'), 'hand');
   handButton.classList.add('plain-toggle');
   const layoutButton = toggle('call-layout', 'call.layout.speaker', false, () => {
     const speaker = stage.layout !== 'speaker';
     stage.setLayout(speaker ? 'speaker' : 'grid');
     layoutButton.setAttribute('aria-pressed', String(speaker));
     announce(speaker ? 'call.layout.speaker.on' : 'call.layout.grid.on');
-  });
+  }, 'layout');
   layoutButton.classList.add('plain-toggle');
-  const panelButton = (id, key, panel, focus) => {
+  const panelButton = (id, key, panel, focus, iconName) => {
     const b = toggle(id, key, false, () => {
       panel.hidden = !panel.hidden;
       b.setAttribute('aria-pressed', String(!panel.hidden));
       if (!panel.hidden) focus();
-    });
+    }, iconName);
     b.classList.add('plain-toggle');
     b.setAttribute('aria-controls', panel.id);
     return b;
   };
-  const chatButton = panelButton('call-chat', 'call.chat', chat.el, () => chat.input.focus());
-  const peopleButton = panelButton('call-people', 'call.people', people.el, () => people.el.querySelector('h2').focus());
+  const chatButton = panelButton('call-chat', 'call.chat', chat.el, () => chat.input.focus(), 'chat');
+  const peopleButton = panelButton('call-people', 'call.people', people.el, () => people.el.querySelector('h2').focus(), 'people');
   people.el.querySelector('h2').tabIndex = -1;
   const reactions = h('div', { class: 'reactions', role: 'group', i18nLabel: 'call.react.group' },
     REACTIONS.map((r) => h('button', { type: 'button', class: 'reaction', 'data-reaction': r, text: r, i18nLabel: 'call.react', vars: { reaction: r }, onclick: () => sendSignal({ kind: 'reaction', text: r }) })));
-  const leaveButton = h('button', { type: 'button', id: 'call-leave', class: 'danger', i18n: 'call.leave', onclick: leave });
+  const leaveButton = labelled({ id: 'call-leave', class: 'danger', onclick: leave }, 'call.leave', 'leave');
+
+  // Moderators' actions sit in a panel the Moderation button opens; each
+  // button says what it will do ("Lock the conference").
+  let locked = !!conference.locked;
+  let lobbyOn = !!conference.lobby;
+  const lockButton = h('button', { type: 'button', id: 'mod-lock', i18n: locked ? 'call.mod.unlock' : 'call.mod.lock', onclick: () =>
+    modAction(locked ? api.unlock() : api.lock(), 'call.mod.done') });
+  const lobbyButton = h('button', { type: 'button', id: 'mod-lobby', i18n: lobbyOn ? 'call.mod.lobby.off' : 'call.mod.lobby.on', onclick: () =>
+    modAction(api.lobby(!lobbyOn), 'call.mod.done') });
+  const endConfirm = h('button', { type: 'button', id: 'mod-end-confirm', class: 'danger', hidden: true, i18n: 'call.mod.end.confirm', onclick: () => modAction(api.end(), 'call.mod.done') });
+  const endButton = h('button', { type: 'button', id: 'mod-end', class: 'danger', i18n: 'call.mod.end', onclick: () => { endConfirm.hidden = false; endConfirm.focus(); } });
+  const modBar = h('div', { id: 'moderation', class: 'moderation', role: 'group', i18nLabel: 'call.mod.group', hidden: true },
+    h('h2', { class: 'visually-hidden', i18n: 'call.mod.group' }), lockButton, lobbyButton, endButton, endConfirm);
+  const modButton = labelled({ id: 'call-moderation', class: 'plain-toggle', 'aria-expanded': 'false', 'aria-controls': 'moderation', hidden: true, onclick: () => {
+    modBar.hidden = !modBar.hidden;
+    modButton.setAttribute('aria-expanded', String(!modBar.hidden));
+    if (!modBar.hidden) lockButton.focus();
+  } }, 'call.mod.group', 'shield');
+  function showModeration() {
+    say(lockButton, locked ? 'call.mod.unlock' : 'call.mod.lock');
+    say(lobbyButton, lobbyOn ? 'call.mod.lobby.off' : 'call.mod.lobby.on');
+  }
+
+  const group = (key, ...buttons) => h('div', { class: 'control-group', role: 'group', i18nLabel: key }, buttons);
   const controls = h('div', { id: 'call-controls', class: 'call-controls', role: 'toolbar', i18nLabel: 'call.controls' },
-    micButton, camButton, shareButton, handButton, reactions, layoutButton, chatButton, peopleButton, leaveButton);
+    group('call.group.devices', micButton, camButton),
+    group('call.group.share', shareButton, handButton, reactions),
+    group('call.group.view', layoutButton, chatButton, peopleButton, modButton),
+    group('call.group.leave', leaveButton));
   controls.addEventListener('keydown', toolbarKeys);
 
-  const lockButton = toggle('mod-lock', 'call.mod.locked', conference.locked, () =>
-    modAction(lockButton.getAttribute('aria-pressed') === 'true' ? api.unlock() : api.lock(), 'call.mod.done'));
-  lockButton.classList.add('plain-toggle');
-  const lobbyButton = toggle('mod-lobby', 'call.mod.lobby', conference.lobby, () =>
-    modAction(api.lobby(lobbyButton.getAttribute('aria-pressed') !== 'true'), 'call.mod.done'));
-  lobbyButton.classList.add('plain-toggle');
-  const endConfirm = h('button', { type: 'button', id: 'mod-end-confirm', class: 'danger', hidden: true, i18n: 'call.mod.end.confirm', onclick: () => modAction(api.end(), 'call.mod.done') });
-  const endButton = h('button', { type: 'button', id: 'mod-end', i18n: 'call.mod.end', onclick: () => { endConfirm.hidden = false; endConfirm.focus(); } });
-  const modBar = h('div', { id: 'moderation', class: 'call-controls moderation', role: 'group', i18nLabel: 'call.mod.group', hidden: true },
-    lockButton, lobbyButton, endButton, endConfirm);
-
   const waiting = h('p', { id: 'call-waiting', class: 'waiting', hidden: true, i18n: 'call.waiting' });
-  const back = h('a', { id: 'call-back', href: '/', 'data-route': true, hidden: true, i18n: 'prejoin.back' });
+  const back = h('a', { id: 'call-back', href: '/', 'data-route': true, i18n: 'prejoin.back' });
+  // After Leave (or a takeover), the way back in: the pre-join screen.
+  const rejoin = h('button', { type: 'button', id: 'call-rejoin', class: 'primary', i18n: 'call.rejoin', onclick: () => navigate(conferencePath(conference.id)) });
+  const after = h('div', { id: 'call-after', class: 'actions', hidden: true }, rejoin, back);
   const callArea = h('div', { class: 'call-area' }, stage.el, h('div', { class: 'call-side' }, people.el, chat.el));
   main.classList.add('wide');
   main.replaceChildren(
     h('div', { class: 'call-head' },
       h('h1', { id: 'call-title', i18n: 'call.title', vars: { title: conference.title } }),
       quality),
-    status, alert, waiting, back, callArea, controls, modBar);
+    status, alert, waiting, after, callArea, modBar, controls);
   main.focus();
 
   stage.setPerson(me.user, { name: me.display_name, org: me.node.name, me: true, micMuted: !micOn() });
@@ -124,7 +156,10 @@ export function startCall({ conference, me, stream, queued }) {
   function camOn() { return camButton.getAttribute('aria-pressed') === 'true'; }
 
   function setMic(on, why) {
-    if (!mic) return;
+    if (!mic) {
+      if (on) startDevice('microphone');
+      return;
+    }
     mic.enabled = on;
     micButton.setAttribute('aria-pressed', String(on));
     stage.setPerson(me.user, { micMuted: !on });
@@ -135,12 +170,45 @@ export function startCall({ conference, me, stream, queued }) {
   }
 
   function setCamera(on) {
-    if (!cam) return;
+    if (!cam) {
+      if (on) startDevice('camera');
+      return;
+    }
     cam.enabled = on;
     camButton.setAttribute('aria-pressed', String(on));
     stage.setVideoMuted(me.user, 'camera', !on);
     session?.setMuted('camera', !on);
     announce(on ? 'call.camera.on' : 'call.camera.off');
+  }
+
+  // startDevice asks for a device the call started without (not ready, the
+  // user skipped it, or the browser refused it then): a user can always
+  // turn their camera or microphone on once the browser allows it.
+  async function startDevice(source) {
+    const audio = source === 'microphone';
+    let track;
+    try {
+      const s = await navigator.mediaDevices.getUserMedia(audio ? { audio: true } : { video: true });
+      track = audio ? s.getAudioTracks()[0] : s.getVideoTracks()[0];
+    } catch {
+      if (!stopped) say(alert, 'call.device.failed');
+      return;
+    }
+    if (stopped || (audio ? mic : cam)) {
+      track.stop();
+      return;
+    }
+    alert.textContent = '';
+    stream.addTrack(track);
+    if (audio) {
+      mic = track;
+      setMic(true);
+    } else {
+      cam = track;
+      stage.show(me.user, 'camera', cam, '');
+      setCamera(true);
+    }
+    await session?.addDevice(source, track, stream);
   }
 
   async function startShare() {
@@ -158,7 +226,7 @@ export function startCall({ conference, me, stream, queued }) {
     screen = s.getVideoTracks()[0];
     screen.addEventListener('ended', stopShare);
     shareButton.setAttribute('aria-pressed', 'true');
-    say(shareButton, 'call.share.stop');
+    say2(shareButton, 'call.share.stop');
     stage.show(me.user, 'screen', screen, '');
     announce('call.share.on');
     await session?.share(screen);
@@ -169,7 +237,7 @@ export function startCall({ conference, me, stream, queued }) {
     screen.stop();
     screen = null;
     shareButton.setAttribute('aria-pressed', 'false');
-    say(shareButton, 'call.share');
+    say2(shareButton, 'call.share');
     stage.remove(me.user, 'screen');
     announce('call.share.off');
     await session?.share(null);
@@ -199,7 +267,8 @@ export function startCall({ conference, me, stream, queued }) {
   const nameOf = (user) => stage.people.get(user)?.name ?? roster?.participants?.find((p) => p.user === user)?.display_name ?? user.split('@')[0];
 
   function showChat(sig) {
-    if (!chat.add(sig, sig.user === me.user ? t('call.you', { name: me.display_name }) : nameOf(sig.user))) return;
+    const mine = sig.user === me.user;
+    if (!chat.add(sig, mine ? me.display_name : nameOf(sig.user), mine)) return;
     if (sig.user !== me.user) announce('call.chat.new', { name: sig.as || nameOf(sig.user), text: sig.text });
   }
 
@@ -290,13 +359,14 @@ export function startCall({ conference, me, stream, queued }) {
     track_muted: trackMuted,
     remoteTrack(named, track) {
       const info = infos.get(named.track);
-      if (!info) return;
+      if (!info) return false;
       if (info.kind === 'audio') stage.play(info.id, track, info.owner);
       else {
         stage.show(info.owner, info.source, track, info.id);
         stage.setVideoMuted(info.owner, info.source, info.muted);
         if (info.source === 'screen') announce('call.share.by', { name: nameOf(info.owner) });
       }
+      return true;
     },
     participant_joined(p) {
       present(p);
@@ -326,7 +396,9 @@ export function startCall({ conference, me, stream, queued }) {
     },
     signal: onSignal,
     removed({ reason }) {
-      finish(reason === 'ended' ? 'ended' : 'removed');
+      // "replaced": this user joined again from another page, which took
+      // this session over; this page must not take it back.
+      finish(reason === 'ended' || reason === 'replaced' ? reason : 'removed');
     },
     failed: reconnect,
   };
@@ -413,13 +485,16 @@ export function startCall({ conference, me, stream, queued }) {
     for (const id of timers) clearTimeout(id);
     timers.clear();
     stage.clear();
-    stream?.getTracks().forEach((x) => x.stop());
+    stream.getTracks().forEach((x) => x.stop());
     screen?.stop();
     callArea.hidden = true;
     controls.hidden = true;
     modBar.hidden = true;
     waiting.hidden = true;
-    back.hidden = false;
+    // No connection any more: its quality would be stale.
+    quality.hidden = true;
+    after.hidden = false;
+    rejoin.hidden = reason !== 'left' && reason !== 'replaced';
     say(status, END[reason]);
     if (reason !== 'left') say(alert, END[reason]);
   }
@@ -445,8 +520,9 @@ export function startCall({ conference, me, stream, queued }) {
     if (roster.participants.some((p) => p.user === me.user)) wasParticipant = true;
     renderPeople();
     if (moderator) {
-      lockButton.setAttribute('aria-pressed', String(roster.locked));
-      lobbyButton.setAttribute('aria-pressed', String(roster.lobby_on));
+      locked = !!roster.locked;
+      lobbyOn = !!roster.lobby_on;
+      showModeration();
     }
   }
 
@@ -497,7 +573,7 @@ export function startCall({ conference, me, stream, queued }) {
           const loss = received + lost > 0 ? lost / (received + lost) : 0;
           const level = loss > 0.08 || s.rtt > 0.5 ? 'poor' : loss > 0.02 || s.rtt > 0.25 ? 'fair' : 'good';
           quality.dataset.level = level;
-          say(quality, QUALITY[level], { loss: (loss * 100).toFixed(1), rtt: Math.round(s.rtt * 1000) });
+          say(quality, QUALITY[level], { loss: { number: loss * 100, digits: 1 }, rtt: { number: Math.round(s.rtt * 1000) } });
         }
         lastStats = s;
       } catch {
@@ -527,7 +603,7 @@ export function startCall({ conference, me, stream, queued }) {
     moderator = await findModerator();
     if (stopped) return;
     if (moderator) {
-      modBar.hidden = false;
+      modButton.hidden = false;
     }
     const where = await admission();
     if (where === 'in') connect(); else if (where === 'unknown') {
@@ -544,7 +620,8 @@ export function startCall({ conference, me, stream, queued }) {
       session = null;
       for (const id of timers) clearTimeout(id);
       stage.clear();
-      stream?.getTracks().forEach((x) => x.stop());
+      window.removeEventListener('entente:language', stage.relabel);
+      stream.getTracks().forEach((x) => x.stop());
       screen?.stop();
       main.classList.remove('wide');
     },

@@ -86,6 +86,8 @@ const en = {
   "prejoin.join": "Join",
   "prejoin.back": "Back to your conferences",
   "prejoin.joining": "Joining…",
+  "prejoin.starting": "Starting camera…",
+  "prejoin.skip": "Join without camera and microphone",
   "prejoin.denied": "Your browser did not allow the camera and microphone. Allow them using the icon in the address bar, then reload the page. You can still join without them.",
   "prejoin.nodevice": "No camera or microphone was found. You can still join to listen and watch.",
   "prejoin.mediaerror": "The camera or microphone could not be started. It may be in use by another application.",
@@ -121,6 +123,7 @@ const en = {
   "call.camera": "Camera",
   "call.camera.on": "Camera on.",
   "call.camera.off": "Camera off.",
+  "call.device.failed": "Your camera or microphone could not be started. Allow it using the icon in the address bar, then try again.",
   "call.share": "Share screen",
   "call.share.stop": "Stop sharing",
   "call.share.on": "You are sharing your screen.",
@@ -140,6 +143,7 @@ const en = {
   "call.chat.label": "Message",
   "call.chat.send": "Send",
   "call.chat.new": "{name}: {text}",
+  "call.chat.time": "{at}",
   "call.chat.failed": "Your message was not sent: {message}",
   "call.chat.edited": "(edited)",
   "call.chat.removed": "Message removed by its author",
@@ -161,6 +165,7 @@ const en = {
   "call.end.denied": "A moderator did not admit you to this conference.",
   "call.end.notin": "You are not a participant of this conference.",
   "call.end.left": "You left the call.",
+  "call.end.replaced": "You joined this conference from another window or device, which took over from this one.",
   "call.lobby.title": "Waiting to be admitted",
   "call.lobby.admit": "Admit",
   "call.lobby.admit.label": "Admit {name}",
@@ -169,8 +174,15 @@ const en = {
   "call.lobby.admitted": "{name} was admitted.",
   "call.lobby.denied": "{name} was sent away.",
   "call.mod.group": "Moderation",
-  "call.mod.locked": "Locked",
-  "call.mod.lobby": "Lobby",
+  "call.mod.lock": "Lock the conference",
+  "call.mod.unlock": "Unlock the conference",
+  "call.mod.lobby.on": "Turn the lobby on",
+  "call.mod.lobby.off": "Turn the lobby off",
+  "call.group.devices": "Microphone and camera",
+  "call.group.share": "Share and react",
+  "call.group.view": "View and panels",
+  "call.group.leave": "Leave",
+  "call.rejoin": "Rejoin",
   "call.mod.end": "End for everyone",
   "call.mod.end.confirm": "Confirm: end the conference",
   "call.mod.done": "Done.",
@@ -269,6 +281,8 @@ const fr = {
   "prejoin.join": "Rejoindre",
   "prejoin.back": "Retour à vos conférences",
   "prejoin.joining": "Connexion à la conférence…",
+  "prejoin.starting": "Démarrage de la caméra…",
+  "prejoin.skip": "Rejoindre sans caméra ni micro",
   "prejoin.denied": "Votre navigateur n’a pas autorisé la caméra et le micro. Autorisez-les avec l’icône de la barre d’adresse, puis rechargez la page. Vous pouvez aussi rejoindre sans eux.",
   "prejoin.nodevice": "Aucune caméra ni aucun micro n’a été trouvé. Vous pouvez rejoindre pour écouter et regarder.",
   "prejoin.mediaerror": "La caméra ou le micro n’a pas pu démarrer. Une autre application l’utilise peut-être.",
@@ -304,6 +318,7 @@ const fr = {
   "call.camera": "Caméra",
   "call.camera.on": "Caméra activée.",
   "call.camera.off": "Caméra coupée.",
+  "call.device.failed": "Votre caméra ou votre micro n’a pas pu démarrer. Autorisez-le avec l’icône de la barre d’adresse, puis réessayez.",
   "call.share": "Partager l’écran",
   "call.share.stop": "Arrêter le partage",
   "call.share.on": "Vous partagez votre écran.",
@@ -323,6 +338,7 @@ const fr = {
   "call.chat.label": "Message",
   "call.chat.send": "Envoyer",
   "call.chat.new": "{name} : {text}",
+  "call.chat.time": "{at}",
   "call.chat.failed": "Votre message n’a pas été envoyé : {message}",
   "call.chat.edited": "(modifié)",
   "call.chat.removed": "Message supprimé par son auteur",
@@ -344,6 +360,7 @@ const fr = {
   "call.end.denied": "Un modérateur ne vous a pas admis dans cette conférence.",
   "call.end.notin": "Vous ne participez pas à cette conférence.",
   "call.end.left": "Vous avez quitté l’appel.",
+  "call.end.replaced": "Vous avez rejoint cette conférence depuis une autre fenêtre ou un autre appareil, qui a pris le relais de celle-ci.",
   "call.lobby.title": "En attente d’admission",
   "call.lobby.admit": "Admettre",
   "call.lobby.admit.label": "Admettre {name}",
@@ -352,8 +369,15 @@ const fr = {
   "call.lobby.admitted": "{name} a été admis.",
   "call.lobby.denied": "{name} a été renvoyé.",
   "call.mod.group": "Modération",
-  "call.mod.locked": "Verrouillée",
-  "call.mod.lobby": "Salle d’attente",
+  "call.mod.lock": "Verrouiller la conférence",
+  "call.mod.unlock": "Déverrouiller la conférence",
+  "call.mod.lobby.on": "Activer la salle d’attente",
+  "call.mod.lobby.off": "Désactiver la salle d’attente",
+  "call.group.devices": "Micro et caméra",
+  "call.group.share": "Partager et réagir",
+  "call.group.view": "Affichage et panneaux",
+  "call.group.leave": "Quitter",
+  "call.rejoin": "Rejoindre à nouveau",
   "call.mod.end": "Terminer pour tous",
   "call.mod.end.confirm": "Confirmer : terminer la conférence",
   "call.mod.done": "C’est fait.",
@@ -400,9 +424,26 @@ export function setLanguage(lang) {
   translate();
 }
 
+// t gives the text of key in the current language. A value of vars is
+// shown as it is, except {number, digits} (a number with that many
+// decimals) and {time} (an ISO time, as hours and minutes): these follow
+// the language, "0,5" and "16:12" in French.
 export function t(key, vars) {
   const text = tables[language][key] ?? en[key] ?? key;
-  return text.replace(/\{(\w+)\}/g, (_, name) => String(vars?.[name] ?? ''));
+  return text.replace(/\{(\w+)\}/g, (_, name) => format(vars?.[name]));
+}
+
+function format(v) {
+  if (v === null || v === undefined) return '';
+  if (typeof v === 'object' && typeof v.number === 'number') {
+    const digits = v.digits ?? 0;
+    return new Intl.NumberFormat(language, { minimumFractionDigits: digits, maximumFractionDigits: digits }).format(v.number);
+  }
+  if (typeof v === 'object' && typeof v.time === 'string') {
+    const at = new Date(v.time);
+    return isNaN(at) ? '' : new Intl.DateTimeFormat(language, { hour: '2-digit', minute: '2-digit' }).format(at);
+  }
+  return String(v);
 }
 
 // translate rewrites every element marked with data-i18n (its text) or
@@ -413,4 +454,7 @@ export function translate(root = document) {
   const vars = (el) => (el.dataset.i18nVars ? JSON.parse(el.dataset.i18nVars) : undefined);
   for (const el of root.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n, vars(el));
   for (const el of root.querySelectorAll('[data-i18n-label]')) el.setAttribute('aria-label', t(el.dataset.i18nLabel, vars(el)));
+  // Texts built from several parts (a tile's label) are rebuilt by their
+  // owners.
+  window.dispatchEvent(new Event('entente:language'));
 }

@@ -12,6 +12,11 @@ export function showPrejoin(main, { me, id }) {
   let meterTimer = 0;
   let call = null; // once joined, the call screen owns the stream
   let stopped = false;
+  let joining = false; // Join was clicked: a late camera is not this screen's any more
+  // devices: 'starting' while the browser has not answered (its permission
+  // prompt may be open), then 'ready', 'failed' or 'skipped' (the user
+  // chose to go on without them). Join waits for all but 'starting'.
+  let devices = 'starting';
 
   const heading = h('h1', { id: 'prejoin-title', i18n: 'prejoin.title' });
   const confLine = h('p', { id: 'prejoin-conference', class: 'meta' });
@@ -25,13 +30,33 @@ export function showPrejoin(main, { me, id }) {
   const micToggle = toggle('toggle-mic', 'prejoin.mic');
   const camToggle = toggle('toggle-camera', 'prejoin.camera');
   const join = h('button', { type: 'submit', class: 'primary', id: 'join', i18n: 'prejoin.join', disabled: true });
+  const starting = h('p', { id: 'prejoin-devices', class: 'starting', role: 'status', i18n: 'prejoin.starting' });
+  const skip = h('button', { type: 'button', id: 'skip-devices', i18n: 'prejoin.skip', onclick: () => {
+    devices = 'skipped';
+    starting.hidden = true;
+    skip.hidden = true;
+    usable(false);
+    updateJoin();
+    join.focus();
+  } });
   const form = h('form', { id: 'prejoin-form', novalidate: true },
     field(name, 'prejoin.name', 'prejoin.name.hint'),
     field(camera, 'prejoin.camera.select'),
     field(microphone, 'prejoin.mic.select'),
     h('div', { class: 'field' }, h('label', { for: 'mic-level', i18n: 'prejoin.level' }), meter),
-    h('div', { class: 'actions field' }, micToggle, camToggle),
-    h('div', { class: 'actions' }, join, h('a', { href: '/', 'data-route': true, i18n: 'prejoin.back' })));
+    // Join beside the device switches: in view without scrolling.
+    h('div', { class: 'actions' }, micToggle, camToggle, join, h('a', { href: '/', 'data-route': true, i18n: 'prejoin.back' })));
+
+  // Join is clickable once the conference is known and the devices have
+  // answered (or the user chose to go without them): joining while the
+  // permission prompt is open would leave the user without camera and
+  // microphone for the whole call.
+  function updateJoin() {
+    join.disabled = !conference || conference.ended || joining || devices === 'starting';
+    const waiting = devices === 'starting';
+    starting.hidden = !waiting;
+    skip.hidden = !waiting;
+  }
 
   function toggle(elId, key) {
     const b = h('button', { type: 'button', id: elId, 'aria-pressed': 'true', i18n: key });
@@ -72,6 +97,8 @@ export function showPrejoin(main, { me, id }) {
   async function openMedia() {
     if (!navigator.mediaDevices?.getUserMedia) {
       say(message, 'prejoin.insecure');
+      devices = 'failed';
+      updateJoin();
       return;
     }
     const constraints = {
@@ -83,16 +110,21 @@ export function showPrejoin(main, { me, id }) {
     try {
       s = await navigator.mediaDevices.getUserMedia(constraints);
     } catch (err) {
-      if (stopped) return;
+      if (stopped || joining) return;
       const denied = err.name === 'NotAllowedError' || err.name === 'SecurityError';
       say(message, denied ? 'prejoin.denied' : err.name === 'NotFoundError' ? 'prejoin.nodevice' : 'prejoin.mediaerror');
       usable(false);
+      if (devices === 'starting') devices = 'failed';
+      updateJoin();
       return;
     }
-    if (stopped) {
+    if (stopped || joining) {
       s.getTracks().forEach((t) => t.stop());
       return;
     }
+    // Devices that arrive after the user skipped them are taken all the same.
+    devices = 'ready';
+    updateJoin();
     usable(true);
     stream = s;
     video.srcObject = stream;
@@ -158,7 +190,7 @@ export function showPrejoin(main, { me, id }) {
     }
     // Said before anyone tries; Join stays usable for when it is unlocked.
     if (conference.locked) say(message, 'prejoin.locked');
-    join.disabled = false;
+    updateJoin();
   }
 
   // isLocked reads the conference again: a refusal because it was locked
@@ -174,14 +206,16 @@ export function showPrejoin(main, { me, id }) {
 
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
-    if (!conference) return;
-    join.disabled = true;
+    if (join.disabled) return;
+    joining = true;
+    updateJoin();
     say(message, 'prejoin.joining');
     let status;
     try {
       ({ status } = await api.join(conference.id));
     } catch (err) {
-      join.disabled = false;
+      joining = false;
+      updateJoin();
       if (err.status === 410) say(message, 'prejoin.ended');
       else if (err.status === 403 && await isLocked()) say(message, 'prejoin.locked');
       else if (err.status === 403) say(message, 'prejoin.forbidden', { message: err.message });
@@ -205,7 +239,8 @@ export function showPrejoin(main, { me, id }) {
 
   main.append(heading, confLine, message,
     h('div', { class: 'prejoin' },
-      h('section', { 'aria-labelledby': 'preview-title' }, h('h2', { id: 'preview-title', i18n: 'prejoin.preview.title' }), video),
+      h('section', { 'aria-labelledby': 'preview-title' }, h('h2', { id: 'preview-title', i18n: 'prejoin.preview.title' }), video,
+        h('div', { class: 'actions' }, starting, skip)),
       h('section', { 'aria-labelledby': 'settings-title' }, h('h2', { id: 'settings-title', i18n: 'prejoin.settings' }), form)));
   loadConference();
   openMedia();
