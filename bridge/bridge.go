@@ -47,6 +47,7 @@ type Store interface {
 	PutBridgePortal(ctx context.Context, p store.BridgePortal) error
 	GetBridgePortal(ctx context.Context, conference string) (store.BridgePortal, error)
 	GetBridgePortalByRoom(ctx context.Context, roomID string) (store.BridgePortal, error)
+	ListBridgePortals(ctx context.Context) ([]store.BridgePortal, error)
 	BridgeTransactionApplied(ctx context.Context, txnID string) (bool, error)
 	MarkBridgeTransaction(ctx context.Context, txnID string, at time.Time) error
 	PutBridgeGhost(ctx context.Context, g store.BridgeGhost) error

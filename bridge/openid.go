@@ -27,8 +27,8 @@ var errOpenIDRefused = errors.New("Matrix OpenID token refused")
 
 // OpenIDLogin lets a Matrix user of the configured homeserver join as a
 // guest: it takes {"access_token", "matrix_server_name"}, has the homeserver
-// vouch for the token, and answers {"token", "user"} with the guest token
-// IssueGuest makes. Errors follow spec/client-api.md:
+// vouch for the token, checks that the user is joined to at least one portal
+// room, and answers {"token", "user"} with the guest token IssueGuest makes. Errors follow spec/client-api.md:
 // {"error": {"code", "message"}}.
 func (b *Bridge) OpenIDLogin(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
@@ -66,6 +66,20 @@ func (b *Bridge) OpenIDLogin(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		b.log.Warn("Matrix sign-in: homeserver unreachable", "err", err)
 		writeError(w, http.StatusBadGateway, "internal", "the Matrix homeserver could not be asked about the token")
+		return
+	}
+	// A guest reaches only the conferences whose room they are in
+	// (spec/client-api.md §6): someone in none gets no token at all.
+	confs, err := b.GuestConferences(ctx, user.String())
+	if err != nil {
+		b.log.Warn("Matrix sign-in: portal rooms could not be checked", "user", user.String(), "err", err)
+		writeError(w, http.StatusBadGateway, "internal", "the Matrix homeserver could not be asked which rooms you are in")
+		return
+	}
+	if len(confs) == 0 {
+		b.log.Info("Matrix sign-in refused: in no portal room", "user", user.String())
+		writeError(w, http.StatusForbidden, "forbidden", user.String()+
+			" is in no Matrix room of a conference of this node; ask the conference's moderators to invite you to its room")
 		return
 	}
 	token, err := b.o.IssueGuest(ctx, user.String())
