@@ -187,6 +187,8 @@ func New(o Options) (*Bridge, error) {
 	}
 	as.DefaultHTTPRetries = o.Retries
 	b := &Bridge{o: o, as: as, log: o.Logger.With("component", "bridge"), signals: make(chan Signal, signalQueueSize)}
+	// Before any intent exists: each copies the logger when it is made.
+	as.Log = mautrixLogger(b.log.With("library", "mautrix").Handler())
 	as.Middleware = append(as.Middleware, b.applyTransactionsOnce)
 	return b, nil
 }
