@@ -320,25 +320,47 @@ func (r *statusRecorder) WriteHeader(status int) {
 }
 
 // conferenceLocks serialises the bridge's work on each conference, so that
-// a Sync racing a Portal or another Sync does not post twice.
+// a Sync racing a Portal or another Sync does not post twice. An entry lives
+// only while someone holds or waits for it: the map does not keep a lock for
+// every conference that ever ended.
 type conferenceLocks struct {
 	mu    sync.Mutex
-	locks map[string]*sync.Mutex
+	locks map[string]*conferenceLock
+}
+
+type conferenceLock struct {
+	sync.Mutex
+	users int // holders and waiters, guarded by conferenceLocks.mu
 }
 
 func (c *conferenceLocks) lock(conference string) func() {
 	c.mu.Lock()
 	if c.locks == nil {
-		c.locks = make(map[string]*sync.Mutex)
+		c.locks = make(map[string]*conferenceLock)
 	}
 	l, ok := c.locks[conference]
 	if !ok {
-		l = &sync.Mutex{}
+		l = &conferenceLock{}
 		c.locks[conference] = l
 	}
+	l.users++
 	c.mu.Unlock()
 	l.Lock()
-	return l.Unlock
+	return func() {
+		l.Unlock()
+		c.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(c.locks, conference)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// held is how many conferences have a lock entry.
+func (c *conferenceLocks) held() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.locks)
 }
 
 // intent returns the appservice's intent for user, with the bridge's retry
