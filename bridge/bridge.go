@@ -1,9 +1,11 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -284,6 +286,9 @@ func (b *Bridge) applyTransactionsOnce(next http.Handler) http.Handler {
 		if !b.as.CheckServerToken(w, r) {
 			return
 		}
+		if !b.readTransaction(w, r) {
+			return
+		}
 		ctx := r.Context()
 		applied, err := b.o.Store.BridgeTransactionApplied(ctx, txnID)
 		if err != nil {
@@ -307,6 +312,38 @@ func (b *Bridge) applyTransactionsOnce(next http.Handler) http.Handler {
 			b.log.Error("mark appservice transaction applied", "txn", txnID, "err", err)
 		}
 	})
+}
+
+// maxTransactionBody bounds the body of an appservice transaction. A
+// homeserver sends at most a hundred events per transaction, each at most
+// 64 KiB (the Matrix limit on an event's size): 16 MiB leaves room for twice
+// that with ephemeral events. README, "Bridging Matrix", documents it.
+const maxTransactionBody = 16 << 20
+
+// readTransaction reads the transaction's body whole, within
+// maxTransactionBody, and hands it on; a larger one is answered 413 and
+// never parsed.
+func (b *Bridge) readTransaction(w http.ResponseWriter, r *http.Request) bool {
+	tooLarge := func() bool {
+		b.log.Warn("appservice transaction refused: body too large", "limit", maxTransactionBody)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		_, _ = fmt.Fprintf(w, `{"errcode":"M_TOO_LARGE","error":"transaction body over %d bytes"}`, maxTransactionBody)
+		return false
+	}
+	if r.ContentLength > maxTransactionBody {
+		return tooLarge()
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxTransactionBody+1))
+	if err != nil {
+		http.Error(w, `{"errcode":"M_UNKNOWN","error":"transaction body could not be read"}`, http.StatusBadRequest)
+		return false
+	}
+	if len(body) > maxTransactionBody {
+		return tooLarge()
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return true
 }
 
 type statusRecorder struct {
