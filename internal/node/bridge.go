@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -143,6 +144,11 @@ func (n *Node) servePortal(w http.ResponseWriter, r *http.Request) {
 		room, err = n.bridge.Portal(r.Context(), id)
 	} else {
 		err = n.bridge.LinkRoom(r.Context(), id, room)
+	}
+	if pl, ok := errors.AsType[*bridge.PowerLevelsError](err); ok {
+		federation.WriteError(w, federation.Forbidden("matrix room %s lacks power levels the bridge needs: %s",
+			pl.Room, strings.Join(pl.Missing, "; ")))
+		return
 	}
 	if err != nil {
 		federation.WriteError(w, federation.BadRequest("matrix room: %v", err))
