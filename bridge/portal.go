@@ -179,3 +179,42 @@ func portalTopic(c Conference) string {
 	}
 	return "Entente conference hosted by " + host
 }
+
+// ErrBadMatrixUser is a Matrix user id that is not one.
+var ErrBadMatrixUser = errors.New("not a Matrix user id")
+
+// Invite has the bot invite Matrix users to the conference's portal room,
+// so that they find it in their Matrix client, join it, and from there the
+// call (README, "Bridging Matrix"). Users already in the room or invited
+// are left alone. It returns the users it invited.
+func (b *Bridge) Invite(ctx context.Context, conference string, users []string) ([]string, error) {
+	for _, u := range users {
+		if _, _, err := id.UserID(u).Parse(); err != nil || !strings.HasPrefix(u, "@") {
+			return nil, fmt.Errorf("%q: %w (\"@name:server\")", u, ErrBadMatrixUser)
+		}
+	}
+	defer b.locks.lock(conference)()
+	p, err := b.o.Store.GetBridgePortal(ctx, conference)
+	if err != nil {
+		return nil, fmt.Errorf("bridge: invite to the room of %s: %w", conference, err)
+	}
+	room := id.RoomID(p.RoomID)
+	bot := b.bot()
+	invited := []string{}
+	for _, u := range users {
+		var member event.MemberEventContent
+		err := bot.StateEvent(ctx, room, event.StateMember, u, &member)
+		if err != nil && !errors.Is(err, mautrix.MNotFound) {
+			return invited, fmt.Errorf("bridge: membership of %s in room %s: %w", u, room, err)
+		}
+		if member.Membership == event.MembershipJoin || member.Membership == event.MembershipInvite {
+			continue
+		}
+		if _, err := bot.InviteUser(ctx, room, &mautrix.ReqInviteUser{UserID: id.UserID(u)}); err != nil {
+			return invited, fmt.Errorf("bridge: invite %s to room %s: %w", u, room, err)
+		}
+		b.log.Info("Matrix user invited to portal room", "conference", conference, "room", room.String(), "user", u)
+		invited = append(invited, u)
+	}
+	return invited, nil
+}

@@ -65,6 +65,7 @@ func (n *Node) routes() {
 	if n.bridge != nil {
 		n.Handle("POST /api/v1/matrix/openid", http.HandlerFunc(n.bridge.OpenIDLogin))
 		n.Handle("POST /admin/v1/conferences/{id}/matrix", http.HandlerFunc(n.servePortal))
+		n.Handle("POST /api/v1/conferences/{id}/matrix/invitations", http.HandlerFunc(n.serveMatrixInvite))
 	}
 	n.Handle("/api/v1/", n.guestGate(http.StripPrefix("/api/v1", n.fed.ClientAPI(n.accounts.Authenticate))))
 	n.Handle("/admin/v1/", http.StripPrefix("/admin/v1", n.fed.AdminAPI(n.accounts.Authenticate)))
