@@ -99,9 +99,6 @@ type Options struct {
 	// returns the guest's API token.
 	IssueGuest func(ctx context.Context, matrixUser string) (token string, err error)
 
-	// FocusURL is advertised as the call's preferred focus in call
-	// memberships. Empty: the origin of the conference's join URL.
-	FocusURL string
 	// Retries and RetryBackoff bound how Matrix API calls are retried
 	// while the homeserver is unreachable or overloaded; the backoff
 	// doubles after each attempt. Defaults: 5 and 2s.
@@ -125,12 +122,16 @@ type Bridge struct {
 	// signals waits for mirroring into Matrix (QueueSignal).
 	signals chan Signal
 
+	// lifetime, renewBefore and renewEvery time the ghosts' call
+	// memberships (callMembershipLifetime and after).
+	lifetime, renewBefore, renewEvery time.Duration
+
 	mu          sync.Mutex
 	server      *http.Server
 	listener    net.Listener
 	served      chan struct{}
 	stopSignals context.CancelFunc
-	workers     sync.WaitGroup // the signal mirror and the transaction pruner
+	workers     sync.WaitGroup // the signal mirror, the transaction pruner and the membership renewer
 }
 
 const (
@@ -188,7 +189,8 @@ func New(o Options) (*Bridge, error) {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
 	as.DefaultHTTPRetries = o.Retries
-	b := &Bridge{o: o, as: as, log: o.Logger.With("component", "bridge"), signals: make(chan Signal, signalQueueSize)}
+	b := &Bridge{o: o, as: as, log: o.Logger.With("component", "bridge"), signals: make(chan Signal, signalQueueSize),
+		lifetime: callMembershipLifetime, renewBefore: callMembershipRenewBefore, renewEvery: callMembershipRenewEvery}
 	// Before any intent exists: each copies the logger when it is made.
 	as.Log = mautrixLogger(b.log.With("library", "mautrix").Handler())
 	as.Middleware = append(as.Middleware, b.applyTransactionsOnce)
@@ -221,6 +223,7 @@ func (b *Bridge) Start(ctx context.Context) error {
 	b.stopSignals = stop
 	b.workers.Go(func() { b.mirrorSignals(sctx) })
 	b.workers.Go(func() { b.pruneTransactions(sctx) })
+	b.workers.Go(func() { b.renewMemberships(sctx) })
 	go func() {
 		defer close(b.served)
 		if err := b.server.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
