@@ -41,7 +41,8 @@ func TestMatrixGuestReachesOnlyItsPortalRooms(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		room, err := owner.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Name: title})
+		room, err := owner.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Name: title,
+			PowerLevelOverride: botAdministers(owner.UserID)})
 		if err != nil {
 			t.Fatal(err)
 		}

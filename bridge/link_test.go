@@ -74,7 +74,7 @@ func TestLinkRoomChecksPowerLevels(t *testing.T) {
 	if _, err := mona.SendStateEvent(ctx, room.RoomID, event.StatePowerLevels, "", &pl); err != nil {
 		t.Fatal(err)
 	}
-	var linked map[string]string
+	var linked map[string]any
 	admin.call("POST", "/admin/v1/conferences/"+conf.ID+"/matrix", link, &linked, 200)
 	if linked["room_id"] != room.RoomID.String() {
 		t.Fatalf("linked %v", linked)

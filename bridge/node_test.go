@@ -50,7 +50,8 @@ func TestNodeBridgesAConferenceToMatrix(t *testing.T) {
 
 	// Mona's room, linked to the conference by the node's administrator.
 	mona := hs.User(ctx, "mona")
-	room, err := mona.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Name: "Budget"})
+	room, err := mona.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Name: "Budget",
+		PowerLevelOverride: botAdministers(mona.UserID)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func TestNodeBridgesAConferenceToMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 	admin := newAPI(t, f, n, adminTok)
-	var linked map[string]string
+	var linked map[string]any
 	admin.call("POST", "/admin/v1/conferences/"+conf.ID+"/matrix", map[string]string{"room_id": room.RoomID.String()}, &linked, 200)
 	if linked["room_id"] != room.RoomID.String() {
 		t.Fatalf("linked %v", linked)
@@ -140,6 +141,12 @@ func startBridgedNode(t *testing.T) (*nodetest.Federation, *nodetest.Node, *dend
 		}
 	})
 	return f, n, hs
+}
+
+// botAdministers is the power levels of a room its owner shares with the
+// bridge bot as the bridge needs: both at 100.
+func botAdministers(owner id.UserID) *event.PowerLevelsEventContent {
+	return &event.PowerLevelsEventContent{Users: map[id.UserID]int{owner: 100, id.NewUserID("entente", dendritetest.ServerName): 100}}
 }
 
 // hasMessage reports whether the room holds a text message with body.

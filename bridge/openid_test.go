@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/entente-org/entente/internal/dendritetest"
@@ -114,7 +115,9 @@ func linkPortal(t *testing.T, b *Bridge, e *env, conference string, owner *mautr
 	t.Helper()
 	ctx := t.Context()
 	e.confs.set(Conference{ID: conference, Title: "Budget"})
-	room, err := owner.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+	room, err := owner.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat",
+		// The bot administers the room with its owner, as the bridge needs.
+		PowerLevelOverride: &event.PowerLevelsEventContent{Users: map[id.UserID]int{owner.UserID: 100, b.botUser(): 100}}})
 	if err != nil {
 		t.Fatal(err)
 	}

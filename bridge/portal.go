@@ -136,10 +136,17 @@ func (e *PowerLevelsError) Error() string {
 //     memberships (org.matrix.msc3401.call.member) at users_default.
 func (b *Bridge) checkPowerLevels(ctx context.Context, room id.RoomID) error {
 	bot := b.bot()
-	pl, err := bot.PowerLevels(ctx, room)
-	if err != nil {
+	// From the homeserver, not mautrix's cache: the operator may just have
+	// fixed them, before the change reached the bridge in a transaction.
+	pl := &event.PowerLevelsEventContent{}
+	if err := bot.Client.StateEvent(ctx, room, event.StatePowerLevels, "", pl); err != nil {
 		return fmt.Errorf("bridge: read power levels of room %s: %w", room, err)
 	}
+	create, err := bot.Client.FullStateEvent(ctx, room, event.StateCreate, "")
+	if err != nil {
+		return fmt.Errorf("bridge: read creation of room %s: %w", room, err)
+	}
+	pl.CreateEvent = create
 	botLevel := pl.GetUserLevel(b.botUser())
 	if pl.GetEventLevel(callMemberType) > pl.UsersDefault &&
 		botLevel >= pl.GetEventLevel(event.StatePowerLevels) && botLevel >= pl.GetEventLevel(callMemberType) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/entente-org/entente/bridge"
@@ -49,7 +50,10 @@ func TestBrowserMatrixUserJoins(t *testing.T) {
 	// The conference's Matrix room, which Mona is in: only its members
 	// may join as Matrix guests.
 	mona := hs.User(ctx, "mona")
-	room, err := mona.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat"})
+	room, err := mona.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat",
+		// The bridge bot administers the room with Mona, as the bridge needs.
+		PowerLevelOverride: &event.PowerLevelsEventContent{Users: map[id.UserID]int{
+			mona.UserID: 100, id.NewUserID("entente", dendritetest.ServerName): 100}}})
 	if err != nil {
 		t.Fatal(err)
 	}
