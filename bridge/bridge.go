@@ -1,9 +1,11 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -47,6 +49,7 @@ type Store interface {
 	PutBridgePortal(ctx context.Context, p store.BridgePortal) error
 	GetBridgePortal(ctx context.Context, conference string) (store.BridgePortal, error)
 	GetBridgePortalByRoom(ctx context.Context, roomID string) (store.BridgePortal, error)
+	ListBridgePortals(ctx context.Context) ([]store.BridgePortal, error)
 	BridgeTransactionApplied(ctx context.Context, txnID string) (bool, error)
 	MarkBridgeTransaction(ctx context.Context, txnID string, at time.Time) error
 	PutBridgeGhost(ctx context.Context, g store.BridgeGhost) error
@@ -96,9 +99,6 @@ type Options struct {
 	// returns the guest's API token.
 	IssueGuest func(ctx context.Context, matrixUser string) (token string, err error)
 
-	// FocusURL is advertised as the call's preferred focus in call
-	// memberships. Empty: the origin of the conference's join URL.
-	FocusURL string
 	// Retries and RetryBackoff bound how Matrix API calls are retried
 	// while the homeserver is unreachable or overloaded; the backoff
 	// doubles after each attempt. Defaults: 5 and 2s.
@@ -122,12 +122,16 @@ type Bridge struct {
 	// signals waits for mirroring into Matrix (QueueSignal).
 	signals chan Signal
 
+	// lifetime, renewBefore and renewEvery time the ghosts' call
+	// memberships (callMembershipLifetime and after).
+	lifetime, renewBefore, renewEvery time.Duration
+
 	mu          sync.Mutex
 	server      *http.Server
 	listener    net.Listener
 	served      chan struct{}
 	stopSignals context.CancelFunc
-	workers     sync.WaitGroup // the signal mirror and the transaction pruner
+	workers     sync.WaitGroup // the signal mirror, the transaction pruner and the membership renewer
 }
 
 const (
@@ -185,7 +189,10 @@ func New(o Options) (*Bridge, error) {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
 	as.DefaultHTTPRetries = o.Retries
-	b := &Bridge{o: o, as: as, log: o.Logger.With("component", "bridge"), signals: make(chan Signal, signalQueueSize)}
+	b := &Bridge{o: o, as: as, log: o.Logger.With("component", "bridge"), signals: make(chan Signal, signalQueueSize),
+		lifetime: callMembershipLifetime, renewBefore: callMembershipRenewBefore, renewEvery: callMembershipRenewEvery}
+	// Before any intent exists: each copies the logger when it is made.
+	as.Log = mautrixLogger(b.log.With("library", "mautrix").Handler())
 	as.Middleware = append(as.Middleware, b.applyTransactionsOnce)
 	return b, nil
 }
@@ -216,6 +223,7 @@ func (b *Bridge) Start(ctx context.Context) error {
 	b.stopSignals = stop
 	b.workers.Go(func() { b.mirrorSignals(sctx) })
 	b.workers.Go(func() { b.pruneTransactions(sctx) })
+	b.workers.Go(func() { b.renewMemberships(sctx) })
 	go func() {
 		defer close(b.served)
 		if err := b.server.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -281,6 +289,9 @@ func (b *Bridge) applyTransactionsOnce(next http.Handler) http.Handler {
 		if !b.as.CheckServerToken(w, r) {
 			return
 		}
+		if !b.readTransaction(w, r) {
+			return
+		}
 		ctx := r.Context()
 		applied, err := b.o.Store.BridgeTransactionApplied(ctx, txnID)
 		if err != nil {
@@ -306,6 +317,38 @@ func (b *Bridge) applyTransactionsOnce(next http.Handler) http.Handler {
 	})
 }
 
+// maxTransactionBody bounds the body of an appservice transaction. A
+// homeserver sends at most a hundred events per transaction, each at most
+// 64 KiB (the Matrix limit on an event's size): 16 MiB leaves room for twice
+// that with ephemeral events. README, "Bridging Matrix", documents it.
+const maxTransactionBody = 16 << 20
+
+// readTransaction reads the transaction's body whole, within
+// maxTransactionBody, and hands it on; a larger one is answered 413 and
+// never parsed.
+func (b *Bridge) readTransaction(w http.ResponseWriter, r *http.Request) bool {
+	tooLarge := func() bool {
+		b.log.Warn("appservice transaction refused: body too large", "limit", maxTransactionBody)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		_, _ = fmt.Fprintf(w, `{"errcode":"M_TOO_LARGE","error":"transaction body over %d bytes"}`, maxTransactionBody)
+		return false
+	}
+	if r.ContentLength > maxTransactionBody {
+		return tooLarge()
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxTransactionBody+1))
+	if err != nil {
+		http.Error(w, `{"errcode":"M_UNKNOWN","error":"transaction body could not be read"}`, http.StatusBadRequest)
+		return false
+	}
+	if len(body) > maxTransactionBody {
+		return tooLarge()
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return true
+}
+
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
@@ -317,25 +360,47 @@ func (r *statusRecorder) WriteHeader(status int) {
 }
 
 // conferenceLocks serialises the bridge's work on each conference, so that
-// a Sync racing a Portal or another Sync does not post twice.
+// a Sync racing a Portal or another Sync does not post twice. An entry lives
+// only while someone holds or waits for it: the map does not keep a lock for
+// every conference that ever ended.
 type conferenceLocks struct {
 	mu    sync.Mutex
-	locks map[string]*sync.Mutex
+	locks map[string]*conferenceLock
+}
+
+type conferenceLock struct {
+	sync.Mutex
+	users int // holders and waiters, guarded by conferenceLocks.mu
 }
 
 func (c *conferenceLocks) lock(conference string) func() {
 	c.mu.Lock()
 	if c.locks == nil {
-		c.locks = make(map[string]*sync.Mutex)
+		c.locks = make(map[string]*conferenceLock)
 	}
 	l, ok := c.locks[conference]
 	if !ok {
-		l = &sync.Mutex{}
+		l = &conferenceLock{}
 		c.locks[conference] = l
 	}
+	l.users++
 	c.mu.Unlock()
 	l.Lock()
-	return l.Unlock
+	return func() {
+		l.Unlock()
+		c.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(c.locks, conference)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// held is how many conferences have a lock entry.
+func (c *conferenceLocks) held() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.locks)
 }
 
 // intent returns the appservice's intent for user, with the bridge's retry

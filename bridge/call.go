@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -23,10 +22,14 @@ const (
 	// have no real devices, and one fixed id keeps state keys stable.
 	ghostDevice = "ENTENTE"
 	// callMembershipLifetime is the MatrixRTC "expires" of a ghost's
-	// membership, counted from created_ts. Sync renews nothing: Entente
-	// tells the bridge when someone leaves, and delayed leave events are
-	// not used (Dendrite sends them at once).
-	callMembershipLifetime = 4 * time.Hour
+	// membership, counted from created_ts. Entente tells the bridge when
+	// someone leaves, and delayed leave events are not used (Dendrite sends
+	// them at once), so a membership is renewed while its participant stays:
+	// Sync rewrites one with less than callMembershipRenewBefore left, and
+	// the bridge syncs every portal each callMembershipRenewEvery.
+	callMembershipLifetime    = 4 * time.Hour
+	callMembershipRenewBefore = time.Hour
+	callMembershipRenewEvery  = 10 * time.Minute
 	// joinLinkItem is the bridge event item of the posted join link.
 	joinLinkItem = "join-link"
 )
@@ -73,18 +76,22 @@ func (b *Bridge) Sync(ctx context.Context, conference string) error {
 	}
 
 	for key, part := range want {
-		if isActive(calls[key]) {
+		if isActive(calls[key]) && !b.expiresSoon(calls[key]) {
 			continue
 		}
 		ghost, err := b.ensureGhost(ctx, room, part, state)
 		if err != nil {
 			return fmt.Errorf("bridge: sync %s: %w", conference, err)
 		}
-		content := b.callMembership(conf, room, ghostDevice)
+		content := b.callMembership(ghostDevice)
 		if _, err := ghost.SendStateEvent(ctx, room, callMemberType, key, content); err != nil {
 			return fmt.Errorf("bridge: sync %s: %s joins the call: %w", conference, ghost.UserID, err)
 		}
-		b.log.Info("ghost joined call", "conference", conference, "user", part.User, "ghost", ghost.UserID.String())
+		if isActive(calls[key]) {
+			b.log.Debug("ghost's call membership renewed", "conference", conference, "user", part.User)
+		} else {
+			b.log.Info("ghost joined call", "conference", conference, "user", part.User, "ghost", ghost.UserID.String())
+		}
 	}
 	for key, evt := range calls {
 		ghostID, ok := b.ghostOfStateKey(key)
@@ -229,33 +236,54 @@ func (b *Bridge) widget(conf Conference) map[string]any {
 func widgetStateKey(conf Conference) string { return "entente-" + conf.ID }
 
 // callMembership is the content of a MatrixRTC membership in the legacy
-// per-device form Element Call reads (see the Matrix notes in spec/).
-func (b *Bridge) callMembership(conf Conference, room id.RoomID, device string) map[string]any {
+// per-device form Element Call reads (MSC3401, MSC4143). It names no focus:
+// Entente's SFU does not speak a protocol Element Call can join, and a
+// focus that fails is worse than none, so foci_preferred is empty and
+// focus_active only says how a focus would be chosen.
+func (b *Bridge) callMembership(device string) map[string]any {
 	return map[string]any{
-		"application":  "m.call",
-		"call_id":      "",
-		"scope":        "m.room",
-		"device_id":    device,
-		"expires":      callMembershipLifetime.Milliseconds(),
-		"focus_active": map[string]any{"type": "livekit", "focus_selection": "multi_sfu"},
-		"foci_preferred": []any{map[string]any{
-			"type":                "livekit",
-			"livekit_service_url": b.focusURL(conf),
-			"livekit_alias":       room.String(),
-		}},
-		"created_ts": time.Now().UnixMilli(),
+		"application":    "m.call",
+		"call_id":        "",
+		"scope":          "m.room",
+		"device_id":      device,
+		"expires":        b.lifetime.Milliseconds(),
+		"focus_active":   map[string]any{"type": "livekit", "focus_selection": "oldest_membership"},
+		"foci_preferred": []any{},
+		"created_ts":     time.Now().UnixMilli(),
 	}
 }
 
-func (b *Bridge) focusURL(conf Conference) string {
-	if b.o.FocusURL != "" {
-		return b.o.FocusURL
+// expiresSoon reports whether a membership ends within renewBefore, by its
+// own created_ts and expires (a membership without them is renewed).
+func (b *Bridge) expiresSoon(evt *event.Event) bool {
+	created, _ := evt.Content.Raw["created_ts"].(float64)
+	expires, _ := evt.Content.Raw["expires"].(float64)
+	end := time.UnixMilli(int64(created)).Add(time.Duration(expires) * time.Millisecond)
+	return time.Until(end) < b.renewBefore
+}
+
+// renewMemberships syncs every portal each renewEvery until ctx ends, so
+// that the memberships of ghosts still in a call never expire.
+func (b *Bridge) renewMemberships(ctx context.Context) {
+	t := time.NewTicker(b.renewEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		portals, err := b.o.Store.ListBridgePortals(ctx)
+		if err != nil {
+			b.log.Warn("renewing call memberships: portals not listed", "err", err)
+			continue
+		}
+		for _, p := range portals {
+			if err := b.Sync(ctx, p.Conference); err != nil && ctx.Err() == nil {
+				b.log.Warn("renewing call memberships failed", "conference", p.Conference, "err", err)
+			}
+		}
 	}
-	u, err := url.Parse(conf.JoinURL)
-	if err != nil || u.Host == "" {
-		return conf.JoinURL
-	}
-	return u.Scheme + "://" + u.Host
 }
 
 // ghostUser is the Matrix user standing for an Entente user reference: the

@@ -169,16 +169,15 @@ func TestPortalGhostsAndCallPresence(t *testing.T) {
 		t.Fatalf("call membership has no created_ts: %v", membership)
 	}
 	want := map[string]any{
-		"application":  "m.call",
-		"call_id":      "",
-		"scope":        "m.room",
-		"device_id":    "ENTENTE",
-		"expires":      float64(4 * 60 * 60 * 1000),
-		"focus_active": map[string]any{"type": "livekit", "focus_selection": "multi_sfu"},
-		"foci_preferred": []any{map[string]any{
-			"type": "livekit", "livekit_service_url": "https://visio.ministry.example", "livekit_alias": room.String(),
-		}},
-		"created_ts": createdTS,
+		"application": "m.call",
+		"call_id":     "",
+		"scope":       "m.room",
+		"device_id":   "ENTENTE",
+		"expires":     float64(4 * 60 * 60 * 1000),
+		// No focus is advertised: none that Element Call could join.
+		"focus_active":   map[string]any{"type": "livekit", "focus_selection": "oldest_membership"},
+		"foci_preferred": []any{},
+		"created_ts":     createdTS,
 	}
 	if !reflect.DeepEqual(membership, want) {
 		got, _ := json.Marshal(membership)
@@ -355,5 +354,68 @@ func TestSyncRidesOutHomeserverRestart(t *testing.T) {
 	ghost := m.b.ghostUser(bruno.User)
 	if got := stateContent(t, m.alice, room, callMemberType, callStateKey(ghost, ghostDevice))["application"]; got != "m.call" {
 		t.Errorf("Bruno's membership after the restart: application %v, want m.call", got)
+	}
+}
+
+// A ghost still in the call has its membership renewed before it expires,
+// without anyone calling Sync; one who left is not brought back.
+func TestCallMembershipsAreRenewedBeforeExpiry(t *testing.T) {
+	e := newEnv(t)
+	hs := startHomeserver(t, e.writeRegistration(t))
+	e.opts.HomeserverURL = hs.URL
+	b, err := New(e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.lifetime, b.renewBefore, b.renewEvery = 6*time.Second, 4*time.Second, 300*time.Millisecond
+	if err := b.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Stop)
+	m := &matrixSetup{env: e, hs: hs, b: b, alice: hs.User(t.Context(), "alice")}
+	ctx := t.Context()
+	conf := budgetConference()
+	room := m.portalWithAlice(t, conf)
+	conf.Participants = []Participant{bruno}
+	m.confs.set(conf)
+	if err := b.Sync(ctx, conf.ID); err != nil {
+		t.Fatal(err)
+	}
+	key := callStateKey(b.ghostUser(bruno.User), ghostDevice)
+	first := stateContent(t, m.alice, room, callMemberType, key)
+	firstTS, _ := first["created_ts"].(float64)
+	if first["expires"] != float64(6000) || firstTS <= 0 {
+		t.Fatalf("Bruno's membership: %v", first)
+	}
+	var renewed map[string]any
+	waitFor(t, "Bruno's membership to be renewed", func() (bool, error) {
+		renewed = stateContent(t, m.alice, room, callMemberType, key)
+		ts, _ := renewed["created_ts"].(float64)
+		return ts > firstTS, nil
+	})
+	ts, _ := renewed["created_ts"].(float64)
+	if end := time.UnixMilli(int64(firstTS) + 6000); time.UnixMilli(int64(ts)).After(end) {
+		t.Errorf("renewed at %d, after the membership expired at %d", int64(ts), end.UnixMilli())
+	}
+	if renewed["application"] != "m.call" || renewed["device_id"] != "ENTENTE" || renewed["expires"] != float64(6000) {
+		t.Errorf("renewed membership: %v", renewed)
+	}
+
+	// Bruno leaves: his membership is emptied and stays so.
+	conf.Participants = nil
+	m.confs.set(conf)
+	if err := b.Sync(ctx, conf.ID); err != nil {
+		t.Fatal(err)
+	}
+	left := timeline(t, m.alice, room)
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if got := stateContent(t, m.alice, room, callMemberType, key); len(got) != 0 {
+			t.Fatalf("membership after Bruno left: %v", got)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if after := timeline(t, m.alice, room); len(after) != len(left) {
+		t.Errorf("renewal after everyone left added %d events: %+v", len(after)-len(left), rawOf(after[len(left):]))
 	}
 }

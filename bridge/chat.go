@@ -33,6 +33,10 @@ const (
 	matrixChatItemPrefix = "matrix-chat:"
 )
 
+// maxChatBytes is the longest chat line a conference takes
+// (spec/federation.md §5.1).
+const maxChatBytes = 4000
+
 const (
 	// signalQueueSize bounds the signals waiting to be mirrored while the
 	// homeserver is slow; beyond it, chat is dropped rather than held.
@@ -292,6 +296,13 @@ func (b *Bridge) sendChat(ctx context.Context, conference string, evt *event.Eve
 	if b.o.SendChat == nil {
 		return
 	}
+	if kind != KindChatRedact && len(text) > maxChatBytes {
+		// The conference would refuse it: tell the writer, where they wrote.
+		log.Info("Matrix chat over the conference's limit", "user", evt.Sender.String(), "bytes", len(text))
+		b.notice(ctx, evt, fmt.Sprintf("Not sent to the conference: a line may have at most %d bytes, and this one has %d.",
+			maxChatBytes, len(text)))
+		return
+	}
 	sigID, err := b.o.SendChat(ctx, conference, evt.Sender.String(), kind, text, ref)
 	if err != nil {
 		log.Warn("Matrix chat not sent to the conference", "user", evt.Sender.String(), "err", err)
@@ -306,4 +317,17 @@ func (b *Bridge) sendChat(ctx context.Context, conference string, evt *event.Eve
 		return
 	}
 	log.Debug("Matrix chat sent to the conference", "signal", sigID)
+}
+
+// notice answers evt in its room with an m.notice from the bot, as a reply.
+func (b *Bridge) notice(ctx context.Context, evt *event.Event, text string) {
+	content := &event.MessageEventContent{
+		MsgType:   event.MsgNotice,
+		Body:      text,
+		RelatesTo: &event.RelatesTo{InReplyTo: &event.InReplyTo{EventID: evt.ID}},
+		Mentions:  &event.Mentions{UserIDs: []id.UserID{evt.Sender}},
+	}
+	if _, err := b.bot().SendMessageEvent(ctx, evt.RoomID, event.EventMessage, content); err != nil {
+		b.log.Warn("notice not sent to Matrix room", "room", evt.RoomID.String(), "event", evt.ID.String(), "err", err)
+	}
 }

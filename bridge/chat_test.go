@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -258,5 +259,37 @@ func TestChatFromMatrixToEntente(t *testing.T) {
 	got, err := m.store.GetBridgeEventByMatrixID(ctx, line.EventID.String())
 	if err != nil || got.Item != "matrix-chat:sig-1" || got.Conference != "conf-budget" || got.RoomID != room.String() {
 		t.Errorf("mapping of Alice's line = %+v, %v", got, err)
+	}
+}
+
+// A Matrix line over the conference's limit is not sent: the bot answers it
+// in the room with a notice naming the limit. A line at the limit goes
+// through.
+func TestMatrixLineOverTheLimitIsAnswered(t *testing.T) {
+	m := newMatrixSetup(t)
+	ctx := t.Context()
+	room := m.portalWithAlice(t, budgetConference())
+	long := strings.Repeat("é", 2001) // 4002 bytes
+	sent, err := m.alice.SendText(ctx, room, long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notices := waitMessagesFrom(t, m.alice, room, m.b.botUser(), 1)
+	got := notices[len(notices)-1].Content.Raw
+	if got["msgtype"] != "m.notice" ||
+		got["body"] != "Not sent to the conference: a line may have at most 4000 bytes, and this one has 4002." {
+		t.Fatalf("bot's answer: %v", got)
+	}
+	reply, _ := got["m.relates_to"].(map[string]any)["m.in_reply_to"].(map[string]any)
+	if reply["event_id"] != sent.EventID.String() {
+		t.Errorf("notice replies to %v, want %s", reply, sent.EventID)
+	}
+	atLimit := strings.Repeat("a", 4000)
+	if _, err := m.alice.SendText(ctx, room, atLimit); err != nil {
+		t.Fatal(err)
+	}
+	chat := waitForChat(t, m.env, 1)
+	if len(chat) != 1 || chat[0].Text != atLimit {
+		t.Errorf("chat sent to the conference: %d lines, first %.20q…; want only the 4000-byte line", len(chat), chat[0].Text)
 	}
 }

@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"time"
 
 	"maunium.net/go/mautrix/event"
 
@@ -60,5 +61,33 @@ func (b *Bridge) portalOfMatrixUser(ctx context.Context, evt *event.Event) (stri
 		b.log.Error("look up portal of Matrix event", "room", evt.RoomID.String(), "event", evt.ID.String(), "err", err)
 		return "", false
 	}
+	if !b.firstDelivery(ctx, p.Conference, evt) {
+		return "", false
+	}
 	return p.Conference, true
+}
+
+// firstDelivery claims evt's id before anything is done with it. A
+// homeserver delivers an event again in a new transaction when it got no
+// answer for the first, across restarts of the bridge too; each event takes
+// effect once. The claim shares the store of applied transaction ids, under
+// a key no transaction id can have (they never contain "/"), and is
+// forgotten with them after transactionKeep.
+func (b *Bridge) firstDelivery(ctx context.Context, conference string, evt *event.Event) bool {
+	key := "event/" + evt.ID.String()
+	log := b.log.With("conference", conference, "room", evt.RoomID.String(), "event", evt.ID.String())
+	seen, err := b.o.Store.BridgeTransactionApplied(ctx, key)
+	if err != nil {
+		log.Error("check whether a Matrix event was handled", "err", err)
+		return false
+	}
+	if seen {
+		log.Info("Matrix event delivered again: ignored")
+		return false
+	}
+	if err := b.o.Store.MarkBridgeTransaction(ctx, key, time.Now()); err != nil {
+		log.Error("claim a Matrix event", "err", err)
+		return false
+	}
+	return true
 }

@@ -27,25 +27,7 @@ import (
 // room and the room's chat reaches the conference, and a Matrix user signs
 // in with an OpenID token and joins as a guest of the organisation.
 func TestNodeBridgesAConferenceToMatrix(t *testing.T) {
-	dir := t.TempDir()
-	listen := dendritetest.FreeAddr(t)
-	reg, err := bridge.NewRegistration(bridge.RegistrationOptions{URL: "http://" + listen, HomeserverDomain: dendritetest.ServerName, BotLocalpart: "entente"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	regFile := filepath.Join(dir, "registration.yaml")
-	if err := bridge.WriteRegistration(regFile, reg, false); err != nil {
-		t.Fatal(err)
-	}
-	hs := dendritetest.Start(t, regFile)
-	f := nodetest.New(t)
-	n := f.Start(t, "Ministry", func(c *config.Config) {
-		c.Bridge = config.Bridge{
-			Enabled: true, HomeserverURL: hs.URL, HomeserverDomain: dendritetest.ServerName, Listen: listen,
-			Registration: regFile, BotLocalpart: "entente", GhostPrefix: "entente_",
-			OpenIDServerName: dendritetest.ServerName, OpenIDBaseURL: hs.URL,
-		}
-	})
+	f, n, hs := startBridgedNode(t)
 	var mu sync.Mutex
 	var signals []federation.Signal
 	n.OnSignal(func(s federation.Signal) {
@@ -68,7 +50,8 @@ func TestNodeBridgesAConferenceToMatrix(t *testing.T) {
 
 	// Mona's room, linked to the conference by the node's administrator.
 	mona := hs.User(ctx, "mona")
-	room, err := mona.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Name: "Budget"})
+	room, err := mona.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Name: "Budget",
+		PowerLevelOverride: botAdministers(mona.UserID)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +59,7 @@ func TestNodeBridgesAConferenceToMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 	admin := newAPI(t, f, n, adminTok)
-	var linked map[string]string
+	var linked map[string]any
 	admin.call("POST", "/admin/v1/conferences/"+conf.ID+"/matrix", map[string]string{"room_id": room.RoomID.String()}, &linked, 200)
 	if linked["room_id"] != room.RoomID.String() {
 		t.Fatalf("linked %v", linked)
@@ -106,7 +89,7 @@ func TestNodeBridgesAConferenceToMatrix(t *testing.T) {
 	})
 
 	// Mona signs in with an OpenID token from her homeserver and joins the
-	// conference as a Matrix guest of the ministry.
+	// conference as a Matrix guest, under her homeserver's name.
 	tok, err := mona.RequestOpenIDToken(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -124,13 +107,46 @@ func TestNodeBridgesAConferenceToMatrix(t *testing.T) {
 	guest.call("GET", "/api/v1/conferences/"+conf.ID+"/participants", nil, &roster, 200)
 	found := false
 	for _, p := range roster.Participants {
-		if p.DisplayName == "@mona:localhost" && p.Organisation == "Ministry (Matrix guest)" {
+		if p.DisplayName == "@mona:localhost" && p.Organisation == "localhost (Matrix)" {
 			found = true
 		}
 	}
 	if !found {
 		t.Fatalf("Mona is not in the roster as a Matrix guest: %+v", roster.Participants)
 	}
+}
+
+// startBridgedNode starts a node named Ministry whose Matrix bridge is
+// registered with a real Dendrite, and which signs in that homeserver's
+// users with OpenID.
+func startBridgedNode(t *testing.T) (*nodetest.Federation, *nodetest.Node, *dendritetest.Homeserver) {
+	t.Helper()
+	dir := t.TempDir()
+	listen := dendritetest.FreeAddr(t)
+	reg, err := bridge.NewRegistration(bridge.RegistrationOptions{URL: "http://" + listen, HomeserverDomain: dendritetest.ServerName, BotLocalpart: "entente"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	regFile := filepath.Join(dir, "registration.yaml")
+	if err := bridge.WriteRegistration(regFile, reg, false); err != nil {
+		t.Fatal(err)
+	}
+	hs := dendritetest.Start(t, regFile)
+	f := nodetest.New(t)
+	n := f.Start(t, "Ministry", func(c *config.Config) {
+		c.Bridge = config.Bridge{
+			Enabled: true, HomeserverURL: hs.URL, HomeserverDomain: dendritetest.ServerName, Listen: listen,
+			Registration: regFile, BotLocalpart: "entente", GhostPrefix: "entente_",
+			OpenIDServerName: dendritetest.ServerName, OpenIDBaseURL: hs.URL,
+		}
+	})
+	return f, n, hs
+}
+
+// botAdministers is the power levels of a room its owner shares with the
+// bridge bot as the bridge needs: both at 100.
+func botAdministers(owner id.UserID) *event.PowerLevelsEventContent {
+	return &event.PowerLevelsEventContent{Users: map[id.UserID]int{owner: 100, id.NewUserID("entente", dendritetest.ServerName): 100}}
 }
 
 // hasMessage reports whether the room holds a text message with body.

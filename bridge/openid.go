@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/federation"
 	"maunium.net/go/mautrix/id"
 )
 
@@ -27,8 +29,8 @@ var errOpenIDRefused = errors.New("Matrix OpenID token refused")
 
 // OpenIDLogin lets a Matrix user of the configured homeserver join as a
 // guest: it takes {"access_token", "matrix_server_name"}, has the homeserver
-// vouch for the token, and answers {"token", "user"} with the guest token
-// IssueGuest makes. Errors follow spec/client-api.md:
+// vouch for the token, checks that the user is joined to at least one portal
+// room, and answers {"token", "user"} with the guest token IssueGuest makes. Errors follow spec/client-api.md:
 // {"error": {"code", "message"}}.
 func (b *Bridge) OpenIDLogin(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
@@ -68,6 +70,20 @@ func (b *Bridge) OpenIDLogin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadGateway, "internal", "the Matrix homeserver could not be asked about the token")
 		return
 	}
+	// A guest reaches only the conferences whose room they are in
+	// (spec/client-api.md §6): someone in none gets no token at all.
+	confs, err := b.GuestConferences(ctx, user.String())
+	if err != nil {
+		b.log.Warn("Matrix sign-in: portal rooms could not be checked", "user", user.String(), "err", err)
+		writeError(w, http.StatusBadGateway, "internal", "the Matrix homeserver could not be asked which rooms you are in")
+		return
+	}
+	if len(confs) == 0 {
+		b.log.Info("Matrix sign-in refused: in no portal room", "user", user.String())
+		writeError(w, http.StatusForbidden, "forbidden", user.String()+
+			" is in no Matrix room of a conference of this node; ask the conference's moderators to invite you to its room")
+		return
+	}
 	token, err := b.o.IssueGuest(ctx, user.String())
 	if err != nil {
 		recordCause(w, fmt.Errorf("issue guest for Matrix user %s: %w", user.String(), err))
@@ -79,52 +95,58 @@ func (b *Bridge) OpenIDLogin(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"token": token, "user": user.String()})
 }
 
-// verifyOpenID asks the homeserver who the token belongs to
-// (GET /_matrix/federation/v1/openid/userinfo). A user of another server is
-// refused as well: a homeserver only vouches for its own users.
+// verifyOpenID asks the homeserver who the token belongs to, with mautrix's
+// federation call GET /_matrix/federation/v1/openid/userinfo. A user of
+// another server is refused as well: a homeserver only vouches for its own
+// users.
 func (b *Bridge) verifyOpenID(ctx context.Context, token string) (id.UserID, error) {
-	u, err := url.Parse(strings.TrimRight(b.o.OpenIDBaseURL, "/") + "/_matrix/federation/v1/openid/userinfo")
-	if err != nil {
-		return "", fmt.Errorf("openid base URL: %w", err)
+	base, err := url.Parse(strings.TrimRight(b.o.OpenIDBaseURL, "/"))
+	if err != nil || base.Host == "" {
+		return "", fmt.Errorf("openid base URL %q is not a URL", b.o.OpenIDBaseURL)
 	}
-	u.RawQuery = url.Values{"access_token": {token}}.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return "", fmt.Errorf("openid userinfo request: %w", err)
+	// The configured base URL stands for the server name's resolution
+	// (README, "Bridging Matrix"); the node's own client, with its SSRF
+	// guard, makes the request.
+	fed := &federation.Client{
+		HTTP:              &http.Client{Transport: baseURLTransport{base: base, next: b.o.HTTPClient}},
+		UserAgent:         mautrix.DefaultUserAgent,
+		ResponseSizeLimit: maxOpenIDBody,
 	}
-	resp, err := b.o.HTTPClient.Do(req)
-	if err != nil {
-		// The URL holds the token: report the host only.
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
+	info, err := fed.GetOpenIDUserInfo(ctx, b.o.OpenIDServerName, token)
+	if herr, ok := errors.AsType[mautrix.HTTPError](err); ok {
+		if herr.Response == nil {
+			// The request URL holds the token: report the host only.
+			return "", fmt.Errorf("openid userinfo on %s: request failed", base.Host)
 		}
-		return "", fmt.Errorf("openid userinfo on %s: %w", u.Host, err)
+		switch status := herr.Response.StatusCode; status {
+		case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+			return "", fmt.Errorf("%w by %s (HTTP %d)", errOpenIDRefused, base.Host, status)
+		default:
+			return "", fmt.Errorf("openid userinfo on %s: HTTP %d", base.Host, status)
+		}
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxOpenIDBody))
 	if err != nil {
-		return "", fmt.Errorf("openid userinfo on %s: %w", u.Host, err)
+		// mautrix refuses a user of another server before anything else.
+		return "", fmt.Errorf("%w: %s vouched for a user of another server than %s", errOpenIDRefused, base.Host, b.o.OpenIDServerName)
 	}
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden ||
-		resp.StatusCode == http.StatusNotFound:
-		return "", fmt.Errorf("%w by %s (HTTP %d)", errOpenIDRefused, u.Host, resp.StatusCode)
-	case resp.StatusCode != http.StatusOK:
-		return "", fmt.Errorf("openid userinfo on %s: HTTP %d", u.Host, resp.StatusCode)
-	}
-	var info struct {
-		Sub string `json:"sub"`
-	}
-	if err := json.Unmarshal(body, &info); err != nil {
-		return "", fmt.Errorf("openid userinfo on %s: %w", u.Host, err)
-	}
-	user := id.UserID(info.Sub)
-	_, server, err := user.Parse()
-	if err != nil || server != b.o.OpenIDServerName {
-		return "", fmt.Errorf("%w: %s vouched for %q, not a user of %s", errOpenIDRefused, u.Host, info.Sub, b.o.OpenIDServerName)
-	}
-	return user, nil
+	return info.Sub, nil
+}
+
+// baseURLTransport sends mautrix's matrix-federation:// requests to base
+// through next.
+type baseURLTransport struct {
+	base *url.URL
+	next *http.Client
+}
+
+func (t baseURLTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.URL.Scheme, r.URL.Host = t.base.Scheme, t.base.Host
+	r.URL.Path = t.base.Path + r.URL.Path
+	r.URL.RawPath = ""
+	r.Host = t.base.Host
+	r.RequestURI = ""
+	return t.next.Do(r)
 }
 
 func writeError(w http.ResponseWriter, status int, code, message string) {

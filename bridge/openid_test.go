@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
 	"github.com/entente-org/entente/internal/dendritetest"
 )
 
@@ -51,6 +55,13 @@ func TestOpenIDLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	bobToken, err := hs.User(ctx, "bob").RequestOpenIDToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Alice and Mallory are in the portal room of a conference; Bob is in
+	// none.
+	linkPortal(t, b, e, "conf-1", alice, mallory)
 
 	cases := []struct {
 		name       string
@@ -73,6 +84,8 @@ func TestOpenIDLogin(t *testing.T) {
 			http.StatusBadRequest, `{"error":{"code":"bad_request","message":"body must be {\"access_token\": …, \"matrix_server_name\": …}"}}`},
 		{"GET", http.MethodGet, ``,
 			http.StatusMethodNotAllowed, `{"error":{"code":"bad_request","message":"use POST"}}`},
+		{"in no portal room", http.MethodPost, `{"access_token":"` + bobToken.AccessToken + `","matrix_server_name":"localhost"}`,
+			http.StatusForbidden, `{"error":{"code":"forbidden","message":"@bob:localhost is in no Matrix room of a conference of this node; ask the conference's moderators to invite you to its room"}}`},
 		{"guest refused by the node", http.MethodPost, `{"access_token":"` + malloryToken.AccessToken + `","matrix_server_name":"localhost"}`,
 			http.StatusInternalServerError, `{"error":{"code":"internal","message":"could not issue a guest token"}}`},
 	}
@@ -94,6 +107,35 @@ func TestOpenIDLogin(t *testing.T) {
 	if want := []string{"@alice:localhost", "@mallory:localhost"}; !slices.Equal(issued, want) {
 		t.Errorf("IssueGuest called for %v, want %v", issued, want)
 	}
+}
+
+// linkPortal makes a room of owner, with members joined, the portal of
+// conference.
+func linkPortal(t *testing.T, b *Bridge, e *env, conference string, owner *mautrix.Client, members ...*mautrix.Client) id.RoomID {
+	t.Helper()
+	ctx := t.Context()
+	e.confs.set(Conference{ID: conference, Title: "Budget"})
+	room, err := owner.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat",
+		// The bot administers the room with its owner, as the bridge needs.
+		PowerLevelOverride: &event.PowerLevelsEventContent{Users: map[id.UserID]int{owner.UserID: 100, b.botUser(): 100}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := owner.InviteUser(ctx, room.RoomID, &mautrix.ReqInviteUser{UserID: b.botUser()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members {
+		if _, err := owner.InviteUser(ctx, room.RoomID, &mautrix.ReqInviteUser{UserID: m.UserID}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.JoinRoomByID(ctx, room.RoomID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.LinkRoom(ctx, conference, room.RoomID.String()); err != nil {
+		t.Fatal(err)
+	}
+	return room.RoomID
 }
 
 func TestOpenIDLoginHomeserverDown(t *testing.T) {
@@ -152,7 +194,9 @@ func TestOpenIDLoginRefusesAnExpiredToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	token, err := hs.User(ctx, "alice").RequestOpenIDToken(ctx)
+	alice := hs.User(ctx, "alice")
+	linkPortal(t, b, e, "conf-1", alice)
+	token, err := alice.RequestOpenIDToken(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"maunium.net/go/mautrix"
@@ -77,17 +78,19 @@ func (b *Bridge) Portal(ctx context.Context, conference string) (string, error) 
 }
 
 // LinkRoom makes an existing room the conference's portal. The bot must have
-// been invited (or the room be public); it joins and, when it may, lets
-// members send call memberships.
+// been invited (or the room be public); it joins, lets members send call
+// memberships when it may, and checks that it has every power level the
+// bridge needs (see PowerLevelsError). Without them the room is not linked;
+// linking it again once an operator fixed them finishes the job, as it does
+// for a room linked before.
 func (b *Bridge) LinkRoom(ctx context.Context, conference, roomID string) error {
 	defer b.locks.lock(conference)()
 	p, err := b.o.Store.GetBridgePortal(ctx, conference)
+	linked := err == nil
 	switch {
-	case err == nil && p.RoomID == roomID:
-		return nil
-	case err == nil:
+	case linked && p.RoomID != roomID:
 		return fmt.Errorf("bridge: conference %s is already bridged to room %s: %w", conference, p.RoomID, store.ErrConflict)
-	case !errors.Is(err, store.ErrNotFound):
+	case !linked && !errors.Is(err, store.ErrNotFound):
 		return fmt.Errorf("bridge: link room %s to %s: %w", roomID, conference, err)
 	}
 	if _, err := b.o.Conferences.Conference(ctx, conference); err != nil {
@@ -98,7 +101,13 @@ func (b *Bridge) LinkRoom(ctx context.Context, conference, roomID string) error 
 	if err := bot.EnsureJoined(ctx, room); err != nil {
 		return fmt.Errorf("bridge: bot cannot join room %s (invite it first): %w", roomID, err)
 	}
-	b.allowCallMembership(ctx, room)
+	if err := b.checkPowerLevels(ctx, room); err != nil {
+		return err
+	}
+	if linked {
+		b.log.Info("portal room linked again", "conference", conference, "room", roomID)
+		return nil
+	}
 	err = b.o.Store.PutBridgePortal(ctx, store.BridgePortal{Conference: conference, RoomID: roomID, LinkedAt: time.Now()})
 	if err != nil {
 		return fmt.Errorf("bridge: record portal room %s of %s: %w", roomID, conference, err)
@@ -107,27 +116,67 @@ func (b *Bridge) LinkRoom(ctx context.Context, conference, roomID string) error 
 	return nil
 }
 
-// allowCallMembership lowers the power level call memberships need to 0 in a
-// linked room, if the bot may change power levels. Without it, ghosts cannot
-// show who is in the call, so the failure is logged rather than hidden.
-func (b *Bridge) allowCallMembership(ctx context.Context, room id.RoomID) {
+// PowerLevelsError is a room where the bridge lacks power levels it needs:
+// Missing names each one, with the level it needs and the level it has.
+type PowerLevelsError struct {
+	Room    string
+	Missing []string
+}
+
+func (e *PowerLevelsError) Error() string {
+	return "bridge: room " + e.Room + " lacks power levels the bridge needs: " + strings.Join(e.Missing, "; ")
+}
+
+// checkPowerLevels lowers the level call memberships need to members' own,
+// when the bot may, and then checks every level the bridge needs:
+//   - the bot invites ghosts (invite), posts the join link and notices
+//     (m.room.message), rings (org.matrix.msc4075.rtc.notification) and
+//     manages the call widget (im.vector.modular.widgets);
+//   - members, ghosts included, send chat (m.room.message) and call
+//     memberships (org.matrix.msc3401.call.member) at users_default.
+func (b *Bridge) checkPowerLevels(ctx context.Context, room id.RoomID) error {
 	bot := b.bot()
-	pl, err := bot.PowerLevels(ctx, room)
+	// From the homeserver, not mautrix's cache: the operator may just have
+	// fixed them, before the change reached the bridge in a transaction.
+	pl := &event.PowerLevelsEventContent{}
+	if err := bot.Client.StateEvent(ctx, room, event.StatePowerLevels, "", pl); err != nil {
+		return fmt.Errorf("bridge: read power levels of room %s: %w", room, err)
+	}
+	create, err := bot.Client.FullStateEvent(ctx, room, event.StateCreate, "")
 	if err != nil {
-		b.log.Warn("read power levels of linked room", "room", room.String(), "err", err)
-		return
+		return fmt.Errorf("bridge: read creation of room %s: %w", room, err)
 	}
-	if level, ok := pl.Events[callMemberType.Type]; ok && level == 0 {
-		return
+	pl.CreateEvent = create
+	botLevel := pl.GetUserLevel(b.botUser())
+	if pl.GetEventLevel(callMemberType) > pl.UsersDefault &&
+		botLevel >= pl.GetEventLevel(event.StatePowerLevels) && botLevel >= pl.GetEventLevel(callMemberType) {
+		pl.SetEventLevel(callMemberType, pl.UsersDefault)
+		if _, err := bot.SetPowerLevels(ctx, room, pl); err != nil {
+			return fmt.Errorf("bridge: let members send call memberships in room %s: %w", room, err)
+		}
+		b.log.Info("call memberships allowed to members", "room", room.String())
 	}
-	if pl.Events == nil {
-		pl.Events = make(map[string]int)
+	var missing []string
+	needBot := func(what string, level int) {
+		if botLevel < level {
+			missing = append(missing, fmt.Sprintf("the bot %s needs power level %d for %s, and has %d", b.botUser(), level, what, botLevel))
+		}
 	}
-	pl.Events[callMemberType.Type] = 0
-	if _, err := bot.SetPowerLevels(ctx, room, pl); err != nil {
-		b.log.Warn("linked room does not let members send call memberships and the bot cannot change that",
-			"room", room.String(), "err", err)
+	needMembers := func(what string, level int) {
+		if pl.UsersDefault < level {
+			missing = append(missing, fmt.Sprintf("members need power level %d for %s, and have %d (users_default)", level, what, pl.UsersDefault))
+		}
 	}
+	needBot("invites", pl.Invite())
+	needBot(event.EventMessage.Type+" events", pl.GetEventLevel(event.EventMessage))
+	needBot(rtcNotificationType.Type+" events", pl.GetEventLevel(rtcNotificationType))
+	needBot(widgetType.Type+" events", pl.GetEventLevel(widgetType))
+	needMembers(event.EventMessage.Type+" events", pl.GetEventLevel(event.EventMessage))
+	needMembers(callMemberType.Type+" events", pl.GetEventLevel(callMemberType))
+	if len(missing) > 0 {
+		return &PowerLevelsError{Room: room.String(), Missing: missing}
+	}
+	return nil
 }
 
 func portalTopic(c Conference) string {
@@ -136,4 +185,43 @@ func portalTopic(c Conference) string {
 		host = c.Host
 	}
 	return "Entente conference hosted by " + host
+}
+
+// ErrBadMatrixUser is a Matrix user id that is not one.
+var ErrBadMatrixUser = errors.New("not a Matrix user id")
+
+// Invite has the bot invite Matrix users to the conference's portal room,
+// so that they find it in their Matrix client, join it, and from there the
+// call (README, "Bridging Matrix"). Users already in the room or invited
+// are left alone. It returns the users it invited.
+func (b *Bridge) Invite(ctx context.Context, conference string, users []string) ([]string, error) {
+	for _, u := range users {
+		if _, _, err := id.UserID(u).Parse(); err != nil || !strings.HasPrefix(u, "@") {
+			return nil, fmt.Errorf("%q: %w (\"@name:server\")", u, ErrBadMatrixUser)
+		}
+	}
+	defer b.locks.lock(conference)()
+	p, err := b.o.Store.GetBridgePortal(ctx, conference)
+	if err != nil {
+		return nil, fmt.Errorf("bridge: invite to the room of %s: %w", conference, err)
+	}
+	room := id.RoomID(p.RoomID)
+	bot := b.bot()
+	invited := []string{}
+	for _, u := range users {
+		var member event.MemberEventContent
+		err := bot.StateEvent(ctx, room, event.StateMember, u, &member)
+		if err != nil && !errors.Is(err, mautrix.MNotFound) {
+			return invited, fmt.Errorf("bridge: membership of %s in room %s: %w", u, room, err)
+		}
+		if member.Membership == event.MembershipJoin || member.Membership == event.MembershipInvite {
+			continue
+		}
+		if _, err := bot.InviteUser(ctx, room, &mautrix.ReqInviteUser{UserID: id.UserID(u)}); err != nil {
+			return invited, fmt.Errorf("bridge: invite %s to room %s: %w", u, room, err)
+		}
+		b.log.Info("Matrix user invited to portal room", "conference", conference, "room", room.String(), "user", u)
+		invited = append(invited, u)
+	}
+	return invited, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"slices"
 	"testing"
@@ -152,5 +153,101 @@ func TestOldTransactionsArePruned(t *testing.T) {
 	})
 	if applied, err := e.store.BridgeTransactionApplied(ctx, "txn-recent"); err != nil || !applied {
 		t.Fatalf("recent transaction forgotten: %v %v", applied, err)
+	}
+}
+
+// The same Matrix event delivered again in a new transaction, before or
+// after a restart, reaches the conference once.
+func TestMatrixEventAppliesOnceAcrossTransactions(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	if err := e.store.PutBridgePortal(ctx, store.BridgePortal{Conference: "conf-1", RoomID: testRoom, Created: true}); err != nil {
+		t.Fatal(err)
+	}
+	b := e.start(t)
+	hsToken := e.reg.ServerToken
+	for _, txn := range []struct{ id, event string }{{"txn-1", "$same"}, {"txn-2", "$same"}, {"txn-3", "$other"}} {
+		if got := pushTransaction(t, b, hsToken, txn.id, txn.event); got != http.StatusOK {
+			t.Fatalf("transaction %s: status %d, want 200", txn.id, got)
+		}
+	}
+	// Events are handled in order: once $other is recorded, a second
+	// $same would have been sent.
+	waitFor(t, "$other to be recorded", recorded(t, e.store, "$other"))
+	b.Stop()
+	b = e.start(t)
+	if got := pushTransaction(t, b, hsToken, "txn-4", "$same"); got != http.StatusOK {
+		t.Fatalf("transaction txn-4: status %d, want 200", got)
+	}
+	if got := pushTransaction(t, b, hsToken, "txn-5", "$last"); got != http.StatusOK {
+		t.Fatalf("transaction txn-5: status %d, want 200", got)
+	}
+	waitFor(t, "$last to be recorded", recorded(t, e.store, "$last"))
+	want := []sentChat{
+		{Conference: "conf-1", MatrixUser: "@alice:localhost", Kind: "chat", Text: "hello from Matrix", SignalID: "sig-1"},
+		{Conference: "conf-1", MatrixUser: "@alice:localhost", Kind: "chat", Text: "hello from Matrix", SignalID: "sig-2"},
+		{Conference: "conf-1", MatrixUser: "@alice:localhost", Kind: "chat", Text: "hello from Matrix", SignalID: "sig-3"},
+	}
+	if got := e.chat.all(); !slices.Equal(got, want) {
+		t.Errorf("chat sent to the conference = %+v, want %+v (one per event)", got, want)
+	}
+	for ev, item := range map[string]string{"$same": "matrix-chat:sig-1", "$other": "matrix-chat:sig-2", "$last": "matrix-chat:sig-3"} {
+		if got, err := e.store.GetBridgeEventByMatrixID(ctx, ev); err != nil || got.Item != item {
+			t.Errorf("%s recorded as %+v, %v; want item %s", ev, got, err, item)
+		}
+	}
+}
+
+// A transaction body over maxTransactionBody is answered 413 and never
+// applied, whether its length was announced or not.
+func TestTransactionBodyIsCapped(t *testing.T) {
+	e := newEnv(t)
+	b := e.start(t)
+	wantBody := `{"errcode":"M_TOO_LARGE","error":"transaction body over 16777216 bytes"}`
+	big := bytes.Repeat([]byte(" "), maxTransactionBody+1)
+	for _, tc := range []struct {
+		name   string
+		txn    string
+		body   io.Reader
+		length int64
+	}{
+		{"announced", "txn-big-1", bytes.NewReader(big), int64(len(big))},
+		{"chunked", "txn-big-2", io.MultiReader(bytes.NewReader(big)), -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPut,
+				"http://"+b.Addr().String()+"/_matrix/app/v1/transactions/"+tc.txn, tc.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.ContentLength = tc.length
+			req.Header.Set("Authorization", "Bearer "+e.reg.ServerToken)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusRequestEntityTooLarge || string(body) != wantBody {
+				t.Errorf("status %d, body %s; want 413, %s", resp.StatusCode, body, wantBody)
+			}
+			if ok, err := e.store.BridgeTransactionApplied(t.Context(), tc.txn); err != nil || ok {
+				t.Errorf("refused transaction marked applied = %t, %v", ok, err)
+			}
+		})
+	}
+	// A transaction at the limit is still taken.
+	events, _ := json.Marshal(map[string]any{"events": []any{}})
+	atLimit := append(events, bytes.Repeat([]byte(" "), maxTransactionBody-len(events))...)
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPut,
+		"http://"+b.Addr().String()+"/_matrix/app/v1/transactions/txn-at-limit", bytes.NewReader(atLimit))
+	req.Header.Set("Authorization", "Bearer "+e.reg.ServerToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("transaction of exactly %d bytes: status %d, want 200", maxTransactionBody, resp.StatusCode)
 	}
 }

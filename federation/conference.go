@@ -164,7 +164,11 @@ func (s *Service) Answer(ctx context.Context, u LocalUser, conference string, ac
 func (s *Service) Join(ctx context.Context, u LocalUser, conference string) (int64, string, error) {
 	org := s.name
 	if u.MatrixGuest {
-		org += " (Matrix guest)"
+		// A Matrix guest speaks for their homeserver, not for this
+		// organisation (spec/client-api.md §6). Their display name is
+		// their Matrix ID, "@local:server".
+		_, server, _ := strings.Cut(u.DisplayName, ":")
+		org = server + " (Matrix)"
 	}
 	content := JoinContent{User: s.userRef(u), DisplayName: u.DisplayName, Organisation: org}
 	return s.userEvent(ctx, TypeJoin, u, conference, content)
@@ -183,6 +187,9 @@ func (s *Service) userEvent(ctx context.Context, typ string, u LocalUser, confer
 		return 0, "", err
 	}
 	if conf.Host == s.did {
+		if typ == TypeJoin && conf.Lobby && u.MatrixGuest {
+			typ = TypeKnock // a guest waits in the lobby (spec §6.1)
+		}
 		seq, err := s.hostEvent(ctx, typ, u, conference, content)
 		return seq, "", err
 	}

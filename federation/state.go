@@ -132,6 +132,16 @@ func (st *confState) authorize(ev *event) error {
 		if err != nil {
 			return err
 		}
+		// With a lobby, remote participants and the host's Matrix guests
+		// knock and wait to be admitted; the host's own users come in
+		// directly (spec §6.1).
+		direct := p.Origin == host && !IsMatrixGuest(local)
+		if !direct && st.conf.Lobby && p.Type == TypeJoin {
+			return Forbidden("conference %s has a lobby: guests and remote participants wait to be admitted", p.Conference)
+		}
+		if p.Type == TypeKnock && (direct || !st.conf.Lobby) {
+			return BadRequest("knock only to the lobby of a conference hosted elsewhere, or as a Matrix guest")
+		}
 		if c.User != p.Sender {
 			return Forbidden("a node joins only its own users: %s is not the sender", c.User)
 		}

@@ -12,6 +12,14 @@ const maxDIDLength = 2048
 // UserRef names a user of a node: "alice@did:web:ministry.example" (spec §4.2).
 func UserRef(local, did string) string { return local + "@" + did }
 
+// MatrixGuestPrefix starts the localparts a node gives the Matrix users it
+// signs in with OpenID (spec §4.2): they are guests, who wait in the lobby
+// of their own node's conferences like users of other organisations.
+const MatrixGuestPrefix = "mx."
+
+// IsMatrixGuest reports whether a localpart is a Matrix guest's.
+func IsMatrixGuest(local string) bool { return strings.HasPrefix(local, MatrixGuestPrefix) }
+
 // ParseUserRef splits a user reference into its localpart and node DID.
 func ParseUserRef(s string) (local, did string, err error) {
 	local, did, ok := strings.Cut(s, "@")

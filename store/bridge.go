@@ -90,6 +90,18 @@ func (s queries) GetBridgePortalByRoom(ctx context.Context, roomID string) (Brid
 	return p, nil
 }
 
+func (s queries) ListBridgePortals(ctx context.Context) ([]BridgePortal, error) {
+	rs, err := s.q.query(ctx, `SELECT `+bridgePortalColumns+` FROM bridge_portals ORDER BY linked_at DESC, conference`)
+	if err != nil {
+		return nil, fmt.Errorf("store: list bridge portals: %w", err)
+	}
+	ps, err := scanAll(rs, scanBridgePortal)
+	if err != nil {
+		return nil, fmt.Errorf("store: list bridge portals: %w", err)
+	}
+	return ps, nil
+}
+
 func (s queries) BridgeTransactionApplied(ctx context.Context, txnID string) (bool, error) {
 	var at int64
 	err := s.q.queryRow(ctx, `SELECT applied_at FROM bridge_transactions WHERE txn_id = ?`, txnID).Scan(&at)

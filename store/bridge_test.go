@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -45,6 +46,14 @@ func TestBridgePortals(t *testing.T) {
 		}
 		if _, err := s.GetBridgePortalByRoom(ctx, "!b:matrix.example"); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("GetBridgePortalByRoom of an unknown room: err = %v, want ErrNotFound", err)
+		}
+		later := store.BridgePortal{Conference: "conf-4", RoomID: "!d:matrix.example", LinkedAt: p.LinkedAt.Add(time.Minute)}
+		if err := s.PutBridgePortal(ctx, later); err != nil {
+			t.Fatal(err)
+		}
+		all, err := s.ListBridgePortals(ctx)
+		if err != nil || !slices.Equal(all, []store.BridgePortal{later, p}) {
+			t.Errorf("ListBridgePortals = %+v, %v; want %+v", all, err, []store.BridgePortal{later, p})
 		}
 	})
 }

@@ -119,6 +119,9 @@ type Tx interface {
 	PutBridgePortal(ctx context.Context, p BridgePortal) error
 	GetBridgePortal(ctx context.Context, conference string) (BridgePortal, error)
 	GetBridgePortalByRoom(ctx context.Context, roomID string) (BridgePortal, error)
+	// ListBridgePortals returns every portal, the most recently linked
+	// first.
+	ListBridgePortals(ctx context.Context) ([]BridgePortal, error)
 
 	// BridgeTransactionApplied reports whether the appservice transaction
 	// txnID was marked applied.

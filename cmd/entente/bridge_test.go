@@ -3,10 +3,15 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
 	"github.com/entente-org/entente/bridge"
+	"github.com/entente-org/entente/internal/dendritetest"
 )
 
 func TestBridgeGenerateRegistration(t *testing.T) {
@@ -46,5 +51,44 @@ func TestBridgeGenerateRegistration(t *testing.T) {
 	r = runCLI(t, env[:2], "bridge", "generate-registration", "--output", filepath.Join(dir, "other.yaml"))
 	if r.code != 2 || !strings.Contains(r.stderr, "bridge.homeserver_domain is not set") {
 		t.Errorf("without a homeserver domain: code %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// "entente demo --matrix-registration" bridges the first node to a real
+// homeserver: the demo conference gets a Matrix room, and the Matrix users
+// named by --matrix-invite are invited to it.
+func TestDemoBridgesToMatrix(t *testing.T) {
+	dir := t.TempDir()
+	reg := filepath.Join(dir, "registration.yaml")
+	listen := dendritetest.FreeAddr(t)
+	r := runCLI(t, []string{
+		"ENTENTE_NODE_NAME=demo", "ENTENTE_NODE_PUBLIC_URL=https://127.0.0.1:8441",
+		"ENTENTE_BRIDGE_HOMESERVER_DOMAIN=" + dendritetest.ServerName,
+	}, "bridge", "generate-registration", "--output", reg, "--url", "http://"+listen)
+	if r.code != 0 {
+		t.Fatalf("generate-registration: %+v", r)
+	}
+	hs := dendritetest.Start(t, reg)
+	mona := hs.User(t.Context(), "mona")
+
+	r = runCLI(t, nil, "demo", "--once", "--base-port", "0", "--data-dir", filepath.Join(dir, "demo"),
+		"--matrix-registration", reg, "--matrix-homeserver", hs.URL, "--matrix-domain", dendritetest.ServerName,
+		"--matrix-invite", "@mona:localhost")
+	if r.code != 0 {
+		t.Fatalf("demo: %+v", r)
+	}
+	m := regexp.MustCompile(`Matrix room: (![A-Za-z0-9]+:localhost), bridged by Ministry of Digital Affairs\.`).FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatalf("the demo names no Matrix room:\n%s", r.stdout)
+	}
+	var member event.MemberEventContent
+	if err := mona.StateEvent(t.Context(), id.RoomID(m[1]), event.StateMember, mona.UserID.String(), &member); err != nil ||
+		member.Membership != event.MembershipInvite {
+		t.Fatalf("Mona's membership of %s: %+v, %v; want invite", m[1], member, err)
+	}
+
+	r = runCLI(t, nil, "demo", "--once", "--base-port", "0", "--matrix-registration", filepath.Join(dir, "missing.yaml"))
+	if r.code != 2 || !strings.HasPrefix(r.stderr, "entente: --matrix-registration: ") {
+		t.Errorf("demo with a missing registration: %+v", r)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/entente-org/entente/bridge"
 	"github.com/entente-org/entente/internal/config"
 	"github.com/entente-org/entente/internal/devcert"
 	"github.com/entente-org/entente/internal/node"
@@ -35,6 +37,14 @@ type demoOptions struct {
 	basePort int
 	once     bool
 	verbose  bool
+	matrix   demoMatrix
+}
+
+// demoMatrix bridges the first demo node to a Matrix homeserver when
+// registration is set.
+type demoMatrix struct {
+	registration, homeserver, domain, widgetOrigins string
+	invite                                          []string
 }
 
 func (a *app) demoCommand() *cobra.Command {
@@ -63,7 +73,41 @@ resolved the others' DID documents over HTTPS. Runs until interrupted.`,
 	c.Flags().IntVar(&o.basePort, "base-port", 8441, "port of the first node; the others follow (0: any free ports)")
 	c.Flags().BoolVar(&o.once, "once", false, "exit once the federation is ready instead of running until interrupted")
 	c.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "log at info level instead of warnings only")
+	c.Flags().StringVar(&o.matrix.registration, "matrix-registration", "",
+		"appservice registration the homeserver loaded (entente bridge generate-registration): the first node runs the Matrix bridge, listening at the registration's url")
+	c.Flags().StringVar(&o.matrix.homeserver, "matrix-homeserver", "http://localhost:8008", "with --matrix-registration: the homeserver's client and federation API base URL")
+	c.Flags().StringVar(&o.matrix.domain, "matrix-domain", "localhost", "with --matrix-registration: the homeserver's server name")
+	c.Flags().StringVar(&o.matrix.widgetOrigins, "matrix-widget-origins", "", "with --matrix-registration: origins (https://…) of Matrix clients that may show the call as a widget")
+	c.Flags().StringSliceVar(&o.matrix.invite, "matrix-invite", nil, "with --matrix-registration: Matrix users (@name:server) the bot invites to the conference's room")
 	return c
+}
+
+// bridgeConfig is the first demo node's bridge configuration, or none.
+func (m demoMatrix) bridgeConfig() (config.Bridge, error) {
+	if m.registration == "" {
+		return config.Bridge{}, nil
+	}
+	reg, err := bridge.LoadRegistration(m.registration)
+	if err != nil {
+		return config.Bridge{}, usagef("--matrix-registration: %v", err)
+	}
+	u, err := url.Parse(reg.URL)
+	if err != nil || u.Host == "" {
+		return config.Bridge{}, usagef("--matrix-registration: url %q has no host:port for the appservice to listen on", reg.URL)
+	}
+	c := config.Default().Bridge
+	c.Enabled = true
+	c.HomeserverURL, c.HomeserverDomain = m.homeserver, m.domain
+	c.Listen, c.Registration = u.Host, m.registration
+	if reg.SenderLocalpart != "" {
+		c.BotLocalpart = reg.SenderLocalpart
+	}
+	// The homeserver serves its federation API, where OpenID tokens are
+	// checked, at the same base URL in the single-process setups a demo
+	// runs against (Synapse, Dendrite).
+	c.OpenIDServerName, c.OpenIDBaseURL = m.domain, m.homeserver
+	c.WidgetOrigins = m.widgetOrigins
+	return c, nil
 }
 
 func (a *app) runDemo(ctx context.Context, o demoOptions) (err error) {
@@ -120,6 +164,17 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) (err error) {
 	if err != nil {
 		return err
 	}
+	if b := nodes[0].Bridge(); b != nil {
+		if call.matrixRoom, err = b.Portal(ctx, call.conference); err != nil {
+			return fmt.Errorf("demo: Matrix room: %w", err)
+		}
+		if _, err := b.Invite(ctx, call.conference, o.matrix.invite); err != nil {
+			return fmt.Errorf("demo: --matrix-invite: %w", err)
+		}
+		if err := b.Sync(ctx, call.conference); err != nil {
+			return fmt.Errorf("demo: Matrix room: %w", err)
+		}
+	}
 	printDemo(a.stdout, nodes, call, dir, o.dataDir == "", time.Since(start))
 	if o.once {
 		return nil
@@ -142,9 +197,14 @@ func startDemoNode(ctx context.Context, i int, o demoOptions, dir string, ca *de
 	if err != nil {
 		return nil, fmt.Errorf("demo node %s: %w (choose other ports with --base-port, or 0 for any)", slug, err)
 	}
-	n, err := startLocalNode(ctx, l, localNode{
-		name: name, dataDir: filepath.Join(dir, slug), ca: ca, caFile: caFile, log: log.With("institution", slug),
-	})
+	ln := localNode{name: name, dataDir: filepath.Join(dir, slug), ca: ca, caFile: caFile, log: log.With("institution", slug)}
+	if i == 0 {
+		if ln.bridge, err = o.matrix.bridgeConfig(); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
+	n, err := startLocalNode(ctx, l, ln)
 	if err != nil {
 		return nil, fmt.Errorf("demo node %s: %w", slug, err)
 	}
@@ -166,6 +226,8 @@ type localNode struct {
 	// publicAddr, if set, is the host:port of the node's public URL, for a
 	// node that peers reach through a proxy; otherwise it is l's address.
 	publicAddr string
+	// bridge configures the Matrix bridge, off unless Enabled.
+	bridge config.Bridge
 }
 
 // startLocalNode starts a node serving on l, which it closes on failure.
@@ -197,6 +259,9 @@ func startLocalNode(ctx context.Context, l net.Listener, ln localNode) (*node.No
 	cfg.Media.LoopbackCandidates = true // browsers and nodes on this machine
 	cfg.Media.UDPPort = ln.udpPort
 	cfg.Log.Format = "text"
+	if ln.bridge.Enabled {
+		cfg.Bridge = ln.bridge
+	}
 	n, err := node.New(ctx, cfg, node.Options{Logger: ln.log, Version: version, Listener: l})
 	if err != nil {
 		l.Close()
@@ -257,6 +322,11 @@ func printDemo(w io.Writer, nodes []*node.Node, call demoCall, dir string, tempo
 	where := dir
 	if temporary {
 		where += " (temporary, removed on exit)"
+	}
+	if call.matrixRoom != "" {
+		fmt.Fprintf(w, "  Matrix room: %s, bridged by %s. Matrix users invited there (--matrix-invite, or\n"+
+			"  POST %s/admin/v1/conferences/%s/matrix {\"invite\": [\"@name:server\"]}) accept the invitation,\n"+
+			"  then open the call from the room's widget.\n", call.matrixRoom, nodes[0].Name(), nodes[0].PublicURL(), call.conference)
 	}
 	fmt.Fprintf(w, "\nEach node resolved the others' DID documents over HTTPS.\n")
 	fmt.Fprintf(w, "Open a Join link per institution, each in its own browser profile, to join the call as that\n"+

@@ -16,6 +16,8 @@ type demoCall struct {
 	conference string
 	title      string
 	users      []demoAccount // one per node, in node order
+	// matrixRoom is the conference's Matrix room when the demo bridges it.
+	matrixRoom string
 }
 
 type demoAccount struct {

@@ -112,5 +112,8 @@ func (a Authenticator) User(ctx context.Context, token string) (federation.Local
 	if err != nil {
 		return federation.LocalUser{}, federation.Unauthorized("sign in: the token's user no longer exists")
 	}
-	return federation.LocalUser{ID: u.ID, DisplayName: u.DisplayName, Admin: u.Admin, MatrixGuest: IsMatrixGuest(u.ID)}, nil
+	// A Matrix guest is never an administrator, whatever the store says
+	// (spec/client-api.md §6).
+	guest := IsMatrixGuest(u.ID)
+	return federation.LocalUser{ID: u.ID, DisplayName: u.DisplayName, Admin: u.Admin && !guest, MatrixGuest: guest}, nil
 }

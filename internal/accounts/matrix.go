@@ -4,19 +4,19 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"strings"
 	"time"
 
+	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/store"
 )
 
 // MatrixGuestPrefix starts the local names of Matrix users who signed in
-// with an OpenID token (spec/client-api.md, Matrix sign-in). It is reserved:
-// AddUser refuses it.
-const MatrixGuestPrefix = "mx."
+// with an OpenID token (spec/client-api.md §6). It is reserved: AddUser
+// refuses it.
+const MatrixGuestPrefix = federation.MatrixGuestPrefix
 
 // IsMatrixGuest reports whether a local user name is a Matrix guest's.
-func IsMatrixGuest(id string) bool { return strings.HasPrefix(id, MatrixGuestPrefix) }
+func IsMatrixGuest(id string) bool { return federation.IsMatrixGuest(id) }
 
 // IssueMatrixGuest makes (or finds) the local guest account of a Matrix user
 // whose identity the homeserver vouched for, and issues it a token. The

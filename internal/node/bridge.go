@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"github.com/entente-org/entente/bridge"
 	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/internal/accounts"
+	"github.com/entente-org/entente/store"
 )
 
 // newBridge makes the Matrix appservice when bridge.enabled is set.
@@ -124,6 +126,8 @@ func (n *Node) servePortal(w http.ResponseWriter, r *http.Request) {
 	}
 	var req struct {
 		RoomID string `json:"room_id"`
+		// Invite names the Matrix users the bot invites to the room.
+		Invite []string `json:"invite"`
 	}
 	if r.ContentLength != 0 {
 		dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
@@ -144,11 +148,68 @@ func (n *Node) servePortal(w http.ResponseWriter, r *http.Request) {
 	} else {
 		err = n.bridge.LinkRoom(r.Context(), id, room)
 	}
+	if pl, ok := errors.AsType[*bridge.PowerLevelsError](err); ok {
+		federation.WriteError(w, federation.Forbidden("matrix room %s lacks power levels the bridge needs: %s",
+			pl.Room, strings.Join(pl.Missing, "; ")))
+		return
+	}
 	if err != nil {
 		federation.WriteError(w, federation.BadRequest("matrix room: %v", err))
 		return
 	}
+	invited, err := n.bridge.Invite(r.Context(), id, req.Invite)
 	n.syncBridge(id)
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]string{"conference": id, "room_id": room})
+	if err != nil {
+		writeInviteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"conference": id, "room_id": room, "invited": invited})
+}
+
+// serveMatrixInvite has the bridge bot invite Matrix users to the Matrix
+// room of a conference hosted here, for its moderators
+// (POST /api/v1/conferences/{id}/matrix/invitations, {"users": […]}).
+func (n *Node) serveMatrixInvite(w http.ResponseWriter, r *http.Request) {
+	u, err := n.accounts.Authenticate(r)
+	if err != nil {
+		federation.WriteError(w, err)
+		return
+	}
+	id := r.PathValue("id")
+	ok, err := n.fed.Moderates(r.Context(), u, id)
+	if err != nil {
+		federation.WriteError(w, err)
+		return
+	}
+	if !ok {
+		federation.WriteError(w, federation.Forbidden("%s is not a moderator of %s", u.ID, id))
+		return
+	}
+	var req struct {
+		Users []string `json:"users"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || len(req.Users) == 0 {
+		federation.WriteError(w, federation.BadRequest("request body must be {\"users\": [\"@name:server\", …]}"))
+		return
+	}
+	invited, err := n.bridge.Invite(r.Context(), id, req.Users)
+	if err != nil {
+		writeInviteError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"conference": id, "invited": invited})
+}
+
+func writeInviteError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, bridge.ErrBadMatrixUser):
+		federation.WriteError(w, federation.BadRequest("invite: %v", err))
+	case errors.Is(err, store.ErrNotFound):
+		federation.WriteError(w, federation.NotFound("the conference has no Matrix room yet; an administrator creates or links it"))
+	default:
+		federation.WriteError(w, &federation.Error{Status: http.StatusBadGateway, Code: "internal",
+			Message: "the Matrix homeserver refused or did not answer the invitation: " + err.Error()})
+	}
 }

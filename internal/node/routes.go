@@ -61,12 +61,14 @@ func (n *Node) routes() {
 	n.Handle("GET /readyz", http.HandlerFunc(n.readyz))
 	n.Handle(federation.Path+"/", n.fed.Handler())
 	n.Handle("POST /api/v1/login", accounts.NewLoginHandler(n.store, n.now, n.log))
-	n.Handle("GET /api/v1/conferences/{id}/media", http.HandlerFunc(n.serveMedia))
+	// Matrix guests reach only what guestGate lets through.
+	n.Handle("GET /api/v1/conferences/{id}/media", n.guestGate(http.HandlerFunc(n.serveMedia)))
 	if n.bridge != nil {
 		n.Handle("POST /api/v1/matrix/openid", http.HandlerFunc(n.bridge.OpenIDLogin))
 		n.Handle("POST /admin/v1/conferences/{id}/matrix", http.HandlerFunc(n.servePortal))
+		n.Handle("POST /api/v1/conferences/{id}/matrix/invitations", http.HandlerFunc(n.serveMatrixInvite))
 	}
-	n.Handle("/api/v1/", http.StripPrefix("/api/v1", n.fed.ClientAPI(n.accounts.Authenticate)))
+	n.Handle("/api/v1/", n.guestGate(http.StripPrefix("/api/v1", n.fed.ClientAPI(n.accounts.Authenticate))))
 	n.Handle("/admin/v1/", http.StripPrefix("/admin/v1", n.fed.AdminAPI(n.accounts.Authenticate)))
 	n.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{ErrorLog: nil}))
 	// The browser client takes every other path. The pattern carries no

@@ -1,0 +1,29 @@
+package federation
+
+import (
+	"context"
+
+	"github.com/entente-org/entente/store"
+)
+
+// Moderates reports whether u moderates a conference hosted here (spec
+// §6.1: its creator or one of the create event's moderators). Matrix guests
+// never do (spec/client-api.md §6).
+func (s *Service) Moderates(ctx context.Context, u LocalUser, conference string) (bool, error) {
+	if u.MatrixGuest || u.ID == "" {
+		return false, nil
+	}
+	var ok bool
+	err := s.store.InTx(ctx, func(tx store.Tx) error {
+		st, err := loadState(ctx, tx, conference)
+		if err != nil {
+			return err
+		}
+		if !st.exists() {
+			return NotFound("unknown conference %s", conference)
+		}
+		ok = st.conf.Host == s.did && st.moderators[s.userRef(u)]
+		return nil
+	})
+	return ok, err
+}

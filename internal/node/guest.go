@@ -1,0 +1,127 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/entente-org/entente/bridge"
+	"github.com/entente-org/entente/federation"
+)
+
+// guestKey carries a Matrix guest through the guest's own mux.
+type guestKey struct{}
+
+// guestGate keeps Matrix guests (spec/client-api.md §6) to the conferences
+// whose portal room they are joined to, as the homeserver says at the moment
+// of each request: they may read those conferences, join (through the lobby
+// when it is on), chat and leave, and nothing else. Everyone else goes
+// straight to next, which authenticates again and reports its own errors.
+func (n *Node) guestGate(next http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /api/v1/me", next)
+	mux.HandleFunc("GET /api/v1/conferences", n.guestConferences)
+	for _, p := range []string{
+		"GET /api/v1/conferences/{id}",
+		"GET /api/v1/conferences/{id}/participants",
+		"GET /api/v1/conferences/{id}/events",
+		"GET /api/v1/conferences/{id}/media",
+		"POST /api/v1/conferences/{id}/join",
+		"POST /api/v1/conferences/{id}/signals",
+	} {
+		mux.Handle(p, n.guestInPortal(next, false))
+	}
+	mux.Handle("POST /api/v1/conferences/{id}/leave", n.guestInPortal(next, true))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		federation.WriteError(w, federation.Forbidden(
+			"a Matrix guest may only see, join, chat in and leave the conferences whose Matrix room they are in"))
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, err := n.accounts.Authenticate(r)
+		if err != nil || !u.MatrixGuest {
+			next.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), guestKey{}, u)))
+	})
+}
+
+func guestOf(r *http.Request) federation.LocalUser {
+	u, _ := r.Context().Value(guestKey{}).(federation.LocalUser)
+	return u
+}
+
+// guestInPortal lets the request through when the guest is joined to the
+// conference's portal room now. With stillIn, a guest who is a participant
+// may also go on (to leave a call after leaving the room).
+func (n *Node) guestInPortal(next http.Handler, stillIn bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, conference := guestOf(r), r.PathValue("id")
+		err := n.checkGuest(r.Context(), u, conference)
+		if err != nil && stillIn && n.isParticipant(r.Context(), u, conference) {
+			err = nil
+		}
+		if err != nil {
+			federation.WriteError(w, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// checkGuest asks the homeserver whether the guest is in the conference's
+// portal room.
+func (n *Node) checkGuest(ctx context.Context, u federation.LocalUser, conference string) error {
+	matrixUser := strings.TrimSpace(u.DisplayName)
+	if n.bridge == nil {
+		return federation.Forbidden("this node runs no Matrix bridge: Matrix guests may not join its conferences")
+	}
+	err := n.bridge.CheckGuest(ctx, conference, matrixUser)
+	switch {
+	case errors.Is(err, bridge.ErrNotInPortal):
+		return federation.Forbidden("%s is not in the Matrix room of conference %s", matrixUser, conference)
+	case err != nil:
+		n.log.Warn("Matrix guest: portal room not checked", "conference", conference, "user", matrixUser, "err", err)
+		return &federation.Error{Status: http.StatusBadGateway, Code: "internal",
+			Message: "the Matrix homeserver could not be asked whether you are in the conference's room"}
+	}
+	return nil
+}
+
+func (n *Node) isParticipant(ctx context.Context, u federation.LocalUser, conference string) bool {
+	roster, err := n.fed.LocalRoster(ctx, conference)
+	if err != nil {
+		return false
+	}
+	ref := federation.UserRef(u.ID, n.did)
+	return slices.ContainsFunc(slices.Concat(roster.Participants, roster.Lobby),
+		func(p federation.RosterMember) bool { return p.User == ref })
+}
+
+// guestConferences lists the conferences whose portal room the guest is in,
+// newest first, as GET /conferences shows them.
+func (n *Node) guestConferences(w http.ResponseWriter, r *http.Request) {
+	u := guestOf(r)
+	out := []federation.ConferenceView{}
+	if n.bridge != nil {
+		ids, err := n.bridge.GuestConferences(r.Context(), strings.TrimSpace(u.DisplayName))
+		if err != nil {
+			n.log.Warn("Matrix guest: portal rooms not checked", "user", u.DisplayName, "err", err)
+			federation.WriteError(w, &federation.Error{Status: http.StatusBadGateway, Code: "internal",
+				Message: "the Matrix homeserver could not be asked which rooms you are in"})
+			return
+		}
+		for _, id := range ids {
+			v, err := n.fed.ConferenceDetail(r.Context(), id)
+			if err != nil {
+				continue // a portal of a conference this node forgot
+			}
+			v.Nodes, v.Participants, v.Waiting = nil, nil, nil
+			out = append(out, v)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b federation.ConferenceView) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	writeJSON(w, http.StatusOK, out)
+}
