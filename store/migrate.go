@@ -29,6 +29,7 @@ CREATE TABLE secrets (
 )`},
 		{Version: 2, Name: "federation", SQL: federationSchema},
 		{Version: 3, Name: "bridge", SQL: bridgeSchema},
+		{Version: 4, Name: "signin", SQL: signInSchema},
 	}
 }
 
