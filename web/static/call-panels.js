@@ -4,6 +4,7 @@
 // never from anything a participant typed.
 import { h, say } from './dom.js';
 import { t } from './i18n.js';
+import { orgLabel } from './api.js';
 
 // chatPanel lists chat signals and sends new ones with send(text).
 export function chatPanel({ send }) {
@@ -72,7 +73,7 @@ export function peoplePanel({ me, isModerator, act }) {
     if (state.hand) flags.push(h('span', { class: 'badge hand', i18n: 'call.badge.hand' }));
     return h('li', { 'data-user': p.user },
       h('p', { class: 'card-title', text: p.user === me ? t('call.you', { name: p.display_name }) : p.display_name }),
-      h('p', { class: 'meta', text: p.organisation }),
+      h('p', { class: 'meta', text: orgLabel(p) }),
       flags.length ? h('p', { class: 'flags' }, flags) : null,
       actions.length ? h('div', { class: 'actions' }, actions) : null);
   }

@@ -4,6 +4,7 @@
 import { h, say, announce } from './dom.js';
 import { t } from './i18n.js';
 import { conferenceAPI } from './call-api.js';
+import { orgLabel } from './api.js';
 import { MediaSession } from './call-media.js';
 import { Stage } from './call-tiles.js';
 import { chatPanel, peoplePanel } from './call-panels.js';
@@ -239,7 +240,7 @@ export function startCall({ conference, me, stream, queued }) {
   }
 
   function present(p) {
-    stage.setPerson(p.user, { name: p.display_name, org: p.organisation, present: true });
+    stage.setPerson(p.user, { name: p.display_name, org: orgLabel(p), present: true });
     if (p.user !== me.user) stage.tile(p.user, 'camera');
   }
 
@@ -296,7 +297,7 @@ export function startCall({ conference, me, stream, queued }) {
     },
     participant_joined(p) {
       present(p);
-      announce('call.joined', { name: p.display_name, org: p.organisation });
+      announce('call.joined', { name: p.display_name, org: orgLabel(p) });
       refreshRoster();
     },
     participant_left({ user }) {
