@@ -298,6 +298,7 @@ func TestOIDCRefusals(t *testing.T) {
 	n := oidcNode(t, f, p, "Ministry of Finance", func(c *config.Config) {
 		c.OIDC.AllowedEmailDomains = "finances.gouv.fr"
 		c.OIDC.AllowedOrganisations = "11000201100044"
+		c.OIDC.AdminClaim = "entente_admin"
 		c.Auth.Passwords = false
 	})
 	ctx := context.Background()
@@ -379,7 +380,13 @@ func TestOIDCRefusals(t *testing.T) {
 	noSession(b, "tampered state")
 
 	// A whole sign-in, then its answer replayed, with the state cookie put
-	// back as an attacker holding it would: the flow is used up.
+	// back as an attacker holding it would: the flow is used up. The
+	// provider says this user is an administrator (admin_claim).
+	adminAlice := map[string]any{"entente_admin": true}
+	for k, v := range alice {
+		adminAlice[k] = v
+	}
+	p.SetUser("sub-alice", adminAlice)
 	b = newBrowser(t, f)
 	b.stopAt = accounts.CallbackPath
 	resp, _ = b.get(n.PublicURL() + accounts.LoginPath)
@@ -399,6 +406,9 @@ func TestOIDCRefusals(t *testing.T) {
 	noSession(replay, "replay")
 	if first == "" {
 		t.Fatal("the genuine sign-in made no session")
+	}
+	if u, err := n.Store().GetUser(ctx, "amartin"); err != nil || !u.Admin {
+		t.Fatalf("user with the admin claim: %+v, %v", u, err)
 	}
 
 	// Passwords are off; the sign-in options say so, and API tokens still
