@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -436,5 +437,37 @@ func TestOIDCRefusals(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer "+token)
 	if resp, err := f.Client().Do(req); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("API token with passwords off: %v %v", resp, err)
+	}
+}
+
+// TestOIDCProviderDown: with the provider unreachable the node keeps
+// serving; a sign-in comes back with the reason "provider" and no session,
+// and API tokens still work.
+func TestOIDCProviderDown(t *testing.T) {
+	f := nodetest.New(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "https://" + l.Addr().String() + "/"
+	l.Close() // nothing listens there any more
+	n := f.Start(t, "Ministry of Finance", func(c *config.Config) {
+		c.OIDC.Issuer, c.OIDC.ClientID, c.OIDC.ClientSecret = down, "entente", "secret"
+	})
+	b := newBrowser(t, f)
+	if got := b.signIn(n); got != "/?signin_error=provider" {
+		t.Fatalf("sign-in with the provider down ends at %q", got)
+	}
+	if c := b.sessionCookie(n); c != "" {
+		t.Fatal("a session cookie was set")
+	}
+	if code, _ := b.api(n, "GET", "/signin", "", nil, nil); code != 200 {
+		t.Fatalf("GET /signin with the provider down: %d", code)
+	}
+	_, tok := nodetest.User(t, n, "bruno", "Bruno")
+	req, _ := http.NewRequest("GET", n.PublicURL()+"/api/v1/me", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if resp, err := f.Client().Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("API token with the provider down: %v %v", resp, err)
 	}
 }
