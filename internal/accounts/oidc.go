@@ -37,6 +37,10 @@ const (
 	// maxIDTokenAge bounds how old an ID token may be when it arrives: it
 	// is made by the code exchange a moment before.
 	maxIDTokenAge = 5 * time.Minute
+	// startLimit sign-ins may start from one address within flowLifetime:
+	// each stores a flow, and nobody signs in that often, so a flood from
+	// one address cannot fill the store.
+	startLimit = 30
 )
 
 // OIDC signs users in through the configured OpenID provider.
@@ -49,6 +53,8 @@ type OIDC struct {
 	log       *slog.Logger
 	client    *http.Client
 	secret    string
+
+	starts *LoginHandler // counts sign-ins started per address, with the password limiter's window
 
 	mu       sync.Mutex
 	provider *oidc.Provider
@@ -85,6 +91,7 @@ func NewOIDC(cfg config.Config, s store.Store, now func() time.Time, log *slog.L
 	return &OIDC{
 		cfg: cfg.OIDC, ttl: cfg.Auth.SessionLifetime, publicURL: cfg.Node.PublicURL,
 		store: s, now: now, log: log, secret: secret,
+		starts: NewLoginHandler(s, now, log),
 		client: &http.Client{
 			Timeout:   15 * time.Second,
 			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}},
@@ -142,6 +149,13 @@ func (o *OIDC) verifier(p *oidc.Provider) *oidc.IDTokenVerifier {
 // Login serves GET /auth/oidc/login: it stores a new flow and sends the
 // browser to the provider.
 func (o *OIDC) Login(w http.ResponseWriter, r *http.Request) {
+	ip := clientIP(r)
+	if len(o.starts.recentLocked(ip)) >= startLimit {
+		o.log.Warn("OpenID sign-in refused: too many started from one address")
+		o.failed(w, r, "limited")
+		return
+	}
+	o.starts.fail(ip)
 	p, err := o.discover(r.Context())
 	if err != nil {
 		o.log.Error("OpenID provider unreachable", "err", err)

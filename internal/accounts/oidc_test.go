@@ -464,6 +464,15 @@ func TestOIDCProviderDown(t *testing.T) {
 	if code, _ := b.api(n, "GET", "/signin", "", nil, nil); code != 200 {
 		t.Fatalf("GET /signin with the provider down: %d", code)
 	}
+	// Sign-ins started from one address are bounded: 30 within 10 minutes.
+	for i := 2; i <= 30; i++ {
+		if got := b.signIn(n); got != "/?signin_error=provider" {
+			t.Fatalf("sign-in %d ends at %q", i, got)
+		}
+	}
+	if got := b.signIn(n); got != "/?signin_error=limited" {
+		t.Fatalf("the 31st sign-in from one address ends at %q, want limited", got)
+	}
 	_, tok := nodetest.User(t, n, "bruno", "Bruno")
 	req, _ := http.NewRequest("GET", n.PublicURL()+"/api/v1/me", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
