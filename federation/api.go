@@ -96,10 +96,14 @@ func (s *Service) view(c store.Conference) ConferenceView {
 }
 
 func (s *Service) apiMe(w http.ResponseWriter, r *http.Request, u LocalUser) {
-	writeJSON(w, http.StatusOK, map[string]any{
+	me := map[string]any{
 		"user": s.userRef(u), "id": u.ID, "display_name": u.DisplayName, "admin": u.Admin,
 		"node": map[string]string{"did": s.did, "name": s.name},
-	})
+	}
+	if u.Unit != "" {
+		me["unit"] = u.Unit
+	}
+	writeJSON(w, http.StatusOK, me)
 }
 
 func (s *Service) apiPeers(w http.ResponseWriter, r *http.Request, _ LocalUser) {

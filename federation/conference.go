@@ -23,6 +23,9 @@ type LocalUser struct {
 	// MatrixGuest is a Matrix user the node let in with an OpenID token: it
 	// takes part as a guest of this node's organisation.
 	MatrixGuest bool
+	// Unit is the user's organisational unit as the node's OpenID provider
+	// gives it; its join events carry it (spec/federation.md §7.1).
+	Unit string
 }
 
 // userRef is the sender of u's actions; the zero LocalUser is the node
@@ -171,6 +174,9 @@ func (s *Service) Join(ctx context.Context, u LocalUser, conference string) (int
 		org = server + " (Matrix)"
 	}
 	content := JoinContent{User: s.userRef(u), DisplayName: u.DisplayName, Organisation: org}
+	if !u.MatrixGuest {
+		content.Unit = u.Unit
+	}
 	return s.userEvent(ctx, TypeJoin, u, conference, content)
 }
 

@@ -64,6 +64,9 @@ type (
 		User         string `json:"user"`
 		DisplayName  string `json:"display_name"`
 		Organisation string `json:"organisation"`
+		// Unit is the user's organisational unit as the home node's
+		// OpenID provider gives it (spec §6.1); absent when unknown.
+		Unit string `json:"unit,omitempty"`
 	}
 	UserContent struct {
 		User string `json:"user"`

@@ -32,9 +32,12 @@ type RosterMember struct {
 	User         string `json:"user"`
 	DisplayName  string `json:"display_name"`
 	Organisation string `json:"organisation"`
-	Node         string `json:"node"`
-	JoinedSeq    int64  `json:"joined_seq"`
-	JoinEvent    string `json:"join_event"`
+	// Unit is the organisational unit in the same join event, vouched for
+	// by the same signature (spec §7); absent when the join had none.
+	Unit      string `json:"unit,omitempty"`
+	Node      string `json:"node"`
+	JoinedSeq int64  `json:"joined_seq"`
+	JoinEvent string `json:"join_event"`
 }
 
 // LocalRoster is the roster as this node's log or replica holds it.
@@ -57,7 +60,7 @@ func (s *Service) LocalRoster(ctx context.Context, id string) (Roster, error) {
 	}
 	for _, p := range parts {
 		m := RosterMember{
-			User: p.User, DisplayName: p.DisplayName, Organisation: p.Organisation,
+			User: p.User, DisplayName: p.DisplayName, Organisation: p.Organisation, Unit: p.Unit,
 			Node: p.Node, JoinedSeq: p.JoinedSeq, JoinEvent: p.JoinEvent,
 		}
 		if p.Waiting {

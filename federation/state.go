@@ -160,6 +160,9 @@ func (st *confState) authorize(ev *event) error {
 		if !validText(c.DisplayName, 100) || !validText(c.Organisation, 200) {
 			return BadRequest("display_name and organisation must be 1 to 100 and 1 to 200 bytes")
 		}
+		if c.Unit != "" && !validText(c.Unit, 100) {
+			return BadRequest("unit must be 1 to 100 bytes when present")
+		}
 		if p.Origin != host {
 			n, ok := st.nodes[p.Origin]
 			if !ok || n.State != "accepted" {
@@ -304,7 +307,7 @@ func (st *confState) apply(ev *event, seq int64, recordHash string) {
 		}
 		st.participants[c.User] = &store.Participant{
 			Conference: p.Conference, User: c.User, Node: p.Origin, DisplayName: c.DisplayName,
-			Organisation: c.Organisation, JoinedSeq: seq, JoinEvent: ev.hash, Waiting: waiting,
+			Organisation: c.Organisation, Unit: c.Unit, JoinedSeq: seq, JoinEvent: ev.hash, Waiting: waiting,
 		}
 		st.joined[c.User] = true
 		delete(st.left, c.User)

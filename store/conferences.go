@@ -59,7 +59,9 @@ type Participant struct {
 	Node         string
 	DisplayName  string
 	Organisation string
-	JoinedSeq    int64
+	// Unit is the organisational unit the join event carries, if any.
+	Unit      string
+	JoinedSeq int64
 	// JoinEvent is the hex SHA-256 of the join event's payload (of the knock
 	// event for someone admitted from the lobby).
 	JoinEvent string
@@ -70,7 +72,7 @@ type Participant struct {
 const (
 	conferenceColumns     = `id, host, title, created_by, created_at, locked, lobby, ended, head_seq, head_hash`
 	conferenceNodeColumns = `conference, node, state, users, last_sent_seq`
-	participantColumns    = `conference, user_ref, node, display_name, organisation, joined_seq, join_event, waiting`
+	participantColumns    = `conference, user_ref, node, display_name, organisation, joined_seq, join_event, waiting, unit`
 )
 
 func scanConference(r rowScanner) (Conference, error) {
@@ -204,7 +206,7 @@ func (s queries) ListConferenceNodes(ctx context.Context, conference string) ([]
 
 func scanParticipant(r rowScanner) (Participant, error) {
 	var p Participant
-	err := r.Scan(&p.Conference, &p.User, &p.Node, &p.DisplayName, &p.Organisation, &p.JoinedSeq, &p.JoinEvent, &p.Waiting)
+	err := r.Scan(&p.Conference, &p.User, &p.Node, &p.DisplayName, &p.Organisation, &p.JoinedSeq, &p.JoinEvent, &p.Waiting, &p.Unit)
 	return p, err
 }
 
@@ -213,11 +215,11 @@ func (s queries) PutParticipant(ctx context.Context, p Participant) error {
 		return fmt.Errorf("store: put participant of conference %q: user is empty", p.Conference)
 	}
 	_, err := s.q.exec(ctx, `
-INSERT INTO participants (`+participantColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO participants (`+participantColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (conference, user_ref) DO UPDATE SET node = excluded.node, display_name = excluded.display_name,
 	organisation = excluded.organisation, joined_seq = excluded.joined_seq, join_event = excluded.join_event,
-	waiting = excluded.waiting`,
-		p.Conference, p.User, p.Node, p.DisplayName, p.Organisation, p.JoinedSeq, p.JoinEvent, p.Waiting)
+	waiting = excluded.waiting, unit = excluded.unit`,
+		p.Conference, p.User, p.Node, p.DisplayName, p.Organisation, p.JoinedSeq, p.JoinEvent, p.Waiting, p.Unit)
 	if err != nil {
 		return fmt.Errorf("store: put participant %q of conference %q: %w", p.User, p.Conference, err)
 	}

@@ -31,6 +31,7 @@ CREATE TABLE secrets (
 		{Version: 3, Name: "bridge", SQL: bridgeSchema},
 		{Version: 4, Name: "chat_lines", SQL: chatLinesSchema},
 		{Version: 5, Name: "health", SQL: healthSchema},
+		{Version: 6, Name: "signin", SQL: signInSchema},
 	}
 }
 

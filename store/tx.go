@@ -38,6 +38,25 @@ type Tx interface {
 	GetToken(ctx context.Context, hash string) (Token, error)
 	RevokeToken(ctx context.Context, hash string) error
 
+	// PutIdentity inserts or replaces the link of (id.Issuer, id.Subject);
+	// ErrConflict when id.UserID is already another account's.
+	PutIdentity(ctx context.Context, id Identity) error
+	GetIdentity(ctx context.Context, issuer, subject string) (Identity, error)
+	GetIdentityOfUser(ctx context.Context, userID string) (Identity, error)
+	// PutSession inserts s; ErrConflict when its hash is already stored.
+	PutSession(ctx context.Context, s Session) error
+	GetSession(ctx context.Context, hash string) (Session, error)
+	DeleteSession(ctx context.Context, hash string) error
+	// DeleteUserSessions ends every session of a user, returning how many.
+	DeleteUserSessions(ctx context.Context, userID string) (int64, error)
+	// PutSignInFlow stores a sign-in under way; TakeSignInFlow returns and
+	// deletes it, so that each is used at most once.
+	PutSignInFlow(ctx context.Context, f SignInFlow) error
+	TakeSignInFlow(ctx context.Context, state string) (SignInFlow, error)
+	// PruneSignIn deletes the flows and sessions that expired before
+	// before, returning how many.
+	PruneSignIn(ctx context.Context, before time.Time) (int64, error)
+
 	// PutConference inserts the conference c.ID or replaces it whole.
 	PutConference(ctx context.Context, c Conference) error
 	GetConference(ctx context.Context, id string) (Conference, error)

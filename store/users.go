@@ -15,6 +15,9 @@ type User struct {
 	DisplayName string
 	Admin       bool
 	CreatedAt   time.Time
+	// Unit is the user's organisational unit (a directorate, a service) as
+	// the OpenID provider last gave it; empty when unknown.
+	Unit string
 }
 
 // Token is an API bearer token of a local user.
@@ -29,13 +32,13 @@ type Token struct {
 }
 
 const (
-	userColumns  = `id, display_name, admin, created_at`
+	userColumns  = `id, display_name, admin, created_at, unit`
 	tokenColumns = `hash, user_id, created_at, expires_at, revoked`
 )
 
 func scanUser(r rowScanner) (User, error) {
 	var u User
-	err := r.Scan(&u.ID, &u.DisplayName, &u.Admin, millisTime{&u.CreatedAt})
+	err := r.Scan(&u.ID, &u.DisplayName, &u.Admin, millisTime{&u.CreatedAt}, &u.Unit)
 	return u, err
 }
 
@@ -44,10 +47,10 @@ func (s queries) PutUser(ctx context.Context, u User) error {
 		return errors.New("store: put user: ID is empty")
 	}
 	_, err := s.q.exec(ctx, `
-INSERT INTO users (`+userColumns+`) VALUES (?, ?, ?, ?)
+INSERT INTO users (`+userColumns+`) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name, admin = excluded.admin,
-	created_at = excluded.created_at`,
-		u.ID, u.DisplayName, u.Admin, millisArg(u.CreatedAt))
+	created_at = excluded.created_at, unit = excluded.unit`,
+		u.ID, u.DisplayName, u.Admin, millisArg(u.CreatedAt), u.Unit)
 	if err != nil {
 		return fmt.Errorf("store: put user %q: %w", u.ID, err)
 	}

@@ -71,23 +71,35 @@ func hashToken(token string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// Authenticator checks bearer tokens against the store.
+// Authenticator checks bearer tokens and browser sessions against the store.
 type Authenticator struct {
 	Store store.Store
 	Now   func() time.Time
+	// Origin is this node's origin (https://host:port), which a browser's
+	// state-changing requests must come from.
+	Origin string
 }
 
 // Authenticate returns the user of a request's bearer token (Authorization
-// header, or the access_token query parameter that browsers' WebSockets need).
+// header, or the access_token query parameter that browsers' WebSockets need)
+// or else of its session cookie, whose state-changing requests must also pass
+// the CSRF check.
 func (a Authenticator) Authenticate(r *http.Request) (federation.LocalUser, error) {
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
 		token = r.URL.Query().Get("access_token")
 	}
-	if token == "" {
-		return federation.LocalUser{}, federation.Unauthorized("sign in: no bearer token")
+	if token != "" {
+		return a.User(r.Context(), token)
 	}
-	return a.User(r.Context(), token)
+	ss, err := a.session(r)
+	if err != nil {
+		return federation.LocalUser{}, err
+	}
+	if err := a.checkCSRF(r, ss); err != nil {
+		return federation.LocalUser{}, err
+	}
+	return a.localUser(r.Context(), ss.UserID, "the session's user no longer exists")
 }
 
 // User returns the user a token belongs to.
@@ -101,19 +113,21 @@ func (a Authenticator) User(ctx context.Context, token string) (federation.Local
 	} else if err != nil {
 		return federation.LocalUser{}, err
 	}
-	now := time.Now
-	if a.Now != nil {
-		now = a.Now
-	}
-	if t.Revoked || !now().Before(t.ExpiresAt) {
+	if t.Revoked || !a.now().Before(t.ExpiresAt) {
 		return federation.LocalUser{}, federation.Unauthorized("sign in: token revoked or expired")
 	}
-	u, err := a.Store.GetUser(ctx, t.UserID)
-	if err != nil {
-		return federation.LocalUser{}, federation.Unauthorized("sign in: the token's user no longer exists")
+	return a.localUser(ctx, t.UserID, "the token's user no longer exists")
+}
+
+func (a Authenticator) localUser(ctx context.Context, id, gone string) (federation.LocalUser, error) {
+	u, err := a.Store.GetUser(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return federation.LocalUser{}, federation.Unauthorized("sign in: %s", gone)
+	} else if err != nil {
+		return federation.LocalUser{}, err
 	}
 	// A Matrix guest is never an administrator, whatever the store says
 	// (spec/client-api.md §6).
 	guest := IsMatrixGuest(u.ID)
-	return federation.LocalUser{ID: u.ID, DisplayName: u.DisplayName, Admin: u.Admin && !guest, MatrixGuest: guest}, nil
+	return federation.LocalUser{ID: u.ID, DisplayName: u.DisplayName, Admin: u.Admin && !guest, MatrixGuest: guest, Unit: u.Unit}, nil
 }

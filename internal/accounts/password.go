@@ -169,6 +169,13 @@ func (h *LoginHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(map[string]string{"token": token})
 }
 
+// recentLocked is recent for callers that do not hold h.mu.
+func (h *LoginHandler) recentLocked(key string) []time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.recent(key)
+}
+
 // allowed tells whether key has fewer than loginFailureLimit recent failures.
 func (h *LoginHandler) allowed(key string) bool {
 	h.mu.Lock()

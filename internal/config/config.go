@@ -28,6 +28,8 @@ type Config struct {
 	Federation Federation `yaml:"federation"`
 	Media      Media      `yaml:"media"`
 	Bridge     Bridge     `yaml:"bridge"`
+	Auth       Auth       `yaml:"auth"`
+	OIDC       OIDC       `yaml:"oidc"`
 	Log        Log        `yaml:"log"`
 }
 
@@ -199,6 +201,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := c.Bridge.validate(); err != nil {
+		return err
+	}
+	if err := c.validateSignIn(); err != nil {
 		return err
 	}
 	switch c.Log.Format {

@@ -70,6 +70,7 @@ type Node struct {
 	turn     *media.TURNServer
 	bridge   *bridge.Bridge
 	accounts accounts.Authenticator
+	oidc     *accounts.OIDC // nil when OpenID Connect sign-in is off
 
 	stopOutbox context.CancelFunc
 	outboxDone chan struct{}
@@ -176,7 +177,12 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 	if err != nil {
 		return nil, err
 	}
-	n.accounts = accounts.Authenticator{Store: n.store, Now: n.now}
+	n.accounts = accounts.Authenticator{Store: n.store, Now: n.now, Origin: accounts.OriginOf(cfg.Node.PublicURL)}
+	if cfg.OIDC.Enabled() {
+		if n.oidc, err = accounts.NewOIDC(cfg, n.store, n.now, n.log); err != nil {
+			return nil, err
+		}
+	}
 	n.registry = newRegistry(n.version)
 	if n.sfu, err = n.newSFU(); err != nil {
 		return nil, err

@@ -60,7 +60,19 @@ func (n *Node) routes() {
 	}))
 	n.Handle("GET /readyz", http.HandlerFunc(n.readyz))
 	n.Handle(federation.Path+"/", n.fed.Handler())
-	n.Handle("POST /api/v1/login", accounts.NewLoginHandler(n.store, n.now, n.log))
+	if n.cfg.Auth.Passwords {
+		n.Handle("POST /api/v1/login", accounts.NewLoginHandler(n.store, n.now, n.log))
+	} else {
+		n.Handle("POST /api/v1/login", http.HandlerFunc(accounts.PasswordsOff))
+	}
+	signIn := accounts.SignInHandlers{Auth: n.accounts, Passwords: n.cfg.Auth.Passwords, OIDC: n.oidc, Log: n.log}
+	n.Handle("GET /api/v1/signin", http.HandlerFunc(signIn.Options))
+	n.Handle("GET /api/v1/session", http.HandlerFunc(signIn.Session))
+	n.Handle("POST /api/v1/logout", http.HandlerFunc(signIn.Logout))
+	if n.oidc != nil {
+		n.Handle("GET "+accounts.LoginPath, http.HandlerFunc(n.oidc.Login))
+		n.Handle("GET "+accounts.CallbackPath, http.HandlerFunc(n.oidc.Callback))
+	}
 	// Matrix guests reach only what guestGate lets through.
 	n.Handle("GET /api/v1/conferences/{id}/media", n.guestGate(http.HandlerFunc(n.serveMedia)))
 	if n.bridge != nil {

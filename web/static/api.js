@@ -13,6 +13,25 @@ export function clearToken() {
   sessionStorage.removeItem(TOKEN_KEY);
 }
 
+// A browser signed in through OpenID Connect has no token: the node knows it
+// by its HttpOnly session cookie, and every state-changing request carries
+// the session's CSRF token (spec/client-api.md §1).
+let csrf = null;
+
+export function setSession(token) {
+  csrf = token;
+}
+
+export function hasSession() {
+  return csrf !== null;
+}
+
+// orgLabel is the organisation as a participant's home node states it, with
+// the unit before it where the node knows one.
+export function orgLabel(p) {
+  return p.unit ? `${p.unit} · ${p.organisation}` : p.organisation;
+}
+
 // ApiError carries the answer's status and the error code and message of
 // spec/client-api.md §1. status 0 means the node could not be reached.
 export class ApiError extends Error {
@@ -28,6 +47,7 @@ export async function request(method, path, body) {
   const headers = { Accept: 'application/json' };
   const token = getToken();
   if (token) headers.Authorization = 'Bearer ' + token;
+  else if (csrf && method !== 'GET') headers['X-CSRF-Token'] = csrf;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let res;
   try {
@@ -56,6 +76,9 @@ const id = (s) => encodeURIComponent(s);
 export const api = {
   login: (user, password) => request('POST', '/login', { user, password }),
   matrixLogin: (token, server) => request('POST', '/matrix/openid', { access_token: token, matrix_server_name: server }),
+  signinOptions: () => request('GET', '/signin'),
+  session: () => request('GET', '/session'),
+  logout: () => request('POST', '/logout'),
   me: () => request('GET', '/me'),
   peers: () => request('GET', '/peers'),
   conferences: () => request('GET', '/conferences'),

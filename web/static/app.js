@@ -1,6 +1,6 @@
 // The client's entry point: the session, the language switch and which
 // screen shows.
-import { api, getToken, setToken, clearToken } from './api.js';
+import { api, getToken, setToken, clearToken, setSession, hasSession } from './api.js';
 import { initLanguage, getLanguage, setLanguage } from './i18n.js';
 import { parseRoute, followLinks } from './router.js';
 import { showSignIn } from './signin.js';
@@ -26,14 +26,45 @@ function takeFragmentToken() {
   history.replaceState(null, '', location.pathname + location.search);
 }
 
+// An OpenID Connect sign-in that failed comes back as /?signin_error=reason
+// (spec/client-api.md §3.1); the reason is shown once and leaves the address.
+function takeSignInError() {
+  const params = new URLSearchParams(location.search);
+  const reason = params.get('signin_error');
+  if (!reason) return;
+  params.delete('signin_error');
+  const rest = params.toString();
+  history.replaceState(null, '', location.pathname + (rest ? '?' + rest : ''));
+  if (reason === 'denied' || reason === 'not_allowed') notice = 'signin.oidc.' + reason;
+  else notice = { key: 'signin.oidc.failed', vars: { reason: reason.replace(/[^a-z_]/g, '') } };
+}
+
 async function render({ focus = true } = {}) {
   const mine = ++generation;
   screen?.stop?.();
   screen = null;
   main.replaceChildren();
-  if (!getToken()) {
+  if (!getToken() && !hasSession()) {
+    // An OpenID Connect sign-in leaves an HttpOnly session cookie this page
+    // cannot see: the node tells whether there is one.
+    try {
+      const { data } = await api.session();
+      setSession(data.csrf_token);
+    } catch {
+      // No session: sign in.
+    }
+    if (mine !== generation) return;
+  }
+  if (!getToken() && !hasSession()) {
+    let options;
+    try {
+      ({ data: options } = await api.signinOptions());
+    } catch {
+      options = undefined; // the password form, as before
+    }
+    if (mine !== generation) return;
     signOut.hidden = true;
-    screen = showSignIn(main, { onSignedIn: () => render(), notice });
+    screen = showSignIn(main, { onSignedIn: () => render(), notice, options });
     notice = null;
     return;
   }
@@ -44,6 +75,7 @@ async function render({ focus = true } = {}) {
     if (mine !== generation) return;
     if (err.status === 401) {
       clearToken();
+      setSession(null);
       return render({ focus });
     }
     main.replaceChildren(h('h1', { i18n: 'app.title' }), h('p', { class: 'error', role: 'alert', i18n: 'error.unreachable' }));
@@ -60,7 +92,19 @@ async function render({ focus = true } = {}) {
 initLanguage();
 language.value = getLanguage();
 language.addEventListener('change', () => setLanguage(language.value));
-signOut.addEventListener('click', () => {
+signOut.addEventListener('click', async () => {
+  if (hasSession()) {
+    // The node ends the session and says where the sign-in ends too: the
+    // provider's logout page, which comes back here.
+    try {
+      const { data } = await api.logout();
+      setSession(null);
+      location.assign(data.redirect);
+      return;
+    } catch {
+      setSession(null);
+    }
+  }
   clearToken();
   history.pushState(null, '', '/');
   render();
@@ -69,6 +113,7 @@ followLinks(document.body);
 window.addEventListener('popstate', () => render());
 window.addEventListener('entente:navigate', () => render());
 takeFragmentToken();
+takeSignInError();
 signInWithMatrix()
   .catch(() => { notice = 'signin.matrix.failed'; })
   .finally(() => render({ focus: false }));

@@ -27,6 +27,7 @@ export function conferenceAPI(id) {
 export function mediaURL(id) {
   const u = new URL(`/api/v1/conferences/${encodeURIComponent(id)}/media`, location.href);
   u.protocol = u.protocol === 'http:' ? 'ws:' : 'wss:';
-  u.searchParams.set('access_token', getToken());
+  // A session signs in with its cookie instead.
+  if (getToken()) u.searchParams.set('access_token', getToken());
   return u.href;
 }

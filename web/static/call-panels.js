@@ -4,6 +4,7 @@
 // never from anything a participant typed.
 import { h, say } from './dom.js';
 import { t } from './i18n.js';
+import { orgLabel } from './api.js';
 
 // chatPanel lists chat signals and sends new ones with send(text).
 export function chatPanel({ send }) {
@@ -99,7 +100,7 @@ export function peoplePanel({ me, isModerator, act }) {
     if (state.withheld) flags.push(h('span', { class: 'badge withheld', i18n: 'call.badge.withheld' }));
     return h('li', { 'data-user': p.user },
       h('p', { class: 'card-title', ...(p.user === me ? { i18n: 'call.you', vars: { name: p.display_name } } : { text: p.display_name }) }),
-      h('p', { class: 'meta', text: p.organisation },
+      h('p', { class: 'meta', text: orgLabel(p) },
         p.organisation_label ? h('span', { class: 'org-label', i18n: 'call.org.label', vars: { label: p.organisation_label } }) : null),
       flags.length ? h('p', { class: 'flags' }, flags) : null,
       actions.length ? h('div', { class: 'actions' }, actions) : null);

@@ -6,6 +6,7 @@ import { t } from './i18n.js';
 import { navigate, conferencePath } from './router.js';
 import { icon } from './icons.js';
 import { conferenceAPI } from './call-api.js';
+import { orgLabel } from './api.js';
 import { MediaSession } from './call-media.js';
 import { Stage } from './call-tiles.js';
 import { chatPanel, peoplePanel } from './call-panels.js';
@@ -312,7 +313,7 @@ export function startCall({ conference, me, stream: given, queued }) {
   }
 
   function present(p) {
-    stage.setPerson(p.user, { name: p.display_name, org: p.organisation, present: true, withheld: !!p.media_withheld });
+    stage.setPerson(p.user, { name: p.display_name, org: orgLabel(p), present: true, withheld: !!p.media_withheld });
     if (p.user !== me.user) stage.tile(p.user, 'camera');
   }
 
@@ -370,7 +371,7 @@ export function startCall({ conference, me, stream: given, queued }) {
     },
     participant_joined(p) {
       present(p);
-      announce('call.joined', { name: p.display_name, org: p.organisation });
+      announce('call.joined', { name: p.display_name, org: orgLabel(p) });
       refreshRoster();
     },
     // The host now shares this participant's media with our organisation,

@@ -181,7 +181,7 @@ export function showHome(main, { me }) {
 
   main.append(
     h('h1', { i18n: 'home.title' }),
-    h('p', { id: 'whoami', i18n: 'home.whoami', vars: { name: me.display_name, user: me.id, org: me.node.name } }),
+    h('p', { id: 'whoami', i18n: 'home.whoami', vars: { name: me.display_name, user: me.id, org: me.unit ? `${me.unit} · ${me.node.name}` : me.node.name } }),
     h('section', { 'aria-labelledby': 'invitations-title' },
       h('h2', { id: 'invitations-title', i18n: 'invitations.title' }), invitationStatus, invitationList),
     h('section', { 'aria-labelledby': 'conferences-title' },

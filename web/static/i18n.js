@@ -16,6 +16,11 @@ const en = {
   "signin.failed": "The user name or password is incorrect.",
   "signin.limited": "Too many failed attempts. Wait a few minutes before trying again.",
   "signin.matrix.failed": "Your Matrix account could not be checked. Open the link again from your Matrix room, or sign in below.",
+  "signin.oidc": "Sign in with {name}",
+  "signin.local": "Or sign in with a local account of this server:",
+  "signin.oidc.failed": "Signing in through your organisation's account failed. Try again; if it keeps failing, tell your administrator (reason: {reason}).",
+  "signin.oidc.denied": "Your organisation's sign-in service refused you. Your account may be disabled: ask your administrator.",
+  "signin.oidc.not_allowed": "Your account is not among those allowed on this server. Ask your administrator.",
 
   "home.title": "Your conferences",
   "home.whoami": "Signed in as {name} ({user}), {org}.",
@@ -210,6 +215,11 @@ const fr = {
   "signin.missing": "Saisissez votre nom d’utilisateur et votre mot de passe.",
   "signin.failed": "Le nom d’utilisateur ou le mot de passe est incorrect.",
   "signin.matrix.failed": "Votre compte Matrix n’a pas pu être vérifié. Rouvrez le lien depuis votre salon Matrix, ou connectez-vous ci-dessous.",
+  "signin.oidc": "Se connecter avec {name}",
+  "signin.local": "Ou connectez-vous avec un compte local de ce serveur :",
+  "signin.oidc.failed": "La connexion avec le compte de votre organisation a échoué. Réessayez ; si l’échec se répète, prévenez votre administrateur (motif : {reason}).",
+  "signin.oidc.denied": "Le service de connexion de votre organisation vous a refusé. Votre compte est peut-être désactivé : adressez-vous à votre administrateur.",
+  "signin.oidc.not_allowed": "Votre compte ne fait pas partie de ceux autorisés sur ce serveur. Adressez-vous à votre administrateur.",
   "signin.limited": "Trop de tentatives échouées. Patientez quelques minutes avant de réessayer.",
 
   "home.title": "Vos conférences",

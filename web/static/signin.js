@@ -1,13 +1,15 @@
-// The sign-in screen: a local user name and password (POST /api/v1/login).
+// The sign-in screen: "Sign in with <provider>" where the node has an OpenID
+// provider, and a local user name and password (POST /api/v1/login) where
+// the node allows passwords (GET /api/v1/signin says which).
 import { api, setToken } from './api.js';
 import { h, say, sayRaw, field } from './dom.js';
 
-export function showSignIn(main, { onSignedIn, notice }) {
+export function showSignIn(main, { onSignedIn, notice, options = { passwords: true, oidc: null } }) {
   const user = h('input', { id: 'signin-user', type: 'text', name: 'username', autocomplete: 'username', autocapitalize: 'none', spellcheck: 'false', required: true });
   const password = h('input', { id: 'signin-password', type: 'password', name: 'password', autocomplete: 'current-password', required: true });
   // role=alert: the failure is read out as soon as it shows.
   const error = h('p', { id: 'signin-error', class: 'error', role: 'alert' });
-  if (notice) say(error, notice);
+  if (notice) say(error, notice.key ?? notice, notice.vars);
   const submit = h('button', { type: 'submit', class: 'primary', id: 'signin-submit', i18n: 'signin.submit' });
   const form = h('form', { id: 'signin-form', novalidate: true },
     field(user, 'signin.user'), field(password, 'signin.password'), error, submit);
@@ -37,11 +39,24 @@ export function showSignIn(main, { onSignedIn, notice }) {
     }
   });
 
+  // The provider's button is a plain link: the sign-in is a navigation to
+  // the node, which sends the browser on to the provider.
+  const provider = options.oidc
+    ? h('a', { id: 'signin-oidc', class: 'button primary', href: options.oidc.login_url, i18n: 'signin.oidc', vars: { name: options.oidc.name } })
+    : null;
+  const section = h('section', { 'aria-labelledby': 'signin-title' });
+  if (provider) section.append(h('p', {}, provider));
+  if (options.passwords) {
+    if (provider) section.append(h('p', { i18n: 'signin.local' }));
+    section.append(form);
+  } else {
+    section.append(error);
+  }
   main.append(
     h('h1', { id: 'signin-title', i18n: 'signin.title' }),
     h('p', { i18n: 'signin.intro' }),
-    h('section', { 'aria-labelledby': 'signin-title' }, form),
+    section,
   );
-  user.focus();
+  (options.passwords ? user : provider)?.focus();
   return { stop() {} };
 }
