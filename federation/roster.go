@@ -138,7 +138,7 @@ func (s *Service) verifyRoster(ctx context.Context, conf store.Conference, r Ros
 				continue
 			}
 			out = append(out, RosterMember{
-				User: p.User, DisplayName: p.DisplayName, Organisation: p.Organisation,
+				User: p.User, DisplayName: p.DisplayName, Organisation: p.Organisation, Unit: p.Unit,
 				Node: p.Node, JoinedSeq: p.JoinedSeq, JoinEvent: p.JoinEvent,
 			})
 		}

@@ -132,30 +132,22 @@ func (st *confState) authorize(ev *event) error {
 		if err != nil {
 			return err
 		}
-		// With a lobby, remote participants and the host's Matrix guests
-		// knock and wait to be admitted; the host's own users come in
-		// directly (spec §6.1).
-		direct := p.Origin == host && !IsMatrixGuest(local)
-		if !direct && st.conf.Lobby && p.Type == TypeJoin {
-			return Forbidden("conference %s has a lobby: guests and remote participants wait to be admitted", p.Conference)
-		}
-		if p.Type == TypeKnock && (direct || !st.conf.Lobby) {
-			return BadRequest("knock only to the lobby of a conference hosted elsewhere, or as a Matrix guest")
-		}
-		if c.User != p.Sender {
-			return Forbidden("a node joins only its own users: %s is not the sender", c.User)
-		}
 		// A user who already has a place (after a reload or a crash of
 		// their client) takes it over: a rejoin keeps them in, or waiting,
 		// whatever the lobby and the lock say now (spec §6.1).
 		_, rejoin := st.participants[c.User]
-		// With a lobby, remote participants knock and wait to be admitted;
-		// the host's own users come in directly.
-		if p.Origin != host && st.conf.Lobby && p.Type == TypeJoin && !rejoin {
-			return Forbidden("conference %s has a lobby: remote participants wait to be admitted", p.Conference)
+		// With a lobby, remote participants and the host's Matrix guests
+		// knock and wait to be admitted; the host's own users come in
+		// directly (spec §6.1).
+		direct := p.Origin == host && !IsMatrixGuest(local)
+		if !direct && st.conf.Lobby && p.Type == TypeJoin && !rejoin {
+			return Forbidden("conference %s has a lobby: guests and remote participants wait to be admitted", p.Conference)
 		}
-		if p.Type == TypeKnock && (p.Origin == host || !st.conf.Lobby) && !rejoin {
-			return BadRequest("knock only to the lobby of a conference hosted elsewhere")
+		if p.Type == TypeKnock && (direct || !st.conf.Lobby) && !rejoin {
+			return BadRequest("knock only to the lobby of a conference hosted elsewhere, or as a Matrix guest")
+		}
+		if c.User != p.Sender {
+			return Forbidden("a node joins only its own users: %s is not the sender", c.User)
 		}
 		if !validText(c.DisplayName, 100) || !validText(c.Organisation, 200) {
 			return BadRequest("display_name and organisation must be 1 to 100 and 1 to 200 bytes")
