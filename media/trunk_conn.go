@@ -407,7 +407,10 @@ func (t *trunk) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver
 		}
 		t.set.recvPackets.Inc()
 		t.set.recvBytes.Add(float64(max(n-12, 0)))
+		l := &b.up.layers[b.layer]
+		l.slotRead.Lock()
 		b.up.forward(b.layer, buf[:n], time.Now().UnixNano())
+		l.slotRead.Unlock()
 	}
 }
 

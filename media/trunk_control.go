@@ -398,6 +398,15 @@ func (t *trunk) rxBind(slot, track string, layer int) {
 	if ssrc := rs.ssrc.Load(); ssrc != 0 {
 		u.layers[layer].ssrc.Store(ssrc)
 	}
+	// A layer crosses on one slot at a time: a slot that still carried it
+	// (its unbind not yet seen) stops delivering into it now.
+	t.mu.Lock()
+	for _, other := range t.rx {
+		if b := other.binding.Load(); other != rs && b != nil && b.up == u && b.layer == layer {
+			other.binding.Store(nil)
+		}
+	}
+	t.mu.Unlock()
 	rs.binding.Store(&rxBinding{up: u, layer: layer})
 }
 

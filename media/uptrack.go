@@ -88,6 +88,12 @@ type upLayer struct {
 	pending      atomic.Bool
 	bitrate      atomic.Uint64
 
+	// slotRead is held by a trunk slot's reader while it forwards into this
+	// layer: while the peer moves the layer from one slot to another, the
+	// old slot's last packets and the new slot's first can arrive at once,
+	// and the fields below have one writer at a time (trunk.onTrack).
+	slotRead sync.Mutex
+
 	windowStart int64
 	windowBytes uint64
 	hdr         rtp.Header
