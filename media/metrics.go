@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // metrics are created even without a registry, so the hot path never checks
@@ -20,48 +21,71 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	auto, registered := factory(reg)
 	m := &metrics{
-		forwardedPackets: prometheus.NewCounterVec(prometheus.CounterOpts{
+		forwardedPackets: auto.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "entente", Subsystem: "media", Name: "forwarded_packets_total",
 			Help: "RTP packets forwarded to subscribers, by media kind.",
 		}, []string{"kind"}),
-		forwardedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+		forwardedBytes: auto.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "entente", Subsystem: "media", Name: "forwarded_bytes_total",
 			Help: "RTP payload bytes forwarded to subscribers, by media kind.",
 		}, []string{"kind"}),
-		nackAnswered: prometheus.NewCounter(prometheus.CounterOpts{
+		nackAnswered: auto.NewCounter(prometheus.CounterOpts{
 			Namespace: "entente", Subsystem: "media", Name: "nack_retransmissions_total",
 			Help: "Packets retransmitted from the packet cache in answer to a subscriber's NACK.",
 		}),
-		nackMissed: prometheus.NewCounter(prometheus.CounterOpts{
+		nackMissed: auto.NewCounter(prometheus.CounterOpts{
 			Namespace: "entente", Subsystem: "media", Name: "nack_cache_misses_total",
 			Help: "NACKed packets no longer in the packet cache.",
 		}),
-		keyframeRequests: prometheus.NewCounter(prometheus.CounterOpts{
+		keyframeRequests: auto.NewCounter(prometheus.CounterOpts{
 			Namespace: "entente", Subsystem: "media", Name: "keyframe_requests_sent_total",
 			Help: "PLIs sent to publishers after merging and rate limiting.",
 		}),
-		malformed: prometheus.NewCounterVec(prometheus.CounterOpts{
+		malformed: auto.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "entente", Subsystem: "media", Name: "malformed_packets_total",
 			Help: "RTP or RTCP packets from clients that could not be parsed and were dropped.",
 		}, []string{"protocol"}),
-		peerConnections: prometheus.NewGauge(prometheus.GaugeOpts{
+		peerConnections: auto.NewGauge(prometheus.GaugeOpts{
 			Namespace: "entente", Subsystem: "media", Name: "peer_connections",
 			Help: "Peer connections currently open with clients.",
 		}),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{m.forwardedPackets, m.forwardedBytes, m.nackAnswered,
-		m.nackMissed, m.keyframeRequests, m.malformed, m.peerConnections} {
-		if err := reg.Register(c); err != nil {
-			var already prometheus.AlreadyRegisteredError
-			if errors.As(err, &already) {
-				return nil, fmt.Errorf("media metrics: registry already holds them (one SFU per registry): %w", err)
-			}
-			return nil, fmt.Errorf("media metrics: %w", err)
+	if err := registered(); err != nil {
+		var already prometheus.AlreadyRegisteredError
+		if errors.As(err, &already) {
+			return nil, fmt.Errorf("media metrics: registry already holds them (one SFU per registry): %w", err)
 		}
+		return nil, fmt.Errorf("media metrics: %w", err)
 	}
 	return m, nil
+}
+
+// factory makes collectors registered on reg, or on no registry when reg is
+// nil. promauto registers with MustRegister, which panics on a collector
+// already registered; through factory that is an error, which registered
+// reports (the first one; nothing is registered after it).
+func factory(reg prometheus.Registerer) (auto promauto.Factory, registered func() error) {
+	if reg == nil {
+		return promauto.With(nil), func() error { return nil }
+	}
+	r := &checkedRegisterer{Registerer: reg}
+	return promauto.With(r), func() error { return r.err }
+}
+
+// checkedRegisterer keeps the first error of MustRegister instead of
+// panicking, and registers nothing after it.
+type checkedRegisterer struct {
+	prometheus.Registerer
+	err error
+}
+
+func (r *checkedRegisterer) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if r.err != nil {
+			return
+		}
+		r.err = r.Register(c)
+	}
 }

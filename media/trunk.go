@@ -102,36 +102,33 @@ type memberLink struct {
 }
 
 func newTrunkSet(s *SFU, reg prometheus.Registerer) (*trunkSet, error) {
+	auto, registered := factory(reg)
 	ts := &trunkSet{
 		sfu: s, log: s.log.With("part", "trunk"),
 		trunks: make(map[trunkKey]*trunk), links: make(map[string]*memberLink), grace: trunkGrace,
-		sentPackets: prometheus.NewCounter(prometheus.CounterOpts{
+		sentPackets: auto.NewCounter(prometheus.CounterOpts{
 			Namespace: "entente", Subsystem: "media", Name: "trunk_sent_packets_total",
 			Help: "RTP packets sent on cascade trunks to other nodes.",
 		}),
-		sentBytes: prometheus.NewCounter(prometheus.CounterOpts{
+		sentBytes: auto.NewCounter(prometheus.CounterOpts{
 			Namespace: "entente", Subsystem: "media", Name: "trunk_sent_bytes_total",
 			Help: "RTP payload bytes sent on cascade trunks to other nodes.",
 		}),
-		recvPackets: prometheus.NewCounter(prometheus.CounterOpts{
+		recvPackets: auto.NewCounter(prometheus.CounterOpts{
 			Namespace: "entente", Subsystem: "media", Name: "trunk_received_packets_total",
 			Help: "RTP packets received on cascade trunks from other nodes.",
 		}),
-		recvBytes: prometheus.NewCounter(prometheus.CounterOpts{
+		recvBytes: auto.NewCounter(prometheus.CounterOpts{
 			Namespace: "entente", Subsystem: "media", Name: "trunk_received_bytes_total",
 			Help: "RTP payload bytes received on cascade trunks from other nodes.",
 		}),
-		active: prometheus.NewGauge(prometheus.GaugeOpts{
+		active: auto.NewGauge(prometheus.GaugeOpts{
 			Namespace: "entente", Subsystem: "media", Name: "trunks",
 			Help: "Cascade trunks currently open.",
 		}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{ts.sentPackets, ts.sentBytes, ts.recvPackets, ts.recvBytes, ts.active} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("media trunk metrics: %w", err)
-			}
-		}
+	if err := registered(); err != nil {
+		return nil, fmt.Errorf("media trunk metrics: %w", err)
 	}
 	return ts, nil
 }

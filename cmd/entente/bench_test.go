@@ -8,9 +8,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/entente-org/entente/internal/fedbench"
 )
 
 func TestBenchFederationPrintsOneJSONObject(t *testing.T) {
@@ -44,7 +45,7 @@ func TestBenchFederationPrintsOneJSONObject(t *testing.T) {
 		t.Fatalf("invite_to_accepted_ms keys %v, want %v", keys, want)
 	}
 
-	var got federationBench
+	var got fedbench.Report
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 		t.Fatal(err)
 	}
@@ -90,30 +91,6 @@ func TestBenchWithoutSubcommandShowsHelp(t *testing.T) {
 	}
 }
 
-func TestSummarizeNearestRank(t *testing.T) {
-	cases := []struct {
-		name string
-		in   []int // milliseconds
-		want latencySummary
-	}{
-		{"one", []int{7}, latencySummary{P50: 7, P95: 7, Max: 7, N: 1}},
-		{"unsorted four", []int{40, 10, 30, 20}, latencySummary{P50: 20, P95: 40, Max: 40, N: 4}},
-		{"twenty", []int{20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}, latencySummary{P50: 10, P95: 19, Max: 20, N: 20}},
-		{"none", nil, latencySummary{}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			var ds []time.Duration
-			for _, v := range tc.in {
-				ds = append(ds, time.Duration(v)*time.Millisecond)
-			}
-			if got := summarize(ds); got != tc.want {
-				t.Fatalf("summarize(%v) = %+v, want %+v", tc.in, got, tc.want)
-			}
-		})
-	}
-}
-
 func TestBenchFederationOnPostgresDropsItsSchemas(t *testing.T) {
 	base := os.Getenv("ENTENTE_TEST_DATABASE_URL")
 	if base == "" {
@@ -123,7 +100,7 @@ func TestBenchFederationOnPostgresDropsItsSchemas(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("code %d, stderr %q", r.code, r.stderr)
 	}
-	var got federationBench
+	var got fedbench.Report
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +139,7 @@ func TestBenchFederationFlood(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("%s: code %d, stderr %q", c.mode, r.code, r.stderr)
 		}
-		var got federationBench
+		var got fedbench.Report
 		if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 			t.Fatalf("%s: %v: %q", c.mode, err, r.stdout)
 		}
@@ -194,7 +171,7 @@ func TestBenchFederationPartition(t *testing.T) {
 	if r.code != 0 || r.stderr != "" {
 		t.Fatalf("code %d, stderr %q", r.code, r.stderr)
 	}
-	var got partitionBench
+	var got fedbench.PartitionReport
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 		t.Fatalf("stdout is not the JSON of a partition run: %v: %q", err, r.stdout)
 	}

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/entente-org/entente/internal/mediabench/scenario"
 )
 
 func jsonKeys(t *testing.T, data []byte) []string {
@@ -28,14 +30,14 @@ func jsonKeys(t *testing.T, data []byte) []string {
 // benchMedia runs `entente bench media args…`, with the clients in a second
 // process (this test binary, as entente), and returns its JSON decoded and
 // as printed.
-func benchMedia(t *testing.T, args ...string) (mediaBench, string) {
+func benchMedia(t *testing.T, args ...string) (scenario.Report, string) {
 	t.Helper()
 	env := append(os.Environ(), "ENTENTE_TEST_RUN_MAIN=1")
 	r := runCLI(t, env, append([]string{"bench", "media"}, args...)...)
 	if r.code != 0 {
 		t.Fatalf("code %d, stderr %q", r.code, r.stderr)
 	}
-	var got mediaBench
+	var got scenario.Report
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +70,7 @@ func TestBenchMediaTinyScenario(t *testing.T) {
 	if string(raw["trunk_efficiency"]) != "null" {
 		t.Fatalf("trunk_efficiency %s with a single node, want null", raw["trunk_efficiency"])
 	}
-	wantScenario := mediaScenario{Nodes: 1, Conferences: 1, Publishers: 1, Subscribers: 2, Participants: 3, DurationS: 2, Simulcast: true, UDP: "per-connection"}
+	wantScenario := scenario.Scenario{Nodes: 1, Conferences: 1, Publishers: 1, Subscribers: 2, Participants: 3, DurationS: 2, Simulcast: true, UDP: "per-connection"}
 	if got.Scenario != wantScenario {
 		t.Fatalf("scenario %+v, want %+v", got.Scenario, wantScenario)
 	}
@@ -103,7 +105,7 @@ func TestBenchMediaTinyScenario(t *testing.T) {
 	}
 	// The floor is measured at the run's mean datagram, to each subscriber.
 	f := got.UDPFloor
-	if f == nil || f.Destinations != 2 || f.DatagramBytes <= rtpHeaderBytes+srtpTagBytes || f.Packets <= 0 ||
+	if f == nil || f.Destinations != 2 || f.DatagramBytes <= scenario.RTPHeaderBytes+scenario.SRTPTagBytes || f.Packets <= 0 ||
 		f.Sendto <= 0 || f.Sendmmsg <= 0 {
 		t.Fatalf("udp floor %+v", f)
 	}
@@ -117,7 +119,7 @@ func TestBenchMediaMeetingWithFewCameras(t *testing.T) {
 	}
 	profile := t.TempDir() + "/cpu.prof"
 	got, _ := benchMedia(t, "--meeting", "3", "--video", "1", "--duration", "1s", "--cpuprofile", profile)
-	want := mediaScenario{Nodes: 1, Conferences: 1, Meeting: 3, VideoPublishers: 1, Participants: 3, DurationS: 1, Simulcast: true, UDP: "per-connection"}
+	want := scenario.Scenario{Nodes: 1, Conferences: 1, Meeting: 3, VideoPublishers: 1, Participants: 3, DurationS: 1, Simulcast: true, UDP: "per-connection"}
 	if got.Scenario != want {
 		t.Fatalf("scenario %+v, want %+v", got.Scenario, want)
 	}
@@ -138,7 +140,7 @@ func TestBenchMediaOnSharedPorts(t *testing.T) {
 		t.Skip("starts nodes and WebRTC clients")
 	}
 	got, _ := benchMedia(t, "--nodes", "2", "--meeting", "3", "--duration", "1s", "--udp", "shared")
-	want := mediaScenario{Nodes: 2, Conferences: 1, Meeting: 3, VideoPublishers: 3, Participants: 3, DurationS: 1, Simulcast: true, UDP: "shared"}
+	want := scenario.Scenario{Nodes: 2, Conferences: 1, Meeting: 3, VideoPublishers: 3, Participants: 3, DurationS: 1, Simulcast: true, UDP: "shared"}
 	if got.Scenario != want {
 		t.Fatalf("scenario %+v, want %+v", got.Scenario, want)
 	}
@@ -174,24 +176,6 @@ func TestBenchMediaRefusesScenarios(t *testing.T) {
 		if r.code != 2 || !strings.Contains(r.stderr, tc.want) || r.stdout != "" {
 			t.Errorf("%v: code %d, stderr %q, stdout %q; want code 2 and %q", tc.args, r.code, r.stderr, r.stdout, tc.want)
 		}
-	}
-}
-
-func TestParseRcvbufErrors(t *testing.T) {
-	const snmp = "Ip: Forwarding DefaultTTL\nIp: 1 64\n" +
-		"Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors\n" +
-		"Udp: 1000 3 7 990 42 0 0 0 0\n" +
-		"UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors\n" +
-		"UdpLite: 0 0 0 0 9 0 0 0 0\n"
-	got, err := parseRcvbufErrors([]byte(snmp))
-	if err != nil || got != 42 {
-		t.Fatalf("got %d, %v; want 42", got, err)
-	}
-	if _, err := parseRcvbufErrors([]byte("Udp: InDatagrams\nUdp: 5\n")); err == nil || !strings.Contains(err.Error(), "no RcvbufErrors") {
-		t.Fatalf("without the column: %v", err)
-	}
-	if _, err := parseRcvbufErrors([]byte("Udp: RcvbufErrors\nUdp: x\n")); err == nil || !strings.Contains(err.Error(), `RcvbufErrors "x"`) {
-		t.Fatalf("bad value: %v", err)
 	}
 }
 

@@ -11,7 +11,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/entente-org/entente/bridge"
 	"github.com/entente-org/entente/internal/config"
 	"github.com/entente-org/entente/internal/devcert"
+	"github.com/entente-org/entente/internal/localfed"
 	"github.com/entente-org/entente/internal/node"
 )
 
@@ -129,24 +129,13 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) (err error) {
 
 	// One CA for the local federation, so that the nodes verify each other's
 	// TLS certificates for real instead of skipping verification.
-	ca, caFile, err := localCA(dir, "demo", 30*24*time.Hour)
+	ca, caFile, err := localfed.NewCA(dir, "demo", 30*24*time.Hour)
 	if err != nil {
 		return err
 	}
 
 	var nodes []*node.Node
-	defer func() {
-		// Together, so that no node waits for another's open connections.
-		var wg sync.WaitGroup
-		for _, n := range nodes {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				n.Shutdown(context.Background())
-			}()
-		}
-		wg.Wait()
-	}()
+	defer func() { localfed.ShutdownAll(nodes) }()
 	for i := 0; i < o.nodes; i++ {
 		n, err := startDemoNode(ctx, i, o, dir, ca, caFile, log)
 		if err != nil {
@@ -154,10 +143,10 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) (err error) {
 		}
 		nodes = append(nodes, n)
 	}
-	if err := demoTrust(ctx, nodes); err != nil {
+	if err := localfed.Trust(ctx, nodes); err != nil {
 		return err
 	}
-	if err := demoFederate(ctx, nodes); err != nil {
+	if err := localfed.Federate(ctx, nodes); err != nil {
 		return err
 	}
 	call, err := demoConference(ctx, nodes)
@@ -197,79 +186,16 @@ func startDemoNode(ctx context.Context, i int, o demoOptions, dir string, ca *de
 	if err != nil {
 		return nil, fmt.Errorf("demo node %s: %w (choose other ports with --base-port, or 0 for any)", slug, err)
 	}
-	ln := localNode{name: name, dataDir: filepath.Join(dir, slug), ca: ca, caFile: caFile, log: log.With("institution", slug)}
+	ln := localfed.Node{Name: name, DataDir: filepath.Join(dir, slug), CA: ca, CAFile: caFile, Log: log.With("institution", slug), Version: version}
 	if i == 0 {
-		if ln.bridge, err = o.matrix.bridgeConfig(); err != nil {
+		if ln.Bridge, err = o.matrix.bridgeConfig(); err != nil {
 			l.Close()
 			return nil, err
 		}
 	}
-	n, err := startLocalNode(ctx, l, ln)
+	n, err := localfed.Start(ctx, l, ln)
 	if err != nil {
 		return nil, fmt.Errorf("demo node %s: %w", slug, err)
-	}
-	return n, nil
-}
-
-// localNode is a node of a federation on 127.0.0.1 whose TLS certificates
-// come from one local CA, as the demo and the benchmarks run them.
-type localNode struct {
-	name    string
-	dataDir string
-	ca      *devcert.CA
-	caFile  string
-	log     *slog.Logger
-	// databaseURL selects PostgreSQL; empty means SQLite in dataDir.
-	databaseURL string
-	// udpPort, if not 0, is the node's one UDP port for media.
-	udpPort int
-	// publicAddr, if set, is the host:port of the node's public URL, for a
-	// node that peers reach through a proxy; otherwise it is l's address.
-	publicAddr string
-	// bridge configures the Matrix bridge, off unless Enabled.
-	bridge config.Bridge
-}
-
-// startLocalNode starts a node serving on l, which it closes on failure.
-func startLocalNode(ctx context.Context, l net.Listener, ln localNode) (*node.Node, error) {
-	addr := l.Addr().String()
-	certPEM, keyPEM, err := ln.ca.Issue([]string{"127.0.0.1", "localhost"}, 30*24*time.Hour)
-	if err != nil {
-		l.Close()
-		return nil, err
-	}
-	certFile, keyFile, err := devcert.WriteFiles(filepath.Join(ln.dataDir, "tls"), certPEM, keyPEM)
-	if err != nil {
-		l.Close()
-		return nil, err
-	}
-	cfg := config.Default()
-	cfg.Node.Name = ln.name
-	cfg.Node.PublicURL = "https://" + addr
-	if ln.publicAddr != "" {
-		cfg.Node.PublicURL = "https://" + ln.publicAddr
-	}
-	cfg.Node.DataDir = ln.dataDir
-	cfg.Database.URL = ln.databaseURL
-	cfg.HTTP.Listen = addr
-	cfg.HTTP.TLSCert, cfg.HTTP.TLSKey = certFile, keyFile
-	cfg.HTTP.ShutdownTimeout = 5 * time.Second
-	cfg.Federation.AllowPrivateAddresses = true // a local federation, on loopback
-	cfg.Federation.CAFile = ln.caFile
-	cfg.Media.LoopbackCandidates = true // browsers and nodes on this machine
-	cfg.Media.UDPPort = ln.udpPort
-	cfg.Log.Format = "text"
-	if ln.bridge.Enabled {
-		cfg.Bridge = ln.bridge
-	}
-	n, err := node.New(ctx, cfg, node.Options{Logger: ln.log, Version: version, Listener: l})
-	if err != nil {
-		l.Close()
-		return nil, err
-	}
-	if err := n.Start(); err != nil {
-		n.Shutdown(context.Background())
-		return nil, err
 	}
 	return n, nil
 }
@@ -286,26 +212,6 @@ func demoUser(i int) (id, name string) {
 		return demoInstitutions[i].user, demoInstitutions[i].userName
 	}
 	return "user" + strconv.Itoa(i+1), "User " + strconv.Itoa(i+1)
-}
-
-// demoFederate has every node resolve every other node's DID document over
-// HTTPS, which proves their identities and TLS are in place.
-func demoFederate(ctx context.Context, nodes []*node.Node) error {
-	for _, n := range nodes {
-		for _, peer := range nodes {
-			if peer == n {
-				continue
-			}
-			doc, err := n.Resolver().Resolve(ctx, peer.DID())
-			if err != nil {
-				return fmt.Errorf("%s could not resolve %s: %w", n.Name(), peer.DID(), err)
-			}
-			if _, err := doc.Key("#" + peer.Keys().CurrentID()); err != nil {
-				return fmt.Errorf("%s resolved %s without its current key: %w", n.Name(), peer.DID(), err)
-			}
-		}
-	}
-	return nil
 }
 
 func printDemo(w io.Writer, nodes []*node.Node, call demoCall, dir string, temporary bool, took time.Duration) {
@@ -334,18 +240,4 @@ func printDemo(w io.Writer, nodes []*node.Node, call demoCall, dir string, tempo
 		"import it into the browser, or accept the certificate warning once per node).\n",
 		filepath.Join(dir, "demo-ca.pem"))
 	fmt.Fprintf(w, "Data: %s\nReady in %d ms.\n", where, took.Milliseconds())
-}
-
-// localCA makes the certificate authority of a local federation (the demo, a
-// benchmark) and writes it as <dir>/<name>-ca.pem for the nodes to trust.
-func localCA(dir, name string, validity time.Duration) (*devcert.CA, string, error) {
-	ca, err := devcert.NewCA("Entente "+name+" CA", validity)
-	if err != nil {
-		return nil, "", err
-	}
-	caFile := filepath.Join(dir, name+"-ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
-		return nil, "", err
-	}
-	return ca, caFile, nil
 }

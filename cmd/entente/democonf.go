@@ -7,8 +7,8 @@ import (
 
 	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/internal/accounts"
+	"github.com/entente-org/entente/internal/localfed"
 	"github.com/entente-org/entente/internal/node"
-	"github.com/entente-org/entente/store"
 )
 
 // demoCall is the conference the demo prepares between its institutions.
@@ -23,24 +23,6 @@ type demoCall struct {
 type demoAccount struct {
 	user  federation.LocalUser
 	token string
-}
-
-// demoTrust puts every node on every other node's trust list.
-func demoTrust(ctx context.Context, nodes []*node.Node) error {
-	for _, n := range nodes {
-		for _, peer := range nodes {
-			if peer == n {
-				continue
-			}
-			err := federation.TrustList{Store: n.Store()}.Add(ctx, store.Peer{
-				DID: peer.DID(), Name: peer.Name(), MayInvite: true, MayRelayMedia: true, AddedAt: time.Now().UTC(),
-			})
-			if err != nil {
-				return fmt.Errorf("%s trusting %s: %w", n.Name(), peer.Name(), err)
-			}
-		}
-	}
-	return nil
 }
 
 // demoConference creates a user on each node and a conference hosted by the
@@ -72,7 +54,7 @@ func demoConference(ctx context.Context, nodes []*node.Node) (demoCall, error) {
 	}
 	for i, n := range nodes[1:] {
 		u := call.users[i+1].user
-		err := waitFor(ctx, 20*time.Millisecond, 15*time.Second, fmt.Sprintf("%s to receive the invitation", n.Name()), func() (bool, error) {
+		err := localfed.WaitFor(ctx, 20*time.Millisecond, 15*time.Second, fmt.Sprintf("%s to receive the invitation", n.Name()), func() (bool, error) {
 			inv, err := n.Federation().Invitations(ctx, u)
 			return len(inv) > 0, err
 		})
@@ -83,7 +65,7 @@ func demoConference(ctx context.Context, nodes []*node.Node) (demoCall, error) {
 			return call, err
 		}
 	}
-	err = waitFor(ctx, 20*time.Millisecond, 15*time.Second, "every institution's acceptance to reach the host", func() (bool, error) {
+	err = localfed.WaitFor(ctx, 20*time.Millisecond, 15*time.Second, "every institution's acceptance to reach the host", func() (bool, error) {
 		v, err := host.ConferenceDetail(ctx, conf.ID)
 		if err != nil {
 			return false, err
@@ -96,29 +78,4 @@ func demoConference(ctx context.Context, nodes []*node.Node) (demoCall, error) {
 		return len(v.Nodes) == len(nodes)-1, nil
 	})
 	return call, err
-}
-
-// waitFor checks cond every interval until it holds, fails, ctx ends or d
-// passes.
-func waitFor(ctx context.Context, interval, d time.Duration, what string, cond func() (bool, error)) error {
-	deadline := time.Now().Add(d)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		ok, err := cond()
-		if err != nil {
-			return fmt.Errorf("waiting for %s: %w", what, err)
-		}
-		if ok {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %s waiting for %s", d, what)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
 }

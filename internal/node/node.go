@@ -183,7 +183,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 			return nil, err
 		}
 	}
-	n.registry = newRegistry(n.version)
+	if n.registry, n.metrics, err = newRegistry(n.version); err != nil {
+		return nil, err
+	}
 	if n.sfu, err = n.newSFU(); err != nil {
 		return nil, err
 	}

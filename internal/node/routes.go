@@ -4,12 +4,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/entente-org/entente/federation"
@@ -23,37 +25,55 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 }
 
-func newRegistry(version string) *prometheus.Registry {
+// newRegistry makes the node's registry with the Go and process collectors,
+// the build information and the HTTP metrics.
+func newRegistry(version string) (*prometheus.Registry, *metrics, error) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(
+	r := &checkedRegisterer{Registerer: reg}
+	auto := promauto.With(r)
+	r.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	build := prometheus.NewGauge(prometheus.GaugeOpts{
+	auto.NewGauge(prometheus.GaugeOpts{
 		Name:        "entente_build_info",
 		Help:        "Always 1; the version label says which build runs.",
 		ConstLabels: prometheus.Labels{"version": version},
-	})
-	build.Set(1)
-	reg.MustRegister(build)
-	return reg
-}
-
-func (n *Node) routes() {
+	}).Set(1)
 	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+		requests: auto.NewCounterVec(prometheus.CounterOpts{
 			Name: "entente_http_requests_total",
 			Help: "HTTP requests served, by route pattern and status code.",
 		}, []string{"route", "code"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		duration: auto.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "entente_http_request_duration_seconds",
 			Help:    "HTTP request latency by route pattern.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route"}),
 	}
-	n.registry.MustRegister(m.requests, m.duration)
-	n.metrics = m
+	if r.err != nil {
+		return nil, nil, fmt.Errorf("node metrics: %w", r.err)
+	}
+	return reg, m, nil
+}
 
+// checkedRegisterer keeps the first error of MustRegister, through which
+// promauto registers, instead of panicking, and registers nothing after it.
+type checkedRegisterer struct {
+	prometheus.Registerer
+	err error
+}
+
+func (r *checkedRegisterer) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if r.err != nil {
+			return
+		}
+		r.err = r.Register(c)
+	}
+}
+
+func (n *Node) routes() {
 	n.Handle("GET /.well-known/did.json", n.keys.DocumentHandler(n.did, n.FederationEndpoint()))
 	n.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

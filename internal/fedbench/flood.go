@@ -1,4 +1,4 @@
-package main
+package fedbench
 
 import (
 	"bytes"
@@ -15,11 +15,12 @@ import (
 	"time"
 
 	"github.com/entente-org/entente/federation"
+	"github.com/entente-org/entente/internal/localfed"
 	"github.com/entente-org/entente/internal/node"
 	"github.com/entente-org/entente/store"
 )
 
-// Flood modes of `entente bench federation --flood`: while invitations are
+// Flood modes of `entente bench federation --flood` (Options.Flood): while invitations are
 // measured a second time, a third local node sends both measured nodes
 // signed requests of --flood-body bytes (1 MiB by default) as fast as its
 // workers can.
@@ -29,15 +30,15 @@ import (
 //     rate they are refused (429) before their body is read; within it they
 //     are read and refused for what they say.
 const (
-	floodNone      = "none"
-	floodUntrusted = "untrusted"
-	floodTrusted   = "trusted"
+	FloodNone      = "none"
+	FloodUntrusted = "untrusted"
+	FloodTrusted   = "trusted"
 
 	maxFloodWorkers  = 64
 	maxFloodRequests = 10_000_000
-	// maxFloodBody is the largest body of a flood request: the most a node
+	// MaxFloodBody is the largest body of a flood request: the most a node
 	// takes. minFloodBody holds the padded envelope.
-	maxFloodBody = 1 << 20
+	MaxFloodBody = 1 << 20
 	minFloodBody = 4 << 10
 	// floodResign is how often a worker signs its request anew; in between
 	// it sends the same signed request again, as an attacker replaying one
@@ -46,8 +47,8 @@ const (
 	floodResign = time.Second
 )
 
-// floodReport is the "flood" object that `entente bench federation` prints.
-type floodReport struct {
+// FloodReport is the "flood" object that `entente bench federation` prints.
+type FloodReport struct {
 	Mode      string  `json:"mode"`
 	Workers   int     `json:"workers"`
 	BodyBytes int     `json:"body_bytes"`
@@ -57,7 +58,7 @@ type floodReport struct {
 	// that got none.
 	Statuses map[string]int64 `json:"statuses"`
 	// InviteToAccepted is the invitation cycle measured during the flood.
-	InviteToAccepted latencySummary `json:"invite_to_accepted_ms"`
+	InviteToAccepted Summary `json:"invite_to_accepted_ms"`
 }
 
 // flood is a running flood from one node to targets.
@@ -185,14 +186,14 @@ func trustFlooder(ctx context.Context, from *node.Node, targets []*node.Node) er
 
 // floodedInvites measures count invitation cycles of p while from floods
 // both nodes of p in mode.
-func (p benchPair) floodedInvites(ctx context.Context, from *node.Node, roots *x509.CertPool, o benchFederationOptions) (*floodReport, error) {
-	mode, workers, count, max := o.flood, o.floodWorkers, o.invites, o.floodRequests
-	if mode == floodTrusted {
+func (p benchPair) floodedInvites(ctx context.Context, from *node.Node, roots *x509.CertPool, o Options) (*FloodReport, error) {
+	mode, workers, count, max := o.Flood, o.FloodWorkers, o.Invites, o.FloodRequests
+	if mode == FloodTrusted {
 		if err := trustFlooder(ctx, from, []*node.Node{p.a, p.b}); err != nil {
 			return nil, err
 		}
 	}
-	f := &flood{from: from, targets: []*node.Node{p.a, p.b}, roots: roots, max: max, body: o.floodBody}
+	f := &flood{from: from, targets: []*node.Node{p.a, p.b}, roots: roots, max: max, body: o.FloodBody}
 	fctx, stop := context.WithTimeout(ctx, maxBenchDuration)
 	defer stop()
 	var (
@@ -205,7 +206,7 @@ func (p benchPair) floodedInvites(ctx context.Context, from *node.Node, roots *x
 		sent, took = f.run(fctx, workers)
 	}()
 	// The flood is in full swing before the first invitation.
-	err := waitFor(ctx, benchPoll, benchStepLimit, "the flood to start", func() (bool, error) {
+	err := localfed.WaitFor(ctx, benchPoll, benchStepLimit, "the flood to start", func() (bool, error) {
 		return f.sent.Load() >= int64(2*workers), nil
 	})
 	var latencies []time.Duration
@@ -218,8 +219,8 @@ func (p benchPair) floodedInvites(ctx context.Context, from *node.Node, roots *x
 		return nil, err
 	}
 	sent = min(sent, max)
-	return &floodReport{
-		Mode: mode, Workers: workers, BodyBytes: o.floodBody, Requests: sent, PerSecond: perSecond(int(sent), took),
-		Statuses: f.statuses, InviteToAccepted: summarize(latencies),
+	return &FloodReport{
+		Mode: mode, Workers: workers, BodyBytes: o.FloodBody, Requests: sent, PerSecond: perSecond(int(sent), took),
+		Statuses: f.statuses, InviteToAccepted: Summarize(latencies),
 	}, nil
 }

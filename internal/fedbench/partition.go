@@ -1,9 +1,10 @@
-package main
+package fedbench
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/entente-org/entente/federation"
+	"github.com/entente-org/entente/internal/localfed"
 	"github.com/entente-org/entente/internal/netcut"
 	"github.com/entente-org/entente/internal/node"
 	"github.com/entente-org/entente/store"
@@ -30,9 +32,9 @@ const (
 	partitionRecoveryLimit = 6 * time.Minute
 )
 
-// partitionBench is the JSON that `entente bench federation --partition`
+// PartitionReport is the JSON that `entente bench federation --partition`
 // prints. Times are in milliseconds from the heal.
-type partitionBench struct {
+type PartitionReport struct {
 	PartitionSeconds float64 `json:"partition_s"`
 	// ReplicaConverged is when the guest's replica had the host's head.
 	ReplicaConverged float64 `json:"replica_converged_after_heal_ms"`
@@ -79,24 +81,26 @@ type partitionSide struct {
 	wrote []string // signal ids, in order
 }
 
-func (a *app) benchPartition(ctx context.Context, o benchFederationOptions) (_ partitionBench, err error) {
-	res := partitionBench{PartitionSeconds: o.partition.Seconds(), Store: store.BackendSQLite, Cores: runtime.NumCPU(), Go: runtime.Version()}
+// RunPartition measures how a federation of two nodes recovers from a
+// network partition of o.Partition (see PartitionReport).
+func RunPartition(ctx context.Context, o Options, env Env) (_ PartitionReport, err error) {
+	res := PartitionReport{PartitionSeconds: o.Partition.Seconds(), Store: store.BackendSQLite, Cores: runtime.NumCPU(), Go: runtime.Version()}
 	dir, err := os.MkdirTemp("", "entente-bench-")
 	if err != nil {
 		return res, err
 	}
 	defer os.RemoveAll(dir)
 	// The cut makes both nodes warn, as they should; only errors matter here.
-	log := newLogger(a.stderr, "text", "error")
-	ca, caFile, err := localCA(dir, "bench", 24*time.Hour)
+	log := env.logger(slog.LevelError)
+	ca, caFile, err := localfed.NewCA(dir, "bench", 24*time.Hour)
 	if err != nil {
 		return res, err
 	}
 	databaseURLs := []string{"", ""}
-	if o.databaseURL != "" {
+	if o.DatabaseURL != "" {
 		res.Store = store.BackendPostgres
 		var drop func() error
-		if databaseURLs, drop, err = benchSchemas(ctx, o.databaseURL, len(databaseURLs)); err != nil {
+		if databaseURLs, drop, err = benchSchemas(ctx, o.DatabaseURL, len(databaseURLs)); err != nil {
 			return res, err
 		}
 		defer func() {
@@ -127,9 +131,9 @@ func (a *app) benchPartition(ctx context.Context, o benchFederationOptions) (_ p
 			l.Close()
 			return res, fmt.Errorf("bench node %s: %w", name, err)
 		}
-		n, err := startLocalNode(ctx, l, localNode{
-			name: name, dataDir: filepath.Join(dir, fmt.Sprintf("node-%d", i+1)), ca: ca, caFile: caFile,
-			log: log.With("institution", name), databaseURL: databaseURLs[i], publicAddr: cut.Addr(),
+		n, err := localfed.Start(ctx, l, localfed.Node{
+			Name: name, DataDir: filepath.Join(dir, fmt.Sprintf("node-%d", i+1)), CA: ca, CAFile: caFile,
+			Log: log.With("institution", name), DatabaseURL: databaseURLs[i], PublicAddr: cut.Addr(), Version: env.Version,
 		})
 		if err != nil {
 			cut.Close()
@@ -141,16 +145,16 @@ func (a *app) benchPartition(ctx context.Context, o benchFederationOptions) (_ p
 	}
 	host, guest := sides[0], sides[1]
 	nodes := []*node.Node{host.n, guest.n}
-	if err := demoTrust(ctx, nodes); err != nil {
+	if err := localfed.Trust(ctx, nodes); err != nil {
 		return res, err
 	}
-	if err := demoFederate(ctx, nodes); err != nil {
+	if err := localfed.Federate(ctx, nodes); err != nil {
 		return res, err
 	}
-	if host.user, err = benchUser(ctx, host.n, "alice", "Alice Martin"); err != nil {
+	if host.user, err = localfed.AddUser(ctx, host.n, "alice", "Alice Martin"); err != nil {
 		return res, err
 	}
-	if guest.user, err = benchUser(ctx, guest.n, "bruno", "Bruno Lefèvre"); err != nil {
+	if guest.user, err = localfed.AddUser(ctx, guest.n, "bruno", "Bruno Lefèvre"); err != nil {
 		return res, err
 	}
 	conference, err := partitionCall(ctx, host, guest)
@@ -161,7 +165,7 @@ func (a *app) benchPartition(ctx context.Context, o benchFederationOptions) (_ p
 	// The cut: both directions, silently, while both sides write.
 	host.cut.Cut()
 	guest.cut.Cut()
-	end := time.Now().Add(o.partition)
+	end := time.Now().Add(o.Partition)
 	chat := time.NewTicker(partitionChatEvery)
 	defer chat.Stop()
 	var lastLog time.Time // the first change comes with the cut
@@ -195,7 +199,7 @@ func (a *app) benchPartition(ctx context.Context, o benchFederationOptions) (_ p
 	guest.cut.Heal()
 	healed := time.Now()
 
-	err = waitFor(ctx, partitionPoll, partitionRecoveryLimit, "the guest's replica to converge", func() (bool, error) {
+	err = localfed.WaitFor(ctx, partitionPoll, partitionRecoveryLimit, "the guest's replica to converge", func() (bool, error) {
 		h, err := host.n.Store().GetConference(ctx, conference)
 		if err != nil {
 			return false, err
@@ -209,7 +213,7 @@ func (a *app) benchPartition(ctx context.Context, o benchFederationOptions) (_ p
 	res.ReplicaConverged = msSince(healed)
 	// Every line either arrives or its message ends undelivered; then both
 	// outboxes are empty, and nothing more can arrive.
-	err = waitFor(ctx, partitionPoll, partitionRecoveryLimit, "both outboxes to empty", func() (bool, error) {
+	err = localfed.WaitFor(ctx, partitionPoll, partitionRecoveryLimit, "both outboxes to empty", func() (bool, error) {
 		for _, s := range sides {
 			n, err := s.n.Store().CountOutbox(ctx, store.OutboxPending)
 			if err != nil || n != 0 {
@@ -242,8 +246,8 @@ func partitionCall(ctx context.Context, host, guest *partitionSide) (string, err
 	if _, err := host.n.Federation().Invite(ctx, host.user, conf.ID, guest.n.DID(), nil); err != nil {
 		return "", err
 	}
-	err = waitFor(ctx, partitionPoll, benchStepLimit, "the invitation at the guest", func() (bool, error) {
-		return nodeState(ctx, guest.n, conf.ID, guest.n.DID(), "invited")
+	err = localfed.WaitFor(ctx, partitionPoll, benchStepLimit, "the invitation at the guest", func() (bool, error) {
+		return localfed.PeerState(ctx, guest.n, conf.ID, guest.n.DID(), "invited")
 	})
 	if err != nil {
 		return "", err
@@ -256,14 +260,14 @@ func partitionCall(ctx context.Context, host, guest *partitionSide) (string, err
 			return "", fmt.Errorf("%s joins: %w", s.user.ID, err)
 		}
 	}
-	err = waitFor(ctx, partitionPoll, benchStepLimit, "both participants at the guest", func() (bool, error) {
+	err = localfed.WaitFor(ctx, partitionPoll, benchStepLimit, "both participants at the guest", func() (bool, error) {
 		v, err := guest.n.Federation().ConferenceDetail(ctx, conf.ID)
 		return err == nil && len(v.Participants) == 2, nil
 	})
 	if err != nil {
 		return "", err
 	}
-	err = waitFor(ctx, partitionPoll, benchStepLimit, "both outboxes to empty", func() (bool, error) {
+	err = localfed.WaitFor(ctx, partitionPoll, benchStepLimit, "both outboxes to empty", func() (bool, error) {
 		for _, s := range []*partitionSide{host, guest} {
 			n, err := s.n.Store().CountOutbox(ctx, store.OutboxPending)
 			if err != nil || n != 0 {
@@ -277,7 +281,7 @@ func partitionCall(ctx context.Context, host, guest *partitionSide) (string, err
 
 // countChat adds to res what became of the lines from wrote during the cut
 // at to: arrived (once each, in order), duplicated, or expired undelivered.
-func countChat(ctx context.Context, res *partitionBench, from, to *partitionSide, healed time.Time) error {
+func countChat(ctx context.Context, res *PartitionReport, from, to *partitionSide, healed time.Time) error {
 	to.got.mu.Lock()
 	defer to.got.mu.Unlock()
 	index := make(map[string]int, len(from.wrote))
