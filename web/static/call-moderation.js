@@ -1,0 +1,64 @@
+// Moderators' actions in a call: the Moderation panel (lock, lobby, end),
+// muting, removing, admitting and denying participants, and whether this
+// user moderates at all.
+import { h, say, announce } from './dom.js';
+import { labelled } from './call-controls.js';
+
+// moderation builds call c's moderation panel and gives c its actions.
+export function moderation(c) {
+  const { api, conference, me } = c;
+  // Moderators' actions sit in a panel the Moderation button opens; each
+  // button says what it will do ("Lock the conference").
+  const lockButton = h('button', { type: 'button', id: 'mod-lock', i18n: c.locked ? 'call.mod.unlock' : 'call.mod.lock', onclick: () =>
+    modAction(c.locked ? api.unlock() : api.lock(), 'call.mod.done') });
+  const lobbyButton = h('button', { type: 'button', id: 'mod-lobby', i18n: c.lobbyOn ? 'call.mod.lobby.off' : 'call.mod.lobby.on', onclick: () =>
+    modAction(api.lobby(!c.lobbyOn), 'call.mod.done') });
+  const endConfirm = h('button', { type: 'button', id: 'mod-end-confirm', class: 'danger', hidden: true, i18n: 'call.mod.end.confirm', onclick: () => modAction(api.end(), 'call.mod.done') });
+  const endButton = h('button', { type: 'button', id: 'mod-end', class: 'danger', i18n: 'call.mod.end', onclick: () => { endConfirm.hidden = false; endConfirm.focus(); } });
+  const modBar = h('div', { id: 'moderation', class: 'moderation', role: 'group', i18nLabel: 'call.mod.group', hidden: true },
+    h('h2', { class: 'visually-hidden', i18n: 'call.mod.group' }), lockButton, lobbyButton, endButton, endConfirm);
+  const modButton = labelled({ id: 'call-moderation', class: 'plain-toggle', 'aria-expanded': 'false', 'aria-controls': 'moderation', hidden: true, onclick: () => {
+    modBar.hidden = !modBar.hidden;
+    modButton.setAttribute('aria-expanded', String(!modBar.hidden));
+    if (!modBar.hidden) lockButton.focus();
+  } }, 'call.mod.group', 'shield');
+  function showModeration() {
+    say(lockButton, c.locked ? 'call.mod.unlock' : 'call.mod.lock');
+    say(lobbyButton, c.lobbyOn ? 'call.mod.lobby.off' : 'call.mod.lobby.on');
+  }
+
+  async function findModerator() {
+    if (!conference.hosted) return false;
+    if (conference.created_by === me.user) return true;
+    try {
+      const log = await api.events();
+      const create = log.entries.find((e) => e.type === 'conference.create');
+      return !!create?.content?.moderators?.includes(me.id);
+    } catch {
+      return false;
+    }
+  }
+
+  async function modAction(promise, doneKey, vars) {
+    try {
+      await promise;
+      say(c.people.result, doneKey, vars);
+      announce(doneKey, vars);
+    } catch (err) {
+      say(c.alert, 'call.mod.failed', { message: err.message });
+    }
+    c.refreshRoster();
+  }
+
+  function moderate(action, p) {
+    const vars = { name: p.display_name };
+    switch (action) {
+      case 'mute': return modAction(api.signal({ kind: 'mute.request', ref: p.user }), 'call.mod.muted', vars);
+      case 'remove': return modAction(api.remove(p.user), 'call.mod.removed', vars);
+      case 'admit': return modAction(api.admit(p.user), 'call.lobby.admitted', vars);
+      case 'deny': return modAction(api.deny(p.user), 'call.lobby.denied', vars);
+    }
+  }
+
+  return { modBar, modButton, showModeration, findModerator, moderate };
+}
