@@ -149,18 +149,19 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) (err error) {
 	if err := localfed.Federate(ctx, nodes); err != nil {
 		return err
 	}
-	call, err := demoConference(ctx, nodes)
+	c, err := localfed.Conference(ctx, nodes, "Inter-ministry coordination", demoUser)
 	if err != nil {
 		return err
 	}
+	call := demoCall{Call: c}
 	if b := nodes[0].Bridge(); b != nil {
-		if call.matrixRoom, err = b.Portal(ctx, call.conference); err != nil {
+		if call.matrixRoom, err = b.Portal(ctx, call.Conference); err != nil {
 			return fmt.Errorf("demo: Matrix room: %w", err)
 		}
-		if _, err := b.Invite(ctx, call.conference, o.matrix.invite); err != nil {
+		if _, err := b.Invite(ctx, call.Conference, o.matrix.invite); err != nil {
 			return fmt.Errorf("demo: --matrix-invite: %w", err)
 		}
-		if err := b.Sync(ctx, call.conference); err != nil {
+		if err := b.Sync(ctx, call.Conference); err != nil {
 			return fmt.Errorf("demo: Matrix room: %w", err)
 		}
 	}
@@ -171,6 +172,13 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) (err error) {
 	fmt.Fprintln(a.stdout, "Press Ctrl-C to stop.")
 	<-ctx.Done()
 	return nil
+}
+
+// demoCall is the conference the demo prepares between its institutions.
+type demoCall struct {
+	localfed.Call
+	// matrixRoom is the conference's Matrix room when the demo bridges it.
+	matrixRoom string
 }
 
 func startDemoNode(ctx context.Context, i int, o demoOptions, dir string, ca *devcert.CA, caFile string, log *slog.Logger) (*node.Node, error) {
@@ -217,14 +225,14 @@ func demoUser(i int) (id, name string) {
 func printDemo(w io.Writer, nodes []*node.Node, call demoCall, dir string, temporary bool, took time.Duration) {
 	fmt.Fprintf(w, "Entente demo: %d institution nodes federated on 127.0.0.1\n\n", len(nodes))
 	for i, n := range nodes {
-		u := call.users[i]
+		u := call.Users[i]
 		fmt.Fprintf(w, "  %s\n    DID:   %s\n    URL:   %s\n    User:  %s (%s), API token %s\n    Join:  %s/app/conference/%s#token=%s\n",
-			n.Name(), n.DID(), n.PublicURL(), u.user.ID, u.user.DisplayName, u.token, n.PublicURL(), call.conference, u.token)
+			n.Name(), n.DID(), n.PublicURL(), u.User.ID, u.User.DisplayName, u.Token, n.PublicURL(), call.Conference, u.Token)
 	}
 	fmt.Fprintf(w, "\nConference %q (%s)\n  hosted by %s; every other institution invited and accepted.\n",
-		call.title, call.conference, nodes[0].Name())
+		call.Title, call.Conference, nodes[0].Name())
 	fmt.Fprintf(w, "  Try: curl --cacert %s -H 'Authorization: Bearer %s' %s/api/v1/conferences/%s\n",
-		filepath.Join(dir, "demo-ca.pem"), call.users[1].token, nodes[1].PublicURL(), call.conference)
+		filepath.Join(dir, "demo-ca.pem"), call.Users[1].Token, nodes[1].PublicURL(), call.Conference)
 	where := dir
 	if temporary {
 		where += " (temporary, removed on exit)"
@@ -232,7 +240,7 @@ func printDemo(w io.Writer, nodes []*node.Node, call demoCall, dir string, tempo
 	if call.matrixRoom != "" {
 		fmt.Fprintf(w, "  Matrix room: %s, bridged by %s. Matrix users invited there (--matrix-invite, or\n"+
 			"  POST %s/admin/v1/conferences/%s/matrix {\"invite\": [\"@name:server\"]}) accept the invitation,\n"+
-			"  then open the call from the room's widget.\n", call.matrixRoom, nodes[0].Name(), nodes[0].PublicURL(), call.conference)
+			"  then open the call from the room's widget.\n", call.matrixRoom, nodes[0].Name(), nodes[0].PublicURL(), call.Conference)
 	}
 	fmt.Fprintf(w, "\nEach node resolved the others' DID documents over HTTPS.\n")
 	fmt.Fprintf(w, "Open a Join link per institution, each in its own browser profile, to join the call as that\n"+
