@@ -16,6 +16,7 @@ import (
 	"maunium.net/go/mautrix/appservice"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/store"
 )
 
@@ -296,7 +297,7 @@ func (b *Bridge) applyTransactionsOnce(next http.Handler) http.Handler {
 		applied, err := b.o.Store.BridgeTransactionApplied(ctx, txnID)
 		if err != nil {
 			// The homeserver retries a transaction that failed.
-			recordCause(w, fmt.Errorf("read appservice transaction %s: %w", txnID, err))
+			httpapi.RecordCause(w, fmt.Errorf("read appservice transaction %s: %w", txnID, err))
 			http.Error(w, `{"errcode":"M_UNKNOWN","error":"transaction store unavailable"}`, http.StatusInternalServerError)
 			return
 		}
@@ -306,9 +307,9 @@ func (b *Bridge) applyTransactionsOnce(next http.Handler) http.Handler {
 			_, _ = w.Write([]byte("{}"))
 			return
 		}
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		rec := httpapi.NewStatusRecorder(w)
 		next.ServeHTTP(rec, r)
-		if rec.status != http.StatusOK {
+		if rec.Status != http.StatusOK {
 			return
 		}
 		if err := b.o.Store.MarkBridgeTransaction(context.WithoutCancel(ctx), txnID, time.Now()); err != nil {
@@ -347,16 +348,6 @@ func (b *Bridge) readTransaction(w http.ResponseWriter, r *http.Request) bool {
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	return true
-}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (r *statusRecorder) WriteHeader(status int) {
-	r.status = status
-	r.ResponseWriter.WriteHeader(status)
 }
 
 // conferenceLocks serialises the bridge's work on each conference, so that

@@ -12,6 +12,7 @@ import (
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
 
 	"github.com/entente-org/entente/identity"
+	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/store"
 )
 
@@ -177,7 +178,7 @@ func (s *Service) resolve(ctx context.Context, did string, refresh bool) (*ident
 func (s *Service) keyOf(ctx context.Context, keyID string) (atcrypto.PublicKey, error) {
 	did, frag, ok := cutKeyID(keyID)
 	if !ok {
-		return nil, Unauthorized("key id %q is not of the form did#fragment", keyID)
+		return nil, httpapi.Unauthorized("key id %q is not of the form did#fragment", keyID)
 	}
 	if did == s.did {
 		// This node's own keys, current and in overlap: no need to ask the
@@ -187,7 +188,7 @@ func (s *Service) keyOf(ctx context.Context, keyID string) (atcrypto.PublicKey, 
 				return atcrypto.ParsePublicMultibase(k.PublicMultibase)
 			}
 		}
-		return nil, Unauthorized("%s is not a key of this node", keyID)
+		return nil, httpapi.Unauthorized("%s is not a key of this node", keyID)
 	}
 	peer, err := s.resolver.Resolve(ctx, did)
 	if err != nil {
@@ -200,7 +201,7 @@ func (s *Service) keyOf(ctx context.Context, keyID string) (atcrypto.PublicKey, 
 			return nil, unresolved(did, err)
 		}
 		if key, err = peer.Key("#" + frag); err != nil {
-			return nil, Unauthorized("%s is not a key of %s", keyID, did)
+			return nil, httpapi.Unauthorized("%s is not a key of %s", keyID, did)
 		}
 	}
 	return key, nil

@@ -25,6 +25,7 @@ import (
 
 	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/internal/accounts"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/internal/node"
 	"github.com/entente-org/entente/store"
 )
@@ -179,7 +180,7 @@ type latencySummary struct {
 // benchPair is the two nodes measured: a hosts, b is invited.
 type benchPair struct {
 	a, b         *node.Node
-	alice, bruno federation.LocalUser
+	alice, bruno localuser.User
 }
 
 func (a *app) benchFederation(ctx context.Context, o benchFederationOptions) (_ federationBench, err error) {
@@ -273,12 +274,12 @@ func (a *app) benchFederation(ctx context.Context, o benchFederationOptions) (_ 
 	return res, nil
 }
 
-func benchUser(ctx context.Context, n *node.Node, id, name string) (federation.LocalUser, error) {
+func benchUser(ctx context.Context, n *node.Node, id, name string) (localuser.User, error) {
 	u, err := accounts.AddUser(ctx, n.Store(), id, name, false, time.Now())
 	if err != nil {
-		return federation.LocalUser{}, fmt.Errorf("bench user %s on %s: %w", id, n.Name(), err)
+		return localuser.User{}, fmt.Errorf("bench user %s on %s: %w", id, n.Name(), err)
 	}
-	return federation.LocalUser{ID: u.ID, DisplayName: u.DisplayName}, nil
+	return localuser.User{ID: u.ID, DisplayName: u.DisplayName}, nil
 }
 
 // envelopeThroughput seals an invitation with n's current key and opens it

@@ -7,6 +7,7 @@ import (
 
 	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/internal/accounts"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/internal/node"
 	"github.com/entente-org/entente/store"
 )
@@ -21,7 +22,7 @@ type demoCall struct {
 }
 
 type demoAccount struct {
-	user  federation.LocalUser
+	user  localuser.User
 	token string
 }
 
@@ -57,7 +58,7 @@ func demoConference(ctx context.Context, nodes []*node.Node) (demoCall, error) {
 		if err != nil {
 			return call, err
 		}
-		call.users = append(call.users, demoAccount{federation.LocalUser{ID: u.ID, DisplayName: u.DisplayName, Admin: u.Admin}, tok})
+		call.users = append(call.users, demoAccount{localuser.User{ID: u.ID, DisplayName: u.DisplayName, Admin: u.Admin}, tok})
 	}
 	host := nodes[0].Federation()
 	conf, err := host.CreateConference(ctx, call.users[0].user, call.title, nil)

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/entente-org/entente/federation"
+	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/store"
 )
 
@@ -140,13 +141,13 @@ func (h *LoginHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxLoginBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil || dec.More() {
-		federation.WriteError(w, federation.BadRequest("request body: want {\"user\", \"password\"}"))
+		httpapi.WriteError(w, httpapi.BadRequest("request body: want {\"user\", \"password\"}"))
 		return
 	}
 	key := req.User + " " + clientIP(r)
 	if !h.allowed(key) {
 		h.log.Warn("sign-in refused: too many failures", "user", req.User)
-		federation.WriteError(w, &federation.Error{
+		httpapi.WriteError(w, &httpapi.Error{
 			Status: http.StatusTooManyRequests, Code: "too_many_requests",
 			Message: "too many failed sign-ins: try again in a few minutes",
 		})
@@ -156,11 +157,11 @@ func (h *LoginHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, ErrSignIn) {
 		h.fail(key)
 		h.log.Info("sign-in failed", "user", req.User)
-		federation.WriteError(w, federation.Unauthorized("%v", ErrSignIn))
+		httpapi.WriteError(w, httpapi.Unauthorized("%v", ErrSignIn))
 		return
 	} else if err != nil {
 		// WriteError hands the cause to the node's request log.
-		federation.WriteError(w, fmt.Errorf("sign-in of %s: %w", req.User, err))
+		httpapi.WriteError(w, fmt.Errorf("sign-in of %s: %w", req.User, err))
 		return
 	}
 	h.log.Info("signed in", "user", req.User)

@@ -13,6 +13,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/entente-org/entente/federation"
+	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/media"
 )
 
@@ -62,7 +63,7 @@ type membership struct{ fed *federation.Service }
 
 func (m membership) MayParticipate(ctx context.Context, conference, user string) error {
 	err := m.fed.MayParticipate(ctx, conference, user)
-	var fe *federation.Error
+	var fe *httpapi.Error
 	if errors.As(err, &fe) {
 		switch fe.Status {
 		case http.StatusGone:
@@ -102,11 +103,11 @@ func (c cascade) MayRelay(ctx context.Context, conference string) (bool, error) 
 // error.
 func (n *Node) acceptTrunk(ctx context.Context, conference, peer string, offer federation.TrunkOffer) (string, error) {
 	if n.sfu == nil {
-		return "", federation.NotFound("this node runs no SFU")
+		return "", httpapi.NotFound("this node runs no SFU")
 	}
 	answer, err := n.sfu.AcceptTrunk(ctx, conference, peer, offer.SDP, offer.Relay)
 	if errors.Is(err, media.ErrBadTrunkOffer) {
-		return "", federation.BadRequest("%v", err)
+		return "", httpapi.BadRequest("%v", err)
 	}
 	return answer, err
 }
@@ -115,7 +116,7 @@ func (n *Node) acceptTrunk(ctx context.Context, conference, peer string, offer f
 func (n *Node) serveMedia(w http.ResponseWriter, r *http.Request) {
 	u, err := n.accounts.Authenticate(r)
 	if err != nil {
-		federation.WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	n.sfu.ServeSignal(w, r, r.PathValue("id"), federation.UserRef(u.ID, n.did), u.DisplayName, n.cfg.Node.Name)
