@@ -13,10 +13,6 @@ import (
 	"github.com/entente-org/entente/store"
 )
 
-// UserAuth establishes which local user makes a client or admin API request.
-// Returning an *httpapi.Error lets it choose the status (401 for a missing token).
-type UserAuth func(r *http.Request) (localuser.User, error)
-
 // ClientAPI serves the client API of spec/client-api.md. Mount it with the
 // prefix stripped, at "/api/v1/".
 func (s *Service) ClientAPI(auth UserAuth) http.Handler {
@@ -53,7 +49,7 @@ type userHandler func(w http.ResponseWriter, r *http.Request, u localuser.User)
 // administrator of this node.
 func authed(auth UserAuth, admin bool, fn userHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		u, err := auth(r)
+		u, err := auth.Authenticate(r)
 		if err != nil {
 			httpapi.WriteError(w, err)
 			return

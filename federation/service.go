@@ -38,16 +38,16 @@ type Options struct {
 	MessageTTL time.Duration
 	// Limits bound what each trusted peer may ask of this node (spec §3.4).
 	Limits PeerLimits
-	// OnLogChange, when set, is called after a conference's log or replica
-	// has grown (for the SFU to recheck who may take part). It must not block.
-	OnLogChange func(conference string)
-	// OnSignal, when set, receives every verified signal of a conference this
+	// LogWatcher, when set, is told when a conference's log or replica has
+	// grown (for the SFU to recheck who may take part).
+	LogWatcher LogWatcher
+	// Signals, when set, receives every verified signal of a conference this
 	// node takes part in (chat, hands, reactions, mute states), including its
-	// own users'. It must not block.
-	OnSignal func(Signal)
-	// OnTrunk, when set, answers trunk offers from member nodes' SFUs for
+	// own users'.
+	Signals SignalReceiver
+	// Trunks, when set, answers trunk offers from member nodes' SFUs for
 	// conferences hosted here (spec §10). Without it, offers are refused.
-	OnTrunk TrunkHandler
+	Trunks TrunkAnswerer
 }
 
 // Service is one node's federation: its trust list, the conferences it hosts
@@ -69,9 +69,9 @@ type Service struct {
 	retryBase, retryMax, messageTTL time.Duration
 	wake                            chan struct{}
 	reach                           reachability
-	onLogChange                     func(conference string)
-	onSignal                        func(Signal)
-	onTrunk                         TrunkHandler
+	logWatcher                      LogWatcher
+	signals                         SignalReceiver
+	trunks                          TrunkAnswerer
 }
 
 // NewService builds a Service. It starts nothing; see RunOutbox.
@@ -94,9 +94,9 @@ func NewService(o Options) (*Service, error) {
 		wake:       make(chan struct{}, 1),
 		reach:      reachability{silent: make(map[string]int), heard: make(map[string]time.Time)},
 
-		onLogChange: o.OnLogChange,
-		onSignal:    o.OnSignal,
-		onTrunk:     o.OnTrunk,
+		logWatcher: o.LogWatcher,
+		signals:    o.Signals,
+		trunks:     o.Trunks,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -237,9 +237,9 @@ func (s *Service) newPayload(typ, destination, sender, conference string, conten
 	}, nil
 }
 
-// logChanged tells the OnLogChange hook that a conference's log grew.
+// logChanged tells the LogWatcher that a conference's log grew.
 func (s *Service) logChanged(conference string) {
-	if s.onLogChange != nil {
-		s.onLogChange(conference)
+	if s.logWatcher != nil {
+		s.logWatcher.LogChanged(conference)
 	}
 }

@@ -460,7 +460,7 @@ func (s *Service) toSignal(ctx context.Context, p Payload, c SignalContent) Sign
 }
 
 func (s *Service) deliverSignal(sig Signal) {
-	if s.onSignal != nil {
-		s.onSignal(sig)
+	if s.signals != nil {
+		s.signals.ReceiveSignal(sig)
 	}
 }

@@ -41,9 +41,6 @@ type TrunkAnswer struct {
 // (spec §10.2).
 const maxSDP = 256 << 10
 
-// TrunkHandler is what the host's SFU does with a trunk offer from peer.
-type TrunkHandler func(ctx context.Context, conference, peer string, offer TrunkOffer) (answerSDP string, err error)
-
 // OfferTrunk sends this node's SDP offer for a trunk to the host of a
 // conference it takes part in, and returns the host's verified answer.
 func (s *Service) OfferTrunk(ctx context.Context, conference, sdp string) (string, error) {
@@ -125,7 +122,7 @@ func (s *Service) serveTrunk(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) trunkAnswer(ctx context.Context, in *Inbound, conference string) (string, error) {
-	if s.onTrunk == nil {
+	if s.trunks == nil {
 		return "", httpapi.NotFound("this node runs no SFU")
 	}
 	m, err := s.openInbound(ctx, in)
@@ -164,7 +161,7 @@ func (s *Service) trunkAnswer(ctx context.Context, in *Inbound, conference strin
 	if dup {
 		return "", httpapi.Conflict("trunk offer %s was already answered", p.ID)
 	}
-	return s.onTrunk(ctx, conference, p.Origin, offer)
+	return s.trunks.AnswerTrunk(ctx, conference, p.Origin, offer)
 }
 
 // decodeTrunkContent decodes a trunk message's content strictly, with the

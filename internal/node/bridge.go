@@ -50,14 +50,6 @@ func (n *Node) newBridge() (*bridge.Bridge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
-	// Chat reaches Matrix through the bridge's own queue: a signal's
-	// delivery never waits for the homeserver, and lines keep their order.
-	n.OnSignal(func(sig federation.Signal) {
-		b.QueueSignal(bridge.Signal{
-			Conference: sig.Conference, ID: sig.ID, Kind: sig.Kind, User: sig.User, As: sig.As,
-			Text: sig.Text, Ref: sig.Ref, Organisation: sig.Organisation, At: sig.At,
-		})
-	})
 	return b, nil
 }
 

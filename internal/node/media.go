@@ -23,24 +23,17 @@ func (n *Node) newSFU() (*media.SFU, error) {
 	if stun := n.cfg.Media.STUNList(); len(stun) > 0 {
 		ice = []webrtc.ICEServer{{URLs: stun}}
 	}
-	var turnFor func(string) []webrtc.ICEServer
+	var turnFor media.UserICEServers
 	if n.cfg.Media.TURNListen != "" {
 		t, err := n.startTURN()
 		if err != nil {
 			return nil, err
 		}
 		n.turn = t
-		turnFor = func(user string) []webrtc.ICEServer {
-			ice, err := t.Credentials(user, turnCredentialTTL)
-			if err != nil {
-				n.log.Warn("turn credentials", "user", user, "err", err)
-				return nil
-			}
-			return []webrtc.ICEServer{ice}
-		}
+		turnFor = turnCredentials{n}
 	}
 	sfu, err := media.New(media.Options{
-		ICEServersFor:   turnFor,
+		UserICEServers:  turnFor,
 		Membership:      membership{n.fed},
 		Logger:          n.log,
 		UDPPort:         n.cfg.Media.UDPPort,
@@ -96,20 +89,6 @@ func (c cascade) Offer(ctx context.Context, conference, sdp string) (string, err
 
 func (c cascade) MayRelay(ctx context.Context, conference string) (bool, error) {
 	return c.n.fed.MayRelayMedia(ctx, conference)
-}
-
-// acceptTrunk answers a member node's trunk offer with the SFU, which is
-// created after federation; an offer the SFU cannot use is the member's
-// error.
-func (n *Node) acceptTrunk(ctx context.Context, conference, peer string, offer federation.TrunkOffer) (string, error) {
-	if n.sfu == nil {
-		return "", httpapi.NotFound("this node runs no SFU")
-	}
-	answer, err := n.sfu.AcceptTrunk(ctx, conference, peer, offer.SDP, offer.Relay)
-	if errors.Is(err, media.ErrBadTrunkOffer) {
-		return "", httpapi.BadRequest("%v", err)
-	}
-	return answer, err
 }
 
 // serveMedia opens a user's signalling WebSocket (spec/client-api.md §5).

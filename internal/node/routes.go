@@ -81,8 +81,8 @@ func (n *Node) routes() {
 		n.Handle("POST /admin/v1/conferences/{id}/matrix", http.HandlerFunc(n.servePortal))
 		n.Handle("POST /api/v1/conferences/{id}/matrix/invitations", http.HandlerFunc(n.serveMatrixInvite))
 	}
-	n.Handle("/api/v1/", n.guestGate(http.StripPrefix("/api/v1", n.fed.ClientAPI(n.accounts.Authenticate))))
-	n.Handle("/admin/v1/", http.StripPrefix("/admin/v1", n.fed.AdminAPI(n.accounts.Authenticate)))
+	n.Handle("/api/v1/", n.guestGate(http.StripPrefix("/api/v1", n.fed.ClientAPI(n.accounts))))
+	n.Handle("/admin/v1/", http.StripPrefix("/admin/v1", n.fed.AdminAPI(n.accounts)))
 	n.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{ErrorLog: nil}))
 	// The browser client takes every other path. The pattern carries no
 	// method because "GET /" would conflict with the method-less API
