@@ -20,6 +20,20 @@ import (
 	"github.com/entente-org/entente/store"
 )
 
+// ChatSender sends a Matrix user's chat, edit or redaction (kind chat,
+// chat.edit or chat.redact; ref the signal changed) into a conference as
+// this node, under the Matrix user's id, and returns the signal's id. The
+// node implements it with federation's SendSignal.
+type ChatSender interface {
+	SendMatrixChat(ctx context.Context, conference, matrixUser, kind, text, ref string) (signalID string, err error)
+}
+
+// GuestIssuer turns a verified Matrix user into an Entente guest and returns
+// the guest's API token. The node implements it with its accounts.
+type GuestIssuer interface {
+	IssueGuest(ctx context.Context, matrixUser string) (token string, err error)
+}
+
 // Conferences is how the bridge sees Entente conferences; the node answers it
 // from federation's state.
 type Conferences interface {
@@ -82,11 +96,9 @@ type Options struct {
 	// NodeDID is this node's DID: chat it sent for Matrix users carries
 	// it as author, and is not mirrored back into Matrix.
 	NodeDID string
-	// SendChat sends a Matrix user's chat, edit or redaction (kind chat,
-	// chat.edit or chat.redact; ref the signal changed) into the
-	// conference as this node, under the Matrix user's id, and returns the
-	// signal's id. Nil: Matrix chat stays in Matrix.
-	SendChat func(ctx context.Context, conference, matrixUser, kind, text, ref string) (signalID string, err error)
+	// Chat sends Matrix users' chat into conferences. Nil: Matrix chat
+	// stays in Matrix.
+	Chat ChatSender
 
 	// OpenIDServerName and OpenIDBaseURL name the one homeserver whose
 	// users OpenIDLogin accepts, and where their tokens are checked.
@@ -96,9 +108,9 @@ type Options struct {
 	// HTTPClient checks OpenID tokens; the node passes its SSRF-guarded
 	// client. Matrix API calls use mautrix's own client.
 	HTTPClient *http.Client
-	// IssueGuest turns a verified Matrix user into an Entente guest and
-	// returns the guest's API token.
-	IssueGuest func(ctx context.Context, matrixUser string) (token string, err error)
+	// Guests turns verified Matrix users into Entente guests. Nil:
+	// OpenIDLogin refuses everyone.
+	Guests GuestIssuer
 
 	// Retries and RetryBackoff bound how Matrix API calls are retried
 	// while the homeserver is unreachable or overloaded; the backoff

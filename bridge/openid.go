@@ -31,7 +31,7 @@ var errOpenIDRefused = errors.New("Matrix OpenID token refused")
 // OpenIDLogin lets a Matrix user of the configured homeserver join as a
 // guest: it takes {"access_token", "matrix_server_name"}, has the homeserver
 // vouch for the token, checks that the user is joined to at least one portal
-// room, and answers {"token", "user"} with the guest token IssueGuest makes. Errors follow spec/client-api.md:
+// room, and answers {"token", "user"} with the guest token Options.Guests issues. Errors follow spec/client-api.md:
 // {"error": {"code", "message"}}.
 func (b *Bridge) OpenIDLogin(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
@@ -49,7 +49,7 @@ func (b *Bridge) OpenIDLogin(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteRefusal(w, http.StatusBadRequest, "bad_request", "access_token and matrix_server_name are required")
 		return
 	}
-	if b.o.IssueGuest == nil || b.o.OpenIDServerName == "" {
+	if b.o.Guests == nil || b.o.OpenIDServerName == "" {
 		httpapi.WriteRefusal(w, http.StatusForbidden, "forbidden", "Matrix sign-in is not enabled on this node")
 		return
 	}
@@ -85,7 +85,7 @@ func (b *Bridge) OpenIDLogin(w http.ResponseWriter, r *http.Request) {
 			" is in no Matrix room of a conference of this node; ask the conference's moderators to invite you to its room")
 		return
 	}
-	token, err := b.o.IssueGuest(ctx, user.String())
+	token, err := b.o.Guests.IssueGuest(ctx, user.String())
 	if err != nil {
 		httpapi.RecordCause(w, fmt.Errorf("issue guest for Matrix user %s: %w", user.String(), err))
 		httpapi.WriteRefusal(w, http.StatusInternalServerError, "internal", "could not issue a guest token")

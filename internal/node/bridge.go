@@ -14,7 +14,6 @@ import (
 	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/internal/accounts"
 	"github.com/entente-org/entente/internal/httpapi"
-	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/store"
 )
 
@@ -38,30 +37,17 @@ func (n *Node) newBridge() (*bridge.Bridge, error) {
 		Store:            n.store,
 		Conferences:      bridgeConferences{n},
 		NodeDID:          n.did,
-		SendChat:         n.sendMatrixChat,
+		Chat:             matrixChat{n},
 		OpenIDServerName: c.OpenIDServerName,
 		OpenIDBaseURL:    c.OpenIDBaseURL,
 		HTTPClient:       n.client,
-		IssueGuest: func(ctx context.Context, matrixUser string) (string, error) {
-			return accounts.IssueMatrixGuest(ctx, n.store, matrixUser, n.now())
-		},
-		Logger: n.log.With("component", "bridge"),
+		Guests:           matrixGuests{n},
+		Logger:           n.log.With("component", "bridge"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
 	return b, nil
-}
-
-// sendMatrixChat sends a Matrix user's chat into a conference as the node
-// itself, under the Matrix user's id (spec/federation.md §5.1).
-func (n *Node) sendMatrixChat(ctx context.Context, conference, matrixUser, kind, text, ref string) (string, error) {
-	sig, err := n.fed.SendSignal(ctx, localuser.User{}, conference,
-		federation.SignalContent{Kind: kind, Text: text, Ref: ref, As: matrixUser})
-	if err != nil {
-		return "", err
-	}
-	return sig.ID, nil
 }
 
 // syncBridge brings the conference's Matrix room in line, in the background:

@@ -9,13 +9,16 @@ import (
 
 	"github.com/entente-org/entente/bridge"
 	"github.com/entente-org/entente/federation"
+	"github.com/entente-org/entente/internal/accounts"
 	"github.com/entente-org/entente/internal/httpapi"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/media"
 )
 
 // This file is what the node does when federation or the SFU asks it
 // something: one type per interface of federation/boundary.go, and the
-// SFU's per-user ICE servers. media.Membership, media.Cascade and the
+// SFU's per-user ICE servers, and what the Matrix bridge asks of the node
+// (chat into a conference, guests). media.Membership, media.Cascade and the
 // bridge's Conferences are implemented in media.go and bridge.go.
 
 // logWatcher implements federation.LogWatcher: a conference's log grew.
@@ -96,6 +99,27 @@ func (c turnCredentials) ICEServersFor(user string) []webrtc.ICEServer {
 		return nil
 	}
 	return []webrtc.ICEServer{ice}
+}
+
+// matrixChat implements bridge.ChatSender: a Matrix user's chat enters the
+// conference as a signal of the node itself, under the Matrix user's id
+// (spec/federation.md §5.1).
+type matrixChat struct{ n *Node }
+
+func (c matrixChat) SendMatrixChat(ctx context.Context, conference, matrixUser, kind, text, ref string) (string, error) {
+	sig, err := c.n.fed.SendSignal(ctx, localuser.User{}, conference,
+		federation.SignalContent{Kind: kind, Text: text, Ref: ref, As: matrixUser})
+	if err != nil {
+		return "", err
+	}
+	return sig.ID, nil
+}
+
+// matrixGuests implements bridge.GuestIssuer with the node's accounts.
+type matrixGuests struct{ n *Node }
+
+func (g matrixGuests) IssueGuest(ctx context.Context, matrixUser string) (string, error) {
+	return accounts.IssueMatrixGuest(ctx, g.n.store, matrixUser, g.n.now())
 }
 
 // OnSignal registers fn to receive every verified signal (chat, hands,
