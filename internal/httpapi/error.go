@@ -18,9 +18,10 @@ import (
 	"time"
 )
 
-// Error is a refusal that a peer or client is told about: the one place where
-// protocol errors get their HTTP status and code (spec/federation.md §9). Its Message is
-// sent to the peer, so it describes the peer's request, never our internals.
+// Error is a refusal that a peer or client is told about: the one place
+// where protocol errors get their HTTP status and code (spec/federation.md
+// §9). Its Message is sent to the peer, so it describes the peer's request,
+// never our internals.
 type Error struct {
 	Status  int
 	Code    string
@@ -73,8 +74,9 @@ func Gone(format string, args ...any) *Error {
 	return newError(http.StatusGone, "gone", format, args...)
 }
 
-// TooManyRequests is a peer over one of its per-peer limits (spec/federation.md §3.4): it
-// may send again after retryAfter, rounded up to whole seconds on the wire.
+// TooManyRequests is a peer over one of its per-peer limits
+// (spec/federation.md §3.4): it may send again after retryAfter, rounded up
+// to whole seconds on the wire.
 func TooManyRequests(retryAfter time.Duration, format string, args ...any) *Error {
 	e := newError(http.StatusTooManyRequests, "too_many_requests", format, args...)
 	e.RetryAfter = retryAfter
@@ -136,9 +138,10 @@ func RecordCause(w http.ResponseWriter, err error) {
 }
 
 // WriteError answers with err's status and
-// {"error":{"code","message","request_id"}} (spec/federation.md §3.3). Anything that is
-// not an *Error is our own failure: the client gets a bare 500 and the
-// cause goes to the request's log line (RecordCause), never to the client.
+// {"error":{"code","message","request_id"}} (spec/federation.md §3.3).
+// Anything that is not an *Error is our own failure: the client gets a bare
+// 500 and the cause goes to the request's log line (RecordCause), never to
+// the client.
 func WriteError(w http.ResponseWriter, err error) {
 	status := http.StatusInternalServerError
 	detail := ErrorDetail{Code: "internal", Message: "internal error"}
