@@ -16,8 +16,23 @@ import (
 	"maunium.net/go/mautrix/appservice"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/store"
 )
+
+// ChatSender sends a Matrix user's chat, edit or redaction (kind chat,
+// chat.edit or chat.redact; ref the signal changed) into a conference as
+// this node, under the Matrix user's id, and returns the signal's id. The
+// node implements it with federation's SendSignal.
+type ChatSender interface {
+	SendMatrixChat(ctx context.Context, conference, matrixUser, kind, text, ref string) (signalID string, err error)
+}
+
+// GuestIssuer turns a verified Matrix user into an Entente guest and returns
+// the guest's API token. The node implements it with its accounts.
+type GuestIssuer interface {
+	IssueGuest(ctx context.Context, matrixUser string) (token string, err error)
+}
 
 // Conferences is how the bridge sees Entente conferences; the node answers it
 // from federation's state.
@@ -81,11 +96,9 @@ type Options struct {
 	// NodeDID is this node's DID: chat it sent for Matrix users carries
 	// it as author, and is not mirrored back into Matrix.
 	NodeDID string
-	// SendChat sends a Matrix user's chat, edit or redaction (kind chat,
-	// chat.edit or chat.redact; ref the signal changed) into the
-	// conference as this node, under the Matrix user's id, and returns the
-	// signal's id. Nil: Matrix chat stays in Matrix.
-	SendChat func(ctx context.Context, conference, matrixUser, kind, text, ref string) (signalID string, err error)
+	// Chat sends Matrix users' chat into conferences. Nil: Matrix chat
+	// stays in Matrix.
+	Chat ChatSender
 
 	// OpenIDServerName and OpenIDBaseURL name the one homeserver whose
 	// users OpenIDLogin accepts, and where their tokens are checked.
@@ -95,9 +108,9 @@ type Options struct {
 	// HTTPClient checks OpenID tokens; the node passes its SSRF-guarded
 	// client. Matrix API calls use mautrix's own client.
 	HTTPClient *http.Client
-	// IssueGuest turns a verified Matrix user into an Entente guest and
-	// returns the guest's API token.
-	IssueGuest func(ctx context.Context, matrixUser string) (token string, err error)
+	// Guests turns verified Matrix users into Entente guests. Nil:
+	// OpenIDLogin refuses everyone.
+	Guests GuestIssuer
 
 	// Retries and RetryBackoff bound how Matrix API calls are retried
 	// while the homeserver is unreachable or overloaded; the backoff
@@ -296,7 +309,7 @@ func (b *Bridge) applyTransactionsOnce(next http.Handler) http.Handler {
 		applied, err := b.o.Store.BridgeTransactionApplied(ctx, txnID)
 		if err != nil {
 			// The homeserver retries a transaction that failed.
-			recordCause(w, fmt.Errorf("read appservice transaction %s: %w", txnID, err))
+			httpapi.RecordCause(w, fmt.Errorf("read appservice transaction %s: %w", txnID, err))
 			http.Error(w, `{"errcode":"M_UNKNOWN","error":"transaction store unavailable"}`, http.StatusInternalServerError)
 			return
 		}
@@ -306,9 +319,9 @@ func (b *Bridge) applyTransactionsOnce(next http.Handler) http.Handler {
 			_, _ = w.Write([]byte("{}"))
 			return
 		}
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		rec := httpapi.NewStatusRecorder(w)
 		next.ServeHTTP(rec, r)
-		if rec.status != http.StatusOK {
+		if rec.Status != http.StatusOK {
 			return
 		}
 		if err := b.o.Store.MarkBridgeTransaction(context.WithoutCancel(ctx), txnID, time.Now()); err != nil {
@@ -347,16 +360,6 @@ func (b *Bridge) readTransaction(w http.ResponseWriter, r *http.Request) bool {
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	return true
-}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (r *statusRecorder) WriteHeader(status int) {
-	r.status = status
-	r.ResponseWriter.WriteHeader(status)
 }
 
 // conferenceLocks serialises the bridge's work on each conference, so that

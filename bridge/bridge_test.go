@@ -52,7 +52,7 @@ type chatRecorder struct {
 	sent []sentChat
 }
 
-func (c *chatRecorder) send(_ context.Context, conference, matrixUser, kind, text, ref string) (string, error) {
+func (c *chatRecorder) SendMatrixChat(_ context.Context, conference, matrixUser, kind, text, ref string) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	id := fmt.Sprintf("sig-%d", len(c.sent)+1)
@@ -103,7 +103,7 @@ func newEnv(t *testing.T) *env {
 		Store:         st,
 		Conferences:   e.confs,
 		NodeDID:       testNodeDID,
-		SendChat:      e.chat.send,
+		Chat:          e.chat,
 		Retries:       3,
 		RetryBackoff:  200 * time.Millisecond,
 	}

@@ -293,7 +293,7 @@ func (b *Bridge) matrixLine(ctx context.Context, conference string, evt *event.E
 // became. Failures are logged: the homeserver has had its answer already.
 func (b *Bridge) sendChat(ctx context.Context, conference string, evt *event.Event, kind, text, ref string) {
 	log := b.log.With("conference", conference, "room", evt.RoomID.String(), "event", evt.ID.String(), "kind", kind)
-	if b.o.SendChat == nil {
+	if b.o.Chat == nil {
 		return
 	}
 	if kind != KindChatRedact && len(text) > maxChatBytes {
@@ -303,7 +303,7 @@ func (b *Bridge) sendChat(ctx context.Context, conference string, evt *event.Eve
 			maxChatBytes, len(text)))
 		return
 	}
-	sigID, err := b.o.SendChat(ctx, conference, evt.Sender.String(), kind, text, ref)
+	sigID, err := b.o.Chat.SendMatrixChat(ctx, conference, evt.Sender.String(), kind, text, ref)
 	if err != nil {
 		log.Warn("Matrix chat not sent to the conference", "user", evt.Sender.String(), "err", err)
 		return

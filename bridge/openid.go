@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/entente-org/entente/internal/httpapi"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/federation"
 	"maunium.net/go/mautrix/id"
@@ -30,30 +31,30 @@ var errOpenIDRefused = errors.New("Matrix OpenID token refused")
 // OpenIDLogin lets a Matrix user of the configured homeserver join as a
 // guest: it takes {"access_token", "matrix_server_name"}, has the homeserver
 // vouch for the token, checks that the user is joined to at least one portal
-// room, and answers {"token", "user"} with the guest token IssueGuest makes. Errors follow spec/client-api.md:
+// room, and answers {"token", "user"} with the guest token Options.Guests issues. Errors follow spec/client-api.md:
 // {"error": {"code", "message"}}.
 func (b *Bridge) OpenIDLogin(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
-		writeError(w, http.StatusMethodNotAllowed, "bad_request", "use POST")
+		httpapi.WriteRefusal(w, http.StatusMethodNotAllowed, "bad_request", "use POST")
 		return
 	}
 	var req openIDLogin
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxOpenIDBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", "body must be {\"access_token\": …, \"matrix_server_name\": …}")
+		httpapi.WriteRefusal(w, http.StatusBadRequest, "bad_request", "body must be {\"access_token\": …, \"matrix_server_name\": …}")
 		return
 	}
 	if req.AccessToken == "" || req.MatrixServerName == "" {
-		writeError(w, http.StatusBadRequest, "bad_request", "access_token and matrix_server_name are required")
+		httpapi.WriteRefusal(w, http.StatusBadRequest, "bad_request", "access_token and matrix_server_name are required")
 		return
 	}
-	if b.o.IssueGuest == nil || b.o.OpenIDServerName == "" {
-		writeError(w, http.StatusForbidden, "forbidden", "Matrix sign-in is not enabled on this node")
+	if b.o.Guests == nil || b.o.OpenIDServerName == "" {
+		httpapi.WriteRefusal(w, http.StatusForbidden, "forbidden", "Matrix sign-in is not enabled on this node")
 		return
 	}
 	if req.MatrixServerName != b.o.OpenIDServerName {
-		writeError(w, http.StatusForbidden, "forbidden",
+		httpapi.WriteRefusal(w, http.StatusForbidden, "forbidden",
 			fmt.Sprintf("this node does not accept Matrix users of %q", req.MatrixServerName))
 		return
 	}
@@ -61,13 +62,13 @@ func (b *Bridge) OpenIDLogin(w http.ResponseWriter, r *http.Request) {
 	user, err := b.verifyOpenID(ctx, req.AccessToken)
 	if errors.Is(err, errOpenIDRefused) {
 		b.log.Info("Matrix sign-in refused", "err", err)
-		writeError(w, http.StatusUnauthorized, "unauthorized",
+		httpapi.WriteRefusal(w, http.StatusUnauthorized, "unauthorized",
 			"the Matrix OpenID token is invalid or expired; request a new one from your homeserver")
 		return
 	}
 	if err != nil {
 		b.log.Warn("Matrix sign-in: homeserver unreachable", "err", err)
-		writeError(w, http.StatusBadGateway, "internal", "the Matrix homeserver could not be asked about the token")
+		httpapi.WriteRefusal(w, http.StatusBadGateway, "internal", "the Matrix homeserver could not be asked about the token")
 		return
 	}
 	// A guest reaches only the conferences whose room they are in
@@ -75,19 +76,19 @@ func (b *Bridge) OpenIDLogin(w http.ResponseWriter, r *http.Request) {
 	confs, err := b.GuestConferences(ctx, user.String())
 	if err != nil {
 		b.log.Warn("Matrix sign-in: portal rooms could not be checked", "user", user.String(), "err", err)
-		writeError(w, http.StatusBadGateway, "internal", "the Matrix homeserver could not be asked which rooms you are in")
+		httpapi.WriteRefusal(w, http.StatusBadGateway, "internal", "the Matrix homeserver could not be asked which rooms you are in")
 		return
 	}
 	if len(confs) == 0 {
 		b.log.Info("Matrix sign-in refused: in no portal room", "user", user.String())
-		writeError(w, http.StatusForbidden, "forbidden", user.String()+
+		httpapi.WriteRefusal(w, http.StatusForbidden, "forbidden", user.String()+
 			" is in no Matrix room of a conference of this node; ask the conference's moderators to invite you to its room")
 		return
 	}
-	token, err := b.o.IssueGuest(ctx, user.String())
+	token, err := b.o.Guests.IssueGuest(ctx, user.String())
 	if err != nil {
-		recordCause(w, fmt.Errorf("issue guest for Matrix user %s: %w", user.String(), err))
-		writeError(w, http.StatusInternalServerError, "internal", "could not issue a guest token")
+		httpapi.RecordCause(w, fmt.Errorf("issue guest for Matrix user %s: %w", user.String(), err))
+		httpapi.WriteRefusal(w, http.StatusInternalServerError, "internal", "could not issue a guest token")
 		return
 	}
 	b.log.Info("Matrix user signed in", "user", user.String())
@@ -147,23 +148,4 @@ func (t baseURLTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r.Host = t.base.Host
 	r.RequestURI = ""
 	return t.next.Do(r)
-}
-
-func writeError(w http.ResponseWriter, status int, code, message string) {
-	detail := map[string]string{"code": code, "message": message}
-	// The node's request id, as in every client API error (spec/client-api.md §1).
-	if id := w.Header().Get("X-Request-Id"); id != "" {
-		detail["request_id"] = id
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"error": detail})
-}
-
-// recordCause hands the cause of a 5xx answer to the node's request log
-// (federation.CauseRecorder), which logs it once with the request id.
-func recordCause(w http.ResponseWriter, err error) {
-	if r, ok := w.(interface{ RecordCause(error) }); ok {
-		r.RecordCause(err)
-	}
 }

@@ -28,7 +28,7 @@ func TestOpenIDLogin(t *testing.T) {
 		mu     sync.Mutex
 		issued []string
 	)
-	e.opts.IssueGuest = func(_ context.Context, matrixUser string) (string, error) {
+	e.opts.Guests = guestFunc(func(_ context.Context, matrixUser string) (string, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		issued = append(issued, matrixUser)
@@ -36,7 +36,7 @@ func TestOpenIDLogin(t *testing.T) {
 			return "", errors.New("guest refused")
 		}
 		return "guest-token-for-" + matrixUser, nil
-	}
+	})
 	b, err := New(e.opts)
 	if err != nil {
 		t.Fatal(err)
@@ -142,10 +142,10 @@ func TestOpenIDLoginHomeserverDown(t *testing.T) {
 	e := newEnv(t)
 	e.opts.OpenIDServerName = testServerName
 	e.opts.OpenIDBaseURL = "http://" + freeAddr(t)
-	e.opts.IssueGuest = func(context.Context, string) (string, error) {
+	e.opts.Guests = guestFunc(func(context.Context, string) (string, error) {
 		t.Error("IssueGuest called without a verified token")
 		return "", nil
-	}
+	})
 	b, err := New(e.opts)
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +162,7 @@ func TestOpenIDLoginHomeserverDown(t *testing.T) {
 
 func TestOpenIDLoginDisabled(t *testing.T) {
 	e := newEnv(t)
-	e.opts.IssueGuest = func(context.Context, string) (string, error) { return "t", nil }
+	e.opts.Guests = guestFunc(func(context.Context, string) (string, error) { return "t", nil })
 	b, err := New(e.opts) // no openid_server_name
 	if err != nil {
 		t.Fatal(err)
@@ -186,9 +186,9 @@ func TestOpenIDLoginRefusesAnExpiredToken(t *testing.T) {
 	e.opts.HomeserverURL = hs.URL
 	e.opts.OpenIDServerName = testServerName
 	e.opts.OpenIDBaseURL = hs.URL
-	e.opts.IssueGuest = func(_ context.Context, matrixUser string) (string, error) {
+	e.opts.Guests = guestFunc(func(_ context.Context, matrixUser string) (string, error) {
 		return "guest-token-for-" + matrixUser, nil
-	}
+	})
 	b, err := New(e.opts)
 	if err != nil {
 		t.Fatal(err)
@@ -216,4 +216,11 @@ func TestOpenIDLoginRefusesAnExpiredToken(t *testing.T) {
 	if code != http.StatusUnauthorized || body != want {
 		t.Fatalf("expired token: %d %s", code, body)
 	}
+}
+
+// guestFunc lets a test issue guests with a function.
+type guestFunc func(ctx context.Context, matrixUser string) (string, error)
+
+func (f guestFunc) IssueGuest(ctx context.Context, matrixUser string) (string, error) {
+	return f(ctx, matrixUser)
 }

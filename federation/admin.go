@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/entente-org/entente/internal/httpapi"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/store"
 )
 
@@ -14,10 +16,10 @@ func (s *Service) AdminAPI(auth UserAuth) http.Handler {
 	mux := http.NewServeMux()
 	h := func(pattern string, fn userHandler) { mux.HandleFunc(pattern, authed(auth, true, fn)) }
 	trust := TrustList{Store: s.store}
-	h("GET /peers", func(w http.ResponseWriter, r *http.Request, _ LocalUser) {
+	h("GET /peers", func(w http.ResponseWriter, r *http.Request, _ localuser.User) {
 		peers, err := s.store.ListPeers(r.Context())
 		if err != nil {
-			WriteError(w, err)
+			httpapi.WriteError(w, err)
 			return
 		}
 		out := []PeerView{}
@@ -26,30 +28,30 @@ func (s *Service) AdminAPI(auth UserAuth) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
-	h("GET /peers/{did}", func(w http.ResponseWriter, r *http.Request, _ LocalUser) {
+	h("GET /peers/{did}", func(w http.ResponseWriter, r *http.Request, _ localuser.User) {
 		p, err := trust.Get(r.Context(), r.PathValue("did"))
 		if err != nil {
-			WriteError(w, err)
+			httpapi.WriteError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, peerView(p))
 	})
-	h("POST /peers", func(w http.ResponseWriter, r *http.Request, _ LocalUser) {
+	h("POST /peers", func(w http.ResponseWriter, r *http.Request, _ localuser.User) {
 		var v PeerView
 		if !readJSON(w, r, &v) {
 			return
 		}
 		p := store.Peer{DID: v.DID, Name: v.Name, KeyPin: v.KeyPin, MayInvite: v.MayInvite, MayRelayMedia: v.MayRelayMedia, AddedAt: s.now().UTC()}
 		if err := trust.Add(r.Context(), p); err != nil {
-			WriteError(w, err)
+			httpapi.WriteError(w, err)
 			return
 		}
 		s.log.Info("peer trusted", "peer", p.DID, "may_invite", p.MayInvite, "may_relay_media", p.MayRelayMedia)
 		writeJSON(w, http.StatusCreated, peerView(p))
 	})
-	h("DELETE /peers/{did}", func(w http.ResponseWriter, r *http.Request, _ LocalUser) {
+	h("DELETE /peers/{did}", func(w http.ResponseWriter, r *http.Request, _ localuser.User) {
 		if err := trust.Remove(r.Context(), r.PathValue("did")); err != nil {
-			WriteError(w, err)
+			httpapi.WriteError(w, err)
 			return
 		}
 		s.log.Info("peer removed from trust list", "peer", r.PathValue("did"))
@@ -59,8 +61,8 @@ func (s *Service) AdminAPI(auth UserAuth) http.Handler {
 	h("GET /conferences/{id}", s.apiGetConference)
 	h("GET /conferences/{id}/audit", s.apiEvents)
 	// The node itself ends a conference it hosts, as its administration.
-	h("POST /conferences/{id}/end", func(w http.ResponseWriter, r *http.Request, _ LocalUser) {
-		seq, err := s.Moderate(r.Context(), LocalUser{}, r.PathValue("id"), TypeEnd, "")
+	h("POST /conferences/{id}/end", func(w http.ResponseWriter, r *http.Request, _ localuser.User) {
+		seq, err := s.Moderate(r.Context(), localuser.User{}, r.PathValue("id"), TypeEnd, "")
 		writeAction(w, seq, "", err)
 	})
 	return mux

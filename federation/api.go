@@ -8,12 +8,10 @@ import (
 	"slices"
 	"time"
 
+	"github.com/entente-org/entente/internal/httpapi"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/store"
 )
-
-// UserAuth establishes which local user makes a client or admin API request.
-// Returning an *Error lets it choose the status (401 for a missing token).
-type UserAuth func(r *http.Request) (LocalUser, error)
 
 // ClientAPI serves the client API of spec/client-api.md. Mount it with the
 // prefix stripped, at "/api/v1/".
@@ -45,19 +43,19 @@ func (s *Service) ClientAPI(auth UserAuth) http.Handler {
 }
 
 // userHandler is an API handler that knows who calls it.
-type userHandler func(w http.ResponseWriter, r *http.Request, u LocalUser)
+type userHandler func(w http.ResponseWriter, r *http.Request, u localuser.User)
 
 // authed establishes the calling user before fn, and with admin requires an
 // administrator of this node.
 func authed(auth UserAuth, admin bool, fn userHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		u, err := auth(r)
+		u, err := auth.Authenticate(r)
 		if err != nil {
-			WriteError(w, err)
+			httpapi.WriteError(w, err)
 			return
 		}
 		if admin && !u.Admin {
-			WriteError(w, Forbidden("%s is not an administrator of this node", u.ID))
+			httpapi.WriteError(w, httpapi.Forbidden("%s is not an administrator of this node", u.ID))
 			return
 		}
 		fn(w, r, u)
@@ -95,7 +93,7 @@ func (s *Service) view(c store.Conference) ConferenceView {
 	}
 }
 
-func (s *Service) apiMe(w http.ResponseWriter, r *http.Request, u LocalUser) {
+func (s *Service) apiMe(w http.ResponseWriter, r *http.Request, u localuser.User) {
 	me := map[string]any{
 		"user": s.userRef(u), "id": u.ID, "display_name": u.DisplayName, "admin": u.Admin,
 		"node": map[string]string{"did": s.did, "name": s.name},
@@ -106,10 +104,10 @@ func (s *Service) apiMe(w http.ResponseWriter, r *http.Request, u LocalUser) {
 	writeJSON(w, http.StatusOK, me)
 }
 
-func (s *Service) apiPeers(w http.ResponseWriter, r *http.Request, _ LocalUser) {
+func (s *Service) apiPeers(w http.ResponseWriter, r *http.Request, _ localuser.User) {
 	peers, err := s.store.ListPeers(r.Context())
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	out := []map[string]string{}
@@ -119,10 +117,10 @@ func (s *Service) apiPeers(w http.ResponseWriter, r *http.Request, _ LocalUser) 
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Service) apiListConferences(w http.ResponseWriter, r *http.Request, _ LocalUser) {
+func (s *Service) apiListConferences(w http.ResponseWriter, r *http.Request, _ localuser.User) {
 	confs, err := s.store.ListConferences(r.Context())
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	out := []ConferenceView{}
@@ -132,14 +130,14 @@ func (s *Service) apiListConferences(w http.ResponseWriter, r *http.Request, _ L
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Service) apiCreateConference(w http.ResponseWriter, r *http.Request, u LocalUser) {
+func (s *Service) apiCreateConference(w http.ResponseWriter, r *http.Request, u localuser.User) {
 	var req CreateContent
 	if !readJSON(w, r, &req) {
 		return
 	}
 	c, err := s.Create(r.Context(), u, req)
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, s.view(c))
@@ -169,34 +167,34 @@ func (s *Service) ConferenceDetail(ctx context.Context, id string) (ConferenceVi
 	return v, nil
 }
 
-func (s *Service) apiGetConference(w http.ResponseWriter, r *http.Request, _ LocalUser) {
+func (s *Service) apiGetConference(w http.ResponseWriter, r *http.Request, _ localuser.User) {
 	v, err := s.ConferenceDetail(r.Context(), r.PathValue("id"))
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, v)
 }
 
-func (s *Service) apiParticipants(w http.ResponseWriter, r *http.Request, _ LocalUser) {
+func (s *Service) apiParticipants(w http.ResponseWriter, r *http.Request, _ localuser.User) {
 	roster, err := s.Roster(r.Context(), r.PathValue("id"))
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, s.rosterView(r.Context(), roster))
 }
 
-func (s *Service) apiEvents(w http.ResponseWriter, r *http.Request, _ LocalUser) {
+func (s *Service) apiEvents(w http.ResponseWriter, r *http.Request, _ localuser.User) {
 	rep, err := s.Audit(r.Context(), r.PathValue("id"))
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, rep)
 }
 
-func (s *Service) apiInvite(w http.ResponseWriter, r *http.Request, u LocalUser) {
+func (s *Service) apiInvite(w http.ResponseWriter, r *http.Request, u localuser.User) {
 	var req struct {
 		Node  string   `json:"node"`
 		Users []string `json:"users"`
@@ -206,25 +204,25 @@ func (s *Service) apiInvite(w http.ResponseWriter, r *http.Request, u LocalUser)
 	}
 	seq, err := s.Invite(r.Context(), u, r.PathValue("id"), req.Node, req.Users)
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, map[string]int64{"seq": seq})
 }
 
-func (s *Service) apiJoin(w http.ResponseWriter, r *http.Request, u LocalUser) {
+func (s *Service) apiJoin(w http.ResponseWriter, r *http.Request, u localuser.User) {
 	seq, id, err := s.Join(r.Context(), u, r.PathValue("id"))
 	writeAction(w, seq, id, err)
 }
 
-func (s *Service) apiLeave(w http.ResponseWriter, r *http.Request, u LocalUser) {
+func (s *Service) apiLeave(w http.ResponseWriter, r *http.Request, u localuser.User) {
 	seq, id, err := s.Leave(r.Context(), u, r.PathValue("id"))
 	writeAction(w, seq, id, err)
 }
 
 // apiTarget serves the moderation actions aimed at one user: remove, admit, deny.
-func (s *Service) apiTarget(typ string) func(http.ResponseWriter, *http.Request, LocalUser) {
-	return func(w http.ResponseWriter, r *http.Request, u LocalUser) {
+func (s *Service) apiTarget(typ string) func(http.ResponseWriter, *http.Request, localuser.User) {
+	return func(w http.ResponseWriter, r *http.Request, u localuser.User) {
 		var req struct {
 			User string `json:"user"`
 		}
@@ -236,7 +234,7 @@ func (s *Service) apiTarget(typ string) func(http.ResponseWriter, *http.Request,
 	}
 }
 
-func (s *Service) apiLobby(w http.ResponseWriter, r *http.Request, u LocalUser) {
+func (s *Service) apiLobby(w http.ResponseWriter, r *http.Request, u localuser.User) {
 	var req struct {
 		On bool `json:"on"`
 	}
@@ -247,8 +245,8 @@ func (s *Service) apiLobby(w http.ResponseWriter, r *http.Request, u LocalUser) 
 	writeAction(w, seq, "", err)
 }
 
-func (s *Service) apiModerate(typ string) func(http.ResponseWriter, *http.Request, LocalUser) {
-	return func(w http.ResponseWriter, r *http.Request, u LocalUser) {
+func (s *Service) apiModerate(typ string) func(http.ResponseWriter, *http.Request, localuser.User) {
+	return func(w http.ResponseWriter, r *http.Request, u localuser.User) {
 		seq, err := s.Moderate(r.Context(), u, r.PathValue("id"), typ, "")
 		writeAction(w, seq, "", err)
 	}
@@ -266,7 +264,7 @@ type Invitation struct {
 }
 
 // Invitations lists the open invitations of this node that u may answer.
-func (s *Service) Invitations(ctx context.Context, u LocalUser) ([]Invitation, error) {
+func (s *Service) Invitations(ctx context.Context, u localuser.User) ([]Invitation, error) {
 	confs, err := s.store.ListConferences(ctx)
 	if err != nil {
 		return nil, err
@@ -292,17 +290,17 @@ func (s *Service) Invitations(ctx context.Context, u LocalUser) ([]Invitation, e
 	return out, nil
 }
 
-func (s *Service) apiInvitations(w http.ResponseWriter, r *http.Request, u LocalUser) {
+func (s *Service) apiInvitations(w http.ResponseWriter, r *http.Request, u localuser.User) {
 	inv, err := s.Invitations(r.Context(), u)
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, inv)
 }
 
-func (s *Service) apiAnswer(accept bool) func(http.ResponseWriter, *http.Request, LocalUser) {
-	return func(w http.ResponseWriter, r *http.Request, u LocalUser) {
+func (s *Service) apiAnswer(accept bool) func(http.ResponseWriter, *http.Request, localuser.User) {
+	return func(w http.ResponseWriter, r *http.Request, u localuser.User) {
 		seq, id, err := s.Answer(r.Context(), u, r.PathValue("id"), accept)
 		writeAction(w, seq, id, err)
 	}
@@ -313,7 +311,7 @@ func (s *Service) apiAnswer(accept bool) func(http.ResponseWriter, *http.Request
 func writeAction(w http.ResponseWriter, seq int64, eventID string, err error) {
 	switch {
 	case err != nil:
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 	case eventID != "":
 		writeJSON(w, http.StatusAccepted, map[string]string{"status": "sent to host", "event": eventID})
 	default:
@@ -328,11 +326,11 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxAPIBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		WriteError(w, BadRequest("request body: %v", err))
+		httpapi.WriteError(w, httpapi.BadRequest("request body: %v", err))
 		return false
 	}
 	if dec.More() {
-		WriteError(w, BadRequest("request body: data after the JSON object"))
+		httpapi.WriteError(w, httpapi.BadRequest("request body: data after the JSON object"))
 		return false
 	}
 	return true
@@ -345,14 +343,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-func (s *Service) apiSignal(w http.ResponseWriter, r *http.Request, u LocalUser) {
+func (s *Service) apiSignal(w http.ResponseWriter, r *http.Request, u localuser.User) {
 	var c SignalContent
 	if !readJSON(w, r, &c) {
 		return
 	}
 	sig, err := s.SendSignal(r.Context(), u, r.PathValue("id"), c)
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, sig)

@@ -22,6 +22,7 @@ import (
 	"github.com/go-fed/httpsig"
 
 	"github.com/entente-org/entente/identity"
+	"github.com/entente-org/entente/internal/httpapi"
 )
 
 // ErrUntrusted is wrapped by Authenticator.Trusted for a DID that is not on
@@ -64,7 +65,7 @@ type Inbound struct {
 }
 
 // Authenticate applies steps 1 to 10 of spec §3.2 in order and returns the
-// body it read. Every refusal is an *Error with the status of its step;
+// body it read. Every refusal is an *httpapi.Error with the status of its step;
 // other errors are our own failures (the trust list could not be read).
 // The signature covers the Digest header, not the body, so a request is
 // authenticated, and its peer found trusted and within its rate, before a
@@ -92,23 +93,23 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Inbound, error) {
 	// 1. Exactly one Signature header that parses.
 	values := r.Header.Values("Signature")
 	if len(values) != 1 {
-		return nil, Unauthorized("expected one Signature header, got %d", len(values))
+		return nil, httpapi.Unauthorized("expected one Signature header, got %d", len(values))
 	}
 	p, err := ParseSignatureHeader(values[0])
 	if err != nil {
-		return nil, Unauthorized("Signature header: %w", err)
+		return nil, httpapi.Unauthorized("Signature header: %w", err)
 	}
 
 	// 2. The algorithm comes from the key; a header naming another one is
 	// an attempt at algorithm confusion.
 	if p.Algorithm != "" && p.Algorithm != "hs2019" && p.Algorithm != "ecdsa-sha256" {
-		return nil, Unauthorized("algorithm %q refused", p.Algorithm)
+		return nil, httpapi.Unauthorized("algorithm %q refused", p.Algorithm)
 	}
 
 	// 3. Coverage.
 	for _, h := range signedHeaders {
 		if !slices.Contains(p.Headers, h) {
-			return nil, Unauthorized("signature does not cover %s", h)
+			return nil, httpapi.Unauthorized("signature does not cover %s", h)
 		}
 	}
 
@@ -138,21 +139,21 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Inbound, error) {
 	// 8. Signature, with go-fed's verifier and the algorithm of the key,
 	// after our own check that it is strict DER with a low S.
 	if err := checkLowS(p.Signature); err != nil {
-		return nil, Unauthorized("signature: %w", err)
+		return nil, httpapi.Unauthorized("signature: %w", err)
 	}
 	verifier, err := httpsig.NewVerifier(r)
 	if err != nil {
-		return nil, Unauthorized("signature: %w", err)
+		return nil, httpapi.Unauthorized("signature: %w", err)
 	}
 	if verifier.KeyId() != p.KeyID {
-		return nil, Unauthorized("signature parameters read ambiguously")
+		return nil, httpapi.Unauthorized("signature parameters read ambiguously")
 	}
 	ecPub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), pub.UncompressedBytes())
 	if err != nil {
-		return nil, Unauthorized("key %s: %w", p.KeyID, err)
+		return nil, httpapi.Unauthorized("key %s: %w", p.KeyID, err)
 	}
 	if err := verifier.Verify(ecPub, httpsig.ECDSA_SHA256); err != nil {
-		return nil, Unauthorized("signature does not verify with %s: %w", p.KeyID, err)
+		return nil, httpapi.Unauthorized("signature does not verify with %s: %w", p.KeyID, err)
 	}
 
 	// 9. The peer's rate, counted only for requests it really signed, so
@@ -165,17 +166,17 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Inbound, error) {
 
 	// 10. Body size, and its digest as received.
 	if r.ContentLength > maxBody {
-		return nil, TooLarge("body of %d bytes is over %d", r.ContentLength, maxBody)
+		return nil, httpapi.TooLarge("body of %d bytes is over %d", r.ContentLength, maxBody)
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
-		return nil, BadRequest("cannot read body: %w", err)
+		return nil, httpapi.BadRequest("cannot read body: %w", err)
 	}
 	if int64(len(body)) > maxBody {
-		return nil, TooLarge("body is over %d bytes", maxBody)
+		return nil, httpapi.TooLarge("body is over %d bytes", maxBody)
 	}
 	if got := sha256.Sum256(body); !bytes.Equal(got[:], want) {
-		return nil, Unauthorized("Digest does not match the body")
+		return nil, httpapi.Unauthorized("Digest does not match the body")
 	}
 	return &Inbound{PeerDID: did, KeyID: p.KeyID, Body: body}, nil
 }
@@ -187,10 +188,10 @@ func (a *Authenticator) checkHost(r *http.Request) error {
 	// go-fed reads a Host entry of the header map before r.Host; Go's
 	// server never puts one there, and none may disagree with r.Host.
 	if hs := r.Header.Values("Host"); len(hs) > 1 || len(hs) == 1 && hs[0] != r.Host {
-		return Unauthorized("ambiguous Host")
+		return httpapi.Unauthorized("ambiguous Host")
 	}
 	if got := CanonicalAuthority(r.Host); got != a.Host {
-		return Unauthorized("request signed for host %q, not this node's %q", r.Host, a.Host)
+		return httpapi.Unauthorized("request signed for host %q, not this node's %q", r.Host, a.Host)
 	}
 	return nil
 }
@@ -227,28 +228,28 @@ func checkLowS(sig []byte) error {
 func checkSignatureTime(h http.Header, p SignatureParams, now time.Time, skew time.Duration) error {
 	dates := h.Values("Date")
 	if len(dates) != 1 {
-		return Unauthorized("expected one Date header, got %d", len(dates))
+		return httpapi.Unauthorized("expected one Date header, got %d", len(dates))
 	}
 	date, err := time.Parse(http.TimeFormat, dates[0])
 	if err != nil {
-		return Unauthorized("Date %q is not an IMF-fixdate", dates[0])
+		return httpapi.Unauthorized("Date %q is not an IMF-fixdate", dates[0])
 	}
 	if d := date.Sub(now); d > skew || d < -skew {
-		return Unauthorized("Date %s is %s away from our clock", dates[0], d.Round(time.Second))
+		return httpapi.Unauthorized("Date %s is %s away from our clock", dates[0], d.Round(time.Second))
 	}
 	if p.Created == 0 || p.Expires == 0 {
-		return Unauthorized("created and expires parameters are required")
+		return httpapi.Unauthorized("created and expires parameters are required")
 	}
 	s, sec := int64(skew/time.Second), now.Unix()
 	switch {
 	case p.Created > sec+s:
-		return Unauthorized("created %d is in the future", p.Created)
+		return httpapi.Unauthorized("created %d is in the future", p.Created)
 	case p.Created < sec-s:
-		return Unauthorized("created %d is too old", p.Created)
+		return httpapi.Unauthorized("created %d is too old", p.Created)
 	case p.Expires <= sec:
-		return Unauthorized("signature expired at %d", p.Expires)
+		return httpapi.Unauthorized("signature expired at %d", p.Expires)
 	case p.Expires <= p.Created || p.Expires-p.Created > signatureLifetime:
-		return Unauthorized("expires − created must be 1 to %d s", signatureLifetime)
+		return httpapi.Unauthorized("expires − created must be 1 to %d s", signatureLifetime)
 	}
 	return nil
 }
@@ -257,15 +258,15 @@ func checkSignatureTime(h http.Header, p SignatureParams, now time.Time, skew ti
 func parseDigest(h http.Header) ([]byte, error) {
 	digests := h.Values("Digest")
 	if len(digests) != 1 {
-		return nil, Unauthorized("expected one Digest header, got %d", len(digests))
+		return nil, httpapi.Unauthorized("expected one Digest header, got %d", len(digests))
 	}
 	enc, ok := strings.CutPrefix(digests[0], "SHA-256=")
 	if !ok {
-		return nil, Unauthorized("Digest must be SHA-256=<base64>")
+		return nil, httpapi.Unauthorized("Digest must be SHA-256=<base64>")
 	}
 	got, err := base64.StdEncoding.Strict().DecodeString(enc)
 	if err != nil || len(got) != sha256.Size {
-		return nil, Unauthorized("Digest is not the base64 of a SHA-256")
+		return nil, httpapi.Unauthorized("Digest is not the base64 of a SHA-256")
 	}
 	return got, nil
 }
@@ -275,14 +276,14 @@ func parseDigest(h http.Header) ([]byte, error) {
 func (a *Authenticator) key(ctx context.Context, keyID string) (string, atcrypto.PublicKey, error) {
 	did, _, ok := cutKeyID(keyID)
 	if !ok {
-		return "", nil, Unauthorized("keyId %q is not of the form did#fragment", keyID)
+		return "", nil, httpapi.Unauthorized("keyId %q is not of the form did#fragment", keyID)
 	}
 	if did == a.Self {
-		return "", nil, Forbidden("request signed with this node's own key")
+		return "", nil, httpapi.Forbidden("request signed with this node's own key")
 	}
 	pin, err := a.Trusted(ctx, did)
 	if errors.Is(err, ErrUntrusted) {
-		return "", nil, Forbidden("%s is not on the trust list", did)
+		return "", nil, httpapi.Forbidden("%s is not on the trust list", did)
 	}
 	if err != nil {
 		return "", nil, fmt.Errorf("trust list lookup for %s: %w", did, err)
@@ -299,10 +300,10 @@ func (a *Authenticator) key(ctx context.Context, keyID string) (string, atcrypto
 		pub, err = peer.Key(keyID)
 	}
 	if err != nil {
-		return "", nil, Unauthorized("%s is not a key of %s", keyID, did)
+		return "", nil, httpapi.Unauthorized("%s is not a key of %s", keyID, did)
 	}
 	if _, ok := pub.(*atcrypto.PublicKeyP256); !ok {
-		return "", nil, Unauthorized("%s is not a P-256 key", keyID)
+		return "", nil, httpapi.Unauthorized("%s is not a P-256 key", keyID)
 	}
 	if pin != "" {
 		pinned, err := atcrypto.ParsePublicMultibase(pin)
@@ -310,7 +311,7 @@ func (a *Authenticator) key(ctx context.Context, keyID string) (string, atcrypto
 			return "", nil, fmt.Errorf("key pin of %s does not parse: %w", did, err)
 		}
 		if !pinned.Equal(pub) {
-			return "", nil, Forbidden("%s is not the key pinned for %s", keyID, did)
+			return "", nil, httpapi.Forbidden("%s is not the key pinned for %s", keyID, did)
 		}
 	}
 	return did, pub, nil
@@ -319,11 +320,11 @@ func (a *Authenticator) key(ctx context.Context, keyID string) (string, atcrypto
 // unresolved is the refusal of a request whose signer's DID document could
 // not be had: 503 with Retry-After when the failure may pass (the sender
 // retries, spec §3.2 step 7 and §8), 401 when the document was refused.
-func unresolved(did string, err error) *Error {
+func unresolved(did string, err error) *httpapi.Error {
 	if ue, ok := errors.AsType[*identity.UnavailableError](err); ok {
-		return Unavailable(max(ue.RetryAfter, time.Second), "cannot resolve %s now", did)
+		return httpapi.Unavailable(max(ue.RetryAfter, time.Second), "cannot resolve %s now", did)
 	}
-	return Unauthorized("cannot resolve %s", did)
+	return httpapi.Unauthorized("cannot resolve %s", did)
 }
 
 // Client sends signed requests to peers: outbox deliveries and roster or

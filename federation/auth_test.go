@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/entente-org/entente/identity"
+	"github.com/entente-org/entente/internal/httpapi"
 )
 
 // memKeyStorage keeps a keyring in memory.
@@ -139,7 +140,7 @@ func (n *sigTestNode) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	in, err := n.auth.Authenticate(r)
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	n.mu.Lock()
@@ -182,7 +183,7 @@ func (n *sigTestNode) newRequest(t *testing.T, method, path string, body []byte)
 }
 
 // send delivers req to n and returns the status and error code.
-func (n *sigTestNode) send(t *testing.T, req *http.Request) (int, errorDetail) {
+func (n *sigTestNode) send(t *testing.T, req *http.Request) (int, httpapi.ErrorDetail) {
 	t.Helper()
 	resp, err := n.srv.Client().Do(req)
 	if err != nil {
@@ -193,7 +194,7 @@ func (n *sigTestNode) send(t *testing.T, req *http.Request) (int, errorDetail) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var eb errorBody
+	var eb httpapi.ErrorBody
 	if resp.StatusCode != http.StatusNoContent {
 		if err := json.Unmarshal(b, &eb); err != nil {
 			t.Fatalf("status %d, body %q is not an error object: %v", resp.StatusCode, b, err)
@@ -657,25 +658,25 @@ func TestWriteError(t *testing.T) {
 		status int
 		body   string
 	}{
-		{BadRequest("payload: %s", "x"), 400, `{"error":{"code":"bad_request","message":"payload: x"}}`},
-		{Unauthorized("no"), 401, `{"error":{"code":"unauthorized","message":"no"}}`},
-		{Forbidden("no"), 403, `{"error":{"code":"forbidden","message":"no"}}`},
-		{NotFound("no"), 404, `{"error":{"code":"not_found","message":"no"}}`},
-		{Conflict("no"), 409, `{"error":{"code":"conflict","message":"no"}}`},
-		{Gone("no"), 410, `{"error":{"code":"gone","message":"no"}}`},
-		{TooLarge("no"), 413, `{"error":{"code":"too_large","message":"no"}}`},
-		{fmt.Errorf("inbox: %w", Conflict("dup")), 409, `{"error":{"code":"conflict","message":"dup"}}`},
+		{httpapi.BadRequest("payload: %s", "x"), 400, `{"error":{"code":"bad_request","message":"payload: x"}}`},
+		{httpapi.Unauthorized("no"), 401, `{"error":{"code":"unauthorized","message":"no"}}`},
+		{httpapi.Forbidden("no"), 403, `{"error":{"code":"forbidden","message":"no"}}`},
+		{httpapi.NotFound("no"), 404, `{"error":{"code":"not_found","message":"no"}}`},
+		{httpapi.Conflict("no"), 409, `{"error":{"code":"conflict","message":"no"}}`},
+		{httpapi.Gone("no"), 410, `{"error":{"code":"gone","message":"no"}}`},
+		{httpapi.TooLarge("no"), 413, `{"error":{"code":"too_large","message":"no"}}`},
+		{fmt.Errorf("inbox: %w", httpapi.Conflict("dup")), 409, `{"error":{"code":"conflict","message":"dup"}}`},
 		{fmt.Errorf("pq: password authentication failed for user entente"), 500, `{"error":{"code":"internal","message":"internal error"}}`},
 	}
 	for _, tt := range tests {
 		rec := httptest.NewRecorder()
-		WriteError(rec, tt.err)
+		httpapi.WriteError(rec, tt.err)
 		if rec.Code != tt.status || rec.Body.String() != tt.body || rec.Header().Get("Content-Type") != "application/json" {
 			t.Errorf("%v: %d %s %q", tt.err, rec.Code, rec.Body, rec.Header().Get("Content-Type"))
 		}
 	}
 	cause := fmt.Errorf("bad key")
-	e := Unauthorized("verify: %w", cause)
+	e := httpapi.Unauthorized("verify: %w", cause)
 	if e.Unwrap() != cause || e.Error() != "unauthorized: verify: bad key" {
 		t.Fatalf("%v unwraps to %v", e, e.Unwrap())
 	}

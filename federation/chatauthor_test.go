@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/entente-org/entente/federation"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/internal/nodetest"
 	"github.com/entente-org/entente/store"
 )
@@ -96,7 +97,7 @@ func TestChatChangesOnlyByTheirAuthor(t *testing.T) {
 	ctx := context.Background()
 	const matrixUser = "@dora:matrix.agency.example"
 
-	say := func(n *nodetest.Node, u federation.LocalUser, k federation.SignalContent) federation.Signal {
+	say := func(n *nodetest.Node, u localuser.User, k federation.SignalContent) federation.Signal {
 		t.Helper()
 		sig, err := n.Federation().SendSignal(ctx, u, sc.conference, k)
 		if err != nil {
@@ -107,7 +108,7 @@ func TestChatChangesOnlyByTheirAuthor(t *testing.T) {
 	chloeLine := say(c, sc.chloe, federation.SignalContent{Kind: "chat", Text: "Le budget est validé"})
 	aliceLine := say(a, sc.alice, federation.SignalContent{Kind: "chat", Text: "Merci à tous"})
 	brunoLine := say(b, sc.bruno, federation.SignalContent{Kind: "chat", Text: "Les chiffres arrivent"})
-	doraLine := say(b, federation.LocalUser{}, federation.SignalContent{Kind: "chat", Text: "Depuis Matrix", As: matrixUser})
+	doraLine := say(b, localuser.User{}, federation.SignalContent{Kind: "chat", Text: "Depuis Matrix", As: matrixUser})
 	for _, n := range []*nodetest.Node{a, b, c} {
 		nodetest.Eventually(t, wait, "the four lines at "+n.Name(), func() bool { return len(logs[n].all()) == 4 })
 	}
@@ -152,7 +153,7 @@ func TestChatChangesOnlyByTheirAuthor(t *testing.T) {
 	if _, err := b.Federation().SendSignal(ctx, sc.bruno, sc.conference, federation.SignalContent{Kind: "chat.redact", Ref: chloeLine.ID}); !isStatus(err, 403) {
 		t.Errorf("a member's user redacting another's line: %v", err)
 	}
-	if _, err := b.Federation().SendSignal(ctx, federation.LocalUser{}, sc.conference,
+	if _, err := b.Federation().SendSignal(ctx, localuser.User{}, sc.conference,
 		federation.SignalContent{Kind: "chat.redact", Ref: brunoLine.ID, As: matrixUser}); !isStatus(err, 403) {
 		t.Errorf("the bridge redacting a participant's line: %v", err)
 	}
@@ -176,7 +177,7 @@ func TestChatChangesOnlyByTheirAuthor(t *testing.T) {
 	// The authors' own changes pass, and nothing refused reached anyone:
 	// after the four lines, each node has exactly these changes, in order.
 	edit := say(b, sc.bruno, federation.SignalContent{Kind: "chat.edit", Ref: brunoLine.ID, Text: "Les chiffres 2027 arrivent"})
-	redact := say(b, federation.LocalUser{}, federation.SignalContent{Kind: "chat.redact", Ref: doraLine.ID, As: matrixUser})
+	redact := say(b, localuser.User{}, federation.SignalContent{Kind: "chat.redact", Ref: doraLine.ID, As: matrixUser})
 	mine := say(a, sc.alice, federation.SignalContent{Kind: "chat.redact", Ref: aliceLine.ID})
 	// Relays reach each node in the order the host queued them, so a
 	// refused change that got through would show among these. Each node

@@ -10,27 +10,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/entente-org/entente/internal/httpapi"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/store"
 )
 
-// LocalUser is who makes a client API request, as established by the node's
-// login mechanism. Federation never sees how the user signed in, so local
-// tokens can be replaced by OpenID Connect without touching this package.
-type LocalUser struct {
-	ID          string // local part
-	DisplayName string
-	Admin       bool
-	// MatrixGuest is a Matrix user the node let in with an OpenID token: it
-	// takes part as a guest of this node's organisation.
-	MatrixGuest bool
-	// Unit is the user's organisational unit as the node's OpenID provider
-	// gives it; its join events carry it (spec/federation.md §7.1).
-	Unit string
-}
-
-// userRef is the sender of u's actions; the zero LocalUser is the node
+// userRef is the sender of u's actions; the zero localuser.User is the node
 // itself, acting through its administrators.
-func (s *Service) userRef(u LocalUser) string {
+func (s *Service) userRef(u localuser.User) string {
 	if u.ID == "" {
 		return s.did
 	}
@@ -49,14 +36,14 @@ func NewConferenceID() string {
 }
 
 // CreateConference makes a conference hosted here, created by u.
-func (s *Service) CreateConference(ctx context.Context, u LocalUser, title string, moderators []string) (store.Conference, error) {
+func (s *Service) CreateConference(ctx context.Context, u localuser.User, title string, moderators []string) (store.Conference, error) {
 	return s.Create(ctx, u, CreateContent{Title: title, Moderators: moderators})
 }
 
 // Create makes a conference hosted here as the create event's content
 // describes it (spec §6.1); with Lobby, participants of other organisations
 // wait to be admitted.
-func (s *Service) Create(ctx context.Context, u LocalUser, c CreateContent) (store.Conference, error) {
+func (s *Service) Create(ctx context.Context, u localuser.User, c CreateContent) (store.Conference, error) {
 	c.Title = strings.TrimSpace(c.Title)
 	if c.Moderators == nil {
 		c.Moderators = []string{}
@@ -70,9 +57,9 @@ func (s *Service) Create(ctx context.Context, u LocalUser, c CreateContent) (sto
 
 // Invite invites a trusted node, or only the named users of it, to a
 // conference hosted here.
-func (s *Service) Invite(ctx context.Context, u LocalUser, conference, node string, users []string) (int64, error) {
+func (s *Service) Invite(ctx context.Context, u localuser.User, conference, node string, users []string) (int64, error) {
 	if _, err := s.store.GetPeer(ctx, node); errors.Is(err, store.ErrNotFound) {
-		return 0, Forbidden("%s is not on this node's trust list", node)
+		return 0, httpapi.Forbidden("%s is not on this node's trust list", node)
 	} else if err != nil {
 		return 0, err
 	}
@@ -84,24 +71,24 @@ func (s *Service) Invite(ctx context.Context, u LocalUser, conference, node stri
 
 // Moderate makes a moderation event of the host: remove, admit or deny
 // (with target), lock, unlock or end.
-func (s *Service) Moderate(ctx context.Context, u LocalUser, conference, typ, target string) (int64, error) {
+func (s *Service) Moderate(ctx context.Context, u localuser.User, conference, typ, target string) (int64, error) {
 	switch typ {
 	case TypeRemove, TypeAdmit, TypeDeny:
 		return s.hostEvent(ctx, typ, u, conference, UserContent{User: target})
 	case TypeLock, TypeUnlock, TypeEnd:
 		return s.hostEvent(ctx, typ, u, conference, EmptyContent{})
 	}
-	return 0, BadRequest("%q is not a moderation action", typ)
+	return 0, httpapi.BadRequest("%q is not a moderation action", typ)
 }
 
 // SetLobby turns the lobby of a conference hosted here on or off.
-func (s *Service) SetLobby(ctx context.Context, u LocalUser, conference string, on bool) (int64, error) {
+func (s *Service) SetLobby(ctx context.Context, u localuser.User, conference string, on bool) (int64, error) {
 	return s.hostEvent(ctx, TypeLobby, u, conference, LobbyContent{On: on})
 }
 
 // hostEvent makes an event of this node for a conference it hosts and
 // appends it.
-func (s *Service) hostEvent(ctx context.Context, typ string, u LocalUser, conference string, content any) (int64, error) {
+func (s *Service) hostEvent(ctx context.Context, typ string, u localuser.User, conference string, content any) (int64, error) {
 	p, err := s.newPayload(typ, s.did, s.userRef(u), conference, content)
 	if err != nil {
 		return 0, err
@@ -113,12 +100,12 @@ func (s *Service) hostEvent(ctx context.Context, typ string, u LocalUser, confer
 	if typ != TypeCreate {
 		conf, err := s.store.GetConference(ctx, conference)
 		if errors.Is(err, store.ErrNotFound) {
-			return 0, NotFound("unknown conference %s", conference)
+			return 0, httpapi.NotFound("unknown conference %s", conference)
 		} else if err != nil {
 			return 0, err
 		}
 		if conf.Host != s.did {
-			return 0, Forbidden("conference %s is hosted by %s", conference, conf.Host)
+			return 0, httpapi.Forbidden("conference %s is hosted by %s", conference, conf.Host)
 		}
 	}
 	var seq int64
@@ -138,22 +125,22 @@ func (s *Service) hostEvent(ctx context.Context, typ string, u LocalUser, confer
 // Answer accepts or declines, for u, an invitation of this node. Like every
 // action on a remote conference, it returns the record's seq once the host
 // applied it, or the queued event's id if the host has not answered yet.
-func (s *Service) Answer(ctx context.Context, u LocalUser, conference string, accept bool) (int64, string, error) {
+func (s *Service) Answer(ctx context.Context, u localuser.User, conference string, accept bool) (int64, string, error) {
 	conf, err := s.memberConference(ctx, conference)
 	if err != nil {
 		return 0, "", err
 	}
 	n, err := s.store.GetConferenceNode(ctx, conference, s.did)
 	if errors.Is(err, store.ErrNotFound) {
-		return 0, "", Forbidden("this node was not invited to %s", conference)
+		return 0, "", httpapi.Forbidden("this node was not invited to %s", conference)
 	} else if err != nil {
 		return 0, "", err
 	}
 	if n.State != "invited" {
-		return 0, "", Conflict("the invitation was already answered (%s)", n.State)
+		return 0, "", httpapi.Conflict("the invitation was already answered (%s)", n.State)
 	}
 	if len(n.Users) > 0 && !slices.Contains(n.Users, u.ID) {
-		return 0, "", Forbidden("the invitation names other users of this node")
+		return 0, "", httpapi.Forbidden("the invitation names other users of this node")
 	}
 	typ := TypeDecline
 	if accept {
@@ -164,7 +151,7 @@ func (s *Service) Answer(ctx context.Context, u LocalUser, conference string, ac
 
 // Join makes u a participant. On the host it takes effect at once; on a
 // member node the join event is sent to the host, and the returned seq is 0.
-func (s *Service) Join(ctx context.Context, u LocalUser, conference string) (int64, string, error) {
+func (s *Service) Join(ctx context.Context, u localuser.User, conference string) (int64, string, error) {
 	org := s.name
 	if u.MatrixGuest {
 		// A Matrix guest speaks for their homeserver, not for this
@@ -181,14 +168,14 @@ func (s *Service) Join(ctx context.Context, u LocalUser, conference string) (int
 }
 
 // Leave removes u from the conference.
-func (s *Service) Leave(ctx context.Context, u LocalUser, conference string) (int64, string, error) {
+func (s *Service) Leave(ctx context.Context, u localuser.User, conference string) (int64, string, error) {
 	return s.userEvent(ctx, TypeLeave, u, conference, UserContent{User: s.userRef(u)})
 }
 
-func (s *Service) userEvent(ctx context.Context, typ string, u LocalUser, conference string, content any) (int64, string, error) {
+func (s *Service) userEvent(ctx context.Context, typ string, u localuser.User, conference string, content any) (int64, string, error) {
 	conf, err := s.store.GetConference(ctx, conference)
 	if errors.Is(err, store.ErrNotFound) {
-		return 0, "", NotFound("unknown conference %s", conference)
+		return 0, "", httpapi.NotFound("unknown conference %s", conference)
 	} else if err != nil {
 		return 0, "", err
 	}
@@ -200,7 +187,7 @@ func (s *Service) userEvent(ctx context.Context, typ string, u LocalUser, confer
 		return seq, "", err
 	}
 	if conf.Ended {
-		return 0, "", Gone("conference %s has ended", conference)
+		return 0, "", httpapi.Gone("conference %s has ended", conference)
 	}
 	if typ == TypeJoin && conf.Lobby {
 		typ = TypeKnock // wait in the host's lobby to be admitted
@@ -212,16 +199,16 @@ func (s *Service) userEvent(ctx context.Context, typ string, u LocalUser, confer
 func (s *Service) memberConference(ctx context.Context, id string) (store.Conference, error) {
 	conf, err := s.store.GetConference(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return conf, NotFound("unknown conference %s", id)
+		return conf, httpapi.NotFound("unknown conference %s", id)
 	}
 	if err != nil {
 		return conf, err
 	}
 	if conf.Host == s.did {
-		return conf, BadRequest("conference %s is hosted here", id)
+		return conf, httpapi.BadRequest("conference %s is hosted here", id)
 	}
 	if conf.Ended {
-		return conf, Gone("conference %s has ended", id)
+		return conf, httpapi.Gone("conference %s has ended", id)
 	}
 	return conf, nil
 }
@@ -232,7 +219,7 @@ func (s *Service) memberConference(ctx context.Context, id string) (store.Confer
 // host does not answer in time, the event stays queued and is delivered later
 // (the result then has seq 0 and the event id). The replica changes when the
 // host sends the record back (spec §6.4).
-func (s *Service) memberEvent(ctx context.Context, conf store.Conference, typ string, u LocalUser, content any) (int64, string, error) {
+func (s *Service) memberEvent(ctx context.Context, conf store.Conference, typ string, u localuser.User, content any) (int64, string, error) {
 	p, err := s.newPayload(typ, conf.Host, s.userRef(u), conf.ID, content)
 	if err != nil {
 		return 0, "", err
@@ -308,9 +295,9 @@ func (s *Service) appendEvent(ctx context.Context, tx store.Tx, ev *event) (int6
 			return 0, false, err
 		}
 		if old.hash != ev.hash {
-			return 0, false, Conflict("event %s is already in the log with other content", p.ID)
+			return 0, false, httpapi.Conflict("event %s is already in the log with other content", p.ID)
 		} else if old.payload.Origin != p.Origin {
-			return 0, false, Conflict("event id %s is taken", p.ID)
+			return 0, false, httpapi.Conflict("event id %s is taken", p.ID)
 		}
 		return prev.Seq, true, nil
 	} else if !errors.Is(err, store.ErrNotFound) {
@@ -321,7 +308,7 @@ func (s *Service) appendEvent(ctx context.Context, tx store.Tx, ev *event) (int6
 		return 0, false, err
 	}
 	if st.exists() && st.conf.Host != s.did {
-		return 0, false, Forbidden("conference %s is not hosted here", p.Conference)
+		return 0, false, httpapi.Forbidden("conference %s is not hosted here", p.Conference)
 	}
 	if err := st.authorize(ev); err != nil {
 		s.log.Warn("event refused", "conference", p.Conference, "type", p.Type, "origin", p.Origin, "err", err)

@@ -6,5 +6,7 @@
 // It builds on identity (keys, DID resolution, the SSRF-safe HTTP client) and
 // on store (persistence). It must not reach into media, bridge or web: media
 // asks federation's questions ("may this user publish here?") through a small
-// interface that cmd wires up.
+// interface that cmd wires up. What federation asks of the node that embeds
+// it is in boundary.go; its refusals are internal/httpapi errors, the one
+// place that maps them to HTTP statuses.
 package federation

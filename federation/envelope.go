@@ -15,6 +15,7 @@ import (
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
 
+	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/internal/strictjson"
 )
 
@@ -117,21 +118,21 @@ func DecodeEnvelope(data []byte) (Envelope, error) {
 	// The payload string carries a whole message, bounded by the body cap;
 	// the strings inside the payload keep the ordinary limit.
 	if err := strictjson.Decode(data, &e, strictjson.Limits{MaxString: maxPayloadString}); err != nil {
-		return Envelope{}, BadRequest("envelope: %w", err)
+		return Envelope{}, httpapi.BadRequest("envelope: %w", err)
 	}
 	if err := strictjson.Require(data, "v", "payload", "sig"); err != nil {
-		return Envelope{}, BadRequest("envelope: %w", err)
+		return Envelope{}, httpapi.BadRequest("envelope: %w", err)
 	}
 	switch {
 	case len(e.Sig.Key) > 512 || len(e.Sig.Value) > 512:
-		return Envelope{}, BadRequest("envelope: sig.key and sig.value must be at most 512 bytes")
+		return Envelope{}, httpapi.BadRequest("envelope: sig.key and sig.value must be at most 512 bytes")
 	case e.V != envelopeVersion:
-		return Envelope{}, BadRequest("envelope: version %d, expected %d", e.V, envelopeVersion)
+		return Envelope{}, httpapi.BadRequest("envelope: version %d, expected %d", e.V, envelopeVersion)
 	case e.Sig.Alg != envelopeAlg:
-		return Envelope{}, BadRequest("envelope: sig.alg %q, expected %q", e.Sig.Alg, envelopeAlg)
+		return Envelope{}, httpapi.BadRequest("envelope: sig.alg %q, expected %q", e.Sig.Alg, envelopeAlg)
 	}
 	if _, _, ok := cutKeyID(e.Sig.Key); !ok {
-		return Envelope{}, BadRequest("envelope: sig.key %q is not of the form did#fragment", e.Sig.Key)
+		return Envelope{}, httpapi.BadRequest("envelope: sig.key %q is not of the form did#fragment", e.Sig.Key)
 	}
 	if _, err := e.PayloadBytes(); err != nil {
 		return Envelope{}, err
@@ -146,10 +147,10 @@ func DecodeEnvelope(data []byte) (Envelope, error) {
 func (e Envelope) PayloadBytes() ([]byte, error) {
 	b, err := base64.RawURLEncoding.Strict().DecodeString(e.Payload)
 	if err != nil {
-		return nil, BadRequest("envelope: payload is not unpadded base64url: %w", err)
+		return nil, httpapi.BadRequest("envelope: payload is not unpadded base64url: %w", err)
 	}
 	if len(b) == 0 {
-		return nil, BadRequest("envelope: empty payload")
+		return nil, httpapi.BadRequest("envelope: empty payload")
 	}
 	return b, nil
 }
@@ -157,10 +158,10 @@ func (e Envelope) PayloadBytes() ([]byte, error) {
 func (e Envelope) sigBytes() ([]byte, error) {
 	b, err := base64.RawURLEncoding.Strict().DecodeString(e.Sig.Value)
 	if err != nil {
-		return nil, BadRequest("envelope: sig.value is not unpadded base64url: %w", err)
+		return nil, httpapi.BadRequest("envelope: sig.value is not unpadded base64url: %w", err)
 	}
 	if len(b) != 64 {
-		return nil, BadRequest("envelope: sig.value is %d bytes, expected 64 (r‖s)", len(b))
+		return nil, httpapi.BadRequest("envelope: sig.value is %d bytes, expected 64 (r‖s)", len(b))
 	}
 	return b, nil
 }
@@ -181,10 +182,10 @@ func (e Envelope) Verify(pub atcrypto.PublicKey) error {
 	// DecodeEnvelope checks these for a request body; an envelope carried
 	// inside a payload (a record, a relayed signal) is checked here.
 	if e.V != envelopeVersion || e.Sig.Alg != envelopeAlg {
-		return BadRequest("envelope: version %d and sig.alg %q, expected %d and %q", e.V, e.Sig.Alg, envelopeVersion, envelopeAlg)
+		return httpapi.BadRequest("envelope: version %d and sig.alg %q, expected %d and %q", e.V, e.Sig.Alg, envelopeVersion, envelopeAlg)
 	}
 	if _, ok := pub.(*atcrypto.PublicKeyP256); !ok {
-		return Unauthorized("key %s is not a P-256 key", e.Sig.Key)
+		return httpapi.Unauthorized("key %s is not a P-256 key", e.Sig.Key)
 	}
 	payload, err := e.PayloadBytes()
 	if err != nil {
@@ -195,7 +196,7 @@ func (e Envelope) Verify(pub atcrypto.PublicKey) error {
 		return err
 	}
 	if err := pub.HashAndVerify(payload, sig); err != nil {
-		return Unauthorized("envelope signature does not verify with %s: %w", e.Sig.Key, err)
+		return httpapi.Unauthorized("envelope signature does not verify with %s: %w", e.Sig.Key, err)
 	}
 	return nil
 }
@@ -214,14 +215,14 @@ func Open(ctx context.Context, e Envelope, keys KeyLookup) (Payload, []byte, err
 		return Payload{}, nil, err
 	}
 	if e.KeyDID() != p.Origin {
-		return Payload{}, nil, Unauthorized("envelope signed by %q for a payload of origin %s", e.Sig.Key, p.Origin)
+		return Payload{}, nil, httpapi.Unauthorized("envelope signed by %q for a payload of origin %s", e.Sig.Key, p.Origin)
 	}
 	pub, err := keys(ctx, e.Sig.Key)
 	if err != nil {
-		if _, ok := err.(*Error); ok {
+		if _, ok := err.(*httpapi.Error); ok {
 			return Payload{}, nil, err
 		}
-		return Payload{}, nil, Unauthorized("key %s: %w", e.Sig.Key, err)
+		return Payload{}, nil, httpapi.Unauthorized("key %s: %w", e.Sig.Key, err)
 	}
 	if err := e.Verify(pub); err != nil {
 		return Payload{}, nil, err
@@ -236,21 +237,21 @@ func DecodePayload(b []byte) (Payload, error) {
 	// Trunk messages carry an SDP, longer than the ordinary string limit;
 	// every other type is held to it (spec §4.3).
 	if err := strictjson.Decode(b, &p, strictjson.Limits{MaxString: maxSDP}); err != nil {
-		return Payload{}, BadRequest("payload: %w", err)
+		return Payload{}, httpapi.BadRequest("payload: %w", err)
 	}
 	switch p.Type {
 	case TypeTrunkOffer, TypeTrunkAnswer:
 	case TypeRelay:
 		if err := strictjson.Check(b, strictjson.Limits{MaxString: maxRelayedPayload}); err != nil {
-			return Payload{}, BadRequest("payload: %w", err)
+			return Payload{}, httpapi.BadRequest("payload: %w", err)
 		}
 	default:
 		if err := strictjson.Check(b, strictjson.Limits{}); err != nil {
-			return Payload{}, BadRequest("payload: %w", err)
+			return Payload{}, httpapi.BadRequest("payload: %w", err)
 		}
 	}
 	if err := strictjson.Require(b, payloadFields...); err != nil {
-		return Payload{}, BadRequest("payload: %w", err)
+		return Payload{}, httpapi.BadRequest("payload: %w", err)
 	}
 	if err := p.validate(); err != nil {
 		return Payload{}, err
@@ -261,38 +262,38 @@ func DecodePayload(b []byte) (Payload, error) {
 func (p Payload) validate() error {
 	switch {
 	case !validMessageID(p.ID):
-		return BadRequest("payload: id %q must be 1 to %d of [A-Za-z0-9_-]", p.ID, maxIDLength)
+		return httpapi.BadRequest("payload: id %q must be 1 to %d of [A-Za-z0-9_-]", p.ID, maxIDLength)
 	case !knownType(p.Type):
-		return BadRequest("payload: unknown type %q", p.Type)
+		return httpapi.BadRequest("payload: unknown type %q", p.Type)
 	case !validDID(p.Origin):
-		return BadRequest("payload: origin %q is not a DID", p.Origin)
+		return httpapi.BadRequest("payload: origin %q is not a DID", p.Origin)
 	case !validDID(p.Destination):
-		return BadRequest("payload: destination %q is not a DID", p.Destination)
+		return httpapi.BadRequest("payload: destination %q is not a DID", p.Destination)
 	case p.Conference != "" && !validConferenceID(p.Conference):
-		return BadRequest("payload: conference %q is not a conference id", p.Conference)
+		return httpapi.BadRequest("payload: conference %q is not a conference id", p.Conference)
 	case p.Created <= 0:
-		return BadRequest("payload: created %d is not a time", p.Created)
+		return httpapi.BadRequest("payload: created %d is not a time", p.Created)
 	case p.Expires <= p.Created:
-		return BadRequest("payload: expires %d is not after created %d", p.Expires, p.Created)
+		return httpapi.BadRequest("payload: expires %d is not after created %d", p.Expires, p.Created)
 	case p.Expires-p.Created > maxMessageLifetime.Milliseconds():
-		return BadRequest("payload: expires is more than %s after created", maxMessageLifetime)
+		return httpapi.BadRequest("payload: expires is more than %s after created", maxMessageLifetime)
 	}
 	if p.Sender != p.Origin {
 		// A node speaks only for itself and its own users (spec §4.2).
 		if validDID(p.Sender) {
-			return Forbidden("payload: sender %s is another node than origin %s", p.Sender, p.Origin)
+			return httpapi.Forbidden("payload: sender %s is another node than origin %s", p.Sender, p.Origin)
 		}
 		_, did, err := ParseUserRef(p.Sender)
 		if err != nil {
-			return BadRequest("payload: sender: %w", err)
+			return httpapi.BadRequest("payload: sender: %w", err)
 		}
 		if did != p.Origin {
-			return Forbidden("payload: sender %s is not of origin %s", p.Sender, p.Origin)
+			return httpapi.Forbidden("payload: sender %s is not of origin %s", p.Sender, p.Origin)
 		}
 	}
 	content := bytes.TrimLeft(p.Content, " \t\r\n")
 	if len(content) == 0 || content[0] != '{' {
-		return BadRequest("payload: content is not a JSON object")
+		return httpapi.BadRequest("payload: content is not a JSON object")
 	}
 	return nil
 }
@@ -302,10 +303,10 @@ func (p Payload) validate() error {
 func (p Payload) CheckFresh(now time.Time) error {
 	ms := now.UnixMilli()
 	if p.Expires <= ms {
-		return BadRequest("message %s expired at %d", p.ID, p.Expires)
+		return httpapi.BadRequest("message %s expired at %d", p.ID, p.Expires)
 	}
 	if p.Created > ms+maxCreatedAhead.Milliseconds() {
-		return BadRequest("message %s is created %d ms in the future", p.ID, p.Created-ms)
+		return httpapi.BadRequest("message %s is created %d ms in the future", p.ID, p.Created-ms)
 	}
 	return nil
 }

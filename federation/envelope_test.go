@@ -16,6 +16,7 @@ import (
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
 
 	"github.com/entente-org/entente/identity"
+	"github.com/entente-org/entente/internal/httpapi"
 )
 
 const (
@@ -77,7 +78,7 @@ func sealTest(t *testing.T, kr *identity.Keyring, p Payload) Envelope {
 
 func wantStatus(t *testing.T, err error, status int) {
 	t.Helper()
-	var fe *Error
+	var fe *httpapi.Error
 	if !errors.As(err, &fe) || fe.Status != status {
 		t.Fatalf("error %v, want status %d", err, status)
 	}
@@ -320,7 +321,7 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		env, err := DecodeEnvelope(data)
 		if err != nil {
-			var fe *Error
+			var fe *httpapi.Error
 			if !errors.As(err, &fe) || fe.Status != http.StatusBadRequest {
 				t.Fatalf("refusal %v is not a 400", err)
 			}
@@ -334,8 +335,8 @@ func FuzzDecodeEnvelope(f *testing.F) {
 			t.Fatalf("accepted envelope has an undecodable payload: %v", err)
 		}
 		if _, err := DecodePayload(b); err != nil {
-			if _, ok := err.(*Error); !ok {
-				t.Fatalf("payload refusal %v is not an *Error", err)
+			if _, ok := err.(*httpapi.Error); !ok {
+				t.Fatalf("payload refusal %v is not an *httpapi.Error", err)
 			}
 		}
 	})

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/internal/strictjson"
 )
 
@@ -115,10 +116,10 @@ func decodeContent(raw json.RawMessage, v any) error {
 		lim.MaxString = maxRelayedPayload // spec §4.3
 	}
 	if err := strictjson.Decode(raw, v, lim); err != nil {
-		return BadRequest("content: %v", err)
+		return httpapi.BadRequest("content: %v", err)
 	}
 	if err := strictjson.RequireFields(raw, v); err != nil {
-		return BadRequest("content: %v", err)
+		return httpapi.BadRequest("content: %v", err)
 	}
 	return nil
 }
@@ -135,23 +136,23 @@ func marshalContent(v any) (json.RawMessage, error) {
 func decodeLink(b []byte) (LinkPayload, error) {
 	var l LinkPayload
 	if err := strictjson.Decode(b, &l, strictjson.Limits{}); err != nil {
-		return l, BadRequest("link: %v", err)
+		return l, httpapi.BadRequest("link: %v", err)
 	}
 	// Every field is required (spec §6.3): a missing created is not 0.
 	if err := strictjson.RequireFields(b, &l); err != nil {
-		return l, BadRequest("link: %v", err)
+		return l, httpapi.BadRequest("link: %v", err)
 	}
 	switch {
 	case !validConferenceID(l.Conference):
-		return l, BadRequest("link: conference %q is not a conference id", l.Conference)
+		return l, httpapi.BadRequest("link: conference %q is not a conference id", l.Conference)
 	case l.Seq < 1:
-		return l, BadRequest("link: seq %d is not positive", l.Seq)
+		return l, httpapi.BadRequest("link: seq %d is not positive", l.Seq)
 	case (l.Seq == 1) != (l.Prev == ""):
-		return l, BadRequest("link: prev must be empty exactly for seq 1")
+		return l, httpapi.BadRequest("link: prev must be empty exactly for seq 1")
 	case l.Prev != "" && !isHexHash(l.Prev), !isHexHash(l.Event):
-		return l, BadRequest("link: hashes must be 64 lower-case hex digits")
+		return l, httpapi.BadRequest("link: hashes must be 64 lower-case hex digits")
 	case !strings.HasPrefix(l.Host, "did:"):
-		return l, BadRequest("link: host %q is not a DID", l.Host)
+		return l, httpapi.BadRequest("link: host %q is not a DID", l.Host)
 	}
 	return l, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/internal/accounts"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/internal/nodetest"
 )
 
@@ -24,7 +25,7 @@ func TestMatrixGuestWaitsInTheLobbyUnderTheirHomeserver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mona := federation.LocalUser{ID: "mx.0123456789abcdef", DisplayName: "@mona:matrix.ministry.example", MatrixGuest: true}
+	mona := localuser.User{ID: "mx.0123456789abcdef", DisplayName: "@mona:matrix.ministry.example", MatrixGuest: true}
 	if _, _, err := a.Federation().Join(ctx, mona, conf.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +48,7 @@ func TestMatrixGuestWaitsInTheLobbyUnderTheirHomeserver(t *testing.T) {
 		t.Fatalf("roster after admission: %+v, %v", roster, err)
 	}
 	// The host's own users still come in directly.
-	bob := federation.LocalUser{ID: "bob", DisplayName: "Bob"}
+	bob := localuser.User{ID: "bob", DisplayName: "Bob"}
 	if _, _, err := a.Federation().Join(ctx, bob, conf.ID); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/store"
 )
 
@@ -27,19 +28,58 @@ func (s *Service) Handler() http.Handler {
 }
 
 func (s *Service) serveInbox(w http.ResponseWriter, r *http.Request) {
+	s.serveSigned(w, r, "", TypeReceipt, func(ctx context.Context, in *Inbound) (any, error) {
+		return s.receive(ctx, in)
+	})
+}
+
+// serveSigned is the shape every signed POST of the federation API shares:
+// the request is authenticated (spec §3.2), handle decides, and the answer
+// is an envelope of typ signed by this node (§3.3), or the refusal, logged
+// (sampled) with the peer it came from.
+func (s *Service) serveSigned(w http.ResponseWriter, r *http.Request, conference, typ string, handle func(ctx context.Context, in *Inbound) (any, error)) {
 	in, err := s.authenticate(r)
 	if err != nil {
 		s.refused(r, "", err)
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
-	receipt, err := s.receive(r.Context(), in)
+	content, err := handle(r.Context(), in)
 	if err != nil {
 		s.refused(r, in.PeerDID, err)
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
-	s.respond(w, in.PeerDID, "", TypeReceipt, receipt)
+	s.respond(w, in.PeerDID, conference, typ, content)
+}
+
+// inboundMessage is a signed message a peer posted, opened and checked.
+type inboundMessage struct {
+	env     Envelope
+	payload Payload
+	bytes   []byte // the signed payload bytes, as hashed for RecordInbound
+}
+
+// openInbound is the prologue of every signed POST (spec §3.2 step 11): the
+// envelope in the authenticated body is decoded, must be signed with the key
+// of the node that signed the request, is opened, and its header must meet
+// the rules of every message (checkHeader).
+func (s *Service) openInbound(ctx context.Context, in *Inbound) (inboundMessage, error) {
+	env, err := DecodeEnvelope(in.Body)
+	if err != nil {
+		return inboundMessage{}, err
+	}
+	if env.KeyDID() != in.PeerDID {
+		return inboundMessage{}, httpapi.Unauthorized("envelope signed by %s but request by %s", env.KeyDID(), in.PeerDID)
+	}
+	p, b, err := Open(ctx, env, s.keyOf)
+	if err != nil {
+		return inboundMessage{}, err
+	}
+	if err := s.checkHeader(p, in.PeerDID); err != nil {
+		return inboundMessage{}, err
+	}
+	return inboundMessage{env: env, payload: p, bytes: b}, nil
 }
 
 // refused logs a refused federation request; its body is never logged.
@@ -49,7 +89,7 @@ func (s *Service) serveInbox(w http.ResponseWriter, r *http.Request) {
 // ours (5xx) is not logged here: WriteError hands its cause to the node's
 // request log, which logs it once with the request id.
 func (s *Service) refused(r *http.Request, peer string, err error) {
-	var fe *Error
+	var fe *httpapi.Error
 	if errors.As(err, &fe) && fe.Status < 500 {
 		if ok, suppressed := s.refusals.allow(peer+" "+r.URL.Path+" "+strconv.Itoa(fe.Status), s.now()); ok {
 			s.log.Warn("federation request refused", "peer", peer, "path", r.URL.Path, "status", fe.Status, "err", err, "similar_refusals_not_logged", suppressed)
@@ -60,37 +100,28 @@ func (s *Service) refused(r *http.Request, peer string, err error) {
 // receive checks an authenticated message (spec §3.2 step 11, §4.2) and
 // applies it. Nothing is stored unless it is applied.
 func (s *Service) receive(ctx context.Context, in *Inbound) (ReceiptContent, error) {
-	env, err := DecodeEnvelope(in.Body)
+	m, err := s.openInbound(ctx, in)
 	if err != nil {
 		return ReceiptContent{}, err
 	}
-	if env.KeyDID() != in.PeerDID {
-		return ReceiptContent{}, Unauthorized("envelope signed by %s but request by %s", env.KeyDID(), in.PeerDID)
-	}
-	p, b, err := Open(ctx, env, s.keyOf)
-	if err != nil {
-		return ReceiptContent{}, err
-	}
-	if err := s.checkHeader(p, in.PeerDID); err != nil {
-		return ReceiptContent{}, err
-	}
+	env, p, b := m.env, m.payload, m.bytes
 	hash := HashHex(b)
 	receipt := ReceiptContent{Message: p.ID, Status: "accepted"}
 
 	switch {
 	case isEventType(p.Type):
 		if !memberEventTypes[p.Type] {
-			return receipt, Forbidden("%s events are made by the host only", p.Type)
+			return receipt, httpapi.Forbidden("%s events are made by the host only", p.Type)
 		}
 		// An event for no conference hosted here is refused without a
 		// write transaction: a peer's flood of them must not queue behind
 		// the store's write lock ahead of real work (spec §3.4).
 		if conf, err := s.store.GetConference(ctx, p.Conference); errors.Is(err, store.ErrNotFound) {
-			return receipt, NotFound("unknown conference %s", p.Conference)
+			return receipt, httpapi.NotFound("unknown conference %s", p.Conference)
 		} else if err != nil {
 			return receipt, err
 		} else if conf.Host != s.did {
-			return receipt, Forbidden("conference %s is not hosted here", p.Conference)
+			return receipt, httpapi.Forbidden("conference %s is not hosted here", p.Conference)
 		}
 		ev := &event{env: env, payload: p, bytes: b, hash: hash}
 		err = s.inTxRetry(ctx, func(tx store.Tx) error {
@@ -116,10 +147,10 @@ func (s *Service) receive(ctx context.Context, in *Inbound) (ReceiptContent, err
 	case p.Type == TypeRelay:
 		err = s.receiveRelay(ctx, p, hash, &receipt)
 	default:
-		err = BadRequest("%q is not a message a node receives in its inbox", p.Type)
+		err = httpapi.BadRequest("%q is not a message a node receives in its inbox", p.Type)
 	}
 	if errors.Is(err, store.ErrConflict) {
-		err = Conflict("message %s conflicts with one already received", p.ID)
+		err = httpapi.Conflict("message %s conflicts with one already received", p.ID)
 	}
 	return receipt, err
 }
@@ -134,10 +165,10 @@ func statusOf(dup bool) string {
 // checkHeader applies the payload rules every message must meet here.
 func (s *Service) checkHeader(p Payload, peer string) error {
 	if p.Origin != peer {
-		return Unauthorized("payload origin %s is not the signing node %s", p.Origin, peer)
+		return httpapi.Unauthorized("payload origin %s is not the signing node %s", p.Origin, peer)
 	}
 	if p.Destination != s.did {
-		return Forbidden("message for %s, not this node", p.Destination)
+		return httpapi.Forbidden("message for %s, not this node", p.Destination)
 	}
 	if p.Sender != p.Origin {
 		if _, err := senderUser(p); err != nil {
@@ -146,10 +177,10 @@ func (s *Service) checkHeader(p Payload, peer string) error {
 	}
 	now := s.now().UnixMilli()
 	if p.Expires <= now {
-		return BadRequest("message %s expired", p.ID)
+		return httpapi.BadRequest("message %s expired", p.ID)
 	}
 	if p.Created > now+skewMillis {
-		return BadRequest("message %s was created in the future", p.ID)
+		return httpapi.BadRequest("message %s was created in the future", p.ID)
 	}
 	return nil
 }
@@ -163,7 +194,7 @@ func (s *Service) receiveLog(ctx context.Context, p Payload, hash string, receip
 		return err
 	}
 	if len(c.Records) == 0 {
-		return BadRequest("conference.log without records")
+		return httpapi.BadRequest("conference.log without records")
 	}
 	recs, err := s.verifyRecords(ctx, p.Origin, p.Conference, c.Records)
 	if err != nil {
@@ -193,12 +224,12 @@ func (s *Service) receiveLog(ctx context.Context, p Payload, hash string, receip
 func (s *Service) respond(w http.ResponseWriter, to, conference, typ string, content any) {
 	p, err := s.newPayload(typ, to, s.did, conference, content)
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	env, _, err := s.seal(p)
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -211,19 +242,19 @@ func (s *Service) memberNode(w http.ResponseWriter, r *http.Request) (string, st
 	in, err := s.authenticate(r)
 	if err != nil {
 		s.refused(r, "", err)
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return "", "", false
 	}
 	id := r.PathValue("id")
 	conf, err := s.store.GetConference(r.Context(), id)
 	if err != nil || conf.Host != s.did {
-		WriteError(w, NotFound("no conference %s hosted here", id))
+		httpapi.WriteError(w, httpapi.NotFound("no conference %s hosted here", id))
 		return "", "", false
 	}
 	if _, err := s.store.GetConferenceNode(r.Context(), id, in.PeerDID); err != nil {
-		err = Forbidden("%s was not invited to %s", in.PeerDID, id)
+		err = httpapi.Forbidden("%s was not invited to %s", in.PeerDID, id)
 		s.refused(r, in.PeerDID, err)
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return "", "", false
 	}
 	return in.PeerDID, id, true
@@ -236,19 +267,19 @@ func (s *Service) serveRecords(w http.ResponseWriter, r *http.Request) {
 	}
 	after, err := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
 	if err != nil || after < 0 {
-		WriteError(w, BadRequest("after must be a non-negative integer"))
+		httpapi.WriteError(w, httpapi.BadRequest("after must be a non-negative integer"))
 		return
 	}
 	recs, err := s.store.ListRecords(r.Context(), id, after, maxRecordsPerMessage)
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	content := LogContent{Records: []RecordJSON{}}
 	for _, rec := range recs {
 		rj, err := recordJSON(rec)
 		if err != nil {
-			WriteError(w, err)
+			httpapi.WriteError(w, err)
 			return
 		}
 		content.Records = append(content.Records, rj)
@@ -285,7 +316,7 @@ func (s *Service) fetchSigned(ctx context.Context, peer, path, typ, conference s
 		return err
 	}
 	if p.Conference != conference {
-		return Unauthorized("%s answered about %s, not %s", peer, p.Conference, conference)
+		return httpapi.Unauthorized("%s answered about %s, not %s", peer, p.Conference, conference)
 	}
 	return decodeContent(p.Content, content)
 }
@@ -297,14 +328,14 @@ func (s *Service) openAnswer(ctx context.Context, peer string, body []byte, typ 
 		return Payload{}, err
 	}
 	if env.KeyDID() != peer {
-		return Payload{}, Unauthorized("answer signed by %s, not %s", env.KeyDID(), peer)
+		return Payload{}, httpapi.Unauthorized("answer signed by %s, not %s", env.KeyDID(), peer)
 	}
 	p, _, err := Open(ctx, env, s.keyOf)
 	if err != nil {
 		return Payload{}, err
 	}
 	if p.Origin != peer || p.Destination != s.did || p.Type != typ {
-		return Payload{}, Unauthorized("unexpected answer from %s: %s for %s", peer, p.Type, p.Destination)
+		return Payload{}, httpapi.Unauthorized("unexpected answer from %s: %s for %s", peer, p.Type, p.Destination)
 	}
 	return p, nil
 }

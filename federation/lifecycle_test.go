@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/entente-org/entente/federation"
+	"github.com/entente-org/entente/internal/httpapi"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/internal/nodetest"
 	"github.com/entente-org/entente/store"
 )
@@ -212,7 +214,7 @@ func TestLifecycleThreeNodes(t *testing.T) {
 	}
 	for _, m := range []struct {
 		n *nodetest.Node
-		u federation.LocalUser
+		u localuser.User
 	}{{b, bruno}, {c, chloe}} {
 		nodetest.Eventually(t, wait, "invitation at "+m.n.Name(), func() bool {
 			inv, _ := m.n.Federation().Invitations(ctx, m.u)
@@ -227,7 +229,7 @@ func TestLifecycleThreeNodes(t *testing.T) {
 	}
 	for _, m := range []struct {
 		n *nodetest.Node
-		u federation.LocalUser
+		u localuser.User
 	}{{b, bruno}, {c, chloe}} {
 		if _, _, err := m.n.Federation().Answer(ctx, m.u, conf.ID, true); err != nil {
 			t.Fatal(err)
@@ -239,7 +241,7 @@ func TestLifecycleThreeNodes(t *testing.T) {
 	})
 	for _, m := range []struct {
 		n *nodetest.Node
-		u federation.LocalUser
+		u localuser.User
 	}{{a, alice}, {b, bruno}, {c, chloe}} {
 		if _, _, err := m.n.Federation().Join(ctx, m.u, conf.ID); err != nil {
 			t.Fatal(err)
@@ -279,7 +281,7 @@ func TestLifecycleThreeNodes(t *testing.T) {
 }
 
 func isStatus(err error, status int) bool {
-	var fe *federation.Error
+	var fe *httpapi.Error
 	return err != nil && errors.As(err, &fe) && fe.Status == status
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/store"
 )
 
@@ -86,7 +87,7 @@ func (p *peerRates) admit(peer string) error {
 	r := lim.ReserveN(now, 1)
 	wait := r.DelayFrom(now)
 	r.CancelAt(now)
-	return TooManyRequests(wait, "%s is over its %g requests per second", peer, float64(p.limit))
+	return httpapi.TooManyRequests(wait, "%s is over its %g requests per second", peer, float64(p.limit))
 }
 
 // checkQuotas refuses a new conference from host when host already holds as
@@ -100,9 +101,9 @@ func (s *Service) checkQuotas(ctx context.Context, tx store.Tx, host, conference
 	var refusal error
 	switch {
 	case n.Invited >= s.limits.OpenInvitations:
-		refusal = TooManyRequests(quotaRetryAfter, "%s already has %d open invitations to this node (limit %d)", host, n.Invited, s.limits.OpenInvitations)
+		refusal = httpapi.TooManyRequests(quotaRetryAfter, "%s already has %d open invitations to this node (limit %d)", host, n.Invited, s.limits.OpenInvitations)
 	case n.Live >= s.limits.Conferences:
-		refusal = TooManyRequests(quotaRetryAfter, "%s already hosts %d conferences with this node (limit %d)", host, n.Live, s.limits.Conferences)
+		refusal = httpapi.TooManyRequests(quotaRetryAfter, "%s already hosts %d conferences with this node (limit %d)", host, n.Live, s.limits.Conferences)
 	default:
 		return nil
 	}

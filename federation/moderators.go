@@ -3,13 +3,15 @@ package federation
 import (
 	"context"
 
+	"github.com/entente-org/entente/internal/httpapi"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/store"
 )
 
 // Moderates reports whether u moderates a conference hosted here (spec
 // §6.1: its creator or one of the create event's moderators). Matrix guests
 // never do (spec/client-api.md §6).
-func (s *Service) Moderates(ctx context.Context, u LocalUser, conference string) (bool, error) {
+func (s *Service) Moderates(ctx context.Context, u localuser.User, conference string) (bool, error) {
 	if u.MatrixGuest || u.ID == "" {
 		return false, nil
 	}
@@ -20,7 +22,7 @@ func (s *Service) Moderates(ctx context.Context, u LocalUser, conference string)
 			return err
 		}
 		if !st.exists() {
-			return NotFound("unknown conference %s", conference)
+			return httpapi.NotFound("unknown conference %s", conference)
 		}
 		ok = st.conf.Host == s.did && st.moderators[s.userRef(u)]
 		return nil

@@ -10,6 +10,7 @@ import (
 
 	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/internal/config"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/internal/nodetest"
 	"github.com/entente-org/entente/store"
 )
@@ -98,7 +99,7 @@ func TestOrganisationShownIsOurNameForThePeer(t *testing.T) {
 	}
 	for _, m := range []struct {
 		n *nodetest.Node
-		u federation.LocalUser
+		u localuser.User
 	}{{b, bruno}, {c, chloe}} {
 		if _, err := a.Federation().Invite(ctx, alice, conf.ID, m.n.DID(), nil); err != nil {
 			t.Fatal(err)
@@ -113,7 +114,7 @@ func TestOrganisationShownIsOurNameForThePeer(t *testing.T) {
 	}
 	for _, m := range []struct {
 		n *nodetest.Node
-		u federation.LocalUser
+		u localuser.User
 	}{{a, alice}, {b, bruno}, {c, chloe}} {
 		if _, _, err := m.n.Federation().Join(ctx, m.u, conf.ID); err != nil {
 			t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/entente-org/entente/identity"
+	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/store"
 )
 
@@ -249,7 +250,7 @@ func refusalError(status int, body []byte) error {
 	return fmt.Errorf("%d %s: %s", status, e.Error.Code, e.Error.Message)
 }
 
-// hostRefusal turns the recorded refusal of a host back into an *Error for
+// hostRefusal turns the recorded refusal of a host back into an *httpapi.Error for
 // the user whose action it was.
 func hostRefusal(lastError string) error {
 	var status int
@@ -257,8 +258,8 @@ func hostRefusal(lastError string) error {
 	head, msg, ok := strings.Cut(lastError, ": ")
 	if ok {
 		if _, err := fmt.Sscanf(head, "%d %s", &status, &code); err == nil && status >= 400 && status < 500 {
-			return &Error{Status: status, Code: code, Message: "the host refused: " + msg}
+			return &httpapi.Error{Status: status, Code: code, Message: "the host refused: " + msg}
 		}
 	}
-	return &Error{Status: http.StatusBadGateway, Code: "bad_gateway", Message: "the host could not be reached: " + lastError}
+	return &httpapi.Error{Status: http.StatusBadGateway, Code: "bad_gateway", Message: "the host could not be reached: " + lastError}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/internal/config"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/internal/netcut"
 	"github.com/entente-org/entente/internal/nodetest"
 	"github.com/entente-org/entente/store"
@@ -31,7 +32,7 @@ const healWait = 30 * time.Second
 type partitionCall struct {
 	h, m         *nodetest.Node
 	hCut, mCut   *netcut.Proxy
-	alice, bruno federation.LocalUser
+	alice, bruno localuser.User
 	conference   string
 	logs         map[*nodetest.Node]*signalLog
 }
@@ -80,7 +81,7 @@ func newPartitionCall(t *testing.T, f *nodetest.Federation, memberConfig func(*c
 }
 
 // chat sends a line of u from n.
-func (pc *partitionCall) chat(t *testing.T, n *nodetest.Node, u federation.LocalUser, text string) federation.Signal {
+func (pc *partitionCall) chat(t *testing.T, n *nodetest.Node, u localuser.User, text string) federation.Signal {
 	t.Helper()
 	sig, err := n.Federation().SendSignal(context.Background(), u, pc.conference, federation.SignalContent{Kind: federation.SignalChat, Text: text})
 	if err != nil {

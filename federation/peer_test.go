@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/entente-org/entente/federation"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/internal/nodetest"
 	"github.com/entente-org/entente/store"
 )
@@ -127,7 +128,7 @@ func TestSecurityHighSSignature(t *testing.T) {
 
 // joinEve makes eve of the attacker node a participant of the target's
 // conference, through the attacker node's own federation.
-func (fx *secFixture) joinEve(t *testing.T) federation.LocalUser {
+func (fx *secFixture) joinEve(t *testing.T) localuser.User {
 	t.Helper()
 	ctx := context.Background()
 	eve, _ := nodetest.User(t, fx.attacker, "eve", "Eve")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/store"
 )
 
@@ -25,7 +26,7 @@ func (s *Service) verifyRecords(ctx context.Context, host, conference string, re
 	out := make([]verifiedRecord, 0, len(records))
 	for i, r := range records {
 		if r.Link.KeyDID() != host {
-			return nil, Unauthorized("record %d: link signed by %s, not the host %s", i, r.Link.KeyDID(), host)
+			return nil, httpapi.Unauthorized("record %d: link signed by %s, not the host %s", i, r.Link.KeyDID(), host)
 		}
 		linkBytes, err := s.openBytes(ctx, r.Link)
 		if err != nil {
@@ -36,17 +37,17 @@ func (s *Service) verifyRecords(ctx context.Context, host, conference string, re
 			return nil, err
 		}
 		if link.Conference != conference || link.Host != host {
-			return nil, Forbidden("record %d belongs to %s hosted by %s", i, link.Conference, link.Host)
+			return nil, httpapi.Forbidden("record %d belongs to %s hosted by %s", i, link.Conference, link.Host)
 		}
 		p, b, err := Open(ctx, r.Event, s.keyOf)
 		if err != nil {
 			return nil, fmt.Errorf("record %d event: %w", link.Seq, err)
 		}
 		if HashHex(b) != link.Event {
-			return nil, Unauthorized("record %d: the event is not the one the link names", link.Seq)
+			return nil, httpapi.Unauthorized("record %d: the event is not the one the link names", link.Seq)
 		}
 		if p.Conference != conference || p.Destination != host || !isEventType(p.Type) {
-			return nil, Forbidden("record %d: event %s is not an event of %s", link.Seq, p.ID, conference)
+			return nil, httpapi.Forbidden("record %d: event %s is not an event of %s", link.Seq, p.ID, conference)
 		}
 		out = append(out, verifiedRecord{
 			ev:   &event{env: r.Event, payload: p, bytes: b, hash: link.Event},
@@ -79,10 +80,10 @@ func (s *Service) applyRecords(ctx context.Context, tx store.Tx, host, conferenc
 	}
 	known := st.exists()
 	if known && st.conf.Host != host {
-		return 0, Forbidden("conference %s is hosted by %s, not %s", conference, st.conf.Host, host)
+		return 0, httpapi.Forbidden("conference %s is hosted by %s, not %s", conference, st.conf.Host, host)
 	}
 	if known && st.conf.Host == s.did {
-		return 0, Forbidden("conference %s is hosted here", conference)
+		return 0, httpapi.Forbidden("conference %s is hosted here", conference)
 	}
 	if !known {
 		if err := s.mayStartReplica(ctx, tx, host, recs); err != nil {
@@ -98,13 +99,13 @@ func (s *Service) applyRecords(ctx context.Context, tx store.Tx, host, conferenc
 			if len(have) == 1 && have[0].Hash == r.linkHash {
 				continue // already applied: delivery is idempotent
 			}
-			return 0, s.refuse(conference, host, Conflict("record %d differs from the one this node has", r.link.Seq))
+			return 0, s.refuse(conference, host, httpapi.Conflict("record %d differs from the one this node has", r.link.Seq))
 		}
 		if r.link.Seq != st.conf.HeadSeq+1 || r.link.Prev != st.conf.HeadHash {
-			return 0, s.refuse(conference, host, Conflict("record %d does not follow the head %d of this node's replica (wrong seq or prev hash)", r.link.Seq, st.conf.HeadSeq))
+			return 0, s.refuse(conference, host, httpapi.Conflict("record %d does not follow the head %d of this node's replica (wrong seq or prev hash)", r.link.Seq, st.conf.HeadSeq))
 		}
 		if r.ev.payload.Type == TypeCreate && r.ev.payload.Origin != host {
-			return 0, s.refuse(conference, host, Forbidden("conference created by %s, not its host %s", r.ev.payload.Origin, host))
+			return 0, s.refuse(conference, host, httpapi.Forbidden("conference created by %s, not its host %s", r.ev.payload.Origin, host))
 		}
 		if err := st.authorize(r.ev); err != nil {
 			return 0, s.refuse(conference, host, err)
@@ -132,15 +133,15 @@ func (s *Service) applyRecords(ctx context.Context, tx store.Tx, host, conferenc
 func (s *Service) mayStartReplica(ctx context.Context, tx store.Tx, host string, recs []verifiedRecord) error {
 	peer, err := tx.GetPeer(ctx, host)
 	if errors.Is(err, store.ErrNotFound) {
-		return Forbidden("%s is not on the trust list", host)
+		return httpapi.Forbidden("%s is not on the trust list", host)
 	} else if err != nil {
 		return err
 	}
 	if !peer.MayInvite {
-		return Forbidden("%s may not invite this node's users (trust list)", host)
+		return httpapi.Forbidden("%s may not invite this node's users (trust list)", host)
 	}
 	if len(recs) == 0 || recs[0].link.Seq != 1 || recs[0].ev.payload.Type != TypeCreate {
-		return Conflict("a log for an unknown conference must start with its creation")
+		return httpapi.Conflict("a log for an unknown conference must start with its creation")
 	}
 	invited := slices.ContainsFunc(recs, func(r verifiedRecord) bool {
 		if r.ev.payload.Type != TypeInvite {
@@ -150,7 +151,7 @@ func (s *Service) mayStartReplica(ctx context.Context, tx store.Tx, host string,
 		return decodeContent(r.ev.payload.Content, &c) == nil && c.Node == s.did
 	})
 	if !invited {
-		return Forbidden("the log does not invite this node")
+		return httpapi.Forbidden("the log does not invite this node")
 	}
 	return s.checkQuotas(ctx, tx, host, recs[0].link.Conference)
 }

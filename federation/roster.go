@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/store"
 )
 
@@ -79,7 +80,7 @@ func (s *Service) serveRoster(w http.ResponseWriter, r *http.Request) {
 	}
 	roster, err := s.LocalRoster(r.Context(), id)
 	if err != nil {
-		WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	s.respond(w, peer, id, TypeRoster, roster)
@@ -171,7 +172,7 @@ func (s *Service) catchUp(ctx context.Context, conf store.Conference) {
 
 func notFoundOr(err error, format string, args ...any) error {
 	if isNotFound(err) {
-		return NotFound(format, args...)
+		return httpapi.NotFound(format, args...)
 	}
 	return err
 }
@@ -187,7 +188,7 @@ func (s *Service) MayParticipate(ctx context.Context, conference, user string) e
 		return notFoundOr(err, "unknown conference %s", conference)
 	}
 	if conf.Ended {
-		return Gone("conference %s has ended", conference)
+		return httpapi.Gone("conference %s has ended", conference)
 	}
 	parts, err := s.store.ListParticipants(ctx, conference)
 	if err != nil {
@@ -195,11 +196,11 @@ func (s *Service) MayParticipate(ctx context.Context, conference, user string) e
 	}
 	for _, p := range parts {
 		if p.User == user && p.Waiting {
-			return Forbidden("%s is waiting in the lobby of %s", user, conference)
+			return httpapi.Forbidden("%s is waiting in the lobby of %s", user, conference)
 		}
 		if p.User == user {
 			return nil
 		}
 	}
-	return Forbidden("%s is not a participant of %s", user, conference)
+	return httpapi.Forbidden("%s is not a participant of %s", user, conference)
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/entente-org/entente/federation"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/internal/nodetest"
 	"github.com/entente-org/entente/store"
 )
@@ -35,7 +36,7 @@ func newRosterCall(t *testing.T) *rosterCall {
 	nodetest.Trust(t, a, b, rc.c)
 	ctx := context.Background()
 	alice, _ := nodetest.User(t, a, "alice", "Alice")
-	var bruno federation.LocalUser
+	var bruno localuser.User
 	bruno, rc.brunoToken = nodetest.User(t, b, "bruno", "Bruno")
 	conf, err := a.Federation().CreateConference(ctx, alice, "Roster", nil)
 	if err != nil {
@@ -54,7 +55,7 @@ func newRosterCall(t *testing.T) *rosterCall {
 	}
 	for _, j := range []struct {
 		n *nodetest.Node
-		u federation.LocalUser
+		u localuser.User
 	}{{a, alice}, {b, bruno}} {
 		if _, _, err := j.n.Federation().Join(ctx, j.u, conf.ID); err != nil {
 			t.Fatal(err)

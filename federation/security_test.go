@@ -24,6 +24,7 @@ import (
 	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/identity"
 	"github.com/entente-org/entente/internal/config"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/internal/nodetest"
 	"github.com/entente-org/entente/store"
 )
@@ -121,7 +122,7 @@ type secFixture struct {
 	f                *nodetest.Federation
 	target, attacker *nodetest.Node
 	other, outsider  *nodetest.Node
-	host             federation.LocalUser // a moderator at the target
+	host             localuser.User // a moderator at the target
 	conference       string
 	inbox            string // the target's inbox URL
 	web              *http.Client

@@ -12,6 +12,7 @@ import (
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
 
 	"github.com/entente-org/entente/identity"
+	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/store"
 )
 
@@ -37,16 +38,16 @@ type Options struct {
 	MessageTTL time.Duration
 	// Limits bound what each trusted peer may ask of this node (spec §3.4).
 	Limits PeerLimits
-	// OnLogChange, when set, is called after a conference's log or replica
-	// has grown (for the SFU to recheck who may take part). It must not block.
-	OnLogChange func(conference string)
-	// OnSignal, when set, receives every verified signal of a conference this
+	// LogWatcher, when set, is told when a conference's log or replica has
+	// grown (for the SFU to recheck who may take part).
+	LogWatcher LogWatcher
+	// Signals, when set, receives every verified signal of a conference this
 	// node takes part in (chat, hands, reactions, mute states), including its
-	// own users'. It must not block.
-	OnSignal func(Signal)
-	// OnTrunk, when set, answers trunk offers from member nodes' SFUs for
+	// own users'.
+	Signals SignalReceiver
+	// Trunks, when set, answers trunk offers from member nodes' SFUs for
 	// conferences hosted here (spec §10). Without it, offers are refused.
-	OnTrunk TrunkHandler
+	Trunks TrunkAnswerer
 }
 
 // Service is one node's federation: its trust list, the conferences it hosts
@@ -68,9 +69,9 @@ type Service struct {
 	retryBase, retryMax, messageTTL time.Duration
 	wake                            chan struct{}
 	reach                           reachability
-	onLogChange                     func(conference string)
-	onSignal                        func(Signal)
-	onTrunk                         TrunkHandler
+	logWatcher                      LogWatcher
+	signals                         SignalReceiver
+	trunks                          TrunkAnswerer
 }
 
 // NewService builds a Service. It starts nothing; see RunOutbox.
@@ -93,9 +94,9 @@ func NewService(o Options) (*Service, error) {
 		wake:       make(chan struct{}, 1),
 		reach:      reachability{silent: make(map[string]int), heard: make(map[string]time.Time)},
 
-		onLogChange: o.OnLogChange,
-		onSignal:    o.OnSignal,
-		onTrunk:     o.OnTrunk,
+		logWatcher: o.LogWatcher,
+		signals:    o.Signals,
+		trunks:     o.Trunks,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -177,7 +178,7 @@ func (s *Service) resolve(ctx context.Context, did string, refresh bool) (*ident
 func (s *Service) keyOf(ctx context.Context, keyID string) (atcrypto.PublicKey, error) {
 	did, frag, ok := cutKeyID(keyID)
 	if !ok {
-		return nil, Unauthorized("key id %q is not of the form did#fragment", keyID)
+		return nil, httpapi.Unauthorized("key id %q is not of the form did#fragment", keyID)
 	}
 	if did == s.did {
 		// This node's own keys, current and in overlap: no need to ask the
@@ -187,7 +188,7 @@ func (s *Service) keyOf(ctx context.Context, keyID string) (atcrypto.PublicKey, 
 				return atcrypto.ParsePublicMultibase(k.PublicMultibase)
 			}
 		}
-		return nil, Unauthorized("%s is not a key of this node", keyID)
+		return nil, httpapi.Unauthorized("%s is not a key of this node", keyID)
 	}
 	peer, err := s.resolver.Resolve(ctx, did)
 	if err != nil {
@@ -200,7 +201,7 @@ func (s *Service) keyOf(ctx context.Context, keyID string) (atcrypto.PublicKey, 
 			return nil, unresolved(did, err)
 		}
 		if key, err = peer.Key("#" + frag); err != nil {
-			return nil, Unauthorized("%s is not a key of %s", keyID, did)
+			return nil, httpapi.Unauthorized("%s is not a key of %s", keyID, did)
 		}
 	}
 	return key, nil
@@ -236,9 +237,9 @@ func (s *Service) newPayload(typ, destination, sender, conference string, conten
 	}, nil
 }
 
-// logChanged tells the OnLogChange hook that a conference's log grew.
+// logChanged tells the LogWatcher that a conference's log grew.
 func (s *Service) logChanged(conference string) {
-	if s.onLogChange != nil {
-		s.onLogChange(conference)
+	if s.logWatcher != nil {
+		s.logWatcher.LogChanged(conference)
 	}
 }

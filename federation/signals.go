@@ -8,6 +8,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/entente-org/entente/internal/httpapi"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/store"
 )
 
@@ -78,27 +80,27 @@ func (c SignalContent) validate() error {
 	switch c.Kind {
 	case SignalChat:
 		if !validChat(c.Text) {
-			return BadRequest("chat text must be 1 to 4000 bytes")
+			return httpapi.BadRequest("chat text must be 1 to 4000 bytes")
 		}
 	case SignalChatEdit:
 		if !validChat(c.Text) || c.Ref == "" {
-			return BadRequest("chat.edit needs ref and text")
+			return httpapi.BadRequest("chat.edit needs ref and text")
 		}
 	case SignalChatRedact:
 		if c.Ref == "" {
-			return BadRequest("chat.redact needs ref")
+			return httpapi.BadRequest("chat.redact needs ref")
 		}
 	case SignalReaction:
 		if c.Text == "" || len(c.Text) > 32 {
-			return BadRequest("a reaction is 1 to 32 bytes")
+			return httpapi.BadRequest("a reaction is 1 to 32 bytes")
 		}
 	case SignalHand, SignalMute:
 	case SignalMuteRequest:
 		if _, _, err := ParseUserRef(c.Ref); err != nil {
-			return BadRequest("mute.request needs the user to mute in ref")
+			return httpapi.BadRequest("mute.request needs the user to mute in ref")
 		}
 	default:
-		return BadRequest("unknown signal kind %q", c.Kind)
+		return httpapi.BadRequest("unknown signal kind %q", c.Kind)
 	}
 	if c.As == "" {
 		return nil
@@ -106,10 +108,10 @@ func (c SignalContent) validate() error {
 	switch c.Kind {
 	case SignalChat, SignalChatEdit, SignalChatRedact:
 	default:
-		return BadRequest("as is only allowed on chat, chat.edit and chat.redact, not on %s", c.Kind)
+		return httpapi.BadRequest("as is only allowed on chat, chat.edit and chat.redact, not on %s", c.Kind)
 	}
 	if !validMatrixUser(c.As) {
-		return BadRequest("as must be a Matrix user id of 1 to 255 bytes")
+		return httpapi.BadRequest("as must be a Matrix user id of 1 to 255 bytes")
 	}
 	return nil
 }
@@ -136,20 +138,20 @@ func validMatrixUser(s string) bool {
 
 // SendSignal sends a signal of u in a conference u takes part in. It is
 // handed to this node's own clients at once. Chat bridged from Matrix (c.As
-// set) is sent by the node itself: u is then the zero LocalUser.
-func (s *Service) SendSignal(ctx context.Context, u LocalUser, conference string, c SignalContent) (Signal, error) {
+// set) is sent by the node itself: u is then the zero localuser.User.
+func (s *Service) SendSignal(ctx context.Context, u localuser.User, conference string, c SignalContent) (Signal, error) {
 	if err := c.validate(); err != nil {
 		return Signal{}, err
 	}
-	if c.As != "" && u != (LocalUser{}) {
-		return Signal{}, Forbidden("only the node itself sends chat as a Matrix user, not %s", u.ID)
+	if c.As != "" && u != (localuser.User{}) {
+		return Signal{}, httpapi.Forbidden("only the node itself sends chat as a Matrix user, not %s", u.ID)
 	}
 	conf, err := s.store.GetConference(ctx, conference)
 	if err != nil {
 		return Signal{}, notFoundOr(err, "unknown conference %s", conference)
 	}
 	if conf.Ended {
-		return Signal{}, Gone("conference %s has ended", conference)
+		return Signal{}, httpapi.Gone("conference %s has ended", conference)
 	}
 	raw, _ := json.Marshal(c)
 	now := s.now()
@@ -221,7 +223,7 @@ func (s *Service) authorizeChatChange(ctx context.Context, conference string, p 
 	if isNotFound(err) {
 		s.log.Warn("chat change refused: unknown line", "conference", conference, "peer", p.Origin,
 			"user", chatAuthor(p.Sender, c.As), "kind", c.Kind, "ref", c.Ref)
-		return Forbidden("%s of %s: no chat line %s in conference %s", c.Kind, chatAuthor(p.Sender, c.As), c.Ref, conference)
+		return httpapi.Forbidden("%s of %s: no chat line %s in conference %s", c.Kind, chatAuthor(p.Sender, c.As), c.Ref, conference)
 	}
 	if err != nil {
 		return err
@@ -229,7 +231,7 @@ func (s *Service) authorizeChatChange(ctx context.Context, conference string, p 
 	if line.Sender != p.Sender || line.As != c.As {
 		s.log.Warn("chat change refused: not the line's author", "conference", conference, "peer", p.Origin,
 			"user", chatAuthor(p.Sender, c.As), "kind", c.Kind, "ref", c.Ref, "author", chatAuthor(line.Sender, line.As))
-		return Forbidden("%s of chat line %s by %s: only its author %s may change it",
+		return httpapi.Forbidden("%s of chat line %s by %s: only its author %s may change it",
 			c.Kind, c.Ref, chatAuthor(p.Sender, c.As), chatAuthor(line.Sender, line.As))
 	}
 	return nil
@@ -251,7 +253,7 @@ func (s *Service) rememberChat(ctx context.Context, tx store.Tx, p Payload, c Si
 	if gerr == nil && line.Sender == p.Sender && line.As == c.As {
 		return nil
 	}
-	return Conflict("chat line %s of %s is already %s's", p.ID, p.Conference, chatAuthor(line.Sender, line.As))
+	return httpapi.Conflict("chat line %s of %s is already %s's", p.ID, p.Conference, chatAuthor(line.Sender, line.As))
 }
 
 // chatAuthor names the author of a chat signal in messages and logs: the
@@ -268,7 +270,7 @@ func chatAuthor(sender, as string) string {
 // invitation.
 func (s *Service) authorizeBridged(ctx context.Context, conf store.Conference, p Payload) error {
 	if p.Sender != p.Origin {
-		return Forbidden("a signal with as must be sent by its node %s, not %s", p.Origin, p.Sender)
+		return httpapi.Forbidden("a signal with as must be sent by its node %s, not %s", p.Origin, p.Sender)
 	}
 	if conf.Host == p.Origin {
 		return nil
@@ -282,7 +284,7 @@ func (s *Service) authorizeBridged(ctx context.Context, conf store.Conference, p
 			return nil
 		}
 	}
-	return Forbidden("%s does not take part in %s", p.Origin, conf.ID)
+	return httpapi.Forbidden("%s does not take part in %s", p.Origin, conf.ID)
 }
 
 // relay queues a signal for every node taking part, except its author's.
@@ -326,13 +328,13 @@ func (s *Service) receiveSignal(ctx context.Context, env Envelope, p Payload, ha
 	}
 	conf, err := s.store.GetConference(ctx, p.Conference)
 	if err != nil || conf.Host != s.did {
-		return NotFound("no conference %s hosted here", p.Conference)
+		return httpapi.NotFound("no conference %s hosted here", p.Conference)
 	}
 	if conf.Ended {
-		return Gone("conference %s has ended", p.Conference)
+		return httpapi.Gone("conference %s has ended", p.Conference)
 	}
 	if c.Kind == SignalMuteRequest {
-		return Forbidden("only the host asks participants to mute")
+		return httpapi.Forbidden("only the host asks participants to mute")
 	}
 	if err := s.authorizeSignal(ctx, conf, p, c); err != nil {
 		return err
@@ -364,10 +366,10 @@ func (s *Service) receiveRelay(ctx context.Context, p Payload, hash string, rece
 	}
 	conf, err := s.store.GetConference(ctx, p.Conference)
 	if err != nil || conf.Host != p.Origin {
-		return Forbidden("%s does not host %s here", p.Origin, p.Conference)
+		return httpapi.Forbidden("%s does not host %s here", p.Origin, p.Conference)
 	}
 	if conf.Ended {
-		return Gone("conference %s has ended", p.Conference)
+		return httpapi.Gone("conference %s has ended", p.Conference)
 	}
 	inner, _, err := Open(ctx, rc.Signal, s.keyOf)
 	if err != nil {
@@ -377,10 +379,10 @@ func (s *Service) receiveRelay(ctx context.Context, p Payload, hash string, rece
 		return err
 	}
 	if inner.Type != TypeSignal || inner.Conference != p.Conference || inner.Destination != conf.Host {
-		return Forbidden("relayed message is not a signal of %s", p.Conference)
+		return httpapi.Forbidden("relayed message is not a signal of %s", p.Conference)
 	}
 	if inner.Expires <= s.now().UnixMilli() {
-		return BadRequest("relayed signal expired")
+		return httpapi.BadRequest("relayed signal expired")
 	}
 	var c SignalContent
 	if err := decodeContent(inner.Content, &c); err != nil {
@@ -396,7 +398,7 @@ func (s *Service) receiveRelay(ctx context.Context, p Payload, hash string, rece
 		}
 	case c.Kind == SignalMuteRequest:
 		if inner.Origin != conf.Host {
-			return Forbidden("only the host asks participants to mute")
+			return httpapi.Forbidden("only the host asks participants to mute")
 		}
 	default:
 		if _, err := senderUser(inner); err != nil {
@@ -430,7 +432,7 @@ func (s *Service) receiveRelay(ctx context.Context, p Payload, hash string, rece
 // not what its author said.
 func checkSignalLifetime(p Payload) error {
 	if p.Expires-p.Created > signalTTL.Milliseconds() {
-		return BadRequest("signal %s expires %d ms after its creation, over %s", p.ID, p.Expires-p.Created, signalTTL)
+		return httpapi.BadRequest("signal %s expires %d ms after its creation, over %s", p.ID, p.Expires-p.Created, signalTTL)
 	}
 	return nil
 }
@@ -458,7 +460,7 @@ func (s *Service) toSignal(ctx context.Context, p Payload, c SignalContent) Sign
 }
 
 func (s *Service) deliverSignal(sig Signal) {
-	if s.onSignal != nil {
-		s.onSignal(sig)
+	if s.signals != nil {
+		s.signals.ReceiveSignal(sig)
 	}
 }

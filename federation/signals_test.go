@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/entente-org/entente/federation"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/internal/nodetest"
 )
 
@@ -37,8 +38,8 @@ type signalCall struct {
 	f                   *nodetest.Federation
 	a, b, c             *nodetest.Node
 	aliceToken          string // alice's client API token at a
-	alice, bruno, chloe federation.LocalUser
-	outsider            federation.LocalUser // a user of b, not in the call
+	alice, bruno, chloe localuser.User
+	outsider            localuser.User // a user of b, not in the call
 	conference          string
 	logs                map[*nodetest.Node]*signalLog
 }
@@ -68,7 +69,7 @@ func newSignalCall(t *testing.T) *signalCall {
 	sc.conference = conf.ID
 	for _, m := range []struct {
 		n *nodetest.Node
-		u federation.LocalUser
+		u localuser.User
 	}{{b, sc.bruno}, {c, sc.chloe}} {
 		if _, err := a.Federation().Invite(ctx, sc.alice, conf.ID, m.n.DID(), nil); err != nil {
 			t.Fatal(err)
@@ -83,7 +84,7 @@ func newSignalCall(t *testing.T) *signalCall {
 	}
 	for _, m := range []struct {
 		n *nodetest.Node
-		u federation.LocalUser
+		u localuser.User
 	}{{a, sc.alice}, {b, sc.bruno}, {c, sc.chloe}} {
 		if _, _, err := m.n.Federation().Join(ctx, m.u, conf.ID); err != nil {
 			t.Fatal(err)
@@ -162,7 +163,7 @@ func TestBridgedChatCrossesOrganisations(t *testing.T) {
 	// The agency's bridge writes a Matrix user's line: the node itself
 	// sends it, and every node receives it under the Matrix user, vouched
 	// for by the agency.
-	sent, err := b.Federation().SendSignal(ctx, federation.LocalUser{}, sc.conference,
+	sent, err := b.Federation().SendSignal(ctx, localuser.User{}, sc.conference,
 		federation.SignalContent{Kind: federation.SignalChat, Text: "Hello from Matrix", As: matrixUser})
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +178,7 @@ func TestBridgedChatCrossesOrganisations(t *testing.T) {
 		}
 	}
 	// The host's own bridge, and an edit and a redaction from the agency's.
-	if _, err := a.Federation().SendSignal(ctx, federation.LocalUser{}, sc.conference,
+	if _, err := a.Federation().SendSignal(ctx, localuser.User{}, sc.conference,
 		federation.SignalContent{Kind: federation.SignalChat, Text: "Hello from the ministry's Matrix", As: "@eve:matrix.ministry.example"}); err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +186,7 @@ func TestBridgedChatCrossesOrganisations(t *testing.T) {
 		{Kind: federation.SignalChatEdit, Ref: sent.ID, Text: "Hello again from Matrix", As: matrixUser},
 		{Kind: federation.SignalChatRedact, Ref: sent.ID, As: matrixUser},
 	} {
-		if _, err := b.Federation().SendSignal(ctx, federation.LocalUser{}, sc.conference, k); err != nil {
+		if _, err := b.Federation().SendSignal(ctx, localuser.User{}, sc.conference, k); err != nil {
 			t.Fatalf("%s: %v", k.Kind, err)
 		}
 	}
@@ -204,16 +205,16 @@ func TestBridgedChatCrossesOrganisations(t *testing.T) {
 
 	refusals := []struct {
 		name   string
-		u      federation.LocalUser
+		u      localuser.User
 		c      federation.SignalContent
 		status int
 	}{
-		{"as on a hand", federation.LocalUser{}, federation.SignalContent{Kind: federation.SignalHand, On: true, As: matrixUser}, 400},
-		{"as on a reaction", federation.LocalUser{}, federation.SignalContent{Kind: federation.SignalReaction, Text: "👍", As: matrixUser}, 400},
-		{"as that is not a Matrix user", federation.LocalUser{}, federation.SignalContent{Kind: "chat", Text: "hi", As: "dora"}, 400},
-		{"as longer than 255 bytes", federation.LocalUser{}, federation.SignalContent{Kind: "chat", Text: "hi", As: "@" + strings.Repeat("d", 250) + ":m.example"}, 400},
+		{"as on a hand", localuser.User{}, federation.SignalContent{Kind: federation.SignalHand, On: true, As: matrixUser}, 400},
+		{"as on a reaction", localuser.User{}, federation.SignalContent{Kind: federation.SignalReaction, Text: "👍", As: matrixUser}, 400},
+		{"as that is not a Matrix user", localuser.User{}, federation.SignalContent{Kind: "chat", Text: "hi", As: "dora"}, 400},
+		{"as longer than 255 bytes", localuser.User{}, federation.SignalContent{Kind: "chat", Text: "hi", As: "@" + strings.Repeat("d", 250) + ":m.example"}, 400},
 		{"as from a user of the node", sc.bruno, federation.SignalContent{Kind: "chat", Text: "hi", As: matrixUser}, 403},
-		{"the node without as", federation.LocalUser{}, federation.SignalContent{Kind: "chat", Text: "hi"}, 403},
+		{"the node without as", localuser.User{}, federation.SignalContent{Kind: "chat", Text: "hi"}, 403},
 	}
 	for _, r := range refusals {
 		if _, err := b.Federation().SendSignal(ctx, r.u, sc.conference, r.c); !isStatus(err, r.status) {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/entente-org/entente/identity"
+	"github.com/entente-org/entente/internal/httpapi"
 )
 
 // ruleVector is one entry of spec/vectors/messages-invalid.json: a message
@@ -131,7 +132,7 @@ func TestSpecRuleVectors(t *testing.T) {
 		} else {
 			err = st.authorize(&event{env: env, payload: p, bytes: b, hash: HashHex(b)})
 		}
-		var fe *Error
+		var fe *httpapi.Error
 		if !errors.As(err, &fe) || fe.Status != c.ExpectedStatus {
 			t.Errorf("%s: got %v, want %d (%s)", c.Name, err, c.ExpectedStatus, c.Reason)
 		}

@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/entente-org/entente/internal/httpapi"
 )
 
 // The tests of this file hold spec/ and the code to each other: the list of
@@ -320,7 +322,7 @@ func TestCarriedEnvelopeChecks(t *testing.T) {
 		e := ev
 		mutate(&e)
 		_, _, err := Open(context.Background(), e, lookup)
-		var fe *Error
+		var fe *httpapi.Error
 		if !errors.As(err, &fe) || fe.Status != 400 {
 			t.Errorf("%s: got %v, want 400", name, err)
 		}
@@ -342,7 +344,7 @@ func TestCarriedEnvelopeChecks(t *testing.T) {
 		delete(l, field)
 		b, _ := json.Marshal(l)
 		_, err := decodeLink(b)
-		var fe *Error
+		var fe *httpapi.Error
 		if !errors.As(err, &fe) || fe.Status != 400 {
 			t.Errorf("link without %s: got %v, want 400", field, err)
 		}
@@ -418,7 +420,7 @@ func TestSpecInvalidVectorErrors(t *testing.T) {
 			_, _, err = Open(context.Background(), env, lookup)
 		}
 		rec := httptest.NewRecorder()
-		WriteError(rec, err)
+		httpapi.WriteError(rec, err)
 		var body struct {
 			Error struct{ Code, Message string } `json:"error"`
 		}

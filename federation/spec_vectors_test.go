@@ -14,6 +14,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/entente-org/entente/identity"
+	"github.com/entente-org/entente/internal/httpapi"
 )
 
 // messageVector is one entry of spec/vectors/messages.json: a valid message
@@ -386,7 +387,7 @@ func checkContentFields(t *testing.T, v messageVector, raw []byte, payloadSchema
 		if (schemaErr == nil) != (codeErr == nil) {
 			t.Errorf("without %q: schema says %v, code says %v", field, schemaErr, codeErr)
 		}
-		var fe *Error
+		var fe *httpapi.Error
 		if codeErr != nil && (!errors.As(codeErr, &fe) || fe.Status != 400) && v.Type != TypeTrunkOffer && v.Type != TypeTrunkAnswer {
 			t.Errorf("without %q: code refuses with %v, want 400", field, codeErr)
 		}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/store"
 )
 
@@ -53,21 +54,21 @@ func (st *confState) authorize(ev *event) error {
 	p := ev.payload
 	if p.Type == TypeCreate {
 		if st.exists() {
-			return Conflict("conference %s already exists", p.Conference)
+			return httpapi.Conflict("conference %s already exists", p.Conference)
 		}
 		if p.Origin != p.Destination {
-			return Forbidden("a conference is created by its host")
+			return httpapi.Forbidden("a conference is created by its host")
 		}
 		var c CreateContent
 		if err := decodeContent(p.Content, &c); err != nil {
 			return err
 		}
 		if !validText(c.Title, 200) {
-			return BadRequest("title must be 1 to 200 bytes without surrounding spaces")
+			return httpapi.BadRequest("title must be 1 to 200 bytes without surrounding spaces")
 		}
 		for _, m := range c.Moderators {
 			if !ValidLocalpart(m) {
-				return BadRequest("moderator %q is not a user name", m)
+				return httpapi.BadRequest("moderator %q is not a user name", m)
 			}
 		}
 		if _, err := senderUser(p); err != nil {
@@ -76,13 +77,13 @@ func (st *confState) authorize(ev *event) error {
 		return nil
 	}
 	if !st.exists() {
-		return NotFound("unknown conference %s", p.Conference)
+		return httpapi.NotFound("unknown conference %s", p.Conference)
 	}
 	if st.conf.Ended {
-		return Gone("conference %s has ended", p.Conference)
+		return httpapi.Gone("conference %s has ended", p.Conference)
 	}
 	if p.Destination != st.conf.Host {
-		return Forbidden("events of %s are addressed to its host %s", p.Conference, st.conf.Host)
+		return httpapi.Forbidden("events of %s are addressed to its host %s", p.Conference, st.conf.Host)
 	}
 	host := st.conf.Host
 	switch p.Type {
@@ -95,30 +96,30 @@ func (st *confState) authorize(ev *event) error {
 			return err
 		}
 		if c.Node == host || !isDID(c.Node) {
-			return BadRequest("cannot invite %q", c.Node)
+			return httpapi.BadRequest("cannot invite %q", c.Node)
 		}
 		if _, ok := st.nodes[c.Node]; ok {
-			return Conflict("%s is already invited", c.Node)
+			return httpapi.Conflict("%s is already invited", c.Node)
 		}
 		for _, u := range c.Users {
 			if !ValidLocalpart(u) {
-				return BadRequest("invited user %q is not a user name", u)
+				return httpapi.BadRequest("invited user %q is not a user name", u)
 			}
 		}
 	case TypeAccept, TypeDecline:
 		n, ok := st.nodes[p.Origin]
 		if !ok {
-			return Forbidden("%s was not invited to %s", p.Origin, p.Conference)
+			return httpapi.Forbidden("%s was not invited to %s", p.Origin, p.Conference)
 		}
 		if n.State != "invited" {
-			return Conflict("%s already answered the invitation (%s)", p.Origin, n.State)
+			return httpapi.Conflict("%s already answered the invitation (%s)", p.Origin, n.State)
 		}
 		local, err := senderUser(p)
 		if err != nil {
 			return err
 		}
 		if len(n.Users) > 0 && !slices.Contains(n.Users, local) {
-			return Forbidden("%s is not named in the invitation", p.Sender)
+			return httpapi.Forbidden("%s is not named in the invitation", p.Sender)
 		}
 		if err := decodeContent(p.Content, &EmptyContent{}); err != nil {
 			return err
@@ -141,31 +142,31 @@ func (st *confState) authorize(ev *event) error {
 		// directly (spec §6.1).
 		direct := p.Origin == host && !IsMatrixGuest(local)
 		if !direct && st.conf.Lobby && p.Type == TypeJoin && !rejoin {
-			return Forbidden("conference %s has a lobby: guests and remote participants wait to be admitted", p.Conference)
+			return httpapi.Forbidden("conference %s has a lobby: guests and remote participants wait to be admitted", p.Conference)
 		}
 		if p.Type == TypeKnock && (direct || !st.conf.Lobby) && !rejoin {
-			return BadRequest("knock only to the lobby of a conference hosted elsewhere, or as a Matrix guest")
+			return httpapi.BadRequest("knock only to the lobby of a conference hosted elsewhere, or as a Matrix guest")
 		}
 		if c.User != p.Sender {
-			return Forbidden("a node joins only its own users: %s is not the sender", c.User)
+			return httpapi.Forbidden("a node joins only its own users: %s is not the sender", c.User)
 		}
 		if !validText(c.DisplayName, 100) || !validText(c.Organisation, 200) {
-			return BadRequest("display_name and organisation must be 1 to 100 and 1 to 200 bytes")
+			return httpapi.BadRequest("display_name and organisation must be 1 to 100 and 1 to 200 bytes")
 		}
 		if c.Unit != "" && !validText(c.Unit, 100) {
-			return BadRequest("unit must be 1 to 100 bytes when present")
+			return httpapi.BadRequest("unit must be 1 to 100 bytes when present")
 		}
 		if p.Origin != host {
 			n, ok := st.nodes[p.Origin]
 			if !ok || n.State != "accepted" {
-				return Forbidden("%s has not accepted an invitation to %s", p.Origin, p.Conference)
+				return httpapi.Forbidden("%s has not accepted an invitation to %s", p.Origin, p.Conference)
 			}
 			if len(n.Users) > 0 && !slices.Contains(n.Users, local) {
-				return Forbidden("%s is not named in the invitation", p.Sender)
+				return httpapi.Forbidden("%s is not named in the invitation", p.Sender)
 			}
 		}
 		if st.conf.Locked && !rejoin {
-			return Forbidden("conference %s is locked", p.Conference)
+			return httpapi.Forbidden("conference %s is locked", p.Conference)
 		}
 	case TypeAdmit, TypeDeny:
 		if err := st.byModerator(p); err != nil {
@@ -176,10 +177,10 @@ func (st *confState) authorize(ev *event) error {
 			return err
 		}
 		if pt, ok := st.participants[c.User]; !ok || !pt.Waiting {
-			return Conflict("%s is not waiting in the lobby", c.User)
+			return httpapi.Conflict("%s is not waiting in the lobby", c.User)
 		}
 		if p.Type == TypeAdmit && st.conf.Locked {
-			return Forbidden("conference %s is locked", p.Conference)
+			return httpapi.Forbidden("conference %s is locked", p.Conference)
 		}
 	case TypeLobby:
 		if err := st.byModerator(p); err != nil {
@@ -190,7 +191,7 @@ func (st *confState) authorize(ev *event) error {
 			return err
 		}
 		if c.On == st.conf.Lobby {
-			return Conflict("the lobby of %s is already %s", p.Conference, map[bool]string{true: "on", false: "off"}[c.On])
+			return httpapi.Conflict("the lobby of %s is already %s", p.Conference, map[bool]string{true: "on", false: "off"}[c.On])
 		}
 	case TypeLeave:
 		var c UserContent
@@ -198,14 +199,14 @@ func (st *confState) authorize(ev *event) error {
 			return err
 		}
 		if c.User != p.Sender {
-			return Forbidden("a user leaves only for themselves")
+			return httpapi.Forbidden("a user leaves only for themselves")
 		}
 		pt, ok := st.participants[c.User]
 		if !ok {
-			return Conflict("%s is not in the conference", c.User)
+			return httpapi.Conflict("%s is not in the conference", c.User)
 		}
 		if pt.Node != p.Origin {
-			return Forbidden("a node acts only for its own users")
+			return httpapi.Forbidden("a node acts only for its own users")
 		}
 	case TypeRemove:
 		if err := st.byModerator(p); err != nil {
@@ -216,7 +217,7 @@ func (st *confState) authorize(ev *event) error {
 			return err
 		}
 		if pt, ok := st.participants[c.User]; !ok || pt.Waiting {
-			return Conflict("%s is not in the conference", c.User)
+			return httpapi.Conflict("%s is not in the conference", c.User)
 		}
 	case TypeLock, TypeUnlock, TypeEnd:
 		if err := st.byModerator(p); err != nil {
@@ -226,10 +227,10 @@ func (st *confState) authorize(ev *event) error {
 			return err
 		}
 		if p.Type == TypeLock && st.conf.Locked || p.Type == TypeUnlock && !st.conf.Locked {
-			return Conflict("conference %s is already %s", p.Conference, map[bool]string{true: "locked", false: "unlocked"}[st.conf.Locked])
+			return httpapi.Conflict("conference %s is already %s", p.Conference, map[bool]string{true: "locked", false: "unlocked"}[st.conf.Locked])
 		}
 	default:
-		return BadRequest("%q is not a conference event", p.Type)
+		return httpapi.BadRequest("%q is not a conference event", p.Type)
 	}
 	return nil
 }
@@ -237,11 +238,11 @@ func (st *confState) authorize(ev *event) error {
 // byModerator checks that the host made the event for one of its moderators.
 func (st *confState) byModerator(p Payload) error {
 	if p.Origin != st.conf.Host {
-		return Forbidden("only the host %s may %s", st.conf.Host, p.Type)
+		return httpapi.Forbidden("only the host %s may %s", st.conf.Host, p.Type)
 	}
 	// The host node itself (its administrators) moderates every conference it hosts.
 	if p.Sender != st.conf.Host && !st.moderators[p.Sender] {
-		return Forbidden("%s is not a moderator of %s", p.Sender, p.Conference)
+		return httpapi.Forbidden("%s is not a moderator of %s", p.Sender, p.Conference)
 	}
 	return nil
 }
@@ -251,10 +252,10 @@ func (st *confState) byModerator(p Payload) error {
 func senderUser(p Payload) (string, error) {
 	local, did, err := ParseUserRef(p.Sender)
 	if err != nil {
-		return "", Forbidden("sender %q is not a user: %v", p.Sender, err)
+		return "", httpapi.Forbidden("sender %q is not a user: %v", p.Sender, err)
 	}
 	if did != p.Origin {
-		return "", Forbidden("sender %s is not a user of %s", p.Sender, p.Origin)
+		return "", httpapi.Forbidden("sender %s is not a user of %s", p.Sender, p.Origin)
 	}
 	return local, nil
 }

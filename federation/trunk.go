@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/internal/strictjson"
 	"github.com/entente-org/entente/store"
 )
@@ -40,9 +41,6 @@ type TrunkAnswer struct {
 // (spec §10.2).
 const maxSDP = 256 << 10
 
-// TrunkHandler is what the host's SFU does with a trunk offer from peer.
-type TrunkHandler func(ctx context.Context, conference, peer string, offer TrunkOffer) (answerSDP string, err error)
-
 // OfferTrunk sends this node's SDP offer for a trunk to the host of a
 // conference it takes part in, and returns the host's verified answer.
 func (s *Service) OfferTrunk(ctx context.Context, conference, sdp string) (string, error) {
@@ -51,10 +49,10 @@ func (s *Service) OfferTrunk(ctx context.Context, conference, sdp string) (strin
 		return "", notFoundOr(err, "unknown conference %s", conference)
 	}
 	if conf.Host == s.did {
-		return "", BadRequest("conference %s is hosted here: trunks go to the host", conference)
+		return "", httpapi.BadRequest("conference %s is hosted here: trunks go to the host", conference)
 	}
 	if conf.Ended {
-		return "", Gone("conference %s has ended", conference)
+		return "", httpapi.Gone("conference %s has ended", conference)
 	}
 	peer, err := s.store.GetPeer(ctx, conf.Host)
 	if err != nil {
@@ -86,10 +84,10 @@ func (s *Service) OfferTrunk(ctx context.Context, conference, sdp string) (strin
 	}
 	var a TrunkAnswer
 	if err := decodeTrunkContent(ap.Content, &a); err != nil {
-		return "", BadRequest("trunk answer: %v", err)
+		return "", httpapi.BadRequest("trunk answer: %v", err)
 	}
 	if ap.Conference != conference || !strings.HasPrefix(a.SDP, "v=0") {
-		return "", Unauthorized("trunk answer from %s is not for %s", conf.Host, conference)
+		return "", httpapi.Unauthorized("trunk answer from %s is not for %s", conf.Host, conference)
 	}
 	return a.SDP, nil
 }
@@ -116,59 +114,42 @@ func (s *Service) MayRelayMedia(ctx context.Context, conference string) (bool, e
 
 // serveTrunk answers a member node's trunk offer for a conference hosted here.
 func (s *Service) serveTrunk(w http.ResponseWriter, r *http.Request) {
-	in, err := s.authenticate(r)
-	if err != nil {
-		s.refused(r, "", err)
-		WriteError(w, err)
-		return
-	}
-	answer, err := s.trunkAnswer(r.Context(), in, r.PathValue("id"))
-	if err != nil {
-		s.refused(r, in.PeerDID, err)
-		WriteError(w, err)
-		return
-	}
-	s.respond(w, in.PeerDID, r.PathValue("id"), TypeTrunkAnswer, TrunkAnswer{SDP: answer})
+	conference := r.PathValue("id")
+	s.serveSigned(w, r, conference, TypeTrunkAnswer, func(ctx context.Context, in *Inbound) (any, error) {
+		answer, err := s.trunkAnswer(ctx, in, conference)
+		return TrunkAnswer{SDP: answer}, err
+	})
 }
 
 func (s *Service) trunkAnswer(ctx context.Context, in *Inbound, conference string) (string, error) {
-	if s.onTrunk == nil {
-		return "", NotFound("this node runs no SFU")
+	if s.trunks == nil {
+		return "", httpapi.NotFound("this node runs no SFU")
 	}
-	env, err := DecodeEnvelope(in.Body)
+	m, err := s.openInbound(ctx, in)
 	if err != nil {
 		return "", err
 	}
-	if env.KeyDID() != in.PeerDID {
-		return "", Unauthorized("envelope signed by %s but request by %s", env.KeyDID(), in.PeerDID)
-	}
-	p, b, err := Open(ctx, env, s.keyOf)
-	if err != nil {
-		return "", err
-	}
-	if err := s.checkHeader(p, in.PeerDID); err != nil {
-		return "", err
-	}
+	p, b := m.payload, m.bytes
 	if p.Type != TypeTrunkOffer || p.Conference != conference {
-		return "", BadRequest("expected a media.trunk.offer for %s", conference)
+		return "", httpapi.BadRequest("expected a media.trunk.offer for %s", conference)
 	}
 	var offer TrunkOffer
 	if err := decodeTrunkContent(p.Content, &offer); err != nil {
-		return "", BadRequest("trunk offer: %v", err)
+		return "", httpapi.BadRequest("trunk offer: %v", err)
 	}
 	if !strings.HasPrefix(offer.SDP, "v=0") {
-		return "", BadRequest("trunk offer: not an SDP")
+		return "", httpapi.BadRequest("trunk offer: not an SDP")
 	}
 	conf, err := s.store.GetConference(ctx, conference)
 	if err != nil || conf.Host != s.did {
-		return "", NotFound("no conference %s hosted here", conference)
+		return "", httpapi.NotFound("no conference %s hosted here", conference)
 	}
 	if conf.Ended {
-		return "", Gone("conference %s has ended", conference)
+		return "", httpapi.Gone("conference %s has ended", conference)
 	}
 	n, err := s.store.GetConferenceNode(ctx, conference, p.Origin)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && n.State != store.NodeAccepted) {
-		return "", Forbidden("%s has not accepted an invitation to %s", p.Origin, conference)
+		return "", httpapi.Forbidden("%s has not accepted an invitation to %s", p.Origin, conference)
 	} else if err != nil {
 		return "", err
 	}
@@ -178,9 +159,9 @@ func (s *Service) trunkAnswer(ctx context.Context, in *Inbound, conference strin
 		return "", err
 	}
 	if dup {
-		return "", Conflict("trunk offer %s was already answered", p.ID)
+		return "", httpapi.Conflict("trunk offer %s was already answered", p.ID)
 	}
-	return s.onTrunk(ctx, conference, p.Origin, offer)
+	return s.trunks.AnswerTrunk(ctx, conference, p.Origin, offer)
 }
 
 // decodeTrunkContent decodes a trunk message's content strictly, with the

@@ -7,6 +7,7 @@ import (
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
 
 	"github.com/entente-org/entente/identity"
+	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/store"
 )
 
@@ -25,18 +26,18 @@ func (t TrustList) Add(ctx context.Context, p store.Peer) error {
 // ValidatePeer checks a trust entry before it is stored.
 func ValidatePeer(p store.Peer) error {
 	if _, err := identity.DocumentURL(p.DID); err != nil {
-		return BadRequest("did: %v", err)
+		return httpapi.BadRequest("did: %v", err)
 	}
 	if !validText(p.Name, 200) {
-		return BadRequest("name: must be 1 to 200 bytes without surrounding spaces")
+		return httpapi.BadRequest("name: must be 1 to 200 bytes without surrounding spaces")
 	}
 	if p.KeyPin != "" {
 		key, err := atcrypto.ParsePublicMultibase(p.KeyPin)
 		if err != nil {
-			return BadRequest("key_pin: not a multibase public key: %v", err)
+			return httpapi.BadRequest("key_pin: not a multibase public key: %v", err)
 		}
 		if _, ok := key.(*atcrypto.PublicKeyP256); !ok {
-			return BadRequest("key_pin: not a P-256 key")
+			return httpapi.BadRequest("key_pin: not a P-256 key")
 		}
 	}
 	return nil
@@ -46,7 +47,7 @@ func ValidatePeer(p store.Peer) error {
 func (t TrustList) Remove(ctx context.Context, did string) error {
 	err := t.Store.DeletePeer(ctx, did)
 	if errors.Is(err, store.ErrNotFound) {
-		return NotFound("%s is not on the trust list", did)
+		return httpapi.NotFound("%s is not on the trust list", did)
 	}
 	return err
 }
@@ -55,7 +56,7 @@ func (t TrustList) Remove(ctx context.Context, did string) error {
 func (t TrustList) Get(ctx context.Context, did string) (store.Peer, error) {
 	p, err := t.Store.GetPeer(ctx, did)
 	if errors.Is(err, store.ErrNotFound) {
-		return p, NotFound("%s is not on the trust list", did)
+		return p, httpapi.NotFound("%s is not on the trust list", did)
 	}
 	return p, err
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/entente-org/entente/identity"
+	"github.com/entente-org/entente/internal/httpapi"
 )
 
 var updateVectors = flag.Bool("update", false, "regenerate spec/vectors")
@@ -300,7 +301,7 @@ func TestVectors(t *testing.T) {
 			if err == nil {
 				_, _, err = Open(context.Background(), env, lookup)
 			}
-			var fe *Error
+			var fe *httpapi.Error
 			if !errors.As(err, &fe) || fe.Status != c.ExpectedStatus {
 				t.Errorf("%s: got %v, want status %d (%s)", c.Name, err, c.ExpectedStatus, c.Reason)
 			}

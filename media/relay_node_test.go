@@ -11,6 +11,7 @@ import (
 
 	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/internal/accounts"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/internal/nodetest"
 	"github.com/entente-org/entente/media"
 )
@@ -42,7 +43,7 @@ func TestRelayPolicyChangeReachesLiveCall(t *testing.T) {
 	}
 	for _, m := range []struct {
 		n *nodetest.Node
-		u federation.LocalUser
+		u localuser.User
 	}{{b, bruno}, {c, chloe}} {
 		if _, err := a.Federation().Invite(ctx, alice, conf.ID, m.n.DID(), nil); err != nil {
 			t.Fatal(err)
@@ -57,7 +58,7 @@ func TestRelayPolicyChangeReachesLiveCall(t *testing.T) {
 	}
 	for _, m := range []struct {
 		n *nodetest.Node
-		u federation.LocalUser
+		u localuser.User
 	}{{a, alice}, {b, bruno}, {c, chloe}} {
 		if _, _, err := m.n.Federation().Join(ctx, m.u, conf.ID); err != nil {
 			t.Fatal(err)

@@ -39,6 +39,12 @@ type Organisations interface {
 	OrganisationOf(ctx context.Context, user, label string) string
 }
 
+// UserICEServers gives the ICE servers that belong to one user, such as a
+// TURN server with credentials made for that user.
+type UserICEServers interface {
+	ICEServersFor(user string) []webrtc.ICEServer
+}
+
 // Refusals a Membership returns.
 var (
 	ErrNotParticipant  = errors.New("not a participant of the conference")
@@ -60,9 +66,9 @@ type Options struct {
 	PublicIPs []string
 	// ICEServers (STUN/TURN) are given to clients in `joined`.
 	ICEServers []webrtc.ICEServer
-	// ICEServersFor, when set, adds servers for one user, such as the
+	// UserICEServers, when set, adds servers for one user, such as the
 	// embedded TURN server with that user's short-lived credentials.
-	ICEServersFor func(user string) []webrtc.ICEServer
+	UserICEServers UserICEServers
 	// Registry receives the SFU's metrics; may be nil.
 	Registry prometheus.Registerer
 	// IncludeLoopback also gathers loopback candidates, for tests and

@@ -138,8 +138,8 @@ func (quietLogger) Errorf(string, ...any) {}
 // iceServers are the STUN and TURN servers a user's client is given.
 func (s *SFU) iceServers(user string) []webrtc.ICEServer {
 	servers := append([]webrtc.ICEServer{}, s.opts.ICEServers...)
-	if s.opts.ICEServersFor != nil {
-		servers = append(servers, s.opts.ICEServersFor(user)...)
+	if s.opts.UserICEServers != nil {
+		servers = append(servers, s.opts.UserICEServers.ICEServersFor(user)...)
 	}
 	return servers
 }

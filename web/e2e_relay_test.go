@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/entente-org/entente/federation"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/internal/nodetest"
 	"github.com/entente-org/entente/store"
 )
@@ -34,7 +35,7 @@ func TestBrowserShowsMediaWithheldByPolicy(t *testing.T) {
 	}
 	for _, m := range []struct {
 		n *nodetest.Node
-		u federation.LocalUser
+		u localuser.User
 	}{{agency, bruno}, {city, chloe}} {
 		if _, err := ministry.Federation().Invite(ctx, alice, conf.ID, m.n.DID(), nil); err != nil {
 			t.Fatal(err)

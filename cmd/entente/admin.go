@@ -16,6 +16,7 @@ import (
 
 	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/internal/accounts"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/internal/node"
 	"github.com/entente-org/entente/store"
 )
@@ -217,15 +218,15 @@ func (a *app) confCommand() *cobra.Command {
 	c := &cobra.Command{Use: "conf", Short: "Create, invite, list, show, end and audit conferences", Args: noArgs, RunE: groupRun}
 	c.PersistentFlags().StringVarP(&path, "config", "c", "", "YAML configuration file (default $ENTENTE_CONFIG)")
 	c.PersistentFlags().StringVar(&as, "as", "", "act as this local user (default for end: the node itself)")
-	user := func(ctx context.Context, n *node.Node) (federation.LocalUser, error) {
+	user := func(ctx context.Context, n *node.Node) (localuser.User, error) {
 		if as == "" {
-			return federation.LocalUser{}, usagef("--as USER is required")
+			return localuser.User{}, usagef("--as USER is required")
 		}
 		u, err := n.Store().GetUser(ctx, as)
 		if err != nil {
-			return federation.LocalUser{}, fmt.Errorf("user %q: %w", as, err)
+			return localuser.User{}, fmt.Errorf("user %q: %w", as, err)
 		}
-		return federation.LocalUser{ID: u.ID, DisplayName: u.DisplayName, Admin: u.Admin}, nil
+		return localuser.User{ID: u.ID, DisplayName: u.DisplayName, Admin: u.Admin}, nil
 	}
 	c.AddCommand(&cobra.Command{
 		Use:   "create TITLE",
@@ -315,7 +316,7 @@ func (a *app) confCommand() *cobra.Command {
 		Args:  exactArgs(1, "a conference id"),
 		RunE: func(c *cobra.Command, args []string) error {
 			return a.withNode(c.Context(), path, func(n *node.Node) error {
-				u := federation.LocalUser{}
+				u := localuser.User{}
 				if as != "" {
 					var err error
 					if u, err = user(c.Context(), n); err != nil {

@@ -1,7 +1,7 @@
 // Package accounts holds the node's local users and their API tokens: the
 // simple sign-in mechanism that the client and admin APIs accept today.
 //
-// Federation sees only a federation.LocalUser, never a token, so an OpenID
+// Federation sees only a localuser.User, never a token, so an OpenID
 // Connect login can replace this package without touching federation.
 package accounts
 
@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/entente-org/entente/federation"
+	"github.com/entente-org/entente/internal/httpapi"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/store"
 )
 
@@ -84,7 +86,7 @@ type Authenticator struct {
 // header, or the access_token query parameter that browsers' WebSockets need)
 // or else of its session cookie, whose state-changing requests must also pass
 // the CSRF check.
-func (a Authenticator) Authenticate(r *http.Request) (federation.LocalUser, error) {
+func (a Authenticator) Authenticate(r *http.Request) (localuser.User, error) {
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
 		token = r.URL.Query().Get("access_token")
@@ -94,40 +96,40 @@ func (a Authenticator) Authenticate(r *http.Request) (federation.LocalUser, erro
 	}
 	ss, err := a.session(r)
 	if err != nil {
-		return federation.LocalUser{}, err
+		return localuser.User{}, err
 	}
 	if err := a.checkCSRF(r, ss); err != nil {
-		return federation.LocalUser{}, err
+		return localuser.User{}, err
 	}
 	return a.localUser(r.Context(), ss.UserID, "the session's user no longer exists")
 }
 
 // User returns the user a token belongs to.
-func (a Authenticator) User(ctx context.Context, token string) (federation.LocalUser, error) {
+func (a Authenticator) User(ctx context.Context, token string) (localuser.User, error) {
 	if !strings.HasPrefix(token, tokenPrefix) {
-		return federation.LocalUser{}, federation.Unauthorized("sign in: not an Entente token")
+		return localuser.User{}, httpapi.Unauthorized("sign in: not an Entente token")
 	}
 	t, err := a.Store.GetToken(ctx, hashToken(token))
 	if errors.Is(err, store.ErrNotFound) {
-		return federation.LocalUser{}, federation.Unauthorized("sign in: unknown token")
+		return localuser.User{}, httpapi.Unauthorized("sign in: unknown token")
 	} else if err != nil {
-		return federation.LocalUser{}, err
+		return localuser.User{}, err
 	}
 	if t.Revoked || !a.now().Before(t.ExpiresAt) {
-		return federation.LocalUser{}, federation.Unauthorized("sign in: token revoked or expired")
+		return localuser.User{}, httpapi.Unauthorized("sign in: token revoked or expired")
 	}
 	return a.localUser(ctx, t.UserID, "the token's user no longer exists")
 }
 
-func (a Authenticator) localUser(ctx context.Context, id, gone string) (federation.LocalUser, error) {
+func (a Authenticator) localUser(ctx context.Context, id, gone string) (localuser.User, error) {
 	u, err := a.Store.GetUser(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return federation.LocalUser{}, federation.Unauthorized("sign in: %s", gone)
+		return localuser.User{}, httpapi.Unauthorized("sign in: %s", gone)
 	} else if err != nil {
-		return federation.LocalUser{}, err
+		return localuser.User{}, err
 	}
 	// A Matrix guest is never an administrator, whatever the store says
 	// (spec/client-api.md §6).
 	guest := IsMatrixGuest(u.ID)
-	return federation.LocalUser{ID: u.ID, DisplayName: u.DisplayName, Admin: u.Admin && !guest, MatrixGuest: guest, Unit: u.Unit}, nil
+	return localuser.User{ID: u.ID, DisplayName: u.DisplayName, Admin: u.Admin && !guest, MatrixGuest: guest, Unit: u.Unit}, nil
 }

@@ -11,3 +11,7 @@ func (o *OIDC) VerifyIDToken(ctx context.Context, raw, nonce string) (Claims, er
 	}
 	return o.verify(ctx, p, o.verifier(p), raw, nonce)
 }
+
+// SetFailureCapacity shrinks the table of failed sign-ins, so that a test
+// fills it with a few requests instead of ten thousand.
+func (h *LoginHandler) SetFailureCapacity(n int) { h.failures.capacity = n }

@@ -54,7 +54,7 @@ type OIDC struct {
 	client    *http.Client
 	secret    string
 
-	starts *LoginHandler // counts sign-ins started per address, with the password limiter's window
+	starts *failureWindow // sign-ins started per address
 
 	mu       sync.Mutex
 	provider *oidc.Provider
@@ -91,7 +91,7 @@ func NewOIDC(cfg config.Config, s store.Store, now func() time.Time, log *slog.L
 	return &OIDC{
 		cfg: cfg.OIDC, ttl: cfg.Auth.SessionLifetime, publicURL: cfg.Node.PublicURL,
 		store: s, now: now, log: log, secret: secret,
-		starts: NewLoginHandler(s, now, log),
+		starts: newFailureWindow(startLimit, flowLifetime, maxTrackedLogins, now),
 		client: &http.Client{
 			Timeout:   15 * time.Second,
 			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}},
@@ -150,12 +150,12 @@ func (o *OIDC) verifier(p *oidc.Provider) *oidc.IDTokenVerifier {
 // browser to the provider.
 func (o *OIDC) Login(w http.ResponseWriter, r *http.Request) {
 	ip := clientIP(r)
-	if len(o.starts.recentLocked(ip)) >= startLimit {
+	if o.starts.allow(ip) != allowed {
 		o.log.Warn("OpenID sign-in refused: too many started from one address")
 		o.failed(w, r, "limited")
 		return
 	}
-	o.starts.fail(ip)
+	o.starts.add(ip)
 	p, err := o.discover(r.Context())
 	if err != nil {
 		o.log.Error("OpenID provider unreachable", "err", err)

@@ -9,13 +9,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/entente-org/entente/federation"
+	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/store"
 )
 
@@ -104,7 +104,8 @@ const (
 	loginFailureLimit = 10
 	loginWindow       = 10 * time.Minute
 	// maxTrackedLogins bounds the failure table against floods of made-up
-	// user names.
+	// user names: when it is full, a name and address with no failures
+	// counted is refused (429) until an entry expires (failureWindow).
 	maxTrackedLogins = 10000
 	maxLoginBody     = 4 << 10
 )
@@ -116,8 +117,7 @@ type LoginHandler struct {
 	now   func() time.Time
 	log   *slog.Logger
 
-	mu       sync.Mutex
-	failures map[string][]time.Time // user + " " + client IP → failure times, oldest first
+	failures *failureWindow // user + " " + client IP
 }
 
 // NewLoginHandler makes a login handler over the node's store. now may be
@@ -129,7 +129,7 @@ func NewLoginHandler(s store.Store, now func() time.Time, log *slog.Logger) *Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &LoginHandler{store: s, now: now, log: log, failures: map[string][]time.Time{}}
+	return &LoginHandler{store: s, now: now, log: log, failures: newFailureWindow(loginFailureLimit, loginWindow, maxTrackedLogins, now)}
 }
 
 func (h *LoginHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -140,83 +140,41 @@ func (h *LoginHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxLoginBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil || dec.More() {
-		federation.WriteError(w, federation.BadRequest("request body: want {\"user\", \"password\"}"))
+		httpapi.WriteError(w, httpapi.BadRequest("request body: want {\"user\", \"password\"}"))
 		return
 	}
 	key := req.User + " " + clientIP(r)
-	if !h.allowed(key) {
+	switch h.failures.allow(key) {
+	case limited:
 		h.log.Warn("sign-in refused: too many failures", "user", req.User)
-		federation.WriteError(w, &federation.Error{
+		httpapi.WriteError(w, &httpapi.Error{
 			Status: http.StatusTooManyRequests, Code: "too_many_requests",
 			Message: "too many failed sign-ins: try again in a few minutes",
+		})
+		return
+	case saturated:
+		h.log.Warn("sign-in refused: the table of failed sign-ins is full", "user", req.User)
+		httpapi.WriteError(w, &httpapi.Error{
+			Status: http.StatusTooManyRequests, Code: "too_many_requests",
+			Message: "too many failed sign-ins on this node: try again in a few minutes",
 		})
 		return
 	}
 	token, err := Login(r.Context(), h.store, req.User, req.Password, h.now())
 	if errors.Is(err, ErrSignIn) {
-		h.fail(key)
+		h.failures.add(key)
 		h.log.Info("sign-in failed", "user", req.User)
-		federation.WriteError(w, federation.Unauthorized("%v", ErrSignIn))
+		httpapi.WriteError(w, httpapi.Unauthorized("%v", ErrSignIn))
 		return
 	} else if err != nil {
 		// WriteError hands the cause to the node's request log.
-		federation.WriteError(w, fmt.Errorf("sign-in of %s: %w", req.User, err))
+		httpapi.WriteError(w, fmt.Errorf("sign-in of %s: %w", req.User, err))
 		return
 	}
 	h.log.Info("signed in", "user", req.User)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	json.NewEncoder(w).Encode(map[string]string{"token": token})
-}
-
-// recentLocked is recent for callers that do not hold h.mu.
-func (h *LoginHandler) recentLocked(key string) []time.Time {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.recent(key)
-}
-
-// allowed tells whether key has fewer than loginFailureLimit recent failures.
-func (h *LoginHandler) allowed(key string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.recent(key)) < loginFailureLimit
-}
-
-func (h *LoginHandler) fail(key string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if len(h.failures) >= maxTrackedLogins {
-		for k := range h.failures {
-			h.recent(k)
-		}
-	}
-	if len(h.failures) >= maxTrackedLogins {
-		// Every entry is recent: forget an arbitrary one rather than grow.
-		for k := range h.failures {
-			delete(h.failures, k)
-			break
-		}
-	}
-	h.failures[key] = append(h.recent(key), h.now())
-}
-
-// recent drops key's failures older than the window and returns the rest.
-// The caller holds h.mu.
-func (h *LoginHandler) recent(key string) []time.Time {
-	times := h.failures[key]
-	cutoff := h.now().Add(-loginWindow)
-	i := 0
-	for i < len(times) && !times[i].After(cutoff) {
-		i++
-	}
-	times = times[i:]
-	if len(times) == 0 {
-		delete(h.failures, key)
-		return nil
-	}
-	h.failures[key] = times
-	return times
 }
 
 // clientIP is the connection's address: a forwarding header could be forged

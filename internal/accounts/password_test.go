@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -164,4 +165,61 @@ func equalJSON(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
+}
+
+// A flood of made-up user names fills the table of failed sign-ins; it must
+// not push out, and so reset, the count of a user under attack. Once the
+// table is full, names it does not track are refused instead.
+func TestLoginThrottleSurvivesFloodOfNames(t *testing.T) {
+	s := withAlice(t)
+	now := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	h := accounts.NewLoginHandler(s, func() time.Time { return now }, nil)
+	h.SetFailureCapacity(8)
+	const attacker, other = "203.0.113.5:1000", "198.51.100.7:40000"
+	good := `{"user":"alice","password":"` + goodPassword + `"}`
+	bad := `{"user":"alice","password":"wrong horse battery"}`
+	limited := map[string]any{"code": "too_many_requests", "message": "too many failed sign-ins: try again in a few minutes"}
+	full := map[string]any{"code": "too_many_requests", "message": "too many failed sign-ins on this node: try again in a few minutes"}
+	errorOf := func(out map[string]any) map[string]any {
+		e, _ := out["error"].(map[string]any)
+		delete(e, "request_id")
+		return e
+	}
+
+	for i := range 9 {
+		if code, _ := post(t, h, attacker, bad); code != 401 {
+			t.Fatalf("failure %d on alice: %d, want 401", i+1, code)
+		}
+	}
+	// Alice's entry and seven invented names fill the table of eight; the
+	// next invented names find it full.
+	for i := range 20 {
+		body := fmt.Sprintf(`{"user":"nobody%d","password":"whatever123"}`, i)
+		code, out := post(t, h, attacker, body)
+		switch {
+		case i < 7 && code != 401:
+			t.Fatalf("invented name %d: %d %v, want 401", i, code, out)
+		case i >= 7 && (code != 429 || !equalJSON(errorOf(out), full)):
+			t.Fatalf("invented name %d with the table full: %d %v, want 429 %v", i, code, out, full)
+		}
+	}
+	// Alice's count survived the flood: one more failure makes ten, and
+	// then even her password is refused from that address.
+	if code, out := post(t, h, attacker, bad); code != 401 {
+		t.Fatalf("tenth failure on alice: %d %v, want 401", code, out)
+	}
+	if code, out := post(t, h, attacker, good); code != 429 || !equalJSON(errorOf(out), limited) {
+		t.Fatalf("alice after ten failures and a flood: %d %v, want 429 %v", code, out, limited)
+	}
+	// A name and address with no entry waits while the table is full...
+	if code, out := post(t, h, other, good); code != 429 || !equalJSON(errorOf(out), full) {
+		t.Fatalf("alice elsewhere with the table full: %d %v, want 429 %v", code, out, full)
+	}
+	// ...and everyone signs in again once the failures expire.
+	now = now.Add(10*time.Minute + time.Second)
+	for _, addr := range []string{attacker, other} {
+		if code, out := post(t, h, addr, good); code != 200 {
+			t.Fatalf("alice from %s after the window: %d %v, want 200", addr, code, out)
+		}
+	}
 }

@@ -10,7 +10,7 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/entente-org/entente/federation"
+	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/store"
 )
 
@@ -66,16 +66,16 @@ func ClearSessionCookie(w http.ResponseWriter) {
 func (a Authenticator) session(r *http.Request) (store.Session, error) {
 	c, err := r.Cookie(SessionCookie)
 	if err != nil || c.Value == "" {
-		return store.Session{}, federation.Unauthorized("sign in: no bearer token or session")
+		return store.Session{}, httpapi.Unauthorized("sign in: no bearer token or session")
 	}
 	ss, err := a.Store.GetSession(r.Context(), hashToken(c.Value))
 	if errors.Is(err, store.ErrNotFound) {
-		return store.Session{}, federation.Unauthorized("sign in: the session has ended")
+		return store.Session{}, httpapi.Unauthorized("sign in: the session has ended")
 	} else if err != nil {
 		return store.Session{}, err
 	}
 	if !a.now().Before(ss.ExpiresAt) {
-		return store.Session{}, federation.Unauthorized("sign in: the session has expired")
+		return store.Session{}, httpapi.Unauthorized("sign in: the session has expired")
 	}
 	return ss, nil
 }
@@ -90,11 +90,11 @@ func (a Authenticator) checkCSRF(r *http.Request, ss store.Session) error {
 		return nil
 	}
 	if o := r.Header.Get("Origin"); o != "" && a.Origin != "" && o != a.Origin {
-		return federation.Forbidden("cross-site request refused: origin %s", o)
+		return httpapi.Forbidden("cross-site request refused: origin %s", o)
 	}
 	got := r.Header.Get(CSRFHeader)
 	if got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(ss.CSRF)) != 1 {
-		return federation.Forbidden("missing or wrong %s header", CSRFHeader)
+		return httpapi.Forbidden("missing or wrong %s header", CSRFHeader)
 	}
 	return nil
 }

@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/entente-org/entente/federation"
+	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/store"
 )
 
@@ -42,12 +42,12 @@ func (h SignInHandlers) Options(w http.ResponseWriter, r *http.Request) {
 func (h SignInHandlers) Session(w http.ResponseWriter, r *http.Request) {
 	ss, err := h.Auth.session(r)
 	if err != nil {
-		federation.WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	u, err := h.Auth.localUser(r.Context(), ss.UserID, "the session's user no longer exists")
 	if err != nil {
-		federation.WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
@@ -65,11 +65,11 @@ func (h SignInHandlers) Logout(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && token != "" {
 		if _, err := h.Auth.User(ctx, token); err != nil {
-			federation.WriteError(w, err)
+			httpapi.WriteError(w, err)
 			return
 		}
 		if err := h.Auth.Store.RevokeToken(ctx, hashToken(token)); err != nil {
-			federation.WriteError(w, err)
+			httpapi.WriteError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"redirect": "/"})
@@ -78,15 +78,15 @@ func (h SignInHandlers) Logout(w http.ResponseWriter, r *http.Request) {
 	ss, err := h.Auth.session(r)
 	if err != nil {
 		ClearSessionCookie(w)
-		federation.WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	if err := h.Auth.checkCSRF(r, ss); err != nil {
-		federation.WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	if err := h.Auth.Store.DeleteSession(ctx, ss.Hash); err != nil && !errors.Is(err, store.ErrNotFound) {
-		federation.WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	ClearSessionCookie(w)
@@ -104,7 +104,7 @@ func (h SignInHandlers) Logout(w http.ResponseWriter, r *http.Request) {
 
 // PasswordsOff answers POST /api/v1/login where auth.passwords is off.
 func PasswordsOff(w http.ResponseWriter, r *http.Request) {
-	federation.WriteError(w, federation.Forbidden("password sign-in is turned off on this node: sign in through the OpenID provider"))
+	httpapi.WriteError(w, httpapi.Forbidden("password sign-in is turned off on this node: sign in through the OpenID provider"))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -13,6 +13,7 @@ import (
 	"github.com/entente-org/entente/bridge"
 	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/internal/accounts"
+	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/store"
 )
 
@@ -36,38 +37,17 @@ func (n *Node) newBridge() (*bridge.Bridge, error) {
 		Store:            n.store,
 		Conferences:      bridgeConferences{n},
 		NodeDID:          n.did,
-		SendChat:         n.sendMatrixChat,
+		Chat:             matrixChat{n},
 		OpenIDServerName: c.OpenIDServerName,
 		OpenIDBaseURL:    c.OpenIDBaseURL,
 		HTTPClient:       n.client,
-		IssueGuest: func(ctx context.Context, matrixUser string) (string, error) {
-			return accounts.IssueMatrixGuest(ctx, n.store, matrixUser, n.now())
-		},
-		Logger: n.log.With("component", "bridge"),
+		Guests:           matrixGuests{n},
+		Logger:           n.log.With("component", "bridge"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
-	// Chat reaches Matrix through the bridge's own queue: a signal's
-	// delivery never waits for the homeserver, and lines keep their order.
-	n.OnSignal(func(sig federation.Signal) {
-		b.QueueSignal(bridge.Signal{
-			Conference: sig.Conference, ID: sig.ID, Kind: sig.Kind, User: sig.User, As: sig.As,
-			Text: sig.Text, Ref: sig.Ref, Organisation: sig.Organisation, At: sig.At,
-		})
-	})
 	return b, nil
-}
-
-// sendMatrixChat sends a Matrix user's chat into a conference as the node
-// itself, under the Matrix user's id (spec/federation.md §5.1).
-func (n *Node) sendMatrixChat(ctx context.Context, conference, matrixUser, kind, text, ref string) (string, error) {
-	sig, err := n.fed.SendSignal(ctx, federation.LocalUser{}, conference,
-		federation.SignalContent{Kind: kind, Text: text, Ref: ref, As: matrixUser})
-	if err != nil {
-		return "", err
-	}
-	return sig.ID, nil
 }
 
 // syncBridge brings the conference's Matrix room in line, in the background:
@@ -117,11 +97,11 @@ func (b bridgeConferences) Conference(ctx context.Context, id string) (bridge.Co
 func (n *Node) servePortal(w http.ResponseWriter, r *http.Request) {
 	u, err := n.accounts.Authenticate(r)
 	if err != nil {
-		federation.WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	if !u.Admin {
-		federation.WriteError(w, federation.Forbidden("%s is not an administrator of this node", u.ID))
+		httpapi.WriteError(w, httpapi.Forbidden("%s is not an administrator of this node", u.ID))
 		return
 	}
 	var req struct {
@@ -133,13 +113,13 @@ func (n *Node) servePortal(w http.ResponseWriter, r *http.Request) {
 		dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
-			federation.WriteError(w, federation.BadRequest("request body: %v", err))
+			httpapi.WriteError(w, httpapi.BadRequest("request body: %v", err))
 			return
 		}
 	}
 	id := r.PathValue("id")
 	if _, err := n.fed.ConferenceDetail(r.Context(), id); err != nil {
-		federation.WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	room := req.RoomID
@@ -149,12 +129,12 @@ func (n *Node) servePortal(w http.ResponseWriter, r *http.Request) {
 		err = n.bridge.LinkRoom(r.Context(), id, room)
 	}
 	if pl, ok := errors.AsType[*bridge.PowerLevelsError](err); ok {
-		federation.WriteError(w, federation.Forbidden("matrix room %s lacks power levels the bridge needs: %s",
+		httpapi.WriteError(w, httpapi.Forbidden("matrix room %s lacks power levels the bridge needs: %s",
 			pl.Room, strings.Join(pl.Missing, "; ")))
 		return
 	}
 	if err != nil {
-		federation.WriteError(w, federation.BadRequest("matrix room: %v", err))
+		httpapi.WriteError(w, httpapi.BadRequest("matrix room: %v", err))
 		return
 	}
 	invited, err := n.bridge.Invite(r.Context(), id, req.Invite)
@@ -172,17 +152,17 @@ func (n *Node) servePortal(w http.ResponseWriter, r *http.Request) {
 func (n *Node) serveMatrixInvite(w http.ResponseWriter, r *http.Request) {
 	u, err := n.accounts.Authenticate(r)
 	if err != nil {
-		federation.WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	id := r.PathValue("id")
 	ok, err := n.fed.Moderates(r.Context(), u, id)
 	if err != nil {
-		federation.WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	if !ok {
-		federation.WriteError(w, federation.Forbidden("%s is not a moderator of %s", u.ID, id))
+		httpapi.WriteError(w, httpapi.Forbidden("%s is not a moderator of %s", u.ID, id))
 		return
 	}
 	var req struct {
@@ -191,7 +171,7 @@ func (n *Node) serveMatrixInvite(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil || len(req.Users) == 0 {
-		federation.WriteError(w, federation.BadRequest("request body must be {\"users\": [\"@name:server\", …]}"))
+		httpapi.WriteError(w, httpapi.BadRequest("request body must be {\"users\": [\"@name:server\", …]}"))
 		return
 	}
 	invited, err := n.bridge.Invite(r.Context(), id, req.Users)
@@ -205,11 +185,11 @@ func (n *Node) serveMatrixInvite(w http.ResponseWriter, r *http.Request) {
 func writeInviteError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, bridge.ErrBadMatrixUser):
-		federation.WriteError(w, federation.BadRequest("invite: %v", err))
+		httpapi.WriteError(w, httpapi.BadRequest("invite: %v", err))
 	case errors.Is(err, store.ErrNotFound):
-		federation.WriteError(w, federation.NotFound("the conference has no Matrix room yet; an administrator creates or links it"))
+		httpapi.WriteError(w, httpapi.NotFound("the conference has no Matrix room yet; an administrator creates or links it"))
 	default:
-		federation.WriteError(w, &federation.Error{Status: http.StatusBadGateway, Code: "internal",
+		httpapi.WriteError(w, &httpapi.Error{Status: http.StatusBadGateway, Code: "internal",
 			Message: "the Matrix homeserver refused or did not answer the invitation: " + err.Error()})
 	}
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/entente-org/entente/bridge"
 	"github.com/entente-org/entente/federation"
+	"github.com/entente-org/entente/internal/httpapi"
+	"github.com/entente-org/entente/internal/localuser"
 )
 
 // guestKey carries a Matrix guest through the guest's own mux.
@@ -35,7 +37,7 @@ func (n *Node) guestGate(next http.Handler) http.Handler {
 	}
 	mux.Handle("POST /api/v1/conferences/{id}/leave", n.guestInPortal(next, true))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		federation.WriteError(w, federation.Forbidden(
+		httpapi.WriteError(w, httpapi.Forbidden(
 			"a Matrix guest may only see, join, chat in and leave the conferences whose Matrix room they are in"))
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -48,8 +50,8 @@ func (n *Node) guestGate(next http.Handler) http.Handler {
 	})
 }
 
-func guestOf(r *http.Request) federation.LocalUser {
-	u, _ := r.Context().Value(guestKey{}).(federation.LocalUser)
+func guestOf(r *http.Request) localuser.User {
+	u, _ := r.Context().Value(guestKey{}).(localuser.User)
 	return u
 }
 
@@ -64,7 +66,7 @@ func (n *Node) guestInPortal(next http.Handler, stillIn bool) http.Handler {
 			err = nil
 		}
 		if err != nil {
-			federation.WriteError(w, err)
+			httpapi.WriteError(w, err)
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -73,24 +75,24 @@ func (n *Node) guestInPortal(next http.Handler, stillIn bool) http.Handler {
 
 // checkGuest asks the homeserver whether the guest is in the conference's
 // portal room.
-func (n *Node) checkGuest(ctx context.Context, u federation.LocalUser, conference string) error {
+func (n *Node) checkGuest(ctx context.Context, u localuser.User, conference string) error {
 	matrixUser := strings.TrimSpace(u.DisplayName)
 	if n.bridge == nil {
-		return federation.Forbidden("this node runs no Matrix bridge: Matrix guests may not join its conferences")
+		return httpapi.Forbidden("this node runs no Matrix bridge: Matrix guests may not join its conferences")
 	}
 	err := n.bridge.CheckGuest(ctx, conference, matrixUser)
 	switch {
 	case errors.Is(err, bridge.ErrNotInPortal):
-		return federation.Forbidden("%s is not in the Matrix room of conference %s", matrixUser, conference)
+		return httpapi.Forbidden("%s is not in the Matrix room of conference %s", matrixUser, conference)
 	case err != nil:
 		n.log.Warn("Matrix guest: portal room not checked", "conference", conference, "user", matrixUser, "err", err)
-		return &federation.Error{Status: http.StatusBadGateway, Code: "internal",
+		return &httpapi.Error{Status: http.StatusBadGateway, Code: "internal",
 			Message: "the Matrix homeserver could not be asked whether you are in the conference's room"}
 	}
 	return nil
 }
 
-func (n *Node) isParticipant(ctx context.Context, u federation.LocalUser, conference string) bool {
+func (n *Node) isParticipant(ctx context.Context, u localuser.User, conference string) bool {
 	roster, err := n.fed.LocalRoster(ctx, conference)
 	if err != nil {
 		return false
@@ -109,7 +111,7 @@ func (n *Node) guestConferences(w http.ResponseWriter, r *http.Request) {
 		ids, err := n.bridge.GuestConferences(r.Context(), strings.TrimSpace(u.DisplayName))
 		if err != nil {
 			n.log.Warn("Matrix guest: portal rooms not checked", "user", u.DisplayName, "err", err)
-			federation.WriteError(w, &federation.Error{Status: http.StatusBadGateway, Code: "internal",
+			httpapi.WriteError(w, &httpapi.Error{Status: http.StatusBadGateway, Code: "internal",
 				Message: "the Matrix homeserver could not be asked which rooms you are in"})
 			return
 		}

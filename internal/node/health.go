@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/entente-org/entente/federation"
+	"github.com/entente-org/entente/internal/httpapi"
 )
 
 // readyTimeout bounds how long /readyz waits for the store to commit its
@@ -27,7 +27,7 @@ func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 		}
 		// The cause goes to the request log (one line, with the request
 		// id) and, for the operator's probe, into the answer.
-		federation.RecordCause(w, err)
+		httpapi.RecordCause(w, err)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
 			"status": "unavailable", "store": n.store.Backend(), "reason": "store cannot write", "cause": err.Error(),
 		})

@@ -13,6 +13,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/entente-org/entente/federation"
+	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/media"
 )
 
@@ -22,24 +23,17 @@ func (n *Node) newSFU() (*media.SFU, error) {
 	if stun := n.cfg.Media.STUNList(); len(stun) > 0 {
 		ice = []webrtc.ICEServer{{URLs: stun}}
 	}
-	var turnFor func(string) []webrtc.ICEServer
+	var turnFor media.UserICEServers
 	if n.cfg.Media.TURNListen != "" {
 		t, err := n.startTURN()
 		if err != nil {
 			return nil, err
 		}
 		n.turn = t
-		turnFor = func(user string) []webrtc.ICEServer {
-			ice, err := t.Credentials(user, turnCredentialTTL)
-			if err != nil {
-				n.log.Warn("turn credentials", "user", user, "err", err)
-				return nil
-			}
-			return []webrtc.ICEServer{ice}
-		}
+		turnFor = turnCredentials{n}
 	}
 	sfu, err := media.New(media.Options{
-		ICEServersFor:   turnFor,
+		UserICEServers:  turnFor,
 		Membership:      membership{n.fed},
 		Logger:          n.log,
 		UDPPort:         n.cfg.Media.UDPPort,
@@ -62,7 +56,7 @@ type membership struct{ fed *federation.Service }
 
 func (m membership) MayParticipate(ctx context.Context, conference, user string) error {
 	err := m.fed.MayParticipate(ctx, conference, user)
-	var fe *federation.Error
+	var fe *httpapi.Error
 	if errors.As(err, &fe) {
 		switch fe.Status {
 		case http.StatusGone:
@@ -97,25 +91,11 @@ func (c cascade) MayRelay(ctx context.Context, conference string) (bool, error) 
 	return c.n.fed.MayRelayMedia(ctx, conference)
 }
 
-// acceptTrunk answers a member node's trunk offer with the SFU, which is
-// created after federation; an offer the SFU cannot use is the member's
-// error.
-func (n *Node) acceptTrunk(ctx context.Context, conference, peer string, offer federation.TrunkOffer) (string, error) {
-	if n.sfu == nil {
-		return "", federation.NotFound("this node runs no SFU")
-	}
-	answer, err := n.sfu.AcceptTrunk(ctx, conference, peer, offer.SDP, offer.Relay)
-	if errors.Is(err, media.ErrBadTrunkOffer) {
-		return "", federation.BadRequest("%v", err)
-	}
-	return answer, err
-}
-
 // serveMedia opens a user's signalling WebSocket (spec/client-api.md §5).
 func (n *Node) serveMedia(w http.ResponseWriter, r *http.Request) {
 	u, err := n.accounts.Authenticate(r)
 	if err != nil {
-		federation.WriteError(w, err)
+		httpapi.WriteError(w, err)
 		return
 	}
 	n.sfu.ServeSignal(w, r, r.PathValue("id"), federation.UserRef(u.ID, n.did), u.DisplayName, n.cfg.Node.Name)

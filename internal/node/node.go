@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -159,20 +158,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 			OpenInvitations:   cfg.Federation.PeerOpenInvitations,
 			Conferences:       cfg.Federation.PeerConferences,
 		},
-		OnSignal: n.fanOutSignal,
-		OnTrunk:  n.acceptTrunk,
-		OnLogChange: func(conference string) {
-			if n.sfu != nil {
-				n.sfu.Recheck(conference)
-			}
-			n.syncBridge(conference)
-			n.hooksMu.Lock()
-			fns := slices.Clone(n.logHooks)
-			n.hooksMu.Unlock()
-			for _, fn := range fns {
-				fn(conference)
-			}
-		},
+		LogWatcher: logWatcher{n},
+		Signals:    signalReceiver{n},
+		Trunks:     trunkAnswerer{n},
 	})
 	if err != nil {
 		return nil, err
@@ -192,13 +180,6 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 	if n.bridge, err = n.newBridge(); err != nil {
 		return nil, err
 	}
-	// Every participant's client hears signals over its media WebSocket
-	// (spec/client-api.md §3, POST /conferences/{id}/signals).
-	n.OnSignal(func(sig federation.Signal) {
-		if err := n.sfu.Broadcast(sig.Conference, sig); err != nil {
-			n.log.Warn("signal not broadcast", "conference", sig.Conference, "err", err)
-		}
-	})
 	n.routes()
 	return n, nil
 }
@@ -268,32 +249,6 @@ func (n *Node) HTTPClient() *http.Client { return n.client }
 
 // Federation is the node's federation service.
 func (n *Node) Federation() *federation.Service { return n.fed }
-
-// OnSignal registers fn to receive every verified signal (chat, hands,
-// reactions, mute states) of the conferences this node takes part in. fn must
-// not block.
-func (n *Node) OnSignal(fn func(federation.Signal)) {
-	n.hooksMu.Lock()
-	defer n.hooksMu.Unlock()
-	n.signalHooks = append(n.signalHooks, fn)
-}
-
-// OnLogChange registers fn to be called when a conference's log grows. fn
-// must not block.
-func (n *Node) OnLogChange(fn func(conference string)) {
-	n.hooksMu.Lock()
-	defer n.hooksMu.Unlock()
-	n.logHooks = append(n.logHooks, fn)
-}
-
-func (n *Node) fanOutSignal(sig federation.Signal) {
-	n.hooksMu.Lock()
-	fns := slices.Clone(n.signalHooks)
-	n.hooksMu.Unlock()
-	for _, fn := range fns {
-		fn(sig)
-	}
-}
 
 // Bridge is the node's Matrix appservice, nil when bridge.enabled is off.
 func (n *Node) Bridge() *bridge.Bridge { return n.bridge }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/internal/accounts"
+	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/web"
 )
 
@@ -100,8 +101,8 @@ func (n *Node) routes() {
 		n.Handle("POST /admin/v1/conferences/{id}/matrix", http.HandlerFunc(n.servePortal))
 		n.Handle("POST /api/v1/conferences/{id}/matrix/invitations", http.HandlerFunc(n.serveMatrixInvite))
 	}
-	n.Handle("/api/v1/", n.guestGate(http.StripPrefix("/api/v1", n.fed.ClientAPI(n.accounts.Authenticate))))
-	n.Handle("/admin/v1/", http.StripPrefix("/admin/v1", n.fed.AdminAPI(n.accounts.Authenticate)))
+	n.Handle("/api/v1/", n.guestGate(http.StripPrefix("/api/v1", n.fed.ClientAPI(n.accounts))))
+	n.Handle("/admin/v1/", http.StripPrefix("/admin/v1", n.fed.AdminAPI(n.accounts)))
 	n.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{ErrorLog: nil}))
 	// The browser client takes every other path. The pattern carries no
 	// method because "GET /" would conflict with the method-less API
@@ -116,7 +117,7 @@ func (n *Node) FederationEndpoint() string { return n.cfg.Node.PublicURL + feder
 // instrument counts and times each request under its route pattern (never the
 // raw path, which would let clients create unbounded label values). It gives
 // every request an id, returned in the X-Request-Id header (and in error
-// bodies, see federation.WriteError), and logs each 5xx answer once, with
+// bodies, see httpapi.WriteError), and logs each 5xx answer once, with
 // that id and the cause the handler recorded.
 func (n *Node) instrument(route string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -124,17 +125,17 @@ func (n *Node) instrument(route string, h http.Handler) http.Handler {
 		defer n.inflight.Done()
 		start := time.Now()
 		id := newRequestID()
-		w.Header().Set(federation.RequestIDHeader, id)
-		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		w.Header().Set(httpapi.RequestIDHeader, id)
+		rec := httpapi.NewStatusRecorder(w)
 		h.ServeHTTP(rec, r)
 		if n.metrics != nil {
-			n.metrics.requests.WithLabelValues(route, strconv.Itoa(rec.code)).Inc()
+			n.metrics.requests.WithLabelValues(route, strconv.Itoa(rec.Status)).Inc()
 			n.metrics.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		}
-		if rec.code >= 500 {
-			attrs := []any{"route", route, "method", r.Method, "path", r.URL.Path, "status", rec.code, "request_id", id}
-			if rec.cause != nil {
-				attrs = append(attrs, "err", rec.cause.Error())
+		if rec.Status >= 500 {
+			attrs := []any{"route", route, "method", r.Method, "path", r.URL.Path, "status", rec.Status, "request_id", id}
+			if rec.Cause != nil {
+				attrs = append(attrs, "err", rec.Cause.Error())
 			} else {
 				attrs = append(attrs, "err", "the handler recorded no cause")
 			}
@@ -150,24 +151,6 @@ func newRequestID() string {
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
-
-type statusRecorder struct {
-	http.ResponseWriter
-	code  int
-	cause error
-}
-
-// RecordCause implements federation.CauseRecorder.
-func (s *statusRecorder) RecordCause(err error) { s.cause = err }
-
-func (s *statusRecorder) WriteHeader(code int) {
-	s.code = code
-	s.ResponseWriter.WriteHeader(code)
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer (flush,
-// hijack for WebSockets).
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")

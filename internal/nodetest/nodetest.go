@@ -18,6 +18,7 @@ import (
 	"github.com/entente-org/entente/internal/accounts"
 	"github.com/entente-org/entente/internal/config"
 	"github.com/entente-org/entente/internal/devcert"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/internal/netcut"
 	"github.com/entente-org/entente/internal/node"
 	"github.com/entente-org/entente/store"
@@ -180,7 +181,7 @@ func Trust(t testing.TB, nodes ...*Node) {
 }
 
 // User adds a local user to n and returns it with a fresh API token.
-func User(t testing.TB, n *Node, id, displayName string) (federation.LocalUser, string) {
+func User(t testing.TB, n *Node, id, displayName string) (localuser.User, string) {
 	t.Helper()
 	ctx := context.Background()
 	u, err := accounts.AddUser(ctx, n.Store(), id, displayName, false, time.Now())
@@ -191,7 +192,7 @@ func User(t testing.TB, n *Node, id, displayName string) (federation.LocalUser, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return federation.LocalUser{ID: u.ID, DisplayName: u.DisplayName}, tok
+	return localuser.User{ID: u.ID, DisplayName: u.DisplayName}, tok
 }
 
 // Eventually polls cond every 20 ms for at most d.

@@ -1,4 +1,13 @@
-package federation
+// Package httpapi owns what every HTTP API of the node answers the same
+// way: the JSON error envelope {"error":{"code","message","request_id"}}
+// with its status codes (spec/federation.md §3.3, spec/client-api.md §1),
+// the request id header, and the recorder that lets the node's request log
+// see an answer's status and the cause of a failure. The federation API, the
+// client API, sign-in and the Matrix bridge all answer through it, so an
+// error looks the same whichever of them refused.
+//
+// It imports nothing of Entente's.
+package httpapi
 
 import (
 	"encoding/json"
@@ -9,16 +18,17 @@ import (
 	"time"
 )
 
-// Error is a refusal that a peer is told about: the one place where
-// protocol errors get their HTTP status and code (spec §9). Its Message is
-// sent to the peer, so it describes the peer's request, never our internals.
+// Error is a refusal that a peer or client is told about: the one place
+// where protocol errors get their HTTP status and code (spec/federation.md
+// §9). Its Message is sent to the peer, so it describes the peer's request,
+// never our internals.
 type Error struct {
 	Status  int
 	Code    string
 	Message string
 	Err     error
 	// RetryAfter, when positive, is sent as the Retry-After header: the
-	// peer may send again after it (spec §8).
+	// peer may send again after it (spec/federation.md §8).
 	RetryAfter time.Duration
 }
 
@@ -64,8 +74,9 @@ func Gone(format string, args ...any) *Error {
 	return newError(http.StatusGone, "gone", format, args...)
 }
 
-// TooManyRequests is a peer over one of its per-peer limits (spec §3.4): it
-// may send again after retryAfter, rounded up to whole seconds on the wire.
+// TooManyRequests is a peer over one of its per-peer limits
+// (spec/federation.md §3.4): it may send again after retryAfter, rounded up
+// to whole seconds on the wire.
 func TooManyRequests(retryAfter time.Duration, format string, args ...any) *Error {
 	e := newError(http.StatusTooManyRequests, "too_many_requests", format, args...)
 	e.RetryAfter = retryAfter
@@ -78,19 +89,21 @@ func TooLarge(format string, args ...any) *Error {
 }
 
 // Unavailable is this node's own transient trouble with a request that may
-// succeed later, such as a DID document it cannot fetch now (spec §3.2 step
-// 7): never final for the sender (§8), who may retry after retryAfter.
+// succeed later, such as a DID document it cannot fetch now (spec/federation.md
+// §3.2 step 7): never final for the sender (§8), who may retry after retryAfter.
 func Unavailable(retryAfter time.Duration, format string, args ...any) *Error {
 	e := newError(http.StatusServiceUnavailable, "unavailable", format, args...)
 	e.RetryAfter = retryAfter
 	return e
 }
 
-type errorBody struct {
-	Error errorDetail `json:"error"`
+// ErrorBody is the JSON body of every error answer.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
 }
 
-type errorDetail struct {
+// ErrorDetail is the "error" member of an ErrorBody.
+type ErrorDetail struct {
 	Code      string `json:"code"`
 	Message   string `json:"message"`
 	RequestID string `json:"request_id,omitempty"`
@@ -125,15 +138,16 @@ func RecordCause(w http.ResponseWriter, err error) {
 }
 
 // WriteError answers with err's status and
-// {"error":{"code","message","request_id"}} (spec §3.3). Anything that is
-// not an *Error is our own failure: the client gets a bare 500 and the
-// cause goes to the request's log line (RecordCause), never to the client.
+// {"error":{"code","message","request_id"}} (spec/federation.md §3.3).
+// Anything that is not an *Error is our own failure: the client gets a bare
+// 500 and the cause goes to the request's log line (RecordCause), never to
+// the client.
 func WriteError(w http.ResponseWriter, err error) {
 	status := http.StatusInternalServerError
-	detail := errorDetail{Code: "internal", Message: "internal error"}
+	detail := ErrorDetail{Code: "internal", Message: "internal error"}
 	if fe, ok := errors.AsType[*Error](err); ok {
 		status = fe.Status
-		detail = errorDetail{Code: fe.Code, Message: fe.Message}
+		detail = ErrorDetail{Code: fe.Code, Message: fe.Message}
 		if fe.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(fe.RetryAfter), 10))
 		}
@@ -142,7 +156,7 @@ func WriteError(w http.ResponseWriter, err error) {
 		RecordCause(w, err)
 	}
 	detail.RequestID = w.Header().Get(RequestIDHeader)
-	body, mErr := json.Marshal(errorBody{Error: detail})
+	body, mErr := json.Marshal(ErrorBody{Error: detail})
 	if mErr != nil {
 		status, body = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"internal error"}}`)
 	}
@@ -150,9 +164,6 @@ func WriteError(w http.ResponseWriter, err error) {
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
-	if fe, ok := errors.AsType[*Error](err); ok && fe.RetryAfter > 0 {
-		h.Set("Retry-After", strconv.FormatInt(int64((fe.RetryAfter+time.Second-1)/time.Second), 10))
-	}
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
@@ -161,4 +172,10 @@ func WriteError(w http.ResponseWriter, err error) {
 // is delta-seconds (RFC 9110 §10.2.3), and 0 would invite an immediate retry.
 func retryAfterSeconds(d time.Duration) int64 {
 	return max(1, int64((d+time.Second-1)/time.Second))
+}
+
+// WriteRefusal answers with status and an error body of code and message,
+// for refusals that need a status no constructor above makes (405, 502).
+func WriteRefusal(w http.ResponseWriter, status int, code, message string) {
+	WriteError(w, &Error{Status: status, Code: code, Message: message})
 }
