@@ -200,7 +200,7 @@ func TestPortalGhostsAndCallPresence(t *testing.T) {
 		t.Errorf("ring notifications: %+v", rawOf(rings))
 	}
 	widget := stateContent(t, m.alice, room, widgetType, "entente-conf-budget")
-	if widget["url"] != conf.JoinURL+"?widgetId=$matrix_widget_id" || widget["type"] != "m.custom" || widget["id"] != "entente-conf-budget" {
+	if widget["url"] != conf.JoinURL+"?widgetId=$matrix_widget_id&userId=$matrix_user_id&deviceId=$org.matrix.msc3819.matrix_device_id&roomId=$matrix_room_id" || widget["type"] != "m.custom" || widget["id"] != "entente-conf-budget" {
 		t.Errorf("widget = %v", widget)
 	}
 

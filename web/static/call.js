@@ -10,6 +10,7 @@ import { orgLabel } from './api.js';
 import { MediaSession } from './call-media.js';
 import { Stage } from './call-tiles.js';
 import { chatPanel, peoplePanel } from './call-panels.js';
+import { callMembership } from './widget.js';
 
 const reducedMotion = () => window.matchMedia('(prefers-reduced-motion: reduce)').matches;
 const REACTIONS = ['👍', '👏', '😀', '❤️', '🎉'];
@@ -340,6 +341,7 @@ export function startCall({ conference, me, stream: given, queued }) {
       say(status, 'call.connected');
       alert.textContent = '';
       present(msg.you);
+      callMembership?.join(); // seen in the Matrix room's call (widget.js)
       msg.participants.forEach(present);
       msg.tracks.forEach(trackAdded);
       renderPeople();
@@ -481,6 +483,7 @@ export function startCall({ conference, me, stream: given, queued }) {
     if (ended) return;
     ended = true;
     stopped = true;
+    callMembership?.leave();
     session?.close(false);
     session = null;
     for (const id of timers) clearTimeout(id);
@@ -617,6 +620,7 @@ export function startCall({ conference, me, stream: given, queued }) {
   return {
     stop() {
       if (!ended) session?.close(true);
+      callMembership?.leave();
       stopped = true;
       session = null;
       for (const id of timers) clearTimeout(id);
