@@ -225,9 +225,9 @@ func (b *Bridge) removeWidget(ctx context.Context, conf Conference, room id.Room
 
 func (b *Bridge) widget(conf Conference) map[string]any {
 	return map[string]any{
-		"id":   widgetStateKey(conf),
-		"type": "m.custom",
-		"name": conf.Title,
+		"id":            widgetStateKey(conf),
+		"type":          "m.custom",
+		"name":          conf.Title,
 		"url":           WidgetURL(conf.JoinURL),
 		"creatorUserId": b.botUser().String(),
 		"data":          map[string]any{"title": conf.Title},
