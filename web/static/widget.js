@@ -41,6 +41,7 @@ class WidgetAPI {
     this.listeners = new Map(); // toWidget action → handler
     this.next = 0;
     // Resolves with the capabilities the client approved.
+    this.allowed = new Set();
     this.approved = new Promise((resolve) => { this.approve = resolve; });
     window.addEventListener('message', (ev) => this.receive(ev));
   }
@@ -63,7 +64,8 @@ class WidgetAPI {
         response = { capabilities: this.capabilities };
         break;
       case 'notify_capabilities':
-        this.approve(new Set(m.data?.approved ?? []));
+        this.allowed = new Set(m.data?.approved ?? []);
+        this.approve(this.allowed);
         break;
       case 'supported_api_versions':
         response = { supported_versions: API_VERSIONS };
@@ -76,12 +78,17 @@ class WidgetAPI {
 
   on(action, fn) { this.listeners.set(action, fn); }
 
+  // post sends a fromWidget action at once and returns its request id.
+  post(action, data) {
+    const requestId = `entente-${Date.now()}-${this.next++}`;
+    window.parent.postMessage({ api: 'fromWidget', widgetId: this.widgetId, requestId, action, data }, '*');
+    return requestId;
+  }
+
   // request sends a fromWidget action and resolves with the client's answer.
   request(action, data) {
-    const requestId = `entente-${Date.now()}-${this.next++}`;
     return new Promise((resolve, reject) => {
-      this.pending.set(requestId, { resolve, reject });
-      window.parent.postMessage({ api: 'fromWidget', widgetId: this.widgetId, requestId, action, data }, '*');
+      this.pending.set(this.post(action, data), { resolve, reject });
     });
   }
 }
@@ -114,14 +121,16 @@ export class CallMembership {
     return this.write(membershipContent(this.deviceId, this.now(), this.lifetime));
   }
 
-  // leave writes {}; with now set (the page is going away) it is sent at
-  // once rather than after earlier writes, which may never finish.
-  leave({ now = false } = {}) {
+  leave() {
     if (!this.joined) return this.queue;
+    this.stop();
+    return this.write({});
+  }
+
+  // stop forgets the membership without writing anything.
+  stop() {
     this.joined = false;
     clearTimeout(this.timer);
-    if (now) return this.send({}).catch(() => {});
-    return this.write({});
   }
 }
 
@@ -160,12 +169,17 @@ function start() {
   // a lost connection) is cleared first: this device is not in the call yet.
   membership.queue = may(capabilities[1]).then(async (allowed) => {
     if (!allowed) return;
-    const { events = [] } = await api.request('read_events', { type: CALL_MEMBER, state_key: key });
+    const { events = [] } = await api.request('org.matrix.msc2876.read_events', { type: CALL_MEMBER, state_key: key });
     const leftover = events.some((e) => e.state_key === key && e.content && Object.keys(e.content).length > 0);
     if (leftover) await membership.send({});
   }).catch((err) => console.warn('leftover call membership not checked:', err.message));
-  // Closing the tab or the widget: the send is started before the page goes.
-  window.addEventListener('pagehide', () => { membership.leave({ now: true }); });
+  // Closing the tab or the widget: {} is posted at once, while the page is
+  // still there to post it (a promise would settle after it is gone).
+  window.addEventListener('pagehide', () => {
+    if (!membership.joined) return;
+    membership.stop();
+    if (api.allowed.has(capabilities[0])) api.post('send_event', { type: CALL_MEMBER, state_key: key, content: {} });
+  });
   return { api, membership };
 }
 
