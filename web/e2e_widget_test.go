@@ -299,3 +299,38 @@ func widgetFrame(t *testing.T, b context.Context, origin string) context.Context
 	watchErrors(t, w)
 	return w
 }
+
+// A membership is written again before it expires, each time with a new
+// created_ts, for as long as the user stays; leaving stops the renewals.
+// The timings are shortened: the client's own are MEMBERSHIP_LIFETIME and
+// RENEW_BEFORE (widget.js).
+func TestBrowserWidgetMembershipRenewed(t *testing.T) {
+	f := nodetest.New(t)
+	n := f.Start(t, "Ministère de la Coordination", nil)
+	b := browser(t, n)
+	run(t, b, chromedp.Navigate(n.PublicURL()+"/"))
+	waitFor(t, b, 30*time.Second, `document.querySelector('script[type=module]')`)
+	eval[bool](t, b, `(() => {
+		window.sent = [];
+		let clock = 1000;
+		import(document.querySelector('script[type=module]').src.replace('app.js', 'widget.js')).then((m) => {
+			window.membership = new m.CallMembership({ deviceId: 'DEV', send: async (c) => { window.sent.push(c); },
+				lifetime: 3000, renewBefore: 2000, now: () => (clock += 1000) });
+			window.membership.join();
+		});
+		return true;
+	})()`)
+	waitFor(t, b, time.Minute, `window.sent.length >= 3`)
+	eval[bool](t, b, `(window.membership.leave(), true)`)
+	waitFor(t, b, time.Minute, `window.sent.some((c) => Object.keys(c).length === 0)`)
+	got := eval[string](t, b, `JSON.stringify(window.sent.map((c) => c.created_ts ?? 'left'))`)
+	if !strings.HasPrefix(got, `[2000,3000,4000`) || !strings.HasSuffix(got, `,"left"]`) || strings.Count(got, "left") != 1 {
+		t.Errorf("memberships written (created_ts, then left): %s", got)
+	}
+	first := eval[string](t, b, `JSON.stringify(window.sent[0])`)
+	want := `{"application":"m.call","call_id":"","scope":"m.room","device_id":"DEV","expires":3000,` +
+		`"focus_active":{"type":"livekit","focus_selection":"oldest_membership"},"foci_preferred":[],"created_ts":2000}`
+	if first != want {
+		t.Errorf("first membership %s\nwant %s", first, want)
+	}
+}
