@@ -18,6 +18,8 @@ type demoCall struct {
 	users      []demoAccount // one per node, in node order
 	// matrixRoom is the conference's Matrix room when the demo bridges it.
 	matrixRoom string
+	// matrixAlias is the address the room was published under (--matrix-alias).
+	matrixAlias string
 }
 
 type demoAccount struct {
