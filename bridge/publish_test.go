@@ -132,3 +132,43 @@ func TestPublishedRoomIsJoinedByAlias(t *testing.T) {
 		t.Errorf("Quentin's membership of the room: %q, want invite", m)
 	}
 }
+
+// In a linked room where the bot may not change the join rule or the
+// canonical alias, publishing answers 403 naming each missing power level,
+// and the alias is not created.
+func TestPublishNeedsPowerLevels(t *testing.T) {
+	f, n, hs := startBridgedNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	alice, _ := nodetest.User(t, n, "alice", "Alice Martin")
+	if _, err := accounts.AddUser(ctx, n.Store(), "root", "Admin", true, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	adminTok, _ := accounts.IssueToken(ctx, n.Store(), "root", time.Hour, time.Now())
+	admin := newAPI(t, f, n, adminTok)
+	conf, err := n.Federation().CreateConference(ctx, alice, "Budget 2027", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mona := hs.User(ctx, "mona")
+	bot := id.NewUserID("entente", "localhost")
+	pl := botAdministers(mona.UserID)
+	pl.Users[bot] = 50
+	pl.Events = map[string]int{"m.room.join_rules": 100, "m.room.canonical_alias": 100, "im.vector.modular.widgets": 50, "org.matrix.msc3401.call.member": 0}
+	room, err := mona.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{bot}, PowerLevelOverride: pl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/admin/v1/conferences/" + conf.ID + "/matrix"
+	admin.call("POST", path, map[string]any{"room_id": room.RoomID}, nil, 200)
+	code, body := admin.do("POST", path, map[string]any{"room_id": room.RoomID, "alias": "#budget-2027:localhost"})
+	want := `{"error":{"code":"forbidden","message":"matrix room ` + room.RoomID.String() + ` lacks power levels the bridge needs: ` +
+		`the bot @entente:localhost needs power level 100 for m.room.join_rules events, and has 50; ` +
+		`the bot @entente:localhost needs power level 100 for m.room.canonical_alias events, and has 50"}}`
+	if code != 403 || body != want {
+		t.Errorf("publishing without the power levels: %d %s\nwant 403 %s", code, body, want)
+	}
+	if _, err := mona.ResolveAlias(ctx, "#budget-2027:localhost"); err == nil {
+		t.Errorf("the alias was created although publishing was refused")
+	}
+}
