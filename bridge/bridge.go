@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/federation"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/entente-org/entente/internal/httpapi"
@@ -135,6 +136,10 @@ type Bridge struct {
 	// signals waits for mirroring into Matrix (QueueSignal).
 	signals chan Signal
 
+	// openIDFed checks OpenID tokens at openIDWhere (openIDClient).
+	openIDFed   *federation.Client
+	openIDWhere string
+
 	// lifetime, renewBefore and renewEvery time the ghosts' call
 	// memberships (callMembershipLifetime and after).
 	lifetime, renewBefore, renewEvery time.Duration
@@ -204,6 +209,11 @@ func New(o Options) (*Bridge, error) {
 	as.DefaultHTTPRetries = o.Retries
 	b := &Bridge{o: o, as: as, log: o.Logger.With("component", "bridge"), signals: make(chan Signal, signalQueueSize),
 		lifetime: callMembershipLifetime, renewBefore: callMembershipRenewBefore, renewEvery: callMembershipRenewEvery}
+	if o.OpenIDServerName != "" {
+		if b.openIDFed, b.openIDWhere, err = b.openIDClient(); err != nil {
+			return nil, fmt.Errorf("bridge: %w", err)
+		}
+	}
 	// Before any intent exists: each copies the logger when it is made.
 	as.Log = mautrixLogger(b.log.With("library", "mautrix").Handler())
 	as.Middleware = append(as.Middleware, b.applyTransactionsOnce)

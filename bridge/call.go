@@ -63,7 +63,10 @@ func (b *Bridge) Sync(ctx context.Context, conference string) error {
 		return fmt.Errorf("bridge: sync %s: read state of room %s: %w", conference, room, err)
 	}
 	calls := stateOf(state, callMemberType.Type)
-	wasActive := activeMemberships(calls) > 0
+	// Only the ghosts' memberships are the bridge's: a Matrix user in the
+	// call through the widget writes their own (spec/client-api.md, "The
+	// client as a Matrix widget"), and Sync never touches it.
+	wasActive := b.activeGhostMemberships(calls) > 0
 
 	want := make(map[string]Participant) // by call membership state key
 	if !conf.Ended {
@@ -222,15 +225,23 @@ func (b *Bridge) removeWidget(ctx context.Context, conf Conference, room id.Room
 
 func (b *Bridge) widget(conf Conference) map[string]any {
 	return map[string]any{
-		"id":   widgetStateKey(conf),
-		"type": "m.custom",
-		"name": conf.Title,
-		// Element fills in the widget id, which the client needs to ask it
-		// for an OpenID token through the widget API.
-		"url":           conf.JoinURL + "?widgetId=$matrix_widget_id",
+		"id":            widgetStateKey(conf),
+		"type":          "m.custom",
+		"name":          conf.Title,
+		"url":           WidgetURL(conf.JoinURL),
 		"creatorUserId": b.botUser().String(),
 		"data":          map[string]any{"title": conf.Title},
 	}
+}
+
+// WidgetURL is the room widget's URL for a conference's join URL. The
+// Matrix client fills in its template variables: the widget id, which the
+// client needs to speak the widget API (an OpenID token for the sign-in),
+// and the user, their device and the room, which name the user's own call
+// membership (spec/client-api.md, "The client as a Matrix widget").
+func WidgetURL(joinURL string) string {
+	return joinURL + "?widgetId=$matrix_widget_id&userId=$matrix_user_id" +
+		"&deviceId=$org.matrix.msc3819.matrix_device_id&roomId=$matrix_room_id"
 }
 
 func widgetStateKey(conf Conference) string { return "entente-" + conf.ID }
@@ -343,10 +354,11 @@ func stateOf(state mautrix.RoomStateMap, typ string) map[string]*event.Event {
 
 func isActive(evt *event.Event) bool { return evt != nil && len(evt.Content.Raw) > 0 }
 
-func activeMemberships(calls map[string]*event.Event) int {
+// activeGhostMemberships counts the ghosts' memberships in calls.
+func (b *Bridge) activeGhostMemberships(calls map[string]*event.Event) int {
 	n := 0
-	for _, evt := range calls {
-		if isActive(evt) {
+	for key, evt := range calls {
+		if _, ghost := b.ghostOfStateKey(key); ghost && isActive(evt) {
 			n++
 		}
 	}

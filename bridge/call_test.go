@@ -200,7 +200,7 @@ func TestPortalGhostsAndCallPresence(t *testing.T) {
 		t.Errorf("ring notifications: %+v", rawOf(rings))
 	}
 	widget := stateContent(t, m.alice, room, widgetType, "entente-conf-budget")
-	if widget["url"] != conf.JoinURL+"?widgetId=$matrix_widget_id" || widget["type"] != "m.custom" || widget["id"] != "entente-conf-budget" {
+	if widget["url"] != conf.JoinURL+"?widgetId=$matrix_widget_id&userId=$matrix_user_id&deviceId=$org.matrix.msc3819.matrix_device_id&roomId=$matrix_room_id" || widget["type"] != "m.custom" || widget["id"] != "entente-conf-budget" {
 		t.Errorf("widget = %v", widget)
 	}
 
@@ -417,5 +417,51 @@ func TestCallMembershipsAreRenewedBeforeExpiry(t *testing.T) {
 	}
 	if after := timeline(t, m.alice, room); len(after) != len(left) {
 		t.Errorf("renewal after everyone left added %d events: %+v", len(after)-len(left), rawOf(after[len(left):]))
+	}
+}
+
+// A Matrix user in the call through the widget writes their own membership
+// (spec/client-api.md, "The client as a Matrix widget"). Sync neither
+// removes it nor counts it as the bridge's: when the first participant from
+// Entente arrives, the call is still announced (link, widget, ring), and
+// Alice's membership stays as she wrote it.
+func TestSyncLeavesMatrixUsersMembershipsAlone(t *testing.T) {
+	m := newMatrixSetup(t)
+	ctx := t.Context()
+	conf := budgetConference()
+	room := m.portalWithAlice(t, conf)
+	key := callStateKey(m.alice.UserID, m.alice.DeviceID.String())
+	own := m.b.callMembership(m.alice.DeviceID.String())
+	if _, err := m.alice.SendStateEvent(ctx, room, callMemberType, key, own); err != nil {
+		t.Fatal(err)
+	}
+	conf.Participants = []Participant{matrixGuest, bruno}
+	m.confs.set(conf)
+	if err := m.b.Sync(ctx, conf.ID); err != nil {
+		t.Fatal(err)
+	}
+	got := stateContent(t, m.alice, room, callMemberType, key)
+	if got["device_id"] != m.alice.DeviceID.String() || got["created_ts"] != float64(own["created_ts"].(int64)) {
+		t.Errorf("Alice's membership after Sync: %v", got)
+	}
+	if w := stateContent(t, m.alice, room, widgetType, widgetStateKey(conf)); w["url"] != WidgetURL(conf.JoinURL) {
+		t.Errorf("the call was not announced with Alice already in it: widget %v", w)
+	}
+	ghost := stateContent(t, m.alice, room, callMemberType, callStateKey(m.b.ghostUser(bruno.User), ghostDevice))
+	if ghost["device_id"] != ghostDevice {
+		t.Errorf("Bruno's ghost's membership: %v", ghost)
+	}
+
+	// Everyone from Entente leaves: the ghost's membership goes, Alice's stays.
+	conf.Participants = []Participant{matrixGuest}
+	m.confs.set(conf)
+	if err := m.b.Sync(ctx, conf.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := stateContent(t, m.alice, room, callMemberType, key); got["device_id"] != m.alice.DeviceID.String() {
+		t.Errorf("Alice's membership after the ghosts left: %v", got)
+	}
+	if ghost := stateContent(t, m.alice, room, callMemberType, callStateKey(m.b.ghostUser(bruno.User), ghostDevice)); len(ghost) != 0 {
+		t.Errorf("Bruno's ghost's membership after he left: %v", ghost)
 	}
 }

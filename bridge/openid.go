@@ -8,11 +8,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/entente-org/entente/internal/httpapi"
 	"maunium.net/go/mautrix"
-	"maunium.net/go/mautrix/federation"
 	"maunium.net/go/mautrix/id"
 )
 
@@ -101,34 +99,28 @@ func (b *Bridge) OpenIDLogin(w http.ResponseWriter, r *http.Request) {
 // another server is refused as well: a homeserver only vouches for its own
 // users.
 func (b *Bridge) verifyOpenID(ctx context.Context, token string) (id.UserID, error) {
-	base, err := url.Parse(strings.TrimRight(b.o.OpenIDBaseURL, "/"))
-	if err != nil || base.Host == "" {
-		return "", fmt.Errorf("openid base URL %q is not a URL", b.o.OpenIDBaseURL)
-	}
-	// The configured base URL stands for the server name's resolution
-	// (README, "Bridging Matrix"); the node's own client, with its SSRF
-	// guard, makes the request.
-	fed := &federation.Client{
-		HTTP:              &http.Client{Transport: baseURLTransport{base: base, next: b.o.HTTPClient}},
-		UserAgent:         mautrix.DefaultUserAgent,
-		ResponseSizeLimit: maxOpenIDBody,
-	}
+	fed, where := b.openIDFed, b.openIDWhere
 	info, err := fed.GetOpenIDUserInfo(ctx, b.o.OpenIDServerName, token)
 	if herr, ok := errors.AsType[mautrix.HTTPError](err); ok {
 		if herr.Response == nil {
-			// The request URL holds the token: report the host only.
-			return "", fmt.Errorf("openid userinfo on %s: request failed", base.Host)
+			// The request URL holds the token: report the host and the
+			// cause only.
+			cause := herr.WrappedError
+			if ue, ok := errors.AsType[*url.Error](cause); ok {
+				cause = ue.Err
+			}
+			return "", fmt.Errorf("openid userinfo on %s: request failed: %v", where, cause)
 		}
 		switch status := herr.Response.StatusCode; status {
 		case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
-			return "", fmt.Errorf("%w by %s (HTTP %d)", errOpenIDRefused, base.Host, status)
+			return "", fmt.Errorf("%w by %s (HTTP %d)", errOpenIDRefused, where, status)
 		default:
-			return "", fmt.Errorf("openid userinfo on %s: HTTP %d", base.Host, status)
+			return "", fmt.Errorf("openid userinfo on %s: HTTP %d", where, status)
 		}
 	}
 	if err != nil {
 		// mautrix refuses a user of another server before anything else.
-		return "", fmt.Errorf("%w: %s vouched for a user of another server than %s", errOpenIDRefused, base.Host, b.o.OpenIDServerName)
+		return "", fmt.Errorf("%w: %s vouched for a user of another server than %s", errOpenIDRefused, where, b.o.OpenIDServerName)
 	}
 	return info.Sub, nil
 }

@@ -73,7 +73,7 @@ func TestDemoBridgesToMatrix(t *testing.T) {
 
 	r = runCLI(t, nil, "demo", "--once", "--base-port", "0", "--data-dir", filepath.Join(dir, "demo"),
 		"--matrix-registration", reg, "--matrix-homeserver", hs.URL, "--matrix-domain", dendritetest.ServerName,
-		"--matrix-invite", "@mona:localhost")
+		"--matrix-invite", "@mona:localhost", "--matrix-alias", "#demo:localhost")
 	if r.code != 0 {
 		t.Fatalf("demo: %+v", r)
 	}
@@ -85,6 +85,14 @@ func TestDemoBridgesToMatrix(t *testing.T) {
 	if err := mona.StateEvent(t.Context(), id.RoomID(m[1]), event.StateMember, mona.UserID.String(), &member); err != nil ||
 		member.Membership != event.MembershipInvite {
 		t.Fatalf("Mona's membership of %s: %+v, %v; want invite", m[1], member, err)
+	}
+	// Olga, invited nowhere, joins by the address the demo printed.
+	if !strings.Contains(r.stdout, "Any Matrix user of the homeserver joins the room by its address #demo:localhost.") {
+		t.Errorf("the demo does not print the room's address:\n%s", r.stdout)
+	}
+	joined, err := hs.User(t.Context(), "olga").JoinRoom(t.Context(), "#demo:localhost", nil)
+	if err != nil || joined.RoomID != id.RoomID(m[1]) {
+		t.Fatalf("Olga joins #demo:localhost: %+v, %v; want room %s", joined, err, m[1])
 	}
 
 	r = runCLI(t, nil, "demo", "--once", "--base-port", "0", "--matrix-registration", filepath.Join(dir, "missing.yaml"))

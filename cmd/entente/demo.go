@@ -43,8 +43,8 @@ type demoOptions struct {
 // demoMatrix bridges the first demo node to a Matrix homeserver when
 // registration is set.
 type demoMatrix struct {
-	registration, homeserver, domain, widgetOrigins string
-	invite                                          []string
+	registration, homeserver, domain, widgetOrigins, alias string
+	invite                                                 []string
 }
 
 func (a *app) demoCommand() *cobra.Command {
@@ -79,6 +79,7 @@ resolved the others' DID documents over HTTPS. Runs until interrupted.`,
 	c.Flags().StringVar(&o.matrix.domain, "matrix-domain", "localhost", "with --matrix-registration: the homeserver's server name")
 	c.Flags().StringVar(&o.matrix.widgetOrigins, "matrix-widget-origins", "", "with --matrix-registration: origins (https://…) of Matrix clients that may show the call as a widget")
 	c.Flags().StringSliceVar(&o.matrix.invite, "matrix-invite", nil, "with --matrix-registration: Matrix users (@name:server) the bot invites to the conference's room")
+	c.Flags().StringVar(&o.matrix.alias, "matrix-alias", "", "with --matrix-registration: publish the conference's room under this address (#name:<matrix-domain>), which any Matrix user of the homeserver can join")
 	return c
 }
 
@@ -161,6 +162,12 @@ func (a *app) runDemo(ctx context.Context, o demoOptions) (err error) {
 		if _, err := b.Invite(ctx, call.Conference, o.matrix.invite); err != nil {
 			return fmt.Errorf("demo: --matrix-invite: %w", err)
 		}
+		if o.matrix.alias != "" {
+			if err := b.Publish(ctx, call.Conference, o.matrix.alias); err != nil {
+				return fmt.Errorf("demo: --matrix-alias: %w", err)
+			}
+			call.matrixAlias = o.matrix.alias
+		}
 		if err := b.Sync(ctx, call.Conference); err != nil {
 			return fmt.Errorf("demo: Matrix room: %w", err)
 		}
@@ -179,6 +186,8 @@ type demoCall struct {
 	localfed.Call
 	// matrixRoom is the conference's Matrix room when the demo bridges it.
 	matrixRoom string
+	// matrixAlias is the address the room was published under (--matrix-alias).
+	matrixAlias string
 }
 
 func startDemoNode(ctx context.Context, i int, o demoOptions, dir string, ca *devcert.CA, caFile string, log *slog.Logger) (*node.Node, error) {
@@ -241,6 +250,9 @@ func printDemo(w io.Writer, nodes []*node.Node, call demoCall, dir string, tempo
 		fmt.Fprintf(w, "  Matrix room: %s, bridged by %s. Matrix users invited there (--matrix-invite, or\n"+
 			"  POST %s/admin/v1/conferences/%s/matrix {\"invite\": [\"@name:server\"]}) accept the invitation,\n"+
 			"  then open the call from the room's widget.\n", call.matrixRoom, nodes[0].Name(), nodes[0].PublicURL(), call.Conference)
+		if call.matrixAlias != "" {
+			fmt.Fprintf(w, "  Any Matrix user of the homeserver joins the room by its address %s.\n", call.matrixAlias)
+		}
 	}
 	fmt.Fprintf(w, "\nEach node resolved the others' DID documents over HTTPS.\n")
 	fmt.Fprintf(w, "Open a Join link per institution, each in its own browser profile, to join the call as that\n"+

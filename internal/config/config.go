@@ -90,7 +90,7 @@ type Bridge struct {
 	BotLocalpart     string `yaml:"bot_localpart" default:"entente" doc:"Localpart of the bridge bot that creates and links portal rooms."`
 	GhostPrefix      string `yaml:"ghost_prefix" default:"entente_" doc:"Localpart prefix of the ghost users standing for Entente participants."`
 	OpenIDServerName string `yaml:"openid_server_name" doc:"Server name of the homeserver whose users may join conferences with a Matrix OpenID token. Empty: Matrix sign-in is off."`
-	OpenIDBaseURL    string `yaml:"openid_base_url" doc:"Base URL of that homeserver's federation API, where OpenID tokens are checked (GET <url>/_matrix/federation/v1/openid/userinfo): https://<server name>:8448, or the host its /.well-known/matrix/server delegates to; the same as homeserver_url when one port serves both APIs. Required with openid_server_name."`
+	OpenIDBaseURL    string `yaml:"openid_base_url" doc:"Optional: base URL of that homeserver's federation API, where OpenID tokens are checked (GET <url>/_matrix/federation/v1/openid/userinfo). Empty: found by Matrix server discovery from openid_server_name (its /.well-known/matrix/server, then SRV records, then port 8448). Set it where discovery cannot work, such as a homeserver on plain HTTP: then it is usually homeserver_url."`
 	WidgetOrigins    string `yaml:"widget_origins" doc:"Comma-separated origins (https://…) of the Matrix clients, such as Element, that may show the call as a room widget; the widget signs Matrix users in with OpenID. Empty: the client is never framed."`
 }
 
@@ -249,8 +249,8 @@ func (b *Bridge) validate() error {
 			return fieldErr("bridge.widget_origins", "%q is not an https origin", o)
 		}
 	}
-	if (b.OpenIDServerName == "") != (b.OpenIDBaseURL == "") {
-		return fieldErr("bridge.openid_base_url", "openid_server_name and openid_base_url must be set together")
+	if b.OpenIDServerName == "" && b.OpenIDBaseURL != "" {
+		return fieldErr("bridge.openid_base_url", "needs openid_server_name, the homeserver it belongs to")
 	}
 	if b.OpenIDBaseURL != "" && !isHTTPURL(b.OpenIDBaseURL) {
 		return fieldErr("bridge.openid_base_url", "must be an http(s) URL with a host, got %q", b.OpenIDBaseURL)

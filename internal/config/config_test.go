@@ -107,7 +107,7 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 		{"bridge listen", minimal + bridgeOn, []string{"ENTENTE_BRIDGE_LISTEN=29333"}, `bridge.listen: must be host:port, got "29333"`},
 		{"bridge bot localpart", minimal + bridgeOn, []string{"ENTENTE_BRIDGE_BOT_LOCALPART=Bot"}, `bridge.bot_localpart: must be a Matrix localpart (a-z, 0-9, ._=-/), got "Bot"`},
 		{"bridge bot in ghost namespace", minimal + bridgeOn, []string{"ENTENTE_BRIDGE_BOT_LOCALPART=entente_bot"}, `bridge.bot_localpart: must not start with ghost_prefix "entente_"`},
-		{"bridge openid half set", minimal + bridgeOn, []string{"ENTENTE_BRIDGE_OPENID_SERVER_NAME=matrix.example"}, "bridge.openid_base_url: openid_server_name and openid_base_url must be set together"},
+		{"bridge openid url without server", minimal + bridgeOn, []string{"ENTENTE_BRIDGE_OPENID_BASE_URL=https://matrix.example:8448"}, "bridge.openid_base_url: needs openid_server_name, the homeserver it belongs to"},
 		{"bridge openid url", minimal + bridgeOn, []string{"ENTENTE_BRIDGE_OPENID_SERVER_NAME=matrix.example", "ENTENTE_BRIDGE_OPENID_BASE_URL=matrix.example"}, `bridge.openid_base_url: must be an http(s) URL with a host, got "matrix.example"`},
 	}
 	for _, tc := range cases {

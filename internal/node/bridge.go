@@ -108,6 +108,10 @@ func (n *Node) servePortal(w http.ResponseWriter, r *http.Request) {
 		RoomID string `json:"room_id"`
 		// Invite names the Matrix users the bot invites to the room.
 		Invite []string `json:"invite"`
+		// Alias publishes the room under this address; Space adds it to
+		// this space and invites the space's members.
+		Alias string `json:"alias"`
+		Space string `json:"space"`
 	}
 	if r.ContentLength != 0 {
 		dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
@@ -121,6 +125,19 @@ func (n *Node) servePortal(w http.ResponseWriter, r *http.Request) {
 	if _, err := n.fed.ConferenceDetail(r.Context(), id); err != nil {
 		httpapi.WriteError(w, err)
 		return
+	}
+	// A bad address or space is refused before anything is created.
+	if req.Alias != "" {
+		if err := n.bridge.CheckAlias(req.Alias); err != nil {
+			writePublishError(w, err)
+			return
+		}
+	}
+	if req.Space != "" {
+		if err := bridge.CheckSpace(req.Space); err != nil {
+			writePublishError(w, err)
+			return
+		}
 	}
 	room := req.RoomID
 	if room == "" {
@@ -137,13 +154,44 @@ func (n *Node) servePortal(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, httpapi.BadRequest("matrix room: %v", err))
 		return
 	}
+	resp := map[string]any{"conference": id, "room_id": room}
+	if req.Alias != "" {
+		if err := n.bridge.Publish(r.Context(), id, req.Alias); err != nil {
+			writePublishError(w, err)
+			return
+		}
+		resp["alias"] = req.Alias
+	}
 	invited, err := n.bridge.Invite(r.Context(), id, req.Invite)
+	if err == nil && req.Space != "" {
+		var members []string
+		members, err = n.bridge.AddToSpace(r.Context(), id, req.Space)
+		invited = append(invited, members...)
+		resp["space"] = req.Space
+	}
 	n.syncBridge(id)
 	if err != nil {
-		writeInviteError(w, err)
+		writePublishError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"conference": id, "room_id": room, "invited": invited})
+	resp["invited"] = invited
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// writePublishError answers a failed invitation, publication or space link
+// of a conference's Matrix room.
+func writePublishError(w http.ResponseWriter, err error) {
+	switch pl, isPL := errors.AsType[*bridge.PowerLevelsError](err); {
+	case isPL:
+		federation.WriteError(w, federation.Forbidden("matrix room %s lacks power levels the bridge needs: %s",
+			pl.Room, strings.Join(pl.Missing, "; ")))
+	case errors.Is(err, bridge.ErrBadAlias), errors.Is(err, bridge.ErrBadSpace):
+		federation.WriteError(w, federation.BadRequest("matrix room: %v", err))
+	case errors.Is(err, store.ErrConflict):
+		federation.WriteError(w, federation.Conflict("matrix room: %v", err))
+	default:
+		writeInviteError(w, err)
+	}
 }
 
 // serveMatrixInvite has the bridge bot invite Matrix users to the Matrix

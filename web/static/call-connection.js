@@ -3,6 +3,7 @@
 // the lobby, out), and the end of the call, told to the user.
 import { say, announce } from './dom.js';
 import { MediaSession } from './call-media.js';
+import { callMembership } from './widget.js';
 
 export const LOBBY_POLL = 2000;
 const MAX_BACKOFF = 15000;
@@ -91,6 +92,7 @@ export function connection(c) {
     if (c.ended) return;
     c.ended = true;
     c.stopped = true;
+    callMembership?.leave();
     c.session?.close(false);
     c.session = null;
     for (const id of c.timers) clearTimeout(id);

@@ -3,6 +3,7 @@
 // session's end (spec/client-api.md §5).
 import { say, announce } from './dom.js';
 import { orgLabel } from './api.js';
+import { callMembership } from './widget.js';
 
 // mediaEvents gives call c the handlers of its MediaSession.
 export function mediaEvents(c) {
@@ -36,6 +37,7 @@ export function mediaEvents(c) {
       say(c.status, 'call.connected');
       c.alert.textContent = '';
       present(msg.you);
+      callMembership?.join(); // seen in the Matrix room's call (widget.js)
       msg.participants.forEach(present);
       msg.tracks.forEach(trackAdded);
       c.renderPeople();

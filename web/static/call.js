@@ -13,6 +13,7 @@ import { navigate, conferencePath } from './router.js';
 import { conferenceAPI } from './call-api.js';
 import { Stage } from './call-tiles.js';
 import { chatPanel, peoplePanel } from './call-panels.js';
+import { callMembership } from './widget.js';
 import { controlBar } from './call-controls.js';
 import { ownMedia } from './call-devices.js';
 import { signals } from './call-signals.js';
@@ -102,6 +103,7 @@ export function startCall({ conference, me, stream: given, queued }) {
   return {
     stop() {
       if (!c.ended) c.session?.close(true);
+      callMembership?.leave();
       c.stopped = true;
       c.session = null;
       for (const id of c.timers) clearTimeout(id);

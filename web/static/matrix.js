@@ -4,6 +4,7 @@
 // Matrix client hosting this page as a widget (the widget API's get_openid),
 // or from a link's fragment: #matrix_token=…&matrix_server=….
 import { api, setToken } from './api.js';
+import { widgetAPI } from './widget.js';
 
 // fromFragment takes an OpenID token from the address bar and removes it at
 // once, like a demo link's token.
@@ -17,38 +18,18 @@ function fromFragment() {
 }
 
 // fromWidget asks the Matrix client hosting this page for an OpenID token,
-// through the widget API's postMessage protocol.
+// through the widget API (widget.js). The client may answer at once, or
+// say "request" and send the token once the user allowed it.
 function fromWidget() {
-  const params = new URLSearchParams(location.search);
-  const widgetId = params.get('widgetId');
-  if (!widgetId || window.parent === window) return Promise.resolve(null);
+  if (!widgetAPI) return Promise.resolve(null);
   return new Promise((resolve) => {
-    const requestId = `openid-${Date.now()}`;
-    const timer = setTimeout(() => done(null), 30000);
-    function done(creds) {
-      clearTimeout(timer);
-      window.removeEventListener('message', onMessage);
-      resolve(creds);
-    }
-    function onMessage(ev) {
-      const m = ev.data;
-      if (!m || ev.source !== window.parent || m.widgetId !== widgetId) return;
-      if (m.api === 'toWidget') {
-        // The client asks what we need: nothing but OpenID, which needs no capability.
-        const response = m.action === 'capabilities' ? { capabilities: [] } : {};
-        if (m.action === 'openid_credentials' && m.data?.state === 'allowed') done(m.data);
-        else if (m.action === 'openid_credentials') done(null);
-        window.parent.postMessage({ ...m, response }, '*');
-        return;
-      }
-      if (m.api === 'fromWidget' && m.requestId === requestId) {
-        const r = m.response ?? {};
-        if (r.state === 'allowed') done(r);
-        else if (r.state !== 'request') done(null); // blocked; 'request' waits for openid_credentials
-      }
-    }
-    window.addEventListener('message', onMessage);
-    window.parent.postMessage({ api: 'fromWidget', widgetId, requestId, action: 'get_openid', data: {} }, '*');
+    const timer = setTimeout(() => resolve(null), 30000);
+    const done = (creds) => { clearTimeout(timer); resolve(creds); };
+    widgetAPI.on('openid_credentials', (data) => done(data.state === 'allowed' ? data : null));
+    widgetAPI.request('get_openid', {}).then((r) => {
+      if (r.state === 'allowed') done(r);
+      else if (r.state !== 'request') done(null); // blocked
+    }, () => done(null));
   });
 }
 
