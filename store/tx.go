@@ -90,6 +90,17 @@ type Tx interface {
 	// JoinedSeq.
 	ListParticipants(ctx context.Context, conference string) ([]Participant, error)
 
+	// PutGuestLink inserts l; ErrConflict when its id is already stored.
+	PutGuestLink(ctx context.Context, l GuestLink) error
+	GetGuestLink(ctx context.Context, id string) (GuestLink, error)
+	// ListGuestLinks returns the conference's guest links, oldest first.
+	ListGuestLinks(ctx context.Context, conference string) ([]GuestLink, error)
+	RevokeGuestLink(ctx context.Context, id string) error
+	// PutGuest records a guest who came through a link; ErrNotFound when
+	// the user or the link does not exist.
+	PutGuest(ctx context.Context, g Guest) error
+	GetGuest(ctx context.Context, userID string) (Guest, error)
+
 	// RecordInbound stores (origin, messageID) with the payload hash. It
 	// returns duplicate=true when the same (origin, id) was stored with the
 	// same hash, and an error wrapping ErrConflict when it was stored with
