@@ -26,7 +26,14 @@ type LocalUser struct {
 	// Unit is the user's organisational unit as the node's OpenID provider
 	// gives it; its join events carry it (spec/federation.md §7.1).
 	Unit string
+	// GuestOf is, for a guest who came through a guest link, the one
+	// conference hosted here that they may see (spec/client-api.md §7).
+	GuestOf string
 }
+
+// IsGuest reports whether u is a guest of either kind, who may never
+// moderate, invite or create.
+func (u LocalUser) IsGuest() bool { return u.MatrixGuest || u.GuestOf != "" }
 
 // userRef is the sender of u's actions; the zero LocalUser is the node
 // itself, acting through its administrators.
@@ -174,7 +181,16 @@ func (s *Service) Join(ctx context.Context, u LocalUser, conference string) (int
 		org = server + " (Matrix)"
 	}
 	content := JoinContent{User: s.userRef(u), DisplayName: u.DisplayName, Organisation: org}
-	if !u.MatrixGuest {
+	switch {
+	case u.GuestOf != "":
+		// A guest of a link is a guest of this organisation, labelled so
+		// by the host's signature (spec §6.1).
+		if u.GuestOf != conference {
+			return 0, "", Forbidden("a guest may join only conference %s", u.GuestOf)
+		}
+		content.DisplayName = u.DisplayName + GuestLabel
+		content.Guest = true
+	case !u.MatrixGuest:
 		content.Unit = u.Unit
 	}
 	return s.userEvent(ctx, TypeJoin, u, conference, content)
@@ -193,14 +209,19 @@ func (s *Service) userEvent(ctx context.Context, typ string, u LocalUser, confer
 		return 0, "", err
 	}
 	if conf.Host == s.did {
-		if typ == TypeJoin && conf.Lobby && u.MatrixGuest {
-			typ = TypeKnock // a guest waits in the lobby (spec §6.1)
+		if typ == TypeJoin && (conf.Lobby && u.MatrixGuest || u.GuestOf != "") {
+			// A Matrix guest waits in the lobby when it is on, a guest of
+			// a link always (spec §6.1).
+			typ = TypeKnock
 		}
 		seq, err := s.hostEvent(ctx, typ, u, conference, content)
 		return seq, "", err
 	}
 	if conf.Ended {
 		return 0, "", Gone("conference %s has ended", conference)
+	}
+	if u.GuestOf != "" {
+		return 0, "", Forbidden("a guest joins only through the host of %s", conference)
 	}
 	if typ == TypeJoin && conf.Lobby {
 		typ = TypeKnock // wait in the host's lobby to be admitted

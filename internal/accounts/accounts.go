@@ -29,8 +29,8 @@ func AddUser(ctx context.Context, s store.Store, id, displayName string, admin b
 	if !federation.ValidLocalpart(id) {
 		return store.User{}, fmt.Errorf("user name %q: use 1 to 64 of a-z, 0-9, '.', '_' and '-'", id)
 	}
-	if IsMatrixGuest(id) {
-		return store.User{}, fmt.Errorf("user name %q: names starting with %q are kept for Matrix guests", id, MatrixGuestPrefix)
+	if why := reservedName(id); why != "" {
+		return store.User{}, fmt.Errorf("user name %q: %s", id, why)
 	}
 	displayName = strings.TrimSpace(displayName)
 	if displayName == "" {
@@ -126,8 +126,18 @@ func (a Authenticator) localUser(ctx context.Context, id, gone string) (federati
 	} else if err != nil {
 		return federation.LocalUser{}, err
 	}
-	// A Matrix guest is never an administrator, whatever the store says
-	// (spec/client-api.md §6).
-	guest := IsMatrixGuest(u.ID)
-	return federation.LocalUser{ID: u.ID, DisplayName: u.DisplayName, Admin: u.Admin && !guest, MatrixGuest: guest, Unit: u.Unit}, nil
+	// A guest is never an administrator, whatever the store says
+	// (spec/client-api.md §6, §7); a guest of a link sees one conference.
+	lu := federation.LocalUser{ID: u.ID, DisplayName: u.DisplayName, Admin: u.Admin, MatrixGuest: IsMatrixGuest(u.ID), Unit: u.Unit}
+	if IsLinkGuest(u.ID) {
+		g, err := a.Store.GetGuest(ctx, u.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			return federation.LocalUser{}, federation.Unauthorized("sign in: %s", gone)
+		} else if err != nil {
+			return federation.LocalUser{}, err
+		}
+		lu.GuestOf, lu.Unit = g.Conference, ""
+	}
+	lu.Admin = lu.Admin && !lu.IsGuest()
+	return lu, nil
 }
