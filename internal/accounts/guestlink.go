@@ -94,7 +94,7 @@ func OpenGuestLink(ctx context.Context, s store.Tx, link string, now time.Time) 
 	case !now.Before(l.ExpiresAt):
 		return l, linkError(http.StatusGone, "link_expired", "this guest link expired at %s", l.ExpiresAt.UTC().Format(time.RFC3339))
 	case l.MaxGuests > 0 && l.Guests >= l.MaxGuests:
-		return l, linkError(http.StatusForbidden, "link_full", "this guest link has already let in its %d guests", l.MaxGuests)
+		return l, linkError(http.StatusForbidden, "link_full", "this guest link has already let in the %d guests it allows", l.MaxGuests)
 	}
 	return l, nil
 }
