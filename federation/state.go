@@ -137,6 +137,12 @@ func (st *confState) authorize(ev *event) error {
 		// their client) takes it over: a rejoin keeps them in, or waiting,
 		// whatever the lobby and the lock say now (spec §6.1).
 		_, rejoin := st.participants[c.User]
+		if c.User != p.Sender {
+			return Forbidden("a node joins only its own users: %s is not the sender", c.User)
+		}
+		if err := authorizeGuest(p, c, local, host, rejoin); err != nil {
+			return err
+		}
 		// With a lobby, remote participants and the host's Matrix guests
 		// knock and wait to be admitted; the host's own users come in
 		// directly. Guests of a link always knock (spec §6.1).
@@ -146,12 +152,6 @@ func (st *confState) authorize(ev *event) error {
 		}
 		if p.Type == TypeKnock && !c.Guest && (direct || !st.conf.Lobby) && !rejoin {
 			return BadRequest("knock only to the lobby of a conference hosted elsewhere, or as a guest")
-		}
-		if c.User != p.Sender {
-			return Forbidden("a node joins only its own users: %s is not the sender", c.User)
-		}
-		if err := authorizeGuest(p, c, local, host, rejoin); err != nil {
-			return err
 		}
 		if !validText(c.DisplayName, 100) || !validText(c.Organisation, 200) {
 			return BadRequest("display_name and organisation must be 1 to 100 and 1 to 200 bytes")
