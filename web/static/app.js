@@ -8,6 +8,7 @@ import { showHome } from './home.js';
 import { showPrejoin } from './prejoin.js';
 import { h } from './dom.js';
 import { signInWithMatrix } from './matrix.js';
+import { takeGuestLink, isGuestRoute, showGuest } from './guest.js';
 
 const main = document.getElementById('main');
 const signOut = document.getElementById('sign-out');
@@ -44,6 +45,12 @@ async function render({ focus = true } = {}) {
   screen?.stop?.();
   screen = null;
   main.replaceChildren();
+  if (isGuestRoute()) {
+    // Someone opening a guest link types a name instead of signing in.
+    signOut.hidden = true;
+    screen = showGuest(main);
+    return;
+  }
   if (!getToken() && !hasSession()) {
     // An OpenID Connect sign-in leaves an HttpOnly session cookie this page
     // cannot see: the node tells whether there is one.
@@ -113,6 +120,7 @@ followLinks(document.body);
 window.addEventListener('popstate', () => render());
 window.addEventListener('entente:navigate', () => render());
 takeFragmentToken();
+takeGuestLink();
 takeSignInError();
 signInWithMatrix()
   .catch(() => { notice = 'signin.matrix.failed'; })

@@ -6,6 +6,7 @@ import { t } from './i18n.js';
 import { navigate, conferencePath } from './router.js';
 import { icon } from './icons.js';
 import { conferenceAPI } from './call-api.js';
+import { guestLinksPanel } from './guest-links.js';
 import { orgLabel } from './api.js';
 import { MediaSession } from './call-media.js';
 import { Stage } from './call-tiles.js';
@@ -114,8 +115,10 @@ export function startCall({ conference, me, stream: given, queued }) {
     modAction(api.lobby(!lobbyOn), 'call.mod.done') });
   const endConfirm = h('button', { type: 'button', id: 'mod-end-confirm', class: 'danger', hidden: true, i18n: 'call.mod.end.confirm', onclick: () => modAction(api.end(), 'call.mod.done') });
   const endButton = h('button', { type: 'button', id: 'mod-end', class: 'danger', i18n: 'call.mod.end', onclick: () => { endConfirm.hidden = false; endConfirm.focus(); } });
+  const guestLinks = guestLinksPanel(conference.id);
   const modBar = h('div', { id: 'moderation', class: 'moderation', role: 'group', i18nLabel: 'call.mod.group', hidden: true },
-    h('h2', { class: 'visually-hidden', i18n: 'call.mod.group' }), lockButton, lobbyButton, endButton, endConfirm);
+    h('h2', { class: 'visually-hidden', i18n: 'call.mod.group' }), lockButton, lobbyButton, endButton, endConfirm,
+    guestLinks.toggle, guestLinks.el);
   const modButton = labelled({ id: 'call-moderation', class: 'plain-toggle', 'aria-expanded': 'false', 'aria-controls': 'moderation', hidden: true, onclick: () => {
     modBar.hidden = !modBar.hidden;
     modButton.setAttribute('aria-expanded', String(!modBar.hidden));
