@@ -35,6 +35,16 @@ type LocalUser struct {
 // moderate, invite or create.
 func (u LocalUser) IsGuest() bool { return u.MatrixGuest || u.GuestOf != "" }
 
+// ShownName is the name others see for u, in joins, signals, tiles and
+// trunks alike: a guest of a link is labelled "(guest, unverified)" (spec
+// §6.1).
+func (u LocalUser) ShownName() string {
+	if u.GuestOf != "" {
+		return u.DisplayName + GuestLabel
+	}
+	return u.DisplayName
+}
+
 // userRef is the sender of u's actions; the zero LocalUser is the node
 // itself, acting through its administrators.
 func (s *Service) userRef(u LocalUser) string {
@@ -188,7 +198,7 @@ func (s *Service) Join(ctx context.Context, u LocalUser, conference string) (int
 		if u.GuestOf != conference {
 			return 0, "", Forbidden("a guest may join only conference %s", u.GuestOf)
 		}
-		content.DisplayName = u.DisplayName + GuestLabel
+		content.DisplayName = u.ShownName()
 		content.Guest = true
 	case !u.MatrixGuest:
 		content.Unit = u.Unit
