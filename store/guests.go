@@ -112,6 +112,16 @@ func (s queries) RevokeGuestLink(ctx context.Context, id string) error {
 	return nil
 }
 
+// LockGuestLink writes the link's row unchanged, which holds it (on
+// PostgreSQL; SQLite's transaction holds the whole database) until the
+// transaction ends.
+func (s queries) LockGuestLink(ctx context.Context, id string) error {
+	if err := affectedOne(s.q.exec(ctx, `UPDATE guest_links SET max_guests = max_guests WHERE id = ?`, id)); err != nil {
+		return fmt.Errorf("store: lock guest link %q: %w", id, err)
+	}
+	return nil
+}
+
 func (s queries) PutGuest(ctx context.Context, g Guest) error {
 	if g.UserID == "" || g.LinkID == "" || g.Conference == "" {
 		return errors.New("store: put guest: user, link and conference are required")

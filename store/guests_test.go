@@ -40,6 +40,12 @@ func TestGuestLinks(t *testing.T) {
 		if err := s.PutGuest(ctx, store.Guest{UserID: "guest.x1", LinkID: "nope", Conference: "c-1"}); err == nil {
 			t.Fatal("PutGuest through an unknown link was accepted")
 		}
+		if err := s.InTx(ctx, func(tx store.Tx) error { return tx.LockGuestLink(ctx, "gl1") }); err != nil {
+			t.Fatalf("LockGuestLink: %v", err)
+		}
+		if err := s.LockGuestLink(ctx, "gl2"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("LockGuestLink of an unknown id: %v, want ErrNotFound", err)
+		}
 		if err := s.RevokeGuestLink(ctx, "gl1"); err != nil {
 			t.Fatal(err)
 		}

@@ -96,6 +96,9 @@ type Tx interface {
 	// ListGuestLinks returns the conference's guest links, oldest first.
 	ListGuestLinks(ctx context.Context, conference string) ([]GuestLink, error)
 	RevokeGuestLink(ctx context.Context, id string) error
+	// LockGuestLink holds the link's row until the transaction ends, so
+	// that its guests are counted one redemption at a time.
+	LockGuestLink(ctx context.Context, id string) error
 	// PutGuest records a guest who came through a link; ErrNotFound when
 	// the user or the link does not exist.
 	PutGuest(ctx context.Context, g Guest) error

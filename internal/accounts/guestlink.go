@@ -110,6 +110,13 @@ func RedeemGuestLink(ctx context.Context, s store.Store, link, name string, now 
 	var g store.Guest
 	var token string
 	err := s.InTx(ctx, func(tx store.Tx) error {
+		// The link's row is locked first, so that two guests redeeming it
+		// at once are counted one after the other against max_guests.
+		if id, _, ok := strings.Cut(strings.TrimSpace(link), "."); ok {
+			if err := tx.LockGuestLink(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
 		l, err := OpenGuestLink(ctx, tx, link, now)
 		if err != nil {
 			return err
@@ -130,6 +137,26 @@ func RedeemGuestLink(ctx context.Context, s store.Store, link, name string, now 
 		return tx.PutToken(ctx, store.Token{Hash: hashToken(token), UserID: g.UserID, CreatedAt: now.UTC(), ExpiresAt: now.Add(GuestTokenTTL).UTC()})
 	})
 	return g, token, err
+}
+
+// GuestLimiter bounds the guest links one address may try: at most 30
+// within 10 minutes, since each redemption may make an account.
+type GuestLimiter struct{ tries *LoginHandler }
+
+// NewGuestLimiter makes a limiter on the clock now (time.Now when nil).
+func NewGuestLimiter(now func() time.Time) *GuestLimiter {
+	return &GuestLimiter{tries: NewLoginHandler(nil, now, nil)}
+}
+
+// Allow counts a try from r's address and reports whether it is within
+// the bound.
+func (g *GuestLimiter) Allow(r *http.Request) bool {
+	ip := clientIP(r)
+	if len(g.tries.recentLocked(ip)) >= startLimit {
+		return false
+	}
+	g.tries.fail(ip)
+	return true
 }
 
 func randomHex(n int) string {

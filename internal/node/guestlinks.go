@@ -133,8 +133,20 @@ func (n *Node) serveRevokeGuestLink(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, linkView(l))
 }
 
-// serveRedeemGuestLink is POST /guests: anyone holding a valid link becomes
+// redeemGuestLink serves POST /guests: anyone holding a valid link becomes
 // a guest of its conference, with a token valid for that conference only.
+// One address may try at most 30 times within 10 minutes.
+func (n *Node) redeemGuestLink(limit *accounts.GuestLimiter) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !limit.Allow(r) {
+			federation.WriteError(w, federation.TooManyRequests(10*time.Minute,
+				"too many guest links tried from your address: wait a few minutes"))
+			return
+		}
+		n.serveRedeemGuestLink(w, r)
+	}
+}
+
 func (n *Node) serveRedeemGuestLink(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Link        string `json:"link"`

@@ -284,6 +284,17 @@ func TestGuestLink(t *testing.T) {
 		t.Errorf("second guest of a one-guest link: %d %s", code, body)
 	}
 
+	// One address tries at most 30 links within 10 minutes: nine so far.
+	for i := 9; i < 30; i++ {
+		if code, _ := redeem(full.Link); code != 403 {
+			t.Fatalf("try %d: %d, want 403", i+1, code)
+		}
+	}
+	if code, body := redeem(full.Link); code != 429 ||
+		body != errBody("too_many_requests", "too many guest links tried from your address: wait a few minutes") {
+		t.Errorf("try 31: %d %s", code, body)
+	}
+
 	// The guests' prefix is reserved.
 	if _, err := accounts.AddUser(context.Background(), finance.Store(), "guest.alice", "Alice", false, time.Now()); err == nil ||
 		err.Error() != `user name "guest.alice": names starting with "guest." are kept for guests of guest links` {

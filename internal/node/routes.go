@@ -78,7 +78,7 @@ func (n *Node) routes() {
 	n.Handle("POST /api/v1/conferences/{id}/guest-links", n.guestGate(http.HandlerFunc(n.serveNewGuestLink)))
 	n.Handle("GET /api/v1/conferences/{id}/guest-links", n.guestGate(http.HandlerFunc(n.serveGuestLinks)))
 	n.Handle("DELETE /api/v1/conferences/{id}/guest-links/{link}", n.guestGate(http.HandlerFunc(n.serveRevokeGuestLink)))
-	n.Handle("POST /api/v1/guests", http.HandlerFunc(n.serveRedeemGuestLink))
+	n.Handle("POST /api/v1/guests", n.redeemGuestLink(accounts.NewGuestLimiter(n.now)))
 	// Guests reach only what guestGate lets through.
 	n.Handle("GET /api/v1/conferences/{id}/media", n.guestGate(http.HandlerFunc(n.serveMedia)))
 	if n.bridge != nil {
