@@ -156,7 +156,7 @@ func TestGuestLink(t *testing.T) {
 	guest := guestClient{t, f, finance, redeemed.Token}
 	var me map[string]any
 	guest.must("GET", "/api/v1/me", nil, 200, &me)
-	if me["user"] != redeemed.User || me["display_name"] != "Zoé Durand" || me["admin"] != false {
+	if me["user"] != redeemed.User || me["display_name"] != "Zoé Durand" || me["admin"] != false || me["guest_of"] != conf.ID {
 		t.Fatalf("guest's /me %v", me)
 	}
 

@@ -2,7 +2,7 @@
 // screen shows.
 import { api, getToken, setToken, clearToken, setSession, hasSession } from './api.js';
 import { initLanguage, getLanguage, setLanguage } from './i18n.js';
-import { parseRoute, followLinks } from './router.js';
+import { parseRoute, followLinks, conferencePath } from './router.js';
 import { showSignIn } from './signin.js';
 import { showHome } from './home.js';
 import { showPrejoin } from './prejoin.js';
@@ -90,7 +90,12 @@ async function render({ focus = true } = {}) {
   }
   if (mine !== generation) return;
   signOut.hidden = false;
-  const route = parseRoute(location.pathname);
+  let route = parseRoute(location.pathname);
+  if (me.guest_of && route.name !== 'prejoin') {
+    // A guest has no home: only their conference.
+    history.replaceState(null, '', conferencePath(me.guest_of));
+    route = parseRoute(location.pathname);
+  }
   screen = route.name === 'prejoin' ? showPrejoin(main, { me, id: route.id }) : showHome(main, { me });
   // Screen reader users hear the new screen from its start.
   if (focus) main.focus();
