@@ -68,3 +68,36 @@ func TestGuestLinks(t *testing.T) {
 		}
 	})
 }
+
+func TestSessionChecks(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b storetest.Backend) {
+		s := b.Open(t)
+		ctx := t.Context()
+		if err := s.PutUser(ctx, store.User{ID: "amartin", DisplayName: "Alice", CreatedAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+		c := store.SessionCheck{Hash: "aa11", Subject: "s-1", AccessToken: "at", RefreshToken: "rt", TokenExpires: t0.Add(time.Hour), CheckedAt: t0}
+		if err := s.PutSessionCheck(ctx, c); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("PutSessionCheck without its session: %v, want ErrNotFound", err)
+		}
+		if err := s.PutSession(ctx, store.Session{Hash: "aa11", UserID: "amartin", ExpiresAt: t0.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutSessionCheck(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		c.AccessToken, c.CheckedAt = "at2", t0.Add(time.Minute)
+		if err := s.PutSessionCheck(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.GetSessionCheck(ctx, "aa11"); err != nil || got != c {
+			t.Fatalf("GetSessionCheck = %+v, %v; want %+v", got, err, c)
+		}
+		if err := s.DeleteSession(ctx, "aa11"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.GetSessionCheck(ctx, "aa11"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("the check of a deleted session: %v, want ErrNotFound", err)
+		}
+	})
+}

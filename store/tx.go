@@ -49,6 +49,11 @@ type Tx interface {
 	DeleteSession(ctx context.Context, hash string) error
 	// DeleteUserSessions ends every session of a user, returning how many.
 	DeleteUserSessions(ctx context.Context, userID string) (int64, error)
+	// PutSessionCheck inserts or replaces the provider's tokens of a
+	// session; ErrNotFound when the session does not exist. They go when
+	// the session is deleted.
+	PutSessionCheck(ctx context.Context, c SessionCheck) error
+	GetSessionCheck(ctx context.Context, hash string) (SessionCheck, error)
 	// PutSignInFlow stores a sign-in under way; TakeSignInFlow returns and
 	// deletes it, so that each is used at most once.
 	PutSignInFlow(ctx context.Context, f SignInFlow) error

@@ -78,6 +78,9 @@ type Authenticator struct {
 	// Origin is this node's origin (https://host:port), which a browser's
 	// state-changing requests must come from.
 	Origin string
+	// Recheck, when set, asks the provider again about a session made by
+	// an OpenID Connect sign-in (OIDC.Recheck).
+	Recheck func(ctx context.Context, ss store.Session) error
 }
 
 // Authenticate returns the user of a request's bearer token (Authorization
@@ -85,6 +88,9 @@ type Authenticator struct {
 // or else of its session cookie, whose state-changing requests must also pass
 // the CSRF check.
 func (a Authenticator) Authenticate(r *http.Request) (federation.LocalUser, error) {
+	if done, ok := r.Context().Value(authenticatedKey{}).(authenticated); ok {
+		return done.user, done.err
+	}
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
 		token = r.URL.Query().Get("access_token")
@@ -99,7 +105,27 @@ func (a Authenticator) Authenticate(r *http.Request) (federation.LocalUser, erro
 	if err := a.checkCSRF(r, ss); err != nil {
 		return federation.LocalUser{}, err
 	}
+	if a.Recheck != nil {
+		if err := a.Recheck(r.Context(), ss); err != nil {
+			return federation.LocalUser{}, err
+		}
+	}
 	return a.localUser(r.Context(), ss.UserID, "the session's user no longer exists")
+}
+
+type authenticatedKey struct{}
+
+type authenticated struct {
+	user federation.LocalUser
+	err  error
+}
+
+// Once authenticates r and returns it carrying the outcome, which later
+// Authenticate calls on it return without asking again: a session is then
+// checked (and re-checked at the provider) once per request.
+func (a Authenticator) Once(r *http.Request) (*http.Request, federation.LocalUser, error) {
+	u, err := a.Authenticate(r)
+	return r.WithContext(context.WithValue(r.Context(), authenticatedKey{}, authenticated{u, err})), u, err
 }
 
 // User returns the user a token belongs to.

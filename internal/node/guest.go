@@ -46,7 +46,7 @@ func (n *Node) guestGate(next http.Handler) http.Handler {
 			"a Matrix guest may only see, join, chat in and leave the conferences whose Matrix room they are in"))
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, err := n.accounts.Authenticate(r)
+		r, u, err := n.accounts.Once(r)
 		if err != nil || !u.IsGuest() {
 			next.ServeHTTP(w, r)
 			return

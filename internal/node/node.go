@@ -182,6 +182,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 		if n.oidc, err = accounts.NewOIDC(cfg, n.store, n.now, n.log); err != nil {
 			return nil, err
 		}
+		n.accounts.Recheck = n.oidc.Recheck
 	}
 	n.registry = newRegistry(n.version)
 	if n.sfu, err = n.newSFU(); err != nil {
