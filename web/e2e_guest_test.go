@@ -20,6 +20,7 @@ import (
 // moderator then revokes the link (spec/client-api.md §7).
 func TestBrowserGuestLink(t *testing.T) {
 	requireChromium(t)
+	axe := axeScript(t)
 	f := nodetest.New(t)
 	ministry := f.Start(t, "Ministère de la Coordination", nil)
 	alice, aliceTok := nodetest.User(t, ministry, "alice", "Alice Martin")
@@ -43,6 +44,7 @@ func TestBrowserGuestLink(t *testing.T) {
 		t.Fatalf("guest link %q", url)
 	}
 	waitFor(t, aCtx, 10*time.Second, `document.querySelectorAll('#guests-list li[data-link]').length === 1`)
+	audit(t, aCtx, axe, "the guest links panel")
 
 	// The guest opens it, types a name and joins.
 	run(t, gCtx, chromedp.Navigate(url))
@@ -51,6 +53,7 @@ func TestBrowserGuestLink(t *testing.T) {
 	if href := eval[string](t, gCtx, `location.href`); href != ministry.PublicURL()+"/app/guest" {
 		t.Errorf("address bar %q still holds the link", href)
 	}
+	audit(t, gCtx, axe, "the guest's screen")
 	click(t, gCtx, "#guest-submit")
 	waitText(t, gCtx, "#guest-error", "Type your name.")
 	run(t, gCtx, chromedp.SendKeys(chromedp.CSS("#guest-name"), "Zoé Durand"))
