@@ -19,8 +19,9 @@ type guestKey struct{}
 // to, as the homeserver says at the moment of each request, and guests of a
 // guest link (§7) to the link's one conference. They may read those
 // conferences, join (through the lobby), chat and leave, and nothing else.
-// Everyone else goes straight to next, which authenticates again and
-// reports its own errors.
+// Everyone else goes straight to next, which is handed the same
+// authentication's outcome (accounts.Authenticator.Once) and reports its
+// own errors.
 func (n *Node) guestGate(next http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /api/v1/me", next)
