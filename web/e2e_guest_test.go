@@ -8,30 +8,24 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-
-	"github.com/entente-org/entente/federation"
-	"github.com/entente-org/entente/internal/nodetest"
 )
 
 // TestBrowserGuestLink follows a conference's moderator who makes a guest
 // link in the call screen, and a person outside every institution who opens
 // it, types a name, waits in the lobby although it is off, is admitted and
-// is shown as "Name (guest, unverified)" of the host's institution; the
-// moderator then revokes the link (spec/client-api.md §7).
+// is shown as "Name (guest, unverified)" of the host's institution, to the
+// host's users and to another institution's alike; the moderator then
+// revokes the link (spec/client-api.md §7).
 func TestBrowserGuestLink(t *testing.T) {
-	requireChromium(t)
 	axe := axeScript(t)
-	f := nodetest.New(t)
-	ministry := f.Start(t, "Ministère de la Coordination", nil)
-	alice, aliceTok := nodetest.User(t, ministry, "alice", "Alice Martin")
+	fc := newFederatedCall(t, "Consultation publique")
+	ministry, conf := fc.ministry, fc.conf
 	ctx := context.Background()
-	conf, err := ministry.Federation().Create(ctx, alice, federation.CreateContent{Title: "Consultation publique"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	aCtx := callBrowser(t, ministry)
+	aCtx := callBrowser(t, fc.ministry, fc.agency)
 	gCtx := newProfile(t, aCtx)
-	enterCall(t, aCtx, ministry, conf.ID, aliceTok, true)
+	bCtx := newProfile(t, aCtx)
+	enterCall(t, aCtx, ministry, conf, fc.aliceTok, true)
+	enterCall(t, bCtx, fc.agency, conf, fc.brunoTok, true)
 
 	// The moderator makes a link from the moderation panel.
 	click(t, aCtx, "#call-moderation")
@@ -65,7 +59,7 @@ func TestBrowserGuestLink(t *testing.T) {
 	// The lobby is off, yet the guest waits to be admitted.
 	waitText(t, gCtx, "#call-waiting", "Waiting to be admitted. A moderator of the host will let you in.")
 
-	roster, err := ministry.Federation().LocalRoster(ctx, conf.ID)
+	roster, err := ministry.Federation().LocalRoster(ctx, conf)
 	if err != nil || len(roster.Lobby) != 1 {
 		t.Fatalf("lobby %+v, %v", roster.Lobby, err)
 	}
@@ -83,6 +77,10 @@ func TestBrowserGuestLink(t *testing.T) {
 	tile := fmt.Sprintf(`#stage .tile[data-user=%s][data-source=camera]`, quote(guestRef))
 	waitText(t, aCtx, tile+" .tile-name", "Zoé Durand (guest, unverified)")
 	waitText(t, aCtx, tile+" .tile-org", "Ministère de la Coordination")
+	// The other organisation sees them the same way, through the trunk.
+	waitMedia(t, bCtx, guestRef, false)
+	waitText(t, bCtx, tile+" .tile-name", "Zoé Durand (guest, unverified)")
+	waitText(t, bCtx, tile+" .tile-org", "Ministère de la Coordination")
 
 	// The moderator revokes the link; it no longer lets anyone in.
 	clickInList(t, aCtx, "#guests-list button[data-revoke]")
