@@ -29,9 +29,9 @@ func TestOpenIDServerDiscovery(t *testing.T) {
 	hs := startHomeserver(t, e.writeRegistration(t))
 	e.opts.HomeserverURL = hs.URL
 	e.opts.OpenIDServerName = testServerName
-	e.opts.IssueGuest = func(_ context.Context, matrixUser string) (string, error) {
+	e.opts.Guests = guestFunc(func(_ context.Context, matrixUser string) (string, error) {
 		return "guest-token-for-" + matrixUser, nil
-	}
+	})
 
 	ca, err := devcert.NewCA("test CA", time.Hour)
 	if err != nil {

@@ -101,6 +101,9 @@ func (s *Service) apiMe(w http.ResponseWriter, r *http.Request, u localuser.User
 	if u.Unit != "" {
 		me["unit"] = u.Unit
 	}
+	if u.GuestOf != "" {
+		me["guest_of"] = u.GuestOf // the one conference a guest sees
+	}
 	writeJSON(w, http.StatusOK, me)
 }
 

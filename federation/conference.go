@@ -161,7 +161,16 @@ func (s *Service) Join(ctx context.Context, u localuser.User, conference string)
 		org = server + " (Matrix)"
 	}
 	content := JoinContent{User: s.userRef(u), DisplayName: u.DisplayName, Organisation: org}
-	if !u.MatrixGuest {
+	switch {
+	case u.GuestOf != "":
+		// A guest of a link is a guest of this organisation, labelled so
+		// by the host's signature (spec §6.1).
+		if u.GuestOf != conference {
+			return 0, "", httpapi.Forbidden("a guest may join only conference %s", u.GuestOf)
+		}
+		content.DisplayName = u.ShownName()
+		content.Guest = true
+	case !u.MatrixGuest:
 		content.Unit = u.Unit
 	}
 	return s.userEvent(ctx, TypeJoin, u, conference, content)
@@ -180,14 +189,19 @@ func (s *Service) userEvent(ctx context.Context, typ string, u localuser.User, c
 		return 0, "", err
 	}
 	if conf.Host == s.did {
-		if typ == TypeJoin && conf.Lobby && u.MatrixGuest {
-			typ = TypeKnock // a guest waits in the lobby (spec §6.1)
+		if typ == TypeJoin && (conf.Lobby && u.MatrixGuest || u.GuestOf != "") {
+			// A Matrix guest waits in the lobby when it is on, a guest of
+			// a link always (spec §6.1).
+			typ = TypeKnock
 		}
 		seq, err := s.hostEvent(ctx, typ, u, conference, content)
 		return seq, "", err
 	}
 	if conf.Ended {
 		return 0, "", httpapi.Gone("conference %s has ended", conference)
+	}
+	if u.GuestOf != "" {
+		return 0, "", httpapi.Forbidden("a guest joins only through the host of %s", conference)
 	}
 	if typ == TypeJoin && conf.Lobby {
 		typ = TypeKnock // wait in the host's lobby to be admitted

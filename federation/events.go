@@ -68,6 +68,9 @@ type (
 		// Unit is the user's organisational unit as the home node's
 		// OpenID provider gives it (spec §6.1); absent when unknown.
 		Unit string `json:"unit,omitempty"`
+		// Guest marks a guest the host let in through a guest link
+		// (spec §6.1); only the host sends it, absent otherwise.
+		Guest bool `json:"guest,omitempty"`
 	}
 	UserContent struct {
 		User string `json:"user"`

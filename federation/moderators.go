@@ -9,10 +9,10 @@ import (
 )
 
 // Moderates reports whether u moderates a conference hosted here (spec
-// §6.1: its creator or one of the create event's moderators). Matrix guests
-// never do (spec/client-api.md §6).
+// §6.1: its creator or one of the create event's moderators). Guests never
+// do (spec/client-api.md §6, §7).
 func (s *Service) Moderates(ctx context.Context, u localuser.User, conference string) (bool, error) {
-	if u.MatrixGuest || u.ID == "" {
+	if u.IsGuest() || u.ID == "" {
 		return false, nil
 	}
 	var ok bool

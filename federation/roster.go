@@ -35,7 +35,10 @@ type RosterMember struct {
 	Organisation string `json:"organisation"`
 	// Unit is the organisational unit in the same join event, vouched for
 	// by the same signature (spec §7); absent when the join had none.
-	Unit      string `json:"unit,omitempty"`
+	Unit string `json:"unit,omitempty"`
+	// Guest marks a guest the host let in through a guest link, as the
+	// join event says (spec §6.1); absent otherwise.
+	Guest     bool   `json:"guest,omitempty"`
 	Node      string `json:"node"`
 	JoinedSeq int64  `json:"joined_seq"`
 	JoinEvent string `json:"join_event"`
@@ -62,7 +65,7 @@ func (s *Service) LocalRoster(ctx context.Context, id string) (Roster, error) {
 	for _, p := range parts {
 		m := RosterMember{
 			User: p.User, DisplayName: p.DisplayName, Organisation: p.Organisation, Unit: p.Unit,
-			Node: p.Node, JoinedSeq: p.JoinedSeq, JoinEvent: p.JoinEvent,
+			Guest: p.Guest, Node: p.Node, JoinedSeq: p.JoinedSeq, JoinEvent: p.JoinEvent,
 		}
 		if p.Waiting {
 			r.Lobby = append(r.Lobby, m)
@@ -140,7 +143,7 @@ func (s *Service) verifyRoster(ctx context.Context, conf store.Conference, r Ros
 			}
 			out = append(out, RosterMember{
 				User: p.User, DisplayName: p.DisplayName, Organisation: p.Organisation, Unit: p.Unit,
-				Node: p.Node, JoinedSeq: p.JoinedSeq, JoinEvent: p.JoinEvent,
+				Guest: p.Guest, Node: p.Node, JoinedSeq: p.JoinedSeq, JoinEvent: p.JoinEvent,
 			})
 		}
 		return out

@@ -63,6 +63,13 @@ func generateRuleVectors(t *testing.T, kr *identity.Keyring, did string) {
 	add("signal: chat.edit without ref", 400, "chat.edit needs ref and text", TypeSignal, did, alice, SignalContent{Kind: SignalChatEdit, Text: "fixed"})
 	add("signal: mute.request of no user", 400, "ref must be a user ref", TypeSignal, did, alice, SignalContent{Kind: SignalMuteRequest, Ref: "everyone"})
 	add("signal: unknown kind", 400, "kind is one of the table of spec §5.1", TypeSignal, did, alice, SignalContent{Kind: "poll"})
+	guest := UserRef("guest.0123456789abcdef", did)
+	add("guest mark outside the guests' prefix", 403, "only localparts starting with guest. are guests (spec §6.1)", TypeKnock, did, dave,
+		JoinContent{User: dave, DisplayName: "Dave (guest, unverified)", Organisation: "Ministry of the Interior", Guest: true})
+	add("guest label on a user who is no guest", 400, "display_name ending in (guest, unverified) is kept for guests", TypeKnock, did, dave, join(dave, "Dave (guest, unverified)"))
+	add("guest without the label", 400, "a guest's display_name ends with (guest, unverified)", TypeKnock, did, guest,
+		JoinContent{User: guest, DisplayName: "Zoé", Organisation: "Ministry of the Interior", Guest: true})
+	add("guests' prefix without the guest mark", 403, "localparts starting with guest. are kept for the host's guests", TypeKnock, did, guest, join(guest, "Zoé"))
 	writeVector(t, "messages-invalid.json", out)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/entente-org/entente/internal/httpapi"
@@ -137,18 +138,21 @@ func (st *confState) authorize(ev *event) error {
 		// their client) takes it over: a rejoin keeps them in, or waiting,
 		// whatever the lobby and the lock say now (spec §6.1).
 		_, rejoin := st.participants[c.User]
+		if c.User != p.Sender {
+			return httpapi.Forbidden("a node joins only its own users: %s is not the sender", c.User)
+		}
+		if err := authorizeGuest(p, c, local, host, rejoin); err != nil {
+			return err
+		}
 		// With a lobby, remote participants and the host's Matrix guests
 		// knock and wait to be admitted; the host's own users come in
-		// directly (spec §6.1).
-		direct := p.Origin == host && !IsMatrixGuest(local)
+		// directly. Guests of a link always knock (spec §6.1).
+		direct := p.Origin == host && !IsMatrixGuest(local) && !c.Guest
 		if !direct && st.conf.Lobby && p.Type == TypeJoin && !rejoin {
 			return httpapi.Forbidden("conference %s has a lobby: guests and remote participants wait to be admitted", p.Conference)
 		}
-		if p.Type == TypeKnock && (direct || !st.conf.Lobby) && !rejoin {
-			return httpapi.BadRequest("knock only to the lobby of a conference hosted elsewhere, or as a Matrix guest")
-		}
-		if c.User != p.Sender {
-			return httpapi.Forbidden("a node joins only its own users: %s is not the sender", c.User)
+		if p.Type == TypeKnock && !c.Guest && (direct || !st.conf.Lobby) && !rejoin {
+			return httpapi.BadRequest("knock only to the lobby of a conference hosted elsewhere, or as a guest")
 		}
 		if !validText(c.DisplayName, 100) || !validText(c.Organisation, 200) {
 			return httpapi.BadRequest("display_name and organisation must be 1 to 100 and 1 to 200 bytes")
@@ -235,6 +239,37 @@ func (st *confState) authorize(ev *event) error {
 	return nil
 }
 
+// authorizeGuest applies the guest rules of spec §6.1: a guest of a link is
+// joined only by the host, under the reserved localpart prefix, labelled as
+// unverified, and waits in the lobby; nobody else may carry the label.
+func authorizeGuest(p Payload, c JoinContent, local, host string, rejoin bool) error {
+	if !c.Guest {
+		if IsLinkGuest(local) {
+			return httpapi.Forbidden("localparts starting with %q are kept for the host's guests, whose join says \"guest\": true", GuestPrefix)
+		}
+		if strings.HasSuffix(c.DisplayName, strings.TrimSpace(GuestLabel)) {
+			return httpapi.BadRequest("display_name ending in %q is kept for guests", strings.TrimSpace(GuestLabel))
+		}
+		return nil
+	}
+	if p.Origin != host {
+		return httpapi.Forbidden("a guest joins only through the host %s", host)
+	}
+	if !IsLinkGuest(local) {
+		return httpapi.Forbidden("a guest's localpart starts with %q", GuestPrefix)
+	}
+	if !strings.HasSuffix(c.DisplayName, GuestLabel) || len(c.DisplayName) == len(GuestLabel) {
+		return httpapi.BadRequest("a guest's display_name is their name followed by %q", GuestLabel)
+	}
+	if c.Unit != "" {
+		return httpapi.BadRequest("a guest has no unit")
+	}
+	if p.Type == TypeJoin && !rejoin {
+		return httpapi.Forbidden("a guest waits in the lobby: knock")
+	}
+	return nil
+}
+
 // byModerator checks that the host made the event for one of its moderators.
 func (st *confState) byModerator(p Payload) error {
 	if p.Origin != st.conf.Host {
@@ -301,6 +336,7 @@ func (st *confState) apply(ev *event, seq int64, recordHash string) {
 		st.participants[c.User] = &store.Participant{
 			Conference: p.Conference, User: c.User, Node: p.Origin, DisplayName: c.DisplayName,
 			Organisation: c.Organisation, Unit: c.Unit, JoinedSeq: seq, JoinEvent: ev.hash, Waiting: waiting,
+			Guest: c.Guest,
 		}
 		st.joined[c.User] = true
 		delete(st.left, c.User)

@@ -3,6 +3,8 @@ package federation
 import (
 	"fmt"
 	"strings"
+
+	"github.com/entente-org/entente/internal/localuser"
 )
 
 // maxDIDLength bounds the DIDs we accept; did:web DIDs are host names with
@@ -19,6 +21,19 @@ const MatrixGuestPrefix = "mx."
 
 // IsMatrixGuest reports whether a localpart is a Matrix guest's.
 func IsMatrixGuest(local string) bool { return strings.HasPrefix(local, MatrixGuestPrefix) }
+
+// GuestPrefix starts the localparts of the guests a host lets in through a
+// guest link (spec §6.1): no account of any node may take it, and only the
+// host joins such users, always marked as guests.
+const GuestPrefix = "guest."
+
+// GuestLabel ends the display name of every guest who came through a guest
+// link, as the host signs it: "Zoé Durand (guest, unverified)".
+const GuestLabel = localuser.GuestLabel
+
+// IsLinkGuest reports whether a localpart is a guest's who came through a
+// guest link.
+func IsLinkGuest(local string) bool { return strings.HasPrefix(local, GuestPrefix) }
 
 // ParseUserRef splits a user reference into its localpart and node DID.
 func ParseUserRef(s string) (local, did string, err error) {

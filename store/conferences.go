@@ -67,12 +67,15 @@ type Participant struct {
 	JoinEvent string
 	// Waiting is true while the user waits in the lobby to be admitted.
 	Waiting bool
+	// Guest is true for a guest of the host who came through a guest link
+	// (spec/federation.md §6.1).
+	Guest bool
 }
 
 const (
 	conferenceColumns     = `id, host, title, created_by, created_at, locked, lobby, ended, head_seq, head_hash`
 	conferenceNodeColumns = `conference, node, state, users, last_sent_seq`
-	participantColumns    = `conference, user_ref, node, display_name, organisation, joined_seq, join_event, waiting, unit`
+	participantColumns    = `conference, user_ref, node, display_name, organisation, joined_seq, join_event, waiting, unit, guest`
 )
 
 func scanConference(r rowScanner) (Conference, error) {
@@ -206,7 +209,7 @@ func (s queries) ListConferenceNodes(ctx context.Context, conference string) ([]
 
 func scanParticipant(r rowScanner) (Participant, error) {
 	var p Participant
-	err := r.Scan(&p.Conference, &p.User, &p.Node, &p.DisplayName, &p.Organisation, &p.JoinedSeq, &p.JoinEvent, &p.Waiting, &p.Unit)
+	err := r.Scan(&p.Conference, &p.User, &p.Node, &p.DisplayName, &p.Organisation, &p.JoinedSeq, &p.JoinEvent, &p.Waiting, &p.Unit, &p.Guest)
 	return p, err
 }
 
@@ -215,11 +218,11 @@ func (s queries) PutParticipant(ctx context.Context, p Participant) error {
 		return fmt.Errorf("store: put participant of conference %q: user is empty", p.Conference)
 	}
 	_, err := s.q.exec(ctx, `
-INSERT INTO participants (`+participantColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO participants (`+participantColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (conference, user_ref) DO UPDATE SET node = excluded.node, display_name = excluded.display_name,
 	organisation = excluded.organisation, joined_seq = excluded.joined_seq, join_event = excluded.join_event,
-	waiting = excluded.waiting, unit = excluded.unit`,
-		p.Conference, p.User, p.Node, p.DisplayName, p.Organisation, p.JoinedSeq, p.JoinEvent, p.Waiting, p.Unit)
+	waiting = excluded.waiting, unit = excluded.unit, guest = excluded.guest`,
+		p.Conference, p.User, p.Node, p.DisplayName, p.Organisation, p.JoinedSeq, p.JoinEvent, p.Waiting, p.Unit, p.Guest)
 	if err != nil {
 		return fmt.Errorf("store: put participant %q of conference %q: %w", p.User, p.Conference, err)
 	}

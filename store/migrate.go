@@ -32,6 +32,8 @@ CREATE TABLE secrets (
 		{Version: 4, Name: "chat_lines", SQL: chatLinesSchema},
 		{Version: 5, Name: "health", SQL: healthSchema},
 		{Version: 6, Name: "signin", SQL: signInSchema},
+		{Version: 7, Name: "guest_links", SQL: guestLinksSchema},
+		{Version: 8, Name: "session_checks", SQL: sessionChecksSchema},
 	}
 }
 

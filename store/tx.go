@@ -49,6 +49,11 @@ type Tx interface {
 	DeleteSession(ctx context.Context, hash string) error
 	// DeleteUserSessions ends every session of a user, returning how many.
 	DeleteUserSessions(ctx context.Context, userID string) (int64, error)
+	// PutSessionCheck inserts or replaces the provider's tokens of a
+	// session; ErrNotFound when the session does not exist. They go when
+	// the session is deleted.
+	PutSessionCheck(ctx context.Context, c SessionCheck) error
+	GetSessionCheck(ctx context.Context, hash string) (SessionCheck, error)
 	// PutSignInFlow stores a sign-in under way; TakeSignInFlow returns and
 	// deletes it, so that each is used at most once.
 	PutSignInFlow(ctx context.Context, f SignInFlow) error
@@ -89,6 +94,20 @@ type Tx interface {
 	// ListParticipants returns the conference's participants ordered by
 	// JoinedSeq.
 	ListParticipants(ctx context.Context, conference string) ([]Participant, error)
+
+	// PutGuestLink inserts l; ErrConflict when its id is already stored.
+	PutGuestLink(ctx context.Context, l GuestLink) error
+	GetGuestLink(ctx context.Context, id string) (GuestLink, error)
+	// ListGuestLinks returns the conference's guest links, oldest first.
+	ListGuestLinks(ctx context.Context, conference string) ([]GuestLink, error)
+	RevokeGuestLink(ctx context.Context, id string) error
+	// LockGuestLink holds the link's row until the transaction ends, so
+	// that its guests are counted one redemption at a time.
+	LockGuestLink(ctx context.Context, id string) error
+	// PutGuest records a guest who came through a link; ErrNotFound when
+	// the user or the link does not exist.
+	PutGuest(ctx context.Context, g Guest) error
+	GetGuest(ctx context.Context, userID string) (Guest, error)
 
 	// RecordInbound stores (origin, messageID) with the payload hash. It
 	// returns duplicate=true when the same (origin, id) was stored with the

@@ -31,8 +31,8 @@ func AddUser(ctx context.Context, s store.Store, id, displayName string, admin b
 	if !federation.ValidLocalpart(id) {
 		return store.User{}, fmt.Errorf("user name %q: use 1 to 64 of a-z, 0-9, '.', '_' and '-'", id)
 	}
-	if IsMatrixGuest(id) {
-		return store.User{}, fmt.Errorf("user name %q: names starting with %q are kept for Matrix guests", id, MatrixGuestPrefix)
+	if why := reservedName(id); why != "" {
+		return store.User{}, fmt.Errorf("user name %q: %s", id, why)
 	}
 	displayName = strings.TrimSpace(displayName)
 	if displayName == "" {
@@ -80,6 +80,9 @@ type Authenticator struct {
 	// Origin is this node's origin (https://host:port), which a browser's
 	// state-changing requests must come from.
 	Origin string
+	// Recheck, when set, asks the provider again about a session made by
+	// an OpenID Connect sign-in (OIDC.Recheck).
+	Recheck func(ctx context.Context, ss store.Session) error
 }
 
 // Authenticate returns the user of a request's bearer token (Authorization
@@ -87,6 +90,9 @@ type Authenticator struct {
 // or else of its session cookie, whose state-changing requests must also pass
 // the CSRF check.
 func (a Authenticator) Authenticate(r *http.Request) (localuser.User, error) {
+	if done, ok := r.Context().Value(authenticatedKey{}).(authenticated); ok {
+		return done.user, done.err
+	}
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
 		token = r.URL.Query().Get("access_token")
@@ -101,7 +107,27 @@ func (a Authenticator) Authenticate(r *http.Request) (localuser.User, error) {
 	if err := a.checkCSRF(r, ss); err != nil {
 		return localuser.User{}, err
 	}
+	if a.Recheck != nil {
+		if err := a.Recheck(r.Context(), ss); err != nil {
+			return localuser.User{}, err
+		}
+	}
 	return a.localUser(r.Context(), ss.UserID, "the session's user no longer exists")
+}
+
+type authenticatedKey struct{}
+
+type authenticated struct {
+	user localuser.User
+	err  error
+}
+
+// Once authenticates r and returns it carrying the outcome, which later
+// Authenticate calls on it return without asking again: a session is then
+// checked (and re-checked at the provider) once per request.
+func (a Authenticator) Once(r *http.Request) (*http.Request, localuser.User, error) {
+	u, err := a.Authenticate(r)
+	return r.WithContext(context.WithValue(r.Context(), authenticatedKey{}, authenticated{u, err})), u, err
 }
 
 // User returns the user a token belongs to.
@@ -128,8 +154,18 @@ func (a Authenticator) localUser(ctx context.Context, id, gone string) (localuse
 	} else if err != nil {
 		return localuser.User{}, err
 	}
-	// A Matrix guest is never an administrator, whatever the store says
-	// (spec/client-api.md §6).
-	guest := IsMatrixGuest(u.ID)
-	return localuser.User{ID: u.ID, DisplayName: u.DisplayName, Admin: u.Admin && !guest, MatrixGuest: guest, Unit: u.Unit}, nil
+	// A guest is never an administrator, whatever the store says
+	// (spec/client-api.md §6, §7); a guest of a link sees one conference.
+	lu := localuser.User{ID: u.ID, DisplayName: u.DisplayName, Admin: u.Admin, MatrixGuest: IsMatrixGuest(u.ID), Unit: u.Unit}
+	if IsLinkGuest(u.ID) {
+		g, err := a.Store.GetGuest(ctx, u.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			return localuser.User{}, httpapi.Unauthorized("sign in: %s", gone)
+		} else if err != nil {
+			return localuser.User{}, err
+		}
+		lu.GuestOf, lu.Unit = g.Conference, ""
+	}
+	lu.Admin = lu.Admin && !lu.IsGuest()
+	return lu, nil
 }

@@ -294,6 +294,9 @@ func (o *OIDC) finish(r *http.Request) (user string, ss store.Session, cookie st
 	if err != nil {
 		return "", ss, "", err
 	}
+	if err := o.keepCheck(ctx, ss, claims.Subject, tok); err != nil {
+		return "", ss, "", err
+	}
 	return u.ID, ss, cookie, nil
 }
 

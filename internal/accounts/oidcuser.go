@@ -102,7 +102,7 @@ func (o *OIDC) userID(ctx context.Context, tx store.Tx, c Claims) (string, error
 	}
 	raw := claimString(c.Values, o.cfg.ClaimUserID)
 	id := localpart(raw)
-	if !federation.ValidLocalpart(id) || IsMatrixGuest(id) {
+	if !federation.ValidLocalpart(id) || reservedName(id) != "" {
 		return "", refuse("not_allowed", "claim %s = %q makes no valid user name", o.cfg.ClaimUserID, raw)
 	}
 	// A name already linked to another account of the provider is not

@@ -36,6 +36,7 @@ type OIDC struct {
 	AdminGroups          string        `yaml:"admin_groups" doc:"Comma-separated groups whose members are administrators of this node."`
 	AdminClaim           string        `yaml:"admin_claim" doc:"Claim that makes its holder an administrator when it is true. With admin_groups or admin_claim set, administrator rights follow the provider at every sign-in; without them they are set with \"entente users add --admin\"."`
 	ClockSkew            time.Duration `yaml:"clock_skew" default:"30s" doc:"Difference tolerated between this node's clock and the provider's when checking ID tokens, at most 5m."`
+	RecheckInterval      time.Duration `yaml:"recheck_interval" default:"5m" doc:"How often an open session is checked again at the provider (its userinfo endpoint, the access token refreshed when needed), between 1s and 1h; a session the provider no longer accepts ends at its next request. 0: sessions are not checked again."`
 }
 
 // Enabled tells whether OpenID Connect sign-in is configured.
@@ -143,6 +144,9 @@ func (c *Config) validateSignIn() error {
 	}
 	if (len(o.Groups()) > 0 || len(o.AdminGroupList()) > 0) && o.ClaimGroups == "" {
 		return fieldErr("oidc.claim_groups", "required with allowed_groups or admin_groups")
+	}
+	if o.RecheckInterval != 0 && (o.RecheckInterval < time.Second || o.RecheckInterval > time.Hour) {
+		return fieldErr("oidc.recheck_interval", "must be 0 (off) or between 1s and 1h, got %s", o.RecheckInterval)
 	}
 	if o.ClockSkew < 0 || o.ClockSkew > 5*time.Minute {
 		return fieldErr("oidc.clock_skew", "must be between 0s and 5m, got %s", o.ClockSkew)

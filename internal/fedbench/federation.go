@@ -21,6 +21,7 @@ import (
 
 	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/internal/localfed"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/internal/node"
 	"github.com/entente-org/entente/store"
 )
@@ -48,7 +49,7 @@ type Summary struct {
 // benchPair is the two nodes measured: a hosts, b is invited.
 type benchPair struct {
 	a, b         *node.Node
-	alice, bruno federation.LocalUser
+	alice, bruno localuser.User
 }
 
 // Run measures envelopes, invitations and the outbox between two local

@@ -14,6 +14,7 @@ import (
 
 	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/internal/localfed"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/internal/netcut"
 	"github.com/entente-org/entente/internal/node"
 	"github.com/entente-org/entente/store"
@@ -76,7 +77,7 @@ func (a *arrivals) add(s federation.Signal) {
 type partitionSide struct {
 	n     *node.Node
 	cut   *netcut.Proxy
-	user  federation.LocalUser
+	user  localuser.User
 	got   *arrivals
 	wrote []string // signal ids, in order
 }

@@ -268,6 +268,17 @@ func (p *Provider) Disable(subject string) {
 	p.users[subject] = u
 }
 
+// RevokeGrants revokes every consent the subject gave, and with them every
+// access and refresh token issued to them, as a provider does for an account
+// it disables.
+func (p *Provider) RevokeGrants(t testing.TB, subject string) {
+	t.Helper()
+	u := p.AdminURL + "/admin/oauth2/auth/sessions/consent?all=true&subject=" + url.QueryEscape(subject)
+	if err := p.call(http.MethodDelete, u, nil, nil); err != nil {
+		t.Fatalf("revoke the grants of %s: %v", subject, err)
+	}
+}
+
 // LoginAs chooses who the next browser at the login page is.
 func (p *Provider) LoginAs(subject string) {
 	p.mu.Lock()

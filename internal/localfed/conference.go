@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/internal/accounts"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/internal/node"
 )
 
@@ -20,7 +20,7 @@ type Call struct {
 
 // Account is a user of one node with an API token.
 type Account struct {
-	User  federation.LocalUser
+	User  localuser.User
 	Token string
 }
 
@@ -39,7 +39,7 @@ func Conference(ctx context.Context, nodes []*node.Node, title string, userOf fu
 		if err != nil {
 			return call, err
 		}
-		call.Users = append(call.Users, Account{federation.LocalUser{ID: u.ID, DisplayName: u.DisplayName, Admin: u.Admin}, tok})
+		call.Users = append(call.Users, Account{localuser.User{ID: u.ID, DisplayName: u.DisplayName, Admin: u.Admin}, tok})
 	}
 	host := nodes[0].Federation()
 	conf, err := host.CreateConference(ctx, call.Users[0].User, call.Title, nil)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/internal/accounts"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/internal/node"
 	"github.com/entente-org/entente/store"
 )
@@ -52,12 +53,12 @@ func Federate(ctx context.Context, nodes []*node.Node) error {
 
 // AddUser makes a local user of n who is not an administrator, for a
 // benchmark.
-func AddUser(ctx context.Context, n *node.Node, id, name string) (federation.LocalUser, error) {
+func AddUser(ctx context.Context, n *node.Node, id, name string) (localuser.User, error) {
 	u, err := accounts.AddUser(ctx, n.Store(), id, name, false, time.Now())
 	if err != nil {
-		return federation.LocalUser{}, fmt.Errorf("bench user %s on %s: %w", id, n.Name(), err)
+		return localuser.User{}, fmt.Errorf("bench user %s on %s: %w", id, n.Name(), err)
 	}
-	return federation.LocalUser{ID: u.ID, DisplayName: u.DisplayName}, nil
+	return localuser.User{ID: u.ID, DisplayName: u.DisplayName}, nil
 }
 
 // PeerState reports whether n's copy of conference shows guest in state.

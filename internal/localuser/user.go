@@ -20,4 +20,25 @@ type User struct {
 	// Unit is the user's organisational unit as the node's OpenID provider
 	// gives it; its join events carry it (spec/federation.md §7.1).
 	Unit string
+	// GuestOf is, for a guest who came through a guest link, the one
+	// conference hosted here that they may see (spec/client-api.md §7).
+	GuestOf string
+}
+
+// GuestLabel ends the display name of every guest who came through a guest
+// link, wherever it is shown (spec/federation.md §6.1).
+const GuestLabel = " (guest, unverified)"
+
+// IsGuest reports whether u is a guest of either kind, who may never
+// moderate, invite or create.
+func (u User) IsGuest() bool { return u.MatrixGuest || u.GuestOf != "" }
+
+// ShownName is the name others see for u, in joins, signals, tiles and
+// trunks alike: a guest of a link is labelled "(guest, unverified)" (spec
+// §6.1).
+func (u User) ShownName() string {
+	if u.GuestOf != "" {
+		return u.DisplayName + GuestLabel
+	}
+	return u.DisplayName
 }

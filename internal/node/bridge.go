@@ -183,12 +183,12 @@ func (n *Node) servePortal(w http.ResponseWriter, r *http.Request) {
 func writePublishError(w http.ResponseWriter, err error) {
 	switch pl, isPL := errors.AsType[*bridge.PowerLevelsError](err); {
 	case isPL:
-		federation.WriteError(w, federation.Forbidden("matrix room %s lacks power levels the bridge needs: %s",
+		httpapi.WriteError(w, httpapi.Forbidden("matrix room %s lacks power levels the bridge needs: %s",
 			pl.Room, strings.Join(pl.Missing, "; ")))
 	case errors.Is(err, bridge.ErrBadAlias), errors.Is(err, bridge.ErrBadSpace):
-		federation.WriteError(w, federation.BadRequest("matrix room: %v", err))
+		httpapi.WriteError(w, httpapi.BadRequest("matrix room: %v", err))
 	case errors.Is(err, store.ErrConflict):
-		federation.WriteError(w, federation.Conflict("matrix room: %v", err))
+		httpapi.WriteError(w, httpapi.Conflict("matrix room: %v", err))
 	default:
 		writeInviteError(w, err)
 	}

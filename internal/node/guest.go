@@ -13,14 +13,17 @@ import (
 	"github.com/entente-org/entente/internal/localuser"
 )
 
-// guestKey carries a Matrix guest through the guest's own mux.
+// guestKey carries a guest through the guest's own mux.
 type guestKey struct{}
 
-// guestGate keeps Matrix guests (spec/client-api.md §6) to the conferences
-// whose portal room they are joined to, as the homeserver says at the moment
-// of each request: they may read those conferences, join (through the lobby
-// when it is on), chat and leave, and nothing else. Everyone else goes
-// straight to next, which authenticates again and reports its own errors.
+// guestGate keeps guests to the conferences they were let into: Matrix
+// guests (spec/client-api.md §6) to those whose portal room they are joined
+// to, as the homeserver says at the moment of each request, and guests of a
+// guest link (§7) to the link's one conference. They may read those
+// conferences, join (through the lobby), chat and leave, and nothing else.
+// Everyone else goes straight to next, which is handed the same
+// authentication's outcome (accounts.Authenticator.Once) and reports its
+// own errors.
 func (n *Node) guestGate(next http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /api/v1/me", next)
@@ -33,16 +36,21 @@ func (n *Node) guestGate(next http.Handler) http.Handler {
 		"POST /api/v1/conferences/{id}/join",
 		"POST /api/v1/conferences/{id}/signals",
 	} {
-		mux.Handle(p, n.guestInPortal(next, false))
+		mux.Handle(p, n.guestInScope(next, false))
 	}
-	mux.Handle("POST /api/v1/conferences/{id}/leave", n.guestInPortal(next, true))
+	mux.Handle("POST /api/v1/conferences/{id}/leave", n.guestInScope(next, true))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if u := guestOf(r); u.GuestOf != "" {
+			httpapi.WriteError(w, httpapi.Forbidden(
+				"a guest may only see, join, chat in and leave conference %s", u.GuestOf))
+			return
+		}
 		httpapi.WriteError(w, httpapi.Forbidden(
 			"a Matrix guest may only see, join, chat in and leave the conferences whose Matrix room they are in"))
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, err := n.accounts.Authenticate(r)
-		if err != nil || !u.MatrixGuest {
+		r, u, err := n.accounts.Once(r)
+		if err != nil || !u.IsGuest() {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -55,10 +63,11 @@ func guestOf(r *http.Request) localuser.User {
 	return u
 }
 
-// guestInPortal lets the request through when the guest is joined to the
-// conference's portal room now. With stillIn, a guest who is a participant
-// may also go on (to leave a call after leaving the room).
-func (n *Node) guestInPortal(next http.Handler, stillIn bool) http.Handler {
+// guestInScope lets the request through when the conference is the guest's:
+// the one of their guest link, or one whose portal room a Matrix guest is
+// joined to now. With stillIn, a guest who is a participant may also go on
+// (to leave a call after leaving the room).
+func (n *Node) guestInScope(next http.Handler, stillIn bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, conference := guestOf(r), r.PathValue("id")
 		err := n.checkGuest(r.Context(), u, conference)
@@ -73,9 +82,16 @@ func (n *Node) guestInPortal(next http.Handler, stillIn bool) http.Handler {
 	})
 }
 
-// checkGuest asks the homeserver whether the guest is in the conference's
-// portal room.
+// checkGuest says whether the conference is the guest's: for a guest of a
+// link, the link's; for a Matrix guest, one whose portal room the homeserver
+// says they are in.
 func (n *Node) checkGuest(ctx context.Context, u localuser.User, conference string) error {
+	if u.GuestOf != "" {
+		if conference != u.GuestOf {
+			return httpapi.Forbidden("a guest sees only conference %s", u.GuestOf)
+		}
+		return nil
+	}
 	matrixUser := strings.TrimSpace(u.DisplayName)
 	if n.bridge == nil {
 		return httpapi.Forbidden("this node runs no Matrix bridge: Matrix guests may not join its conferences")
@@ -102,13 +118,17 @@ func (n *Node) isParticipant(ctx context.Context, u localuser.User, conference s
 		func(p federation.RosterMember) bool { return p.User == ref })
 }
 
-// guestConferences lists the conferences whose portal room the guest is in,
-// newest first, as GET /conferences shows them.
+// guestConferences lists the guest's conferences (the one of their link, or
+// those whose portal room a Matrix guest is in), newest first, as
+// GET /conferences shows them.
 func (n *Node) guestConferences(w http.ResponseWriter, r *http.Request) {
 	u := guestOf(r)
 	out := []federation.ConferenceView{}
-	if n.bridge != nil {
-		ids, err := n.bridge.GuestConferences(r.Context(), strings.TrimSpace(u.DisplayName))
+	if u.GuestOf != "" || n.bridge != nil {
+		ids, err := []string{u.GuestOf}, error(nil)
+		if u.GuestOf == "" {
+			ids, err = n.bridge.GuestConferences(r.Context(), strings.TrimSpace(u.DisplayName))
+		}
 		if err != nil {
 			n.log.Warn("Matrix guest: portal rooms not checked", "user", u.DisplayName, "err", err)
 			httpapi.WriteError(w, &httpapi.Error{Status: http.StatusBadGateway, Code: "internal",

@@ -98,7 +98,7 @@ func (n *Node) serveMedia(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, err)
 		return
 	}
-	n.sfu.ServeSignal(w, r, r.PathValue("id"), federation.UserRef(u.ID, n.did), u.DisplayName, n.cfg.Node.Name)
+	n.sfu.ServeSignal(w, r, r.PathValue("id"), federation.UserRef(u.ID, n.did), u.ShownName(), n.cfg.Node.Name)
 }
 
 // turnCredentialTTL is how long a user's TURN credentials last: a working day.

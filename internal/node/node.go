@@ -170,6 +170,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 		if n.oidc, err = accounts.NewOIDC(cfg, n.store, n.now, n.log); err != nil {
 			return nil, err
 		}
+		n.accounts.Recheck = n.oidc.Recheck
 	}
 	if n.registry, n.metrics, err = newRegistry(n.version); err != nil {
 		return nil, err

@@ -94,7 +94,13 @@ func (n *Node) routes() {
 		n.Handle("GET "+accounts.LoginPath, http.HandlerFunc(n.oidc.Login))
 		n.Handle("GET "+accounts.CallbackPath, http.HandlerFunc(n.oidc.Callback))
 	}
-	// Matrix guests reach only what guestGate lets through.
+	// Guest links (spec/client-api.md §7): moderators make them, anyone
+	// holding one becomes a guest of its conference.
+	n.Handle("POST /api/v1/conferences/{id}/guest-links", n.guestGate(http.HandlerFunc(n.serveNewGuestLink)))
+	n.Handle("GET /api/v1/conferences/{id}/guest-links", n.guestGate(http.HandlerFunc(n.serveGuestLinks)))
+	n.Handle("DELETE /api/v1/conferences/{id}/guest-links/{link}", n.guestGate(http.HandlerFunc(n.serveRevokeGuestLink)))
+	n.Handle("POST /api/v1/guests", n.redeemGuestLink(accounts.NewGuestLimiter(n.now)))
+	// Guests reach only what guestGate lets through.
 	n.Handle("GET /api/v1/conferences/{id}/media", n.guestGate(http.HandlerFunc(n.serveMedia)))
 	if n.bridge != nil {
 		n.Handle("POST /api/v1/matrix/openid", http.HandlerFunc(n.bridge.OpenIDLogin))

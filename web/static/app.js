@@ -2,12 +2,13 @@
 // screen shows.
 import { api, getToken, setToken, clearToken, setSession, hasSession } from './api.js';
 import { initLanguage, getLanguage, setLanguage } from './i18n.js';
-import { parseRoute, followLinks } from './router.js';
+import { parseRoute, followLinks, conferencePath } from './router.js';
 import { showSignIn } from './signin.js';
 import { showHome } from './home.js';
 import { showPrejoin } from './prejoin.js';
 import { h } from './dom.js';
 import { signInWithMatrix } from './matrix.js';
+import { takeGuestLink, isGuestRoute, showGuest } from './guest.js';
 
 const main = document.getElementById('main');
 const signOut = document.getElementById('sign-out');
@@ -44,6 +45,12 @@ async function render({ focus = true } = {}) {
   screen?.stop?.();
   screen = null;
   main.replaceChildren();
+  if (isGuestRoute()) {
+    // Someone opening a guest link types a name instead of signing in.
+    signOut.hidden = true;
+    screen = showGuest(main);
+    return;
+  }
   if (!getToken() && !hasSession()) {
     // An OpenID Connect sign-in leaves an HttpOnly session cookie this page
     // cannot see: the node tells whether there is one.
@@ -83,7 +90,12 @@ async function render({ focus = true } = {}) {
   }
   if (mine !== generation) return;
   signOut.hidden = false;
-  const route = parseRoute(location.pathname);
+  let route = parseRoute(location.pathname);
+  if (me.guest_of && route.name !== 'prejoin') {
+    // A guest has no home: only their conference.
+    history.replaceState(null, '', conferencePath(me.guest_of));
+    route = parseRoute(location.pathname);
+  }
   screen = route.name === 'prejoin' ? showPrejoin(main, { me, id: route.id }) : showHome(main, { me });
   // Screen reader users hear the new screen from its start.
   if (focus) main.focus();
@@ -113,6 +125,7 @@ followLinks(document.body);
 window.addEventListener('popstate', () => render());
 window.addEventListener('entente:navigate', () => render());
 takeFragmentToken();
+takeGuestLink();
 takeSignInError();
 signInWithMatrix()
   .catch(() => { notice = 'signin.matrix.failed'; })

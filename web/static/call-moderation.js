@@ -3,6 +3,7 @@
 // user moderates at all.
 import { h, say, announce } from './dom.js';
 import { labelled } from './call-controls.js';
+import { guestLinksPanel } from './guest-links.js';
 
 // moderation builds call c's moderation panel and gives c its actions.
 export function moderation(c) {
@@ -15,8 +16,10 @@ export function moderation(c) {
     modAction(api.lobby(!c.lobbyOn), 'call.mod.done') });
   const endConfirm = h('button', { type: 'button', id: 'mod-end-confirm', class: 'danger', hidden: true, i18n: 'call.mod.end.confirm', onclick: () => modAction(api.end(), 'call.mod.done') });
   const endButton = h('button', { type: 'button', id: 'mod-end', class: 'danger', i18n: 'call.mod.end', onclick: () => { endConfirm.hidden = false; endConfirm.focus(); } });
+  const guestLinks = guestLinksPanel(conference.id);
   const modBar = h('div', { id: 'moderation', class: 'moderation', role: 'group', i18nLabel: 'call.mod.group', hidden: true },
-    h('h2', { class: 'visually-hidden', i18n: 'call.mod.group' }), lockButton, lobbyButton, endButton, endConfirm);
+    h('h2', { class: 'visually-hidden', i18n: 'call.mod.group' }), lockButton, lobbyButton, endButton, endConfirm,
+    guestLinks.toggle, guestLinks.el);
   const modButton = labelled({ id: 'call-moderation', class: 'plain-toggle', 'aria-expanded': 'false', 'aria-controls': 'moderation', hidden: true, onclick: () => {
     modBar.hidden = !modBar.hidden;
     modButton.setAttribute('aria-expanded', String(!modBar.hidden));
