@@ -4,17 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/interceptor"
-	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // trunk is one side of the association between this SFU and a peer node's
@@ -366,102 +361,4 @@ func (t *trunk) carriesIn(up UpTrack) bool {
 	defer t.mu.Unlock()
 	u, ok := t.remote[up.ID()]
 	return ok && UpTrack(u) == up
-}
-
-// onTrack starts the reader of one receiving slot; what the slot carries is
-// looked up per packet, since bindings change without renegotiation.
-func (t *trunk) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
-	mid := ""
-	for _, tr := range t.pc.GetTransceivers() {
-		if tr.Receiver() == receiver {
-			mid = tr.Mid()
-		}
-	}
-	rs := t.rxSlot(mid)
-	t.log.Debug("trunk slot receiving", "slot", mid, "ssrc", remote.SSRC())
-	rs.ssrc.Store(uint32(remote.SSRC()))
-	if b := rs.binding.Load(); b != nil {
-		b.up.layers[b.layer].ssrc.Store(uint32(remote.SSRC()))
-	}
-	go drainRTCP(receiver, "")
-	buf := make([]byte, maxPacketSize)
-	var last *rxBinding
-	for {
-		n, _, err := remote.Read(buf)
-		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrClosedPipe) {
-				t.log.Debug("trunk slot read ended", "slot", mid, "err", err)
-			}
-			return
-		}
-		b := rs.binding.Load()
-		if b == nil || b.up.closed.Load() {
-			continue
-		}
-		if b != last {
-			last = b
-			b.up.layers[b.layer].ssrc.Store(uint32(remote.SSRC()))
-			// The far side may have started mid-frame: ask for a keyframe
-			// so local subscribers can start decoding.
-			b.up.RequestKeyframe(b.layer)
-		}
-		t.set.recvPackets.Inc()
-		t.set.recvBytes.Add(float64(max(n-12, 0)))
-		l := &b.up.layers[b.layer]
-		l.slotRead.Lock()
-		b.up.forward(b.layer, buf[:n], time.Now().UnixNano())
-		l.slotRead.Unlock()
-	}
-}
-
-// rxSlot is a receiving slot: the remote track and layer it carries now.
-type rxSlot struct {
-	binding atomic.Pointer[rxBinding]
-	ssrc    atomic.Uint32
-}
-
-type rxBinding struct {
-	up    *upTrack
-	layer int
-}
-
-func (t *trunk) rxSlot(mid string) *rxSlot {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	rs, ok := t.rx[mid]
-	if !ok {
-		rs = &rxSlot{}
-		t.rx[mid] = rs
-	}
-	return rs
-}
-
-// sendPLI asks the peer for a keyframe on the stream it sends with ssrc;
-// the peer passes it to the track's source, merged and rate-limited there.
-func (t *trunk) sendPLI(ssrc uint32) error {
-	if err := t.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
-		return fmt.Errorf("trunk pli for ssrc %d: %w", ssrc, err)
-	}
-	return nil
-}
-
-func trunkInterceptors() (*interceptor.Registry, error) {
-	ir := &interceptor.Registry{}
-	gen, err := nackGenerator()
-	if err != nil {
-		return nil, err
-	}
-	ir.Add(gen)
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return nil, fmt.Errorf("configure rtcp reports: %w", err)
-	}
-	return ir, nil
-}
-
-func counterOf(c prometheus.Counter) float64 {
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		return 0
-	}
-	return m.GetCounter().GetValue()
 }

@@ -75,7 +75,7 @@ func (t *trunk) checkRelay() error {
 	if told := t.relayTold.Load(); told != relayUnknown {
 		t.log.Info("relay permission changed; telling the host", "relay", relay)
 	}
-	t.sendLocked(relayMsg{Type: "relay", Relay: relay})
+	t.sendLocked(trunkRelayMsg{Relay: relay})
 	t.relayTold.Store(want)
 	return nil
 }
@@ -132,7 +132,7 @@ func (ts *trunkSet) relayChanged(from *trunk, relay bool) {
 		}
 		for _, p := range people {
 			p = o.described(p)
-			o.send(controlMsg{Type: "participant_updated", Participant: &p})
+			o.send(trunkParticipantUpdatedMsg{Participant: &p})
 		}
 		if relay {
 			for _, up := range tracks {
@@ -160,10 +160,10 @@ func (t *trunk) withdraw(track UpTrack) {
 	t.mu.Unlock()
 	for _, s := range bound {
 		s.unbind()
-		t.send(controlMsg{Type: "unbind", Slot: s.mid})
+		t.send(trunkUnbindMsg{Slot: s.mid})
 	}
 	if ok {
-		t.send(controlMsg{Type: "track_removed", Track: track.ID()})
+		t.send(trunkTrackRemovedMsg{Track: track.ID()})
 	}
 }
 
