@@ -17,39 +17,63 @@ import (
 // conference, so it hears local tracks and participants and offers them to
 // the peer; and the peer's tracks and participants become local up-tracks
 // and participants here, so local clients use them like any other.
+//
+// Concurrency. The fields above negMu are set by newTrunk and never change.
+// Three mutexes guard the rest, each for one invariant:
+//
+//   - mu guards the trunk's state (everything below it). It is held only
+//     for reads and writes of that state: never while sending, negotiating,
+//     or calling into the conference, the trunk set or another trunk.
+//     A slot's own mutex may be taken inside it, never the reverse.
+//   - ctlMu orders what the peer hears: it is held from the moment a
+//     message's content is read from the state to the moment the message is
+//     sent, so a full `state` is never overtaken by a delta taken before it,
+//     nor a delta by a state that did not contain it (§10.4). It also
+//     guards the channel itself (dc, open) and relayTold. Under it a sender
+//     may take the conference's, the trunk set's, and any trunk's mu; it
+//     is never taken under any of them. It cannot be mu: deciding whether
+//     a track may be offered reads other trunks' state (mayOffer), and two
+//     trunks doing so at once would each hold their own mu and wait for
+//     the other's.
+//   - negMu serialises the member's negotiations (ICE restarts and slot
+//     growth), which run for seconds; mu and ctlMu stay free meanwhile, so
+//     the control channel and media go on. It is taken before mu, never
+//     under it. The host applies offers as they arrive; the member sends
+//     the next one only after the answer to the last.
+//
+// Teardown happens once (closeOnce), and every caller of close returns
+// after it is done; mu's closed says it started. relay is read by other
+// trunks of the conference without a lock, so it is atomic.
 type trunk struct {
 	set        *trunkSet
 	conference string
 	peer       string
 	// member is true on the side that offered (the member node).
-	member bool
-	// relay, on the host side, is the member's permission to forward its
-	// participants' media to other member nodes: set by its offer, then by
-	// its `relay` messages (§10.5, trunk_relay.go).
-	relay atomic.Bool
-	// relayTold, on the member side, is the permission last told to the
-	// host: relayUnknown until the control channel is open.
-	relayTold atomic.Int32
+	member    bool
 	relayKick chan struct{}
 	log       *slog.Logger
 	pc        *webrtc.PeerConnection
 	conf      *conference
 	done      chan struct{}
+	// relay, on the host side, is the member's permission to forward its
+	// participants' media to other member nodes: set by its offer, then by
+	// its `relay` messages (§10.5, trunk_relay.go).
+	relay     atomic.Bool
+	closeOnce sync.Once
 
-	closeOnce  sync.Once
-	restarting atomic.Bool
-	// negMu serialises the member's negotiations: ICE restarts and slot
-	// growth.
 	negMu sync.Mutex
 
-	// ctlMu orders control messages: a full state is never overtaken by a
-	// delta taken before it.
 	ctlMu sync.Mutex
 	dc    *webrtc.DataChannel
 	open  bool
+	// relayTold, on the member side, is the permission last told to the
+	// host: relayUnknown until the control channel is open.
+	relayTold int32
 
 	mu     sync.Mutex
 	closed bool
+	// restarting is set while the member restarts ICE (§10.6).
+	restarting bool
 	// Sending side: slots by MID, local tracks offered to the peer, and
 	// what the peer wants of them.
 	slots   map[string]*trunkSlot
@@ -249,7 +273,7 @@ func (t *trunk) onICEState(s webrtc.ICEConnectionState) {
 	t.log.Debug("trunk ice state", "state", s.String())
 	switch s {
 	case webrtc.ICEConnectionStateDisconnected, webrtc.ICEConnectionStateFailed:
-		if t.member && t.restarting.CompareAndSwap(false, true) {
+		if t.member && t.startRestart() {
 			t.set.wg.Add(1)
 			go func() {
 				defer t.set.wg.Done()
@@ -264,8 +288,24 @@ func (t *trunk) onICEState(s webrtc.ICEConnectionState) {
 	}
 }
 
+// startRestart reports whether the caller is to restart ICE: no restart
+// runs yet.
+func (t *trunk) startRestart() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.restarting {
+		return false
+	}
+	t.restarting = true
+	return true
+}
+
 func (t *trunk) restart() {
-	defer t.restarting.Store(false)
+	defer func() {
+		t.mu.Lock()
+		t.restarting = false
+		t.mu.Unlock()
+	}()
 	for attempt := 1; attempt <= restartAttempts; attempt++ {
 		if t.isClosed() {
 			return

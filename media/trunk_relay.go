@@ -69,14 +69,14 @@ func (t *trunk) checkRelay() error {
 	}
 	t.ctlMu.Lock()
 	defer t.ctlMu.Unlock()
-	if !t.open || t.relayTold.Load() == want {
+	if !t.open || t.relayTold == want {
 		return nil
 	}
-	if told := t.relayTold.Load(); told != relayUnknown {
+	if t.relayTold != relayUnknown {
 		t.log.Info("relay permission changed; telling the host", "relay", relay)
 	}
 	t.sendLocked(trunkRelayMsg{Relay: relay})
-	t.relayTold.Store(want)
+	t.relayTold = want
 	return nil
 }
 
@@ -86,7 +86,9 @@ func (t *trunk) restateRelay() {
 	if !t.member {
 		return
 	}
-	t.relayTold.Store(relayUnknown)
+	t.ctlMu.Lock()
+	t.relayTold = relayUnknown
+	t.ctlMu.Unlock()
 	select {
 	case t.relayKick <- struct{}{}:
 	default:
