@@ -36,3 +36,22 @@ func Until(t testing.TB, within time.Duration, cond func() bool, format string, 
 		t.Fatalf("after %v: "+format, append([]any{within}, args...)...)
 	}
 }
+
+// Holds calls check every Interval for the whole of d, and fails t with
+// its error the first time it returns one. It is for properties about a
+// span of time, such as "stays connected for longer than a timeout", not
+// for waiting.
+func Holds(t testing.TB, d time.Duration, check func() error) {
+	t.Helper()
+	start := time.Now()
+	for {
+		if err := check(); err != nil {
+			t.Fatalf("after %v: %v", time.Since(start).Round(time.Millisecond), err)
+			return
+		}
+		if time.Since(start) >= d {
+			return
+		}
+		time.Sleep(Interval)
+	}
+}

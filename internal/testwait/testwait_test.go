@@ -2,6 +2,7 @@ package testwait
 
 import (
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -41,5 +42,31 @@ func TestUntilFailsWithTheMessage(t *testing.T) {
 	Until(f, Interval, func() bool { return false }, "the %s never came", "answer")
 	if f.msg != "after 20ms: the answer never came" {
 		t.Fatalf("failure format = %q", f.msg)
+	}
+}
+
+func TestHoldsPollsForTheWholeSpan(t *testing.T) {
+	var n atomic.Int32
+	start := time.Now()
+	Holds(t, 5*Interval, func() error { n.Add(1); return nil })
+	if d := time.Since(start); d < 5*Interval {
+		t.Fatalf("Holds returned after %v, before its span", d)
+	}
+	if got := n.Load(); got < 5 {
+		t.Fatalf("condition tried %d times over the span, want at least 5", got)
+	}
+}
+
+func TestHoldsFailsAtTheFirstBreach(t *testing.T) {
+	f := &fakeT{TB: t}
+	var n atomic.Int32
+	Holds(f, time.Minute, func() error {
+		if k := n.Add(1); k == 3 {
+			return fmt.Errorf("breached on try %d", k)
+		}
+		return nil
+	})
+	if !strings.HasSuffix(f.msg, ": breached on try 3") || n.Load() != 3 {
+		t.Fatalf("failure %q after %d tries, want it at the third", f.msg, n.Load())
 	}
 }
