@@ -103,6 +103,12 @@ type trackCounter struct {
 	bytes   atomic.Uint64
 }
 
+// newTrunk creates the trunk of conference to peer and joins it to the
+// conference. This file holds the connection's lifecycle: creation,
+// negotiation, ICE restarts (§10.6) and teardown; trunk_control.go what
+// crosses the control channel, trunk_demand.go the demand in both
+// directions, trunk_rx.go the receiving slots, trunk_slot.go the sending
+// ones, trunk_api.go the pion setup and trunk_metrics.go the counters.
 func (ts *trunkSet) newTrunk(conference, peer string, member, relay bool) (*trunk, error) {
 	api, err := ts.trunkAPI(member)
 	if err != nil {
