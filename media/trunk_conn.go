@@ -18,8 +18,8 @@ import (
 // the peer; and the peer's tracks and participants become local up-tracks
 // and participants here, so local clients use them like any other.
 //
-// Concurrency. The fields above negMu are set by newTrunk and never change.
-// Three mutexes guard the rest, each for one invariant:
+// Concurrency. The fields above relay are set by newTrunk and never change
+// after it. Three mutexes guard the rest, each for one invariant:
 //
 //   - mu guards the trunk's state (everything below it). It is held only
 //     for reads and writes of that state: never while sending, negotiating,
