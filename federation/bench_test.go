@@ -106,13 +106,7 @@ func BenchmarkOutboxDelivery(b *testing.B) {
 	alice, _ := nodetest.User(b, host, "alice", "Alice")
 	bruno, _ := nodetest.User(b, guest, "bruno", "Bruno")
 
-	conf, err := host.Federation().CreateConference(ctx, alice, "Outbox benchmark", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := host.Federation().Invite(ctx, alice, conf.ID, guest.DID(), nil); err != nil {
-		b.Fatal(err)
-	}
+	conf := invitedConference(b, host, alice, "Outbox benchmark", guest)
 	nodetest.Eventually(b, wait, "the invitation at the agency", func() bool {
 		inv, _ := guest.Federation().Invitations(ctx, bruno)
 		return len(inv) == 1
@@ -127,6 +121,7 @@ func BenchmarkOutboxDelivery(b *testing.B) {
 
 	b.ResetTimer()
 	var last int64
+	var err error
 	for i := range b.N {
 		typ := federation.TypeLock
 		if i%2 == 1 {

@@ -72,10 +72,7 @@ func (c *apiClient) conference(id string) federation.ConferenceView {
 const wait = 10 * time.Second
 
 func TestLifecycleTwoNodes(t *testing.T) {
-	f := nodetest.New(t)
-	a := f.Start(t, "Ministry", nil)
-	b := f.Start(t, "Agency", nil)
-	nodetest.Trust(t, a, b)
+	f, a, b := twoNodes(t)
 	_, tokA := nodetest.User(t, a, "alice", "Alice Martin")
 	_, tokB := nodetest.User(t, b, "bruno", "Bruno Lefèvre")
 	alice, bruno := clientFor(t, f, a, tokA), clientFor(t, f, b, tokB)
@@ -190,24 +187,14 @@ func TestLifecycleTwoNodes(t *testing.T) {
 }
 
 func TestLifecycleThreeNodes(t *testing.T) {
-	f := nodetest.New(t)
-	a := f.Start(t, "Ministry", nil)
-	b := f.Start(t, "Agency", nil)
-	c := f.Start(t, "City", nil)
-	nodetest.Trust(t, a, b, c)
+	_, a, b, c := threeNodes(t)
 	alice, _ := nodetest.User(t, a, "alice", "Alice")
 	bruno, _ := nodetest.User(t, b, "bruno", "Bruno")
 	chloe, _ := nodetest.User(t, c, "chloe", "Chloé")
 	other, _ := nodetest.User(t, c, "other", "Other")
 	ctx := context.Background()
 
-	conf, err := a.Federation().CreateConference(ctx, alice, "Three organisations", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Federation().Invite(ctx, alice, conf.ID, b.DID(), nil); err != nil {
-		t.Fatal(err)
-	}
+	conf := invitedConference(t, a, alice, "Three organisations", b)
 	// The city is invited for one named user only.
 	if _, err := a.Federation().Invite(ctx, alice, conf.ID, c.DID(), []string{"chloe"}); err != nil {
 		t.Fatal(err)
@@ -286,21 +273,12 @@ func isStatus(err error, status int) bool {
 }
 
 func TestPeerDownDuringInviteReceivesItAfterRestart(t *testing.T) {
-	f := nodetest.New(t)
-	a := f.Start(t, "Ministry", nil)
-	b := f.Start(t, "Agency", nil)
-	nodetest.Trust(t, a, b)
+	_, a, b := twoNodes(t)
 	alice, _ := nodetest.User(t, a, "alice", "Alice")
 	ctx := context.Background()
 	b.Stop(t)
 
-	conf, err := a.Federation().CreateConference(ctx, alice, "While you were out", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Federation().Invite(ctx, alice, conf.ID, b.DID(), nil); err != nil {
-		t.Fatal(err)
-	}
+	conf := invitedConference(t, a, alice, "While you were out", b)
 	nodetest.Eventually(t, wait, "failed delivery attempts", func() bool {
 		msgs, _ := a.Store().ListOutbox(ctx, b.DID(), store.OutboxPending)
 		return len(msgs) == 1 && msgs[0].Attempts >= 2 && msgs[0].LastError != ""
@@ -320,20 +298,11 @@ func TestPeerDownDuringInviteReceivesItAfterRestart(t *testing.T) {
 }
 
 func TestNodeStoppedMidOutboxResumes(t *testing.T) {
-	f := nodetest.New(t)
-	a := f.Start(t, "Ministry", nil)
-	b := f.Start(t, "Agency", nil)
-	nodetest.Trust(t, a, b)
+	_, a, b := twoNodes(t)
 	alice, _ := nodetest.User(t, a, "alice", "Alice")
 	ctx := context.Background()
 	b.Stop(t)
-	conf, err := a.Federation().CreateConference(ctx, alice, "Resume", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Federation().Invite(ctx, alice, conf.ID, b.DID(), nil); err != nil {
-		t.Fatal(err)
-	}
+	conf := invitedConference(t, a, alice, "Resume", b)
 	// Three more records queued behind the first for the same peer.
 	for _, typ := range []string{federation.TypeLock, federation.TypeUnlock, federation.TypeLock} {
 		if _, err := a.Federation().Moderate(ctx, alice, conf.ID, typ, ""); err != nil {
@@ -361,16 +330,10 @@ func TestNodeStoppedMidOutboxResumes(t *testing.T) {
 }
 
 func TestMessageDeliveredTwiceIsAppliedOnce(t *testing.T) {
-	f := nodetest.New(t)
-	a := f.Start(t, "Ministry", nil)
-	b := f.Start(t, "Agency", nil)
-	nodetest.Trust(t, a, b)
+	_, a, b := twoNodes(t)
 	alice, _ := nodetest.User(t, a, "alice", "Alice")
 	ctx := context.Background()
-	conf, _ := a.Federation().CreateConference(ctx, alice, "Twice", nil)
-	if _, err := a.Federation().Invite(ctx, alice, conf.ID, b.DID(), nil); err != nil {
-		t.Fatal(err)
-	}
+	conf := invitedConference(t, a, alice, "Twice", b)
 	var delivered store.OutboxMessage
 	nodetest.Eventually(t, wait, "delivery", func() bool {
 		msgs, _ := a.Store().ListOutbox(ctx, b.DID(), store.OutboxDelivered)
@@ -406,10 +369,7 @@ func TestMessageDeliveredTwiceIsAppliedOnce(t *testing.T) {
 }
 
 func TestLobbyAdmitsRemoteParticipant(t *testing.T) {
-	f := nodetest.New(t)
-	a := f.Start(t, "Ministry", nil)
-	b := f.Start(t, "Agency", nil)
-	nodetest.Trust(t, a, b)
+	f, a, b := twoNodes(t)
 	_, tokA := nodetest.User(t, a, "alice", "Alice")
 	_, tokB := nodetest.User(t, b, "bruno", "Bruno")
 	_, tokD := nodetest.User(t, b, "dora", "Dora")

@@ -51,14 +51,8 @@ func newPartitionCall(t *testing.T, f *nodetest.Federation, memberConfig func(*c
 	ctx := context.Background()
 	pc.alice, _ = nodetest.User(t, pc.h, "alice", "Alice")
 	pc.bruno, _ = nodetest.User(t, pc.m, "bruno", "Bruno")
-	conf, err := pc.h.Federation().CreateConference(ctx, pc.alice, "Partition", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conf := invitedConference(t, pc.h, pc.alice, "Partition", pc.m)
 	pc.conference = conf.ID
-	if _, err := pc.h.Federation().Invite(ctx, pc.alice, conf.ID, pc.m.DID(), nil); err != nil {
-		t.Fatal(err)
-	}
 	nodetest.Eventually(t, wait, "the invitation at the agency", func() bool {
 		inv, _ := pc.m.Federation().Invitations(ctx, pc.bruno)
 		return len(inv) == 1
@@ -267,13 +261,7 @@ func TestUnresolvableSignerIsAskedToRetry(t *testing.T) {
 	member.Resolver().Forget(host.DID())
 
 	hostCut.Cut() // the member cannot reach the host; the host reaches the member
-	conf, err := host.Federation().CreateConference(ctx, carol, "Unresolvable", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := host.Federation().Invite(ctx, carol, conf.ID, member.DID(), nil); err != nil {
-		t.Fatal(err)
-	}
+	conf := invitedConference(t, host, carol, "Unresolvable", member)
 	var pending store.OutboxMessage
 	nodetest.Eventually(t, healWait, "the member's 503 in the host's outbox", func() bool {
 		ms, err := host.Store().ListOutbox(ctx, member.DID(), store.OutboxPending)

@@ -216,13 +216,7 @@ func TestSecurityRelayAfterEnd(t *testing.T) {
 	a := fx.attacker
 	ctx := context.Background()
 	hugo, _ := nodetest.User(t, a, "hugo", "Hugo")
-	conf, err := a.Federation().CreateConference(ctx, hugo, "Hosted by the agency", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Federation().Invite(ctx, hugo, conf.ID, fx.target.DID(), nil); err != nil {
-		t.Fatal(err)
-	}
+	conf := invitedConference(t, a, hugo, "Hosted by the agency", fx.target)
 	nodetest.Eventually(t, secWait, "the target's replica", func() bool {
 		c, err := fx.target.Store().GetConference(ctx, conf.ID)
 		return err == nil && c.HeadSeq == 2

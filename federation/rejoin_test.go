@@ -16,10 +16,7 @@ import (
 // refused by the lock, and someone waiting in the lobby who joins again
 // keeps waiting.
 func TestRejoinTakesOverOwnPlace(t *testing.T) {
-	f := nodetest.New(t)
-	a := f.Start(t, "Ministry", nil)
-	b := f.Start(t, "Agency", nil)
-	nodetest.Trust(t, a, b)
+	f, a, b := twoNodes(t)
 	_, tokA := nodetest.User(t, a, "alice", "Alice")
 	_, tokB := nodetest.User(t, b, "bruno", "Bruno")
 	_, tokD := nodetest.User(t, b, "dora", "Dora")

@@ -38,14 +38,8 @@ func newRosterCall(t *testing.T) *rosterCall {
 	alice, _ := nodetest.User(t, a, "alice", "Alice")
 	var bruno localuser.User
 	bruno, rc.brunoToken = nodetest.User(t, b, "bruno", "Bruno")
-	conf, err := a.Federation().CreateConference(ctx, alice, "Roster", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conf := invitedConference(t, a, alice, "Roster", b)
 	rc.conference = conf.ID
-	if _, err := a.Federation().Invite(ctx, alice, conf.ID, b.DID(), nil); err != nil {
-		t.Fatal(err)
-	}
 	nodetest.Eventually(t, wait, "the invitation at the agency", func() bool {
 		inv, _ := b.Federation().Invitations(ctx, bruno)
 		return len(inv) == 1

@@ -26,6 +26,7 @@ import (
 	"github.com/entente-org/entente/internal/config"
 	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/internal/nodetest"
+	"github.com/entente-org/entente/internal/testwait"
 	"github.com/entente-org/entente/store"
 )
 
@@ -156,15 +157,8 @@ func newSecFixtureWith(t *testing.T, edit func(*config.Config)) *secFixture {
 	}
 	fx.inbox = fx.target.FederationEndpoint() + "/inbox"
 	fx.host, _ = nodetest.User(t, fx.target, "alice", "Alice")
-	ctx := context.Background()
-	conf, err := fx.target.Federation().CreateConference(ctx, fx.host, "Security review", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conf := invitedConference(t, fx.target, fx.host, "Security review", fx.attacker)
 	fx.conference = conf.ID
-	if _, err := fx.target.Federation().Invite(ctx, fx.host, conf.ID, fx.attacker.DID(), nil); err != nil {
-		t.Fatal(err)
-	}
 	fx.waitDelivered(t)
 	return fx
 }
@@ -696,8 +690,18 @@ func TestSecurityRotatedKeyAfterOverlap(t *testing.T) {
 	if _, err := a.Keys().Rotate(context.Background(), time.Second, time.Now()); err != nil {
 		t.Fatal(err)
 	}
+	// Past the overlap the old key is no longer published; the target
+	// then reads the attacker's document afresh.
+	oldFrag := strings.TrimPrefix(oldKeyID, a.DID()+"#")
+	testwait.Until(t, 30*time.Second, func() bool {
+		for _, k := range a.Keys().Keys(time.Now()) {
+			if k.ID == oldFrag {
+				return false
+			}
+		}
+		return true
+	}, "the old key %s is still published", oldKeyID)
 	fx.target.Resolver().Forget(a.DID())
-	time.Sleep(1200 * time.Millisecond) // past the overlap: the old key is no longer published
 	fx.attack(t, "old key used after its rotation overlap", secRefusal{401, "unauthorized", oldKeyID + " is not a key of " + a.DID()}, func(t *testing.T) *http.Request {
 		body := fx.accept(t)
 		req := secRequest(t, http.MethodPost, fx.inbox, body)
@@ -718,15 +722,10 @@ func TestSecurityForgedLogWrongPrev(t *testing.T) {
 	ctx := context.Background()
 	// The attacker hosts a conference that the target replicates.
 	host, _ := nodetest.User(t, fx.attacker, "hugo", "Hugo")
-	conf, err := fx.attacker.Federation().CreateConference(ctx, host, "Hosted by the agency", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fx.attacker.Federation().Invite(ctx, host, conf.ID, fx.target.DID(), nil); err != nil {
-		t.Fatal(err)
-	}
+	conf := invitedConference(t, fx.attacker, host, "Hosted by the agency", fx.target)
 	var replica store.Conference
 	nodetest.Eventually(t, secWait, "the target's replica", func() bool {
+		var err error
 		replica, err = fx.target.Store().GetConference(ctx, conf.ID)
 		return err == nil && replica.HeadSeq == 2
 	})

@@ -46,11 +46,8 @@ type signalCall struct {
 
 func newSignalCall(t *testing.T) *signalCall {
 	t.Helper()
-	f := nodetest.New(t)
-	sc := &signalCall{f: f, a: f.Start(t, "Ministry", nil), b: f.Start(t, "Agency", nil), c: f.Start(t, "City", nil),
-		logs: map[*nodetest.Node]*signalLog{}}
-	a, b, c := sc.a, sc.b, sc.c
-	nodetest.Trust(t, a, b, c)
+	f, a, b, c := threeNodes(t)
+	sc := &signalCall{f: f, a: a, b: b, c: c, logs: map[*nodetest.Node]*signalLog{}}
 	for _, n := range []*nodetest.Node{a, b, c} {
 		l := &signalLog{}
 		n.OnSignal(l.add)

@@ -15,9 +15,7 @@ func TestVideoCodecsThroughCascade(t *testing.T) {
 	for _, mime := range []string{webrtc.MimeTypeH264, webrtc.MimeTypeVP9, webrtc.MimeTypeAV1} {
 		name := strings.TrimPrefix(mime, "video/")
 		t.Run(name, func(t *testing.T) {
-			f := newFabric()
-			a, b := f.node(t, "did:web:a", nil), f.node(t, "did:web:b", nil)
-			f.hosts("conf-"+name, a)
+			a, b := twoNodes(t, "conf-"+name)
 			pub := connect(t, b.testNode, "conf-"+name, "bob@did:web:b", clientOptions{})
 			local := connect(t, b.testNode, "conf-"+name, "bea@did:web:b", clientOptions{autoSubscribe: true})
 			remote := connect(t, a.testNode, "conf-"+name, "ann@did:web:a", clientOptions{autoSubscribe: true})

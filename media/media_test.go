@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/entente-org/entente/internal/testwait"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,8 +19,16 @@ func TestSimulcastLayerFollowsRequestedSize(t *testing.T) {
 	tr := &testTrack{tag: 's', kind: "video", source: "camera", simulcast: true}
 	pub.publish(tr)
 	id := sub.waitTrackAdded(tr, pub.user)
-	// Let all three layers be seen before choosing.
-	time.Sleep(300 * time.Millisecond)
+	// All three layers are seen before choosing.
+	up := upTrackOf(t, n.sfu, "conf-s", id)
+	testwait.Until(t, settleWithin, func() bool {
+		for l := range maxLayers {
+			if _, ok := up.LayerUsable(l); !ok {
+				return false
+			}
+		}
+		return true
+	}, "the SFU never saw all three layers of %s", id)
 
 	layerAfterSwitch := func(maxW, maxH int, want byte) {
 		t.Helper()
@@ -103,7 +112,10 @@ func TestKeyframeRequestsRateLimited(t *testing.T) {
 		s.waitMedia(id, 5, 15*time.Second)
 		subs = append(subs, s)
 	}
-	time.Sleep(time.Second)
+	// The keyframe requests of the subscribers' joins are over.
+	up := upTrackOf(t, n.sfu, "conf-p", id)
+	testwait.Until(t, settleWithin, func() bool { return keyframesSettled(n.sfu, up, 0, tr) },
+		"keyframe requests never settled")
 	before := tr.plis.Load()
 	for _, s := range subs {
 		ssrc := uint32(s.sub.GetReceivers()[0].Track().SSRC())
@@ -111,7 +123,10 @@ func TestKeyframeRequestsRateLimited(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(900 * time.Millisecond)
+	// They are merged: one at once, at most one more at the end of the
+	// interval.
+	testwait.Until(t, settleWithin, func() bool { return tr.plis.Load() > before && keyframesSettled(n.sfu, up, 0, tr) },
+		"the publisher never got a keyframe request for its 10 subscribers' requests")
 	if got := tr.plis.Load() - before; got < 1 || got > 2 {
 		t.Errorf("publisher got %d PLIs for 10 subscribers' requests, want 1 or 2", got)
 	}

@@ -140,13 +140,7 @@ func TestRecheckRemovesUser(t *testing.T) {
 	if removed["reason"] != "removed" {
 		t.Errorf("reason = %v, want removed", removed["reason"])
 	}
-	time.Sleep(time.Second)
-	for len(gone.media) > 0 {
-		<-gone.media
-	}
-	if got := gone.collect(500 * time.Millisecond); len(got) != 0 {
-		t.Errorf("removed user still received %d packets a second later", len(got))
-	}
+	mediaStops(t, gone, id, tr, 50)
 	left := stays.expect("participant_left", 2*time.Second)
 	if left["user"] != gone.user {
 		t.Errorf("participant_left user = %v", left["user"])

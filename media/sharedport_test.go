@@ -1,9 +1,13 @@
 package media
 
 import (
+	"fmt"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/entente-org/entente/internal/testwait"
+	"github.com/pion/webrtc/v4"
 )
 
 // freePort finds a UDP port nothing listens on.
@@ -53,8 +57,13 @@ func TestTwoConferencesBetweenTwoNodesOnSharedPorts(t *testing.T) {
 	}
 
 	// A trunk whose ICE checks go unanswered is disconnected after 1 s and
-	// failed after 8 s (trunk.go). Over 12 s, both conferences must get at
-	// least 95 % of what their publisher sent.
+	// failed after 8 s (trunk_api.go). For 12 s, every trunk of both nodes
+	// stays connected, and both conferences get at least 95 % of what
+	// their publisher sent.
+	var trunks []*trunk
+	for _, conf := range []string{"conf-x", "conf-y"} {
+		trunks = append(trunks, trunkOf(t, a, conf, b.did), trunkOf(t, b, conf, a.did))
+	}
 	for _, c := range calls {
 		c.sub.collect(300 * time.Millisecond)
 	}
@@ -62,7 +71,14 @@ func TestTwoConferencesBetweenTwoNodesOnSharedPorts(t *testing.T) {
 	for i, c := range calls {
 		from[i] = sentTotal(c.track)
 	}
-	time.Sleep(12 * time.Second)
+	testwait.Holds(t, 12*time.Second, func() error {
+		for _, tr := range trunks {
+			if s := tr.pc.ICEConnectionState(); s != webrtc.ICEConnectionStateConnected && s != webrtc.ICEConnectionStateCompleted {
+				return fmt.Errorf("the trunk of %s to %s is %s", tr.conference, tr.peer, s)
+			}
+		}
+		return nil
+	})
 	for i, c := range calls {
 		to := sentTotal(c.track)
 		in := map[uint32]bool{}

@@ -54,9 +54,7 @@ func (c *testClient) waitLayer(tr *testTrack, track string, want byte, timeout t
 // layer is chosen from the rates the sending node reports before it
 // crosses.
 func TestSimulcastFollowsBandwidthEstimate(t *testing.T) {
-	f := newFabric()
-	a, b := f.node(t, "did:web:a", nil), f.node(t, "did:web:b", nil)
-	f.hosts("conf-remb", a)
+	a, b := twoNodes(t, "conf-remb")
 	pub := connect(t, b.testNode, "conf-remb", "bob@did:web:b", clientOptions{})
 	local := connect(t, b.testNode, "conf-remb", "bea@did:web:b", clientOptions{autoSubscribe: true})
 	remote := connect(t, a.testNode, "conf-remb", "ann@did:web:a", clientOptions{autoSubscribe: true})
@@ -76,11 +74,5 @@ func TestSimulcastFollowsBandwidthEstimate(t *testing.T) {
 	// Across the trunk, only the layer in use crosses once switching ends.
 	tr := trunkOf(t, b, "conf-remb", "did:web:a")
 	id := remote.waitTrackAdded(video, pub.user)
-	time.Sleep(300 * time.Millisecond)
-	before := tr.sentOf(id)
-	time.Sleep(500 * time.Millisecond)
-	after := tr.sentOf(id)
-	if after[0] != before[0] || after[1] != before[1] || after[2] == before[2] {
-		t.Fatalf("layer counts on the trunk went %v -> %v, want only f growing", before, after)
-	}
+	layersSettle(t, tr, id, video, layerSet(0).with(2), 150)
 }

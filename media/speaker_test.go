@@ -40,9 +40,7 @@ func anyMessage(map[string]any) bool { return true }
 // for a participant of another node: the level crosses the trunk with the
 // audio. A quiet microphone is never announced.
 func TestSpeakerAcrossCascade(t *testing.T) {
-	f := newFabric()
-	a, b := f.node(t, "did:web:a", nil), f.node(t, "did:web:b", nil)
-	f.hosts("conf-speak", a)
+	a, b := twoNodes(t, "conf-speak")
 	onA := connect(t, a.testNode, "conf-speak", "ann@did:web:a", clientOptions{autoSubscribe: true})
 	onB := connect(t, b.testNode, "conf-speak", "bob@did:web:b", clientOptions{autoSubscribe: true})
 	quiet := &testTrack{tag: 'a', kind: "audio", source: "microphone", level: 127}

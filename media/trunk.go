@@ -75,11 +75,7 @@ type trunkSet struct {
 	// net replaces the network the trunks use; tests cut it.
 	net transport.Net
 
-	sentPackets prometheus.Counter
-	sentBytes   prometheus.Counter
-	recvPackets prometheus.Counter
-	recvBytes   prometheus.Counter
-	active      prometheus.Gauge
+	trunkMetrics
 
 	mu     sync.Mutex
 	closed bool
@@ -102,103 +98,15 @@ type memberLink struct {
 }
 
 func newTrunkSet(s *SFU, reg prometheus.Registerer) (*trunkSet, error) {
-	auto, registered := factory(reg)
 	ts := &trunkSet{
 		sfu: s, log: s.log.With("part", "trunk"),
 		trunks: make(map[trunkKey]*trunk), links: make(map[string]*memberLink), grace: trunkGrace,
-		sentPackets: auto.NewCounter(prometheus.CounterOpts{
-			Namespace: "entente", Subsystem: "media", Name: "trunk_sent_packets_total",
-			Help: "RTP packets sent on cascade trunks to other nodes.",
-		}),
-		sentBytes: auto.NewCounter(prometheus.CounterOpts{
-			Namespace: "entente", Subsystem: "media", Name: "trunk_sent_bytes_total",
-			Help: "RTP payload bytes sent on cascade trunks to other nodes.",
-		}),
-		recvPackets: auto.NewCounter(prometheus.CounterOpts{
-			Namespace: "entente", Subsystem: "media", Name: "trunk_received_packets_total",
-			Help: "RTP packets received on cascade trunks from other nodes.",
-		}),
-		recvBytes: auto.NewCounter(prometheus.CounterOpts{
-			Namespace: "entente", Subsystem: "media", Name: "trunk_received_bytes_total",
-			Help: "RTP payload bytes received on cascade trunks from other nodes.",
-		}),
-		active: auto.NewGauge(prometheus.GaugeOpts{
-			Namespace: "entente", Subsystem: "media", Name: "trunks",
-			Help: "Cascade trunks currently open.",
-		}),
 	}
-	if err := registered(); err != nil {
-		return nil, fmt.Errorf("media trunk metrics: %w", err)
+	var err error
+	if ts.trunkMetrics, err = newTrunkMetrics(reg); err != nil {
+		return nil, err
 	}
 	return ts, nil
-}
-
-// TrunkStats is what crossed the trunks of an SFU since it started.
-type TrunkStats struct {
-	Trunks          int
-	PacketsSent     uint64
-	BytesSent       uint64
-	PacketsReceived uint64
-	BytesReceived   uint64
-}
-
-// TrunkStats sums the traffic of this SFU's trunks; bytes are RTP payload
-// bytes, comparable with the wanted layers' bitrates.
-func (s *SFU) TrunkStats() TrunkStats {
-	ts := s.trunks
-	ts.mu.Lock()
-	n := len(ts.trunks)
-	ts.mu.Unlock()
-	return TrunkStats{
-		Trunks:          n,
-		PacketsSent:     uint64(counterOf(ts.sentPackets)),
-		BytesSent:       uint64(counterOf(ts.sentBytes)),
-		PacketsReceived: uint64(counterOf(ts.recvPackets)),
-		BytesReceived:   uint64(counterOf(ts.recvBytes)),
-	}
-}
-
-// trunkAPI builds, once, the pion APIs of trunks: every codec clients may
-// publish, NACK generation towards the sending node and RTCP reports, and
-// ICE timeouts short enough that a cut is noticed and restarted within
-// seconds (§10.6). It returns the member side's API if member is set.
-func (ts *trunkSet) trunkAPI(member bool) (*webrtc.API, error) {
-	ts.apiOnce.Do(func() {
-		m := &webrtc.MediaEngine{}
-		if err := registerCodecs(m, false); err != nil {
-			ts.apiErr = err
-			return
-		}
-		// The audio level crosses so that the far node detects the active
-		// speaker among remote participants too.
-		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
-			ts.apiErr = fmt.Errorf("register audio-level extension: %w", err)
-			return
-		}
-		ir, err := trunkInterceptors()
-		if err != nil {
-			ts.apiErr = err
-			return
-		}
-		se := ts.sfu.settings
-		se.SetICETimeouts(time.Second, 8*time.Second, 250*time.Millisecond)
-		if ts.net != nil {
-			se.SetNet(ts.net)
-		}
-		ts.hostAPI = webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
-		// A member opens each trunk from a UDP port of its own, as a
-		// browser does. On a shared port the host's UDP mux tells peer
-		// connections apart by their remote address, and every trunk from
-		// a member's shared port would come from the same one: a second
-		// conference between the same two nodes would take the first's
-		// packets.
-		se.SetICEUDPMux(nil)
-		ts.memberAPI = webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
-	})
-	if member {
-		return ts.memberAPI, ts.apiErr
-	}
-	return ts.hostAPI, ts.apiErr
 }
 
 // localJoined runs when a local client joins a conference's media: the first

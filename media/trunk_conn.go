@@ -4,17 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/interceptor"
-	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // trunk is one side of the association between this SFU and a peer node's
@@ -22,39 +17,63 @@ import (
 // conference, so it hears local tracks and participants and offers them to
 // the peer; and the peer's tracks and participants become local up-tracks
 // and participants here, so local clients use them like any other.
+//
+// Concurrency. The fields above relay are set by newTrunk and never change
+// after it. Three mutexes guard the rest, each for one invariant:
+//
+//   - mu guards the trunk's state (everything below it). It is held only
+//     for reads and writes of that state: never while sending, negotiating,
+//     or calling into the conference, the trunk set or another trunk.
+//     A slot's own mutex may be taken inside it, never the reverse.
+//   - ctlMu orders what the peer hears: it is held from the moment a
+//     message's content is read from the state to the moment the message is
+//     sent, so a full `state` is never overtaken by a delta taken before it,
+//     nor a delta by a state that did not contain it (§10.4). It also
+//     guards the channel itself (dc, open) and relayTold. Under it a sender
+//     may take the conference's, the trunk set's, and any trunk's mu; it
+//     is never taken under any of them. It cannot be mu: deciding whether
+//     a track may be offered reads other trunks' state (mayOffer), and two
+//     trunks doing so at once would each hold their own mu and wait for
+//     the other's.
+//   - negMu serialises the member's negotiations (ICE restarts and slot
+//     growth), which run for seconds; mu and ctlMu stay free meanwhile, so
+//     the control channel and media go on. It is taken before mu, never
+//     under it. The host applies offers as they arrive; the member sends
+//     the next one only after the answer to the last.
+//
+// Teardown happens once (closeOnce), and every caller of close returns
+// after it is done; mu's closed says it started. relay is read by other
+// trunks of the conference without a lock, so it is atomic.
 type trunk struct {
 	set        *trunkSet
 	conference string
 	peer       string
 	// member is true on the side that offered (the member node).
-	member bool
-	// relay, on the host side, is the member's permission to forward its
-	// participants' media to other member nodes: set by its offer, then by
-	// its `relay` messages (§10.5, trunk_relay.go).
-	relay atomic.Bool
-	// relayTold, on the member side, is the permission last told to the
-	// host: relayUnknown until the control channel is open.
-	relayTold atomic.Int32
+	member    bool
 	relayKick chan struct{}
 	log       *slog.Logger
 	pc        *webrtc.PeerConnection
 	conf      *conference
 	done      chan struct{}
+	// relay, on the host side, is the member's permission to forward its
+	// participants' media to other member nodes: set by its offer, then by
+	// its `relay` messages (§10.5, trunk_relay.go).
+	relay     atomic.Bool
+	closeOnce sync.Once
 
-	closeOnce  sync.Once
-	restarting atomic.Bool
-	// negMu serialises the member's negotiations: ICE restarts and slot
-	// growth.
 	negMu sync.Mutex
 
-	// ctlMu orders control messages: a full state is never overtaken by a
-	// delta taken before it.
 	ctlMu sync.Mutex
 	dc    *webrtc.DataChannel
 	open  bool
+	// relayTold, on the member side, is the permission last told to the
+	// host: relayUnknown until the control channel is open.
+	relayTold int32
 
 	mu     sync.Mutex
 	closed bool
+	// restarting is set while the member restarts ICE (§10.6).
+	restarting bool
 	// Sending side: slots by MID, local tracks offered to the peer, and
 	// what the peer wants of them.
 	slots   map[string]*trunkSlot
@@ -84,6 +103,12 @@ type trackCounter struct {
 	bytes   atomic.Uint64
 }
 
+// newTrunk creates the trunk of conference to peer and joins it to the
+// conference. This file holds the connection's lifecycle: creation,
+// negotiation, ICE restarts (§10.6) and teardown; trunk_control.go what
+// crosses the control channel, trunk_demand.go the demand in both
+// directions, trunk_rx.go the receiving slots, trunk_slot.go the sending
+// ones, trunk_api.go the pion setup and trunk_metrics.go the counters.
 func (ts *trunkSet) newTrunk(conference, peer string, member, relay bool) (*trunk, error) {
 	api, err := ts.trunkAPI(member)
 	if err != nil {
@@ -254,7 +279,7 @@ func (t *trunk) onICEState(s webrtc.ICEConnectionState) {
 	t.log.Debug("trunk ice state", "state", s.String())
 	switch s {
 	case webrtc.ICEConnectionStateDisconnected, webrtc.ICEConnectionStateFailed:
-		if t.member && t.restarting.CompareAndSwap(false, true) {
+		if t.member && t.startRestart() {
 			t.set.wg.Add(1)
 			go func() {
 				defer t.set.wg.Done()
@@ -269,8 +294,24 @@ func (t *trunk) onICEState(s webrtc.ICEConnectionState) {
 	}
 }
 
+// startRestart reports whether the caller is to restart ICE: no restart
+// runs yet.
+func (t *trunk) startRestart() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.restarting {
+		return false
+	}
+	t.restarting = true
+	return true
+}
+
 func (t *trunk) restart() {
-	defer t.restarting.Store(false)
+	defer func() {
+		t.mu.Lock()
+		t.restarting = false
+		t.mu.Unlock()
+	}()
 	for attempt := 1; attempt <= restartAttempts; attempt++ {
 		if t.isClosed() {
 			return
@@ -366,102 +407,4 @@ func (t *trunk) carriesIn(up UpTrack) bool {
 	defer t.mu.Unlock()
 	u, ok := t.remote[up.ID()]
 	return ok && UpTrack(u) == up
-}
-
-// onTrack starts the reader of one receiving slot; what the slot carries is
-// looked up per packet, since bindings change without renegotiation.
-func (t *trunk) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
-	mid := ""
-	for _, tr := range t.pc.GetTransceivers() {
-		if tr.Receiver() == receiver {
-			mid = tr.Mid()
-		}
-	}
-	rs := t.rxSlot(mid)
-	t.log.Debug("trunk slot receiving", "slot", mid, "ssrc", remote.SSRC())
-	rs.ssrc.Store(uint32(remote.SSRC()))
-	if b := rs.binding.Load(); b != nil {
-		b.up.layers[b.layer].ssrc.Store(uint32(remote.SSRC()))
-	}
-	go drainRTCP(receiver, "")
-	buf := make([]byte, maxPacketSize)
-	var last *rxBinding
-	for {
-		n, _, err := remote.Read(buf)
-		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrClosedPipe) {
-				t.log.Debug("trunk slot read ended", "slot", mid, "err", err)
-			}
-			return
-		}
-		b := rs.binding.Load()
-		if b == nil || b.up.closed.Load() {
-			continue
-		}
-		if b != last {
-			last = b
-			b.up.layers[b.layer].ssrc.Store(uint32(remote.SSRC()))
-			// The far side may have started mid-frame: ask for a keyframe
-			// so local subscribers can start decoding.
-			b.up.RequestKeyframe(b.layer)
-		}
-		t.set.recvPackets.Inc()
-		t.set.recvBytes.Add(float64(max(n-12, 0)))
-		l := &b.up.layers[b.layer]
-		l.slotRead.Lock()
-		b.up.forward(b.layer, buf[:n], time.Now().UnixNano())
-		l.slotRead.Unlock()
-	}
-}
-
-// rxSlot is a receiving slot: the remote track and layer it carries now.
-type rxSlot struct {
-	binding atomic.Pointer[rxBinding]
-	ssrc    atomic.Uint32
-}
-
-type rxBinding struct {
-	up    *upTrack
-	layer int
-}
-
-func (t *trunk) rxSlot(mid string) *rxSlot {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	rs, ok := t.rx[mid]
-	if !ok {
-		rs = &rxSlot{}
-		t.rx[mid] = rs
-	}
-	return rs
-}
-
-// sendPLI asks the peer for a keyframe on the stream it sends with ssrc;
-// the peer passes it to the track's source, merged and rate-limited there.
-func (t *trunk) sendPLI(ssrc uint32) error {
-	if err := t.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
-		return fmt.Errorf("trunk pli for ssrc %d: %w", ssrc, err)
-	}
-	return nil
-}
-
-func trunkInterceptors() (*interceptor.Registry, error) {
-	ir := &interceptor.Registry{}
-	gen, err := nackGenerator()
-	if err != nil {
-		return nil, err
-	}
-	ir.Add(gen)
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return nil, fmt.Errorf("configure rtcp reports: %w", err)
-	}
-	return ir, nil
-}
-
-func counterOf(c prometheus.Counter) float64 {
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		return 0
-	}
-	return m.GetCounter().GetValue()
 }

@@ -1,72 +1,14 @@
 package media
 
 import (
-	"encoding/json"
-	"time"
+	"errors"
 
-	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
-// Control channel messages (spec/federation.md §10.4). Every message is one
-// JSON object with a "type"; receivers ignore unknown types, so either side
-// may add messages later.
-type (
-	controlMsg struct {
-		Type         string        `json:"type"`
-		Participants []Participant `json:"participants,omitempty"`
-		Tracks       []trunkTrack  `json:"tracks,omitempty"`
-		Participant  *Participant  `json:"participant,omitempty"`
-		User         string        `json:"user,omitempty"`
-		Track        string        `json:"track,omitempty"`
-		TrackInfo    *trunkTrack   `json:"info,omitempty"`
-		Muted        bool          `json:"muted,omitempty"`
-		Layer        int           `json:"layer"`
-		Slot         string        `json:"slot,omitempty"`
-		Reason       string        `json:"reason,omitempty"`
-		// Layers is the set a `want` asks for; Rates a `rates` report.
-		Layers []int               `json:"layers,omitempty"`
-		Rates  map[string][]uint64 `json:"rates,omitempty"`
-		// Kind is the slot kind a `grow` asks for, Slots how many of it
-		// the asking side had.
-		Kind  string `json:"kind,omitempty"`
-		Slots int    `json:"slots,omitempty"`
-		// Relay is the permission a `relay` message carries.
-		Relay bool `json:"relay,omitempty"`
-	}
-	// relayMsg is the member's permission to relay its media (§10.5).
-	relayMsg struct {
-		Type  string `json:"type"`
-		Relay bool   `json:"relay"`
-	}
-	wantMsg struct {
-		Type   string `json:"type"`
-		Track  string `json:"track"`
-		Layers []int  `json:"layers"`
-	}
-	ratesMsg struct {
-		Type  string              `json:"type"`
-		Rates map[string][]uint64 `json:"rates"`
-	}
-	// trunkTrack is a track as the peer needs it: what clients are told,
-	// the full picture size for layer choice, and the codec.
-	trunkTrack struct {
-		TrackInfo
-		Width  int        `json:"width"`
-		Height int        `json:"height"`
-		Codec  trunkCodec `json:"codec"`
-	}
-	trunkCodec struct {
-		MimeType    string `json:"mime_type"`
-		ClockRate   uint32 `json:"clock_rate"`
-		Channels    uint16 `json:"channels,omitempty"`
-		SDPFmtpLine string `json:"sdp_fmtp_line,omitempty"`
-	}
-)
-
-// maxControlMessage bounds one control message; a full state of a large
-// conference fits well within it.
-const maxControlMessage = 1 << 20
+// The control channel (spec/federation.md §10.4): what this side tells the
+// peer of its conference, and how it applies what the peer says. The
+// messages themselves are in trunk_wire.go.
 
 func describe(up UpTrack) trunkTrack {
 	info := up.Info()
@@ -75,17 +17,17 @@ func describe(up UpTrack) trunkTrack {
 		Codec: trunkCodec{MimeType: c.MimeType, ClockRate: c.ClockRate, Channels: c.Channels, SDPFmtpLine: c.SDPFmtpLine}}
 }
 
-func (t *trunk) send(m any) {
+func (t *trunk) send(m controlMessage) {
 	t.ctlMu.Lock()
 	defer t.ctlMu.Unlock()
 	t.sendLocked(m)
 }
 
-func (t *trunk) sendLocked(m any) {
+func (t *trunk) sendLocked(m controlMessage) {
 	if !t.open || t.dc == nil {
 		return
 	}
-	data, err := json.Marshal(m)
+	data, err := marshalControl(m)
 	if err != nil {
 		t.log.Error("encode trunk control message", "err", err)
 		return
@@ -104,7 +46,7 @@ func (t *trunk) sendState() {
 	if !t.open {
 		return
 	}
-	st := controlMsg{Type: "state", Participants: []Participant{}, Tracks: []trunkTrack{}}
+	st := trunkStateMsg{Participants: []Participant{}, Tracks: []trunkTrack{}}
 	c := t.conf
 	c.mu.Lock()
 	downs := c.peersLocked()
@@ -174,7 +116,7 @@ func (t *trunk) Notify(ev Event) {
 		t.mu.Unlock()
 		if offer {
 			info := describe(up)
-			t.sendLocked(controlMsg{Type: "track_added", TrackInfo: &info})
+			t.sendLocked(trunkTrackAddedMsg{Info: &info})
 		}
 	case TrackRemoved:
 		t.withdraw(ev.Track)
@@ -183,243 +125,78 @@ func (t *trunk) Notify(ev Event) {
 		_, ok := t.offered[ev.Track.ID()]
 		t.mu.Unlock()
 		if ok {
-			t.send(controlMsg{Type: "track_muted", Track: ev.Track.ID(), Muted: ev.Track.Info().Muted})
+			t.send(trunkTrackMutedMsg{Track: ev.Track.ID(), Muted: ev.Track.Info().Muted})
 		}
 	case ParticipantJoined, ParticipantUpdated:
 		if !t.isOwnParticipant(ev.Participant.User) {
 			p := t.described(ev.Participant.announced())
-			typ := "participant_joined"
 			if ev.Kind == ParticipantUpdated {
-				typ = "participant_updated"
+				t.send(trunkParticipantUpdatedMsg{Participant: &p})
+			} else {
+				t.send(trunkParticipantJoinedMsg{Participant: &p})
 			}
-			t.send(controlMsg{Type: typ, Participant: &p})
 		}
 	case ParticipantLeft:
 		if !t.isOwnParticipant(ev.Participant.User) {
-			t.send(controlMsg{Type: "participant_left", User: ev.Participant.User})
+			t.send(trunkParticipantLeftMsg{User: ev.Participant.User})
 		}
 	}
 }
 
 // handleControl applies one message from the peer.
 func (t *trunk) handleControl(data []byte) {
-	if len(data) > maxControlMessage {
+	msg, err := decodeControl(data)
+	switch {
+	case errors.Is(err, errControlTooLarge):
 		t.log.Warn("trunk control message too large", "bytes", len(data))
 		return
-	}
-	var m controlMsg
-	if err := json.Unmarshal(data, &m); err != nil {
+	case err != nil:
 		t.log.Warn("malformed trunk control message", "err", err)
 		return
 	}
-	switch m.Type {
-	case "state":
+	switch m := msg.(type) {
+	case trunkStateMsg:
 		t.applyState(m)
-	case "participant_joined":
+	case trunkParticipantJoinedMsg:
 		if m.Participant != nil {
 			t.addParticipant(*m.Participant)
 		}
-	case "participant_updated":
+	case trunkParticipantUpdatedMsg:
 		if m.Participant != nil {
 			t.updateParticipant(*m.Participant)
 		}
-	case "participant_left":
+	case trunkParticipantLeftMsg:
 		t.dropParticipant(m.User, false)
-	case "relay":
+	case trunkRelayMsg:
 		t.setRelay(m.Relay)
-	case "track_added":
-		if m.TrackInfo != nil {
-			t.addRemoteTrack(*m.TrackInfo)
+	case trunkTrackAddedMsg:
+		if m.Info != nil {
+			t.addRemoteTrack(*m.Info)
 		}
-	case "track_removed":
+	case trunkTrackRemovedMsg:
 		t.dropRemoteTrack(m.Track)
-	case "track_muted":
+	case trunkTrackMutedMsg:
 		t.mu.Lock()
 		u, ok := t.remote[m.Track]
 		t.mu.Unlock()
 		if ok {
 			t.conf.setMuted(u, m.Muted)
 		}
-	case "want":
+	case trunkWantMsg:
 		t.log.Debug("trunk want", "track", m.Track, "layers", m.Layers)
 		t.want(m.Track, m.Layers)
-	case "rates":
+	case trunkRatesMsg:
 		t.applyRates(m.Rates)
-	case "grow":
+	case trunkGrowMsg:
 		if kind := webrtc.NewRTPCodecType(m.Kind); t.member && kind != 0 {
 			t.startGrow(kind, m.Slots)
 		}
-	case "bind":
+	case trunkBindMsg:
 		t.log.Debug("trunk bind", "slot", m.Slot, "track", m.Track, "layer", m.Layer)
 		t.rxBind(m.Slot, m.Track, m.Layer)
-	case "unbind":
+	case trunkUnbindMsg:
 		t.rxSlot(m.Slot).binding.Store(nil)
-	case "refused":
+	case trunkRefusedMsg:
 		t.log.Warn("peer refused a track", "track", m.Track, "reason", m.Reason)
 	}
-}
-
-// want applies the peer's demand for one of the tracks offered to it:
-// exactly the wanted layers cross, each on its own slot; an empty set stops
-// the track (§10.4).
-func (t *trunk) want(track string, layers []int) {
-	t.mu.Lock()
-	delete(t.unmet, track)
-	up, ok := t.offered[track]
-	if !ok || t.closed {
-		t.mu.Unlock()
-		if len(layers) > 0 {
-			t.send(controlMsg{Type: "refused", Track: track, Layer: layers[0], Reason: "not offered"})
-		}
-		return
-	}
-	info := up.Info()
-	top := 0
-	if len(info.Layers) > 1 {
-		top = len(info.Layers) - 1
-	}
-	var wanted layerSet
-	for _, l := range layers {
-		if l < 0 || l > top {
-			t.mu.Unlock()
-			t.send(controlMsg{Type: "refused", Track: track, Layer: l, Reason: "no such layer"})
-			return
-		}
-		wanted = wanted.with(l)
-	}
-	var unbind []*trunkSlot
-	var have layerSet
-	var free []*trunkSlot
-	for _, s := range t.slots {
-		s.mu.Lock()
-		bound, l := s.up, s.layer
-		s.mu.Unlock()
-		switch {
-		case bound == up && !wanted.has(l):
-			unbind = append(unbind, s)
-		case bound == up:
-			have = have.with(l)
-		case bound == nil && s.kind.String() == info.Kind:
-			free = append(free, s)
-		}
-	}
-	counter, ok := t.sent[track]
-	if !ok {
-		counter = &trackCounter{}
-		t.sent[track] = counter
-	}
-	t.mu.Unlock()
-
-	for _, s := range unbind {
-		s.unbind()
-		t.send(controlMsg{Type: "unbind", Slot: s.mid})
-	}
-	for _, l := range wanted.list() {
-		if have.has(l) {
-			continue
-		}
-		var slot *trunkSlot
-		for len(free) > 0 && slot == nil {
-			if free[0].free() {
-				slot = free[0]
-			}
-			free = free[1:]
-		}
-		if slot == nil {
-			if t.needSlots(webrtc.NewRTPCodecType(info.Kind), track, wanted) {
-				return
-			}
-			t.log.Warn("trunk slot pool exhausted", "track", track, "layer", l)
-			t.send(controlMsg{Type: "refused", Track: track, Layer: l, Reason: "no free slot"})
-			return
-		}
-		if err := slot.bind(up, l, counter); err != nil {
-			t.send(controlMsg{Type: "refused", Track: track, Layer: l, Reason: "codec not negotiated"})
-			return
-		}
-		// The peer learns the binding before the first packet is sent.
-		t.send(controlMsg{Type: "bind", Slot: slot.mid, Track: track, Layer: l})
-		up.AddSink(slot)
-		t.mu.Lock()
-		_, still := t.offered[track]
-		t.mu.Unlock()
-		if !still {
-			// Withdrawn meanwhile (relay policy, §10.5).
-			slot.unbind()
-			t.send(controlMsg{Type: "unbind", Slot: slot.mid})
-			return
-		}
-		up.RequestKeyframe(l)
-	}
-}
-
-// applyRates records the peer's report of which layers of its tracks are
-// live, so local subscribers can choose a layer that does not cross yet.
-func (t *trunk) applyRates(rates map[string][]uint64) {
-	now := time.Now().UnixNano()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for id, r := range rates {
-		if u, ok := t.remote[id]; ok {
-			u.setPeerRates(r, now)
-		}
-	}
-}
-
-// receivedLevelID is the ID of the audio-level extension the peer sends on
-// audio slots, 0 if it was not negotiated.
-func (t *trunk) receivedLevelID() uint8 {
-	for _, tr := range t.pc.GetTransceivers() {
-		if tr.Kind() != webrtc.RTPCodecTypeAudio || tr.Receiver() == nil {
-			continue
-		}
-		for _, ext := range tr.Receiver().GetParameters().HeaderExtensions {
-			if ext.URI == sdp.AudioLevelURI && ext.ID > 0 && ext.ID < 15 {
-				return uint8(ext.ID)
-			}
-		}
-	}
-	return 0
-}
-
-// rxBind records what the peer will send on slot.
-func (t *trunk) rxBind(slot, track string, layer int) {
-	if layer < 0 || layer >= maxLayers {
-		return
-	}
-	t.mu.Lock()
-	u, ok := t.remote[track]
-	t.mu.Unlock()
-	rs := t.rxSlot(slot)
-	if !ok {
-		rs.binding.Store(nil)
-		return
-	}
-	if ssrc := rs.ssrc.Load(); ssrc != 0 {
-		u.layers[layer].ssrc.Store(ssrc)
-	}
-	// A layer crosses on one slot at a time: a slot that still carried it
-	// (its unbind not yet seen) stops delivering into it now.
-	t.mu.Lock()
-	for _, other := range t.rx {
-		if b := other.binding.Load(); other != rs && b != nil && b.up == u && b.layer == layer {
-			other.binding.Store(nil)
-		}
-	}
-	t.mu.Unlock()
-	rs.binding.Store(&rxBinding{up: u, layer: layer})
-}
-
-// sentOf reports how many packets of track crossed this trunk, per layer.
-func (t *trunk) sentOf(track string) [maxLayers]uint64 {
-	var out [maxLayers]uint64
-	t.mu.Lock()
-	c, ok := t.sent[track]
-	t.mu.Unlock()
-	if ok {
-		for i := range out {
-			out[i] = c.packets[i].Load()
-		}
-	}
-	return out
 }

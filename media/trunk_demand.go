@@ -2,6 +2,8 @@ package media
 
 import (
 	"time"
+
+	"github.com/pion/webrtc/v4"
 )
 
 // What the far side asks of the tracks offered to it, and what this side
@@ -21,7 +23,7 @@ func (t *trunk) demandLoop() {
 		case <-ticker.C:
 		}
 		t.mu.Lock()
-		var changed []wantMsg
+		var changed []trunkWantMsg
 		remote := make([]*upTrack, 0, len(t.remote))
 		for _, u := range t.remote {
 			remote = append(remote, u)
@@ -38,7 +40,7 @@ func (t *trunk) demandLoop() {
 			}
 			if prev := t.asked[id]; set != prev {
 				t.asked[id] = set
-				changed = append(changed, wantMsg{Type: "want", Track: id, Layers: set.list()})
+				changed = append(changed, trunkWantMsg{Track: id, Layers: set.list()})
 			}
 		}
 		t.mu.Unlock()
@@ -120,6 +122,127 @@ func (t *trunk) sendRates() {
 		rates[up.ID()] = r
 	}
 	if len(rates) > 0 {
-		t.send(ratesMsg{Type: "rates", Rates: rates})
+		t.send(trunkRatesMsg{Rates: rates})
 	}
+}
+
+// want applies the peer's demand for one of the tracks offered to it:
+// exactly the wanted layers cross, each on its own slot; an empty set stops
+// the track (§10.4).
+func (t *trunk) want(track string, layers []int) {
+	t.mu.Lock()
+	delete(t.unmet, track)
+	up, ok := t.offered[track]
+	if !ok || t.closed {
+		t.mu.Unlock()
+		if len(layers) > 0 {
+			t.send(trunkRefusedMsg{Track: track, Layer: layers[0], Reason: "not offered"})
+		}
+		return
+	}
+	info := up.Info()
+	top := 0
+	if len(info.Layers) > 1 {
+		top = len(info.Layers) - 1
+	}
+	var wanted layerSet
+	for _, l := range layers {
+		if l < 0 || l > top {
+			t.mu.Unlock()
+			t.send(trunkRefusedMsg{Track: track, Layer: l, Reason: "no such layer"})
+			return
+		}
+		wanted = wanted.with(l)
+	}
+	var unbind []*trunkSlot
+	var have layerSet
+	var free []*trunkSlot
+	for _, s := range t.slots {
+		s.mu.Lock()
+		bound, l := s.up, s.layer
+		s.mu.Unlock()
+		switch {
+		case bound == up && !wanted.has(l):
+			unbind = append(unbind, s)
+		case bound == up:
+			have = have.with(l)
+		case bound == nil && s.kind.String() == info.Kind:
+			free = append(free, s)
+		}
+	}
+	counter, ok := t.sent[track]
+	if !ok {
+		counter = &trackCounter{}
+		t.sent[track] = counter
+	}
+	t.mu.Unlock()
+
+	for _, s := range unbind {
+		s.unbind()
+		t.send(trunkUnbindMsg{Slot: s.mid})
+	}
+	for _, l := range wanted.list() {
+		if have.has(l) {
+			continue
+		}
+		var slot *trunkSlot
+		for len(free) > 0 && slot == nil {
+			if free[0].free() {
+				slot = free[0]
+			}
+			free = free[1:]
+		}
+		if slot == nil {
+			if t.needSlots(webrtc.NewRTPCodecType(info.Kind), track, wanted) {
+				return
+			}
+			t.log.Warn("trunk slot pool exhausted", "track", track, "layer", l)
+			t.send(trunkRefusedMsg{Track: track, Layer: l, Reason: "no free slot"})
+			return
+		}
+		if err := slot.bind(up, l, counter); err != nil {
+			t.send(trunkRefusedMsg{Track: track, Layer: l, Reason: "codec not negotiated"})
+			return
+		}
+		// The peer learns the binding before the first packet is sent.
+		t.send(trunkBindMsg{Slot: slot.mid, Track: track, Layer: l})
+		up.AddSink(slot)
+		t.mu.Lock()
+		_, still := t.offered[track]
+		t.mu.Unlock()
+		if !still {
+			// Withdrawn meanwhile (relay policy, §10.5).
+			slot.unbind()
+			t.send(trunkUnbindMsg{Slot: slot.mid})
+			return
+		}
+		up.RequestKeyframe(l)
+	}
+}
+
+// applyRates records the peer's report of which layers of its tracks are
+// live, so local subscribers can choose a layer that does not cross yet.
+func (t *trunk) applyRates(rates map[string][]uint64) {
+	now := time.Now().UnixNano()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for id, r := range rates {
+		if u, ok := t.remote[id]; ok {
+			u.setPeerRates(r, now)
+		}
+	}
+}
+
+// sentOf reports how many packets of track crossed this trunk, per layer.
+func (t *trunk) sentOf(track string) [maxLayers]uint64 {
+	var out [maxLayers]uint64
+	t.mu.Lock()
+	c, ok := t.sent[track]
+	t.mu.Unlock()
+	if ok {
+		for i := range out {
+			out[i] = c.packets[i].Load()
+		}
+	}
+	return out
 }

@@ -86,7 +86,7 @@ func (t *trunk) needSlots(kind webrtc.RTPCodecType, track string, layers layerSe
 		t.startGrow(kind, from)
 	} else {
 		t.log.Info("asking the member for more trunk slots", "kind", kind.String(), "slots", from)
-		t.send(controlMsg{Type: "grow", Kind: kind.String(), Slots: from})
+		t.send(trunkGrowMsg{Kind: kind.String(), Slots: from})
 	}
 	return true
 }

@@ -69,14 +69,14 @@ func (t *trunk) checkRelay() error {
 	}
 	t.ctlMu.Lock()
 	defer t.ctlMu.Unlock()
-	if !t.open || t.relayTold.Load() == want {
+	if !t.open || t.relayTold == want {
 		return nil
 	}
-	if told := t.relayTold.Load(); told != relayUnknown {
+	if t.relayTold != relayUnknown {
 		t.log.Info("relay permission changed; telling the host", "relay", relay)
 	}
-	t.sendLocked(relayMsg{Type: "relay", Relay: relay})
-	t.relayTold.Store(want)
+	t.sendLocked(trunkRelayMsg{Relay: relay})
+	t.relayTold = want
 	return nil
 }
 
@@ -86,7 +86,9 @@ func (t *trunk) restateRelay() {
 	if !t.member {
 		return
 	}
-	t.relayTold.Store(relayUnknown)
+	t.ctlMu.Lock()
+	t.relayTold = relayUnknown
+	t.ctlMu.Unlock()
 	select {
 	case t.relayKick <- struct{}{}:
 	default:
@@ -132,7 +134,7 @@ func (ts *trunkSet) relayChanged(from *trunk, relay bool) {
 		}
 		for _, p := range people {
 			p = o.described(p)
-			o.send(controlMsg{Type: "participant_updated", Participant: &p})
+			o.send(trunkParticipantUpdatedMsg{Participant: &p})
 		}
 		if relay {
 			for _, up := range tracks {
@@ -160,10 +162,10 @@ func (t *trunk) withdraw(track UpTrack) {
 	t.mu.Unlock()
 	for _, s := range bound {
 		s.unbind()
-		t.send(controlMsg{Type: "unbind", Slot: s.mid})
+		t.send(trunkUnbindMsg{Slot: s.mid})
 	}
 	if ok {
-		t.send(controlMsg{Type: "track_removed", Track: track.ID()})
+		t.send(trunkTrackRemovedMsg{Track: track.ID()})
 	}
 }
 

@@ -21,7 +21,7 @@ func (t *trunk) isOwnParticipant(user string) bool {
 }
 
 // applyState reconciles with the peer's full state.
-func (t *trunk) applyState(m controlMsg) {
+func (t *trunk) applyState(m trunkStateMsg) {
 	users := map[string]bool{}
 	for _, p := range m.Participants {
 		users[p.User] = true
@@ -210,7 +210,7 @@ func (t *trunk) dropRemoteTrack(id string) {
 	}
 	if asked != 0 {
 		// The sender stops at once, not when its own log catches up.
-		t.send(wantMsg{Type: "want", Track: id, Layers: []int{}})
+		t.send(trunkWantMsg{Track: id, Layers: []int{}})
 	}
 }
 

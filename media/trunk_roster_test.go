@@ -3,6 +3,8 @@ package media
 import (
 	"testing"
 	"time"
+
+	"github.com/entente-org/entente/internal/testwait"
 )
 
 // A member node shows a participant the host announces on the trunk only
@@ -11,9 +13,7 @@ import (
 // changes and admits them. A participant the replica never admits never
 // shows.
 func TestTrunkMemberShowsOnlyVerifiedParticipants(t *testing.T) {
-	f := newFabric()
-	a, b, c := f.node(t, "did:web:a", nil), f.node(t, "did:web:b", nil), f.node(t, "did:web:c", nil)
-	f.hosts("conf-v", a)
+	a, b, c := threeNodes(t, "conf-v")
 	const bob, ann = "bob@did:web:b", "ann@did:web:a"
 	c.membership.deny("conf-v", bob, ErrNotParticipant)
 	connect(t, b.testNode, "conf-v", bob, clientOptions{})
@@ -24,22 +24,16 @@ func TestTrunkMemberShowsOnlyVerifiedParticipants(t *testing.T) {
 		t.Fatalf("the city shows %v, want only ann", got)
 	}
 	tr := trunkOf(t, c, "conf-v", "did:web:a")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var waits, shown bool
+	testwait.Until(t, 20*time.Second, func() bool {
 		tr.mu.Lock()
-		_, waits := tr.waiting[bob]
-		_, shown := tr.people[bob]
-		tr.mu.Unlock()
-		if shown {
-			t.Fatal("bob is shown at the city before its replica admits him")
-		}
-		if waits {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the host's announcement of bob never reached the city")
-		}
-		time.Sleep(20 * time.Millisecond)
+		defer tr.mu.Unlock()
+		_, waits = tr.waiting[bob]
+		_, shown = tr.people[bob]
+		return waits || shown
+	}, "the host's announcement of bob never reached the city")
+	if shown {
+		t.Fatal("bob is shown at the city before its replica admits him")
 	}
 	// The replica admits bob: he comes in.
 	c.membership.deny("conf-v", bob, nil)

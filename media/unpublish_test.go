@@ -30,9 +30,7 @@ func (c *testClient) renegotiate(tracks []map[string]any) map[string]any {
 // m-section cannot carry a track again, and only one's own track can be
 // withdrawn.
 func TestUnpublishOneTrack(t *testing.T) {
-	f := newFabric()
-	a, b := f.node(t, "did:web:a", nil), f.node(t, "did:web:b", nil)
-	f.hosts("conf-unpub", a)
+	a, b := twoNodes(t, "conf-unpub")
 	pub := connect(t, b.testNode, "conf-unpub", "bob@did:web:b", clientOptions{})
 	local := connect(t, b.testNode, "conf-unpub", "bea@did:web:b", clientOptions{autoSubscribe: true})
 	remote := connect(t, a.testNode, "conf-unpub", "ann@did:web:a", clientOptions{autoSubscribe: true})

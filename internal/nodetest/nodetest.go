@@ -21,6 +21,7 @@ import (
 	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/internal/netcut"
 	"github.com/entente-org/entente/internal/node"
+	"github.com/entente-org/entente/internal/testwait"
 	"github.com/entente-org/entente/store"
 )
 
@@ -195,16 +196,10 @@ func User(t testing.TB, n *Node, id, displayName string) (localuser.User, string
 	return localuser.User{ID: u.ID, DisplayName: u.DisplayName}, tok
 }
 
-// Eventually polls cond every 20 ms for at most d.
+// Eventually polls cond until it holds, for at most d (testwait.Until).
 func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Until(t, d, cond, "still waiting for %s", what)
 }
 
 func testLogger() *slog.Logger {
