@@ -21,7 +21,7 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	auto, registered := factory(reg)
+	auto, registered := MetricsFactory(reg)
 	m := &metrics{
 		forwardedPackets: auto.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "entente", Subsystem: "media", Name: "forwarded_packets_total",
@@ -62,11 +62,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-// factory makes collectors registered on reg, or on no registry when reg is
-// nil. promauto registers with MustRegister, which panics on a collector
-// already registered; through factory that is an error, which registered
+// MetricsFactory makes collectors registered on reg, or on no registry when
+// reg is nil; the node's own metrics are made with it too. promauto
+// registers with MustRegister, which panics on a collector already
+// registered; through MetricsFactory that is an error, which registered
 // reports (the first one; nothing is registered after it).
-func factory(reg prometheus.Registerer) (auto promauto.Factory, registered func() error) {
+func MetricsFactory(reg prometheus.Registerer) (auto promauto.Factory, registered func() error) {
 	if reg == nil {
 		return promauto.With(nil), func() error { return nil }
 	}

@@ -17,7 +17,7 @@ type trunkMetrics struct {
 }
 
 func newTrunkMetrics(reg prometheus.Registerer) (trunkMetrics, error) {
-	auto, registered := factory(reg)
+	auto, registered := MetricsFactory(reg)
 	ts := trunkMetrics{
 		sentPackets: auto.NewCounter(prometheus.CounterOpts{
 			Namespace: "entente", Subsystem: "media", Name: "trunk_sent_packets_total",

@@ -11,12 +11,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/internal/accounts"
 	"github.com/entente-org/entente/internal/httpapi"
+	"github.com/entente-org/entente/media"
 	"github.com/entente-org/entente/web"
 )
 
@@ -30,12 +30,13 @@ type metrics struct {
 // the build information and the HTTP metrics.
 func newRegistry(version string) (*prometheus.Registry, *metrics, error) {
 	reg := prometheus.NewRegistry()
-	r := &checkedRegisterer{Registerer: reg}
-	auto := promauto.With(r)
-	r.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		return nil, nil, fmt.Errorf("node metrics: %w", err)
+	}
+	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, nil, fmt.Errorf("node metrics: %w", err)
+	}
+	auto, registered := media.MetricsFactory(reg)
 	auto.NewGauge(prometheus.GaugeOpts{
 		Name:        "entente_build_info",
 		Help:        "Always 1; the version label says which build runs.",
@@ -52,26 +53,10 @@ func newRegistry(version string) (*prometheus.Registry, *metrics, error) {
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route"}),
 	}
-	if r.err != nil {
-		return nil, nil, fmt.Errorf("node metrics: %w", r.err)
+	if err := registered(); err != nil {
+		return nil, nil, fmt.Errorf("node metrics: %w", err)
 	}
 	return reg, m, nil
-}
-
-// checkedRegisterer keeps the first error of MustRegister, through which
-// promauto registers, instead of panicking, and registers nothing after it.
-type checkedRegisterer struct {
-	prometheus.Registerer
-	err error
-}
-
-func (r *checkedRegisterer) MustRegister(cs ...prometheus.Collector) {
-	for _, c := range cs {
-		if r.err != nil {
-			return
-		}
-		r.err = r.Register(c)
-	}
 }
 
 func (n *Node) routes() {
