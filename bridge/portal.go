@@ -135,23 +135,15 @@ func (e *PowerLevelsError) Error() string {
 //   - members, ghosts included, send chat (m.room.message) and call
 //     memberships (org.matrix.msc3401.call.member) at users_default.
 func (b *Bridge) checkPowerLevels(ctx context.Context, room id.RoomID) error {
-	bot := b.bot()
-	// From the homeserver, not mautrix's cache: the operator may just have
-	// fixed them, before the change reached the bridge in a transaction.
-	pl := &event.PowerLevelsEventContent{}
-	if err := bot.Client.StateEvent(ctx, room, event.StatePowerLevels, "", pl); err != nil {
-		return fmt.Errorf("bridge: read power levels of room %s: %w", room, err)
-	}
-	create, err := bot.Client.FullStateEvent(ctx, room, event.StateCreate, "")
+	pl, err := b.powerLevels(ctx, room)
 	if err != nil {
-		return fmt.Errorf("bridge: read creation of room %s: %w", room, err)
+		return err
 	}
-	pl.CreateEvent = create
 	botLevel := pl.GetUserLevel(b.botUser())
 	if pl.GetEventLevel(callMemberType) > pl.UsersDefault &&
 		botLevel >= pl.GetEventLevel(event.StatePowerLevels) && botLevel >= pl.GetEventLevel(callMemberType) {
 		pl.SetEventLevel(callMemberType, pl.UsersDefault)
-		if _, err := bot.SetPowerLevels(ctx, room, pl); err != nil {
+		if _, err := b.bot().SetPowerLevels(ctx, room, pl); err != nil {
 			return fmt.Errorf("bridge: let members send call memberships in room %s: %w", room, err)
 		}
 		b.log.Info("call memberships allowed to members", "room", room.String())
@@ -224,4 +216,22 @@ func (b *Bridge) Invite(ctx context.Context, conference string, users []string) 
 		invited = append(invited, u)
 	}
 	return invited, nil
+}
+
+// powerLevels reads room's power levels from the homeserver, not mautrix's
+// cache (the operator may just have fixed them, before the change reached
+// the bridge in a transaction), with the create event that decides the
+// creator's level.
+func (b *Bridge) powerLevels(ctx context.Context, room id.RoomID) (*event.PowerLevelsEventContent, error) {
+	bot := b.bot()
+	pl := &event.PowerLevelsEventContent{}
+	if err := bot.Client.StateEvent(ctx, room, event.StatePowerLevels, "", pl); err != nil {
+		return nil, fmt.Errorf("bridge: read power levels of room %s: %w", room, err)
+	}
+	create, err := bot.Client.FullStateEvent(ctx, room, event.StateCreate, "")
+	if err != nil {
+		return nil, fmt.Errorf("bridge: read creation of room %s: %w", room, err)
+	}
+	pl.CreateEvent = create
+	return pl, nil
 }

@@ -162,16 +162,10 @@ func (b *Bridge) linkSpace(ctx context.Context, conference string, space id.Room
 // checkBotLevels checks that the bot may send each of these state events
 // in room, and names each it may not (PowerLevelsError).
 func (b *Bridge) checkBotLevels(ctx context.Context, room id.RoomID, types ...event.Type) error {
-	bot := b.bot()
-	pl := &event.PowerLevelsEventContent{}
-	if err := bot.Client.StateEvent(ctx, room, event.StatePowerLevels, "", pl); err != nil {
-		return fmt.Errorf("bridge: read power levels of room %s: %w", room, err)
-	}
-	create, err := bot.Client.FullStateEvent(ctx, room, event.StateCreate, "")
+	pl, err := b.powerLevels(ctx, room)
 	if err != nil {
-		return fmt.Errorf("bridge: read creation of room %s: %w", room, err)
+		return err
 	}
-	pl.CreateEvent = create
 	level := pl.GetUserLevel(b.botUser())
 	var missing []string
 	for _, typ := range types {
