@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 
@@ -37,9 +36,7 @@ func (b *Bridge) OpenIDLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req openIDLogin
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxOpenIDBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if err := httpapi.DecodeJSON(r.Body, maxOpenIDBody, &req); err != nil {
 		httpapi.WriteRefusal(w, http.StatusBadRequest, "bad_request", "body must be {\"access_token\": …, \"matrix_server_name\": …}")
 		return
 	}

@@ -38,7 +38,7 @@ func (s *Service) AdminAPI(auth UserAuth) http.Handler {
 	})
 	h("POST /peers", func(w http.ResponseWriter, r *http.Request, _ localuser.User) {
 		var v PeerView
-		if !readJSON(w, r, &v) {
+		if !httpapi.ReadJSON(w, r, &v) {
 			return
 		}
 		p := store.Peer{DID: v.DID, Name: v.Name, KeyPin: v.KeyPin, MayInvite: v.MayInvite, MayRelayMedia: v.MayRelayMedia, AddedAt: s.now().UTC()}

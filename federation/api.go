@@ -3,7 +3,6 @@ package federation
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"slices"
 	"time"
@@ -135,7 +134,7 @@ func (s *Service) apiListConferences(w http.ResponseWriter, r *http.Request, _ l
 
 func (s *Service) apiCreateConference(w http.ResponseWriter, r *http.Request, u localuser.User) {
 	var req CreateContent
-	if !readJSON(w, r, &req) {
+	if !httpapi.ReadJSON(w, r, &req) {
 		return
 	}
 	c, err := s.Create(r.Context(), u, req)
@@ -202,7 +201,7 @@ func (s *Service) apiInvite(w http.ResponseWriter, r *http.Request, u localuser.
 		Node  string   `json:"node"`
 		Users []string `json:"users"`
 	}
-	if !readJSON(w, r, &req) {
+	if !httpapi.ReadJSON(w, r, &req) {
 		return
 	}
 	seq, err := s.Invite(r.Context(), u, r.PathValue("id"), req.Node, req.Users)
@@ -229,7 +228,7 @@ func (s *Service) apiTarget(typ string) func(http.ResponseWriter, *http.Request,
 		var req struct {
 			User string `json:"user"`
 		}
-		if !readJSON(w, r, &req) {
+		if !httpapi.ReadJSON(w, r, &req) {
 			return
 		}
 		seq, err := s.Moderate(r.Context(), u, r.PathValue("id"), typ, req.User)
@@ -241,7 +240,7 @@ func (s *Service) apiLobby(w http.ResponseWriter, r *http.Request, u localuser.U
 	var req struct {
 		On bool `json:"on"`
 	}
-	if !readJSON(w, r, &req) {
+	if !httpapi.ReadJSON(w, r, &req) {
 		return
 	}
 	seq, err := s.SetLobby(r.Context(), u, r.PathValue("id"), req.On)
@@ -322,23 +321,6 @@ func writeAction(w http.ResponseWriter, seq int64, eventID string, err error) {
 	}
 }
 
-// maxAPIBody bounds client and admin API request bodies.
-const maxAPIBody = 64 << 10
-
-func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxAPIBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		httpapi.WriteError(w, httpapi.BadRequest("request body: %v", err))
-		return false
-	}
-	if dec.More() {
-		httpapi.WriteError(w, httpapi.BadRequest("request body: data after the JSON object"))
-		return false
-	}
-	return true
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -348,7 +330,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func (s *Service) apiSignal(w http.ResponseWriter, r *http.Request, u localuser.User) {
 	var c SignalContent
-	if !readJSON(w, r, &c) {
+	if !httpapi.ReadJSON(w, r, &c) {
 		return
 	}
 	sig, err := s.SendSignal(r.Context(), u, r.PathValue("id"), c)

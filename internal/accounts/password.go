@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -137,9 +136,7 @@ func (h *LoginHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		User     string `json:"user"`
 		Password string `json:"password"`
 	}
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxLoginBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || dec.More() {
+	if err := httpapi.DecodeJSON(r.Body, maxLoginBody, &req); err != nil {
 		httpapi.WriteError(w, httpapi.BadRequest("request body: want {\"user\", \"password\"}"))
 		return
 	}

@@ -2,10 +2,8 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -114,9 +112,7 @@ func (n *Node) servePortal(w http.ResponseWriter, r *http.Request) {
 		Space string `json:"space"`
 	}
 	if r.ContentLength != 0 {
-		dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
+		if err := httpapi.DecodeJSON(r.Body, 4096, &req); err != nil {
 			httpapi.WriteError(w, httpapi.BadRequest("request body: %v", err))
 			return
 		}
@@ -216,9 +212,7 @@ func (n *Node) serveMatrixInvite(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Users []string `json:"users"`
 	}
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || len(req.Users) == 0 {
+	if err := httpapi.DecodeJSON(r.Body, httpapi.MaxBody, &req); err != nil || len(req.Users) == 0 {
 		httpapi.WriteError(w, httpapi.BadRequest("request body must be {\"users\": [\"@name:server\", …]}"))
 		return
 	}

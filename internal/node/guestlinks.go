@@ -1,9 +1,7 @@
 package node
 
 import (
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"time"
 
@@ -80,7 +78,7 @@ func (n *Node) serveNewGuestLink(w http.ResponseWriter, r *http.Request) {
 		ExpiresIn int64 `json:"expires_in"`
 		MaxGuests int   `json:"max_guests"`
 	}
-	if !readBody(w, r, &req) {
+	if !httpapi.ReadJSON(w, r, &req) {
 		return
 	}
 	l, link, err := accounts.NewGuestLink(r.Context(), n.store, id, federation.UserRef(u.ID, n.did),
@@ -154,7 +152,7 @@ func (n *Node) serveRedeemGuestLink(w http.ResponseWriter, r *http.Request) {
 		Link        string `json:"link"`
 		DisplayName string `json:"display_name"`
 	}
-	if !readBody(w, r, &req) {
+	if !httpapi.ReadJSON(w, r, &req) {
 		return
 	}
 	g, token, err := accounts.RedeemGuestLink(r.Context(), n.store, req.Link, req.DisplayName, n.now())
@@ -167,19 +165,4 @@ func (n *Node) serveRedeemGuestLink(w http.ResponseWriter, r *http.Request) {
 		"token": token, "user": federation.UserRef(g.UserID, n.did), "conference": g.Conference,
 		"expires_at": n.now().Add(accounts.GuestTokenTTL).UTC(),
 	})
-}
-
-// readBody decodes a small JSON request body strictly.
-func readBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		httpapi.WriteError(w, httpapi.BadRequest("request body: %v", err))
-		return false
-	}
-	if dec.More() {
-		httpapi.WriteError(w, httpapi.BadRequest("request body: data after the JSON object"))
-		return false
-	}
-	return true
 }
