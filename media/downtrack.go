@@ -17,6 +17,11 @@ import (
 // cache, beyond which a retransmission is impossible anyway.
 const historySize = packetCacheSize
 
+// silentCheckEvery is how many packets of other layers a simulcast
+// down-track lets pass between two checks that the layer it waits for is
+// still live: a few checks per second at the smallest layer's rate.
+const silentCheckEvery = 16
+
 // downTrack sends one up-track to one subscriber. It is a webrtc.TrackLocal
 // added to the subscriber's peer connection, and a DownTrack of the router.
 // It picks one simulcast layer at a time and rewrites SSRC, sequence numbers
@@ -45,6 +50,9 @@ type downTrack struct {
 	maxH    int
 	remb    uint64
 
+	// skipped counts packets of layers neither sent nor wanted, to check
+	// now and then that the wanted layer is still live.
+	skipped    uint32
 	started    bool
 	seqOffset  uint16
 	tsOffset   uint32
@@ -239,6 +247,9 @@ func (d *downTrack) WriteRTP(p *Packet) {
 		d.retarget()
 	}
 	if p.Layer != d.current {
+		if d.simulcast && p.Layer != d.target {
+			d.leaveSilentTarget()
+		}
 		if p.Layer != d.target {
 			return
 		}
@@ -262,6 +273,26 @@ func (d *downTrack) WriteRTP(p *Packet) {
 		d.up.RequestKeyframe(d.target)
 	}
 	d.send(p)
+}
+
+// leaveSilentTarget chooses another layer when the one being waited for
+// (to start, or to switch to) or being sent is no longer live. A browser's
+// encoder drops its upper layers when its bandwidth or CPU runs short, and
+// sends a keyframe only when asked: without this the subscriber would wait
+// for the dropped layer to come back, while the others flow past it. It
+// runs on packets of the other layers, at most every silentCheckEvery of
+// them. Called with d.mu held.
+func (d *downTrack) leaveSilentTarget() {
+	if d.skipped++; d.skipped%silentCheckEvery != 0 {
+		return
+	}
+	if _, ok := d.up.LayerUsable(d.target); ok {
+		return
+	}
+	before := d.target
+	if d.retarget() != before {
+		d.up.RequestKeyframe(d.target)
+	}
 }
 
 // startWith sends a packet replayed from the cache at the start, switching

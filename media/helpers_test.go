@@ -368,6 +368,12 @@ type testTrack struct {
 	id      string // assigned by the SFU, from track_added
 	plis    atomic.Int64
 	forceKF atomic.Bool
+	// keyframesOnRequest, when set, sends a keyframe only after a PLI, as
+	// a browser's encoder does, rather than every 25th packet too.
+	keyframesOnRequest bool
+	// dropped layers (q, h, f) are no longer sent, as a browser's encoder
+	// drops its upper layers when its bandwidth or CPU runs short.
+	dropped [3]atomic.Bool
 
 	mu   sync.Mutex
 	sent map[string][]byte // layer+seq -> payload
@@ -485,11 +491,14 @@ func (c *testClient) sendMedia(tracks []*testTrack) {
 		case <-ticker.C:
 		}
 		for _, tr := range tracks {
-			keyframe := seq%25 == 0 || tr.forceKF.Swap(false)
+			keyframe := (seq%25 == 0 && !tr.keyframesOnRequest) || tr.forceKF.Swap(false)
 			for i, l := range tr.locals {
 				layer := byte('-')
 				if tr.simulcast {
 					layer = "qhf"[i]
+					if tr.dropped[i].Load() {
+						continue
+					}
 				}
 				payload := makePayload(tr.kind, tr.codec, tr.tag, layer, seq, keyframe)
 				if tr.simulcast {

@@ -10,6 +10,7 @@ import { orgLabel } from './api.js';
 import { MediaSession } from './call-media.js';
 import { Stage } from './call-tiles.js';
 import { chatPanel, peoplePanel } from './call-panels.js';
+import { menuButton } from './menu.js';
 
 const reducedMotion = () => window.matchMedia('(prefers-reduced-motion: reduce)').matches;
 const REACTIONS = ['👍', '👏', '😀', '❤️', '🎉'];
@@ -104,23 +105,22 @@ export function startCall({ conference, me, stream: given, queued }) {
     REACTIONS.map((r) => h('button', { type: 'button', class: 'reaction', 'data-reaction': r, text: r, i18nLabel: 'call.react', vars: { reaction: r }, onclick: () => sendSignal({ kind: 'reaction', text: r }) })));
   const leaveButton = labelled({ id: 'call-leave', class: 'danger', onclick: leave }, 'call.leave', 'leave');
 
-  // Moderators' actions sit in a panel the Moderation button opens; each
-  // button says what it will do ("Lock the conference").
+  // Moderators' actions sit in a menu the Moderation button opens
+  // (menu.js); each item says what it will do ("Lock the conference"). An
+  // action done closes the menu; ending asks for a confirmation first.
   let locked = !!conference.locked;
   let lobbyOn = !!conference.lobby;
+  const modDo = (promise) => { closeModeration(true); return modAction(promise, 'call.mod.done'); };
   const lockButton = h('button', { type: 'button', id: 'mod-lock', i18n: locked ? 'call.mod.unlock' : 'call.mod.lock', onclick: () =>
-    modAction(locked ? api.unlock() : api.lock(), 'call.mod.done') });
+    modDo(locked ? api.unlock() : api.lock()) });
   const lobbyButton = h('button', { type: 'button', id: 'mod-lobby', i18n: lobbyOn ? 'call.mod.lobby.off' : 'call.mod.lobby.on', onclick: () =>
-    modAction(api.lobby(!lobbyOn), 'call.mod.done') });
-  const endConfirm = h('button', { type: 'button', id: 'mod-end-confirm', class: 'danger', hidden: true, i18n: 'call.mod.end.confirm', onclick: () => modAction(api.end(), 'call.mod.done') });
+    modDo(api.lobby(!lobbyOn)) });
+  const endConfirm = h('button', { type: 'button', id: 'mod-end-confirm', class: 'danger', hidden: true, i18n: 'call.mod.end.confirm', onclick: () => modDo(api.end()) });
   const endButton = h('button', { type: 'button', id: 'mod-end', class: 'danger', i18n: 'call.mod.end', onclick: () => { endConfirm.hidden = false; endConfirm.focus(); } });
-  const modBar = h('div', { id: 'moderation', class: 'moderation', role: 'group', i18nLabel: 'call.mod.group', hidden: true },
-    h('h2', { class: 'visually-hidden', i18n: 'call.mod.group' }), lockButton, lobbyButton, endButton, endConfirm);
-  const modButton = labelled({ id: 'call-moderation', class: 'plain-toggle', 'aria-expanded': 'false', 'aria-controls': 'moderation', hidden: true, onclick: () => {
-    modBar.hidden = !modBar.hidden;
-    modButton.setAttribute('aria-expanded', String(!modBar.hidden));
-    if (!modBar.hidden) lockButton.focus();
-  } }, 'call.mod.group', 'shield');
+  const modBar = h('div', { id: 'moderation', class: 'moderation' }, lockButton, lobbyButton, endButton, endConfirm);
+  const modButton = labelled({ id: 'call-moderation', class: 'plain-toggle', hidden: true }, 'call.mod.group', 'shield');
+  // The confirmation is asked again each time the menu opens.
+  const closeModeration = menuButton(modButton, modBar, { onClose: () => { endConfirm.hidden = true; } });
   function showModeration() {
     say(lockButton, locked ? 'call.mod.unlock' : 'call.mod.lock');
     say(lobbyButton, lobbyOn ? 'call.mod.lobby.off' : 'call.mod.lobby.on');
