@@ -136,6 +136,13 @@ func TestTakeOverStartsWithTheOthersKeyframe(t *testing.T) {
 			micID := fresh.waitTrackAdded(mic, alice)
 			startsAtKeyframe(t, fresh.waitMedia(camID, 10, time.Minute), "the new session")
 			checkExact(t, mic, fresh.waitMedia(micID, 10, time.Minute))
+			// The old session no longer hangs on alice's tracks: each feeds
+			// the new session alone.
+			for _, id := range []string{camID, micID} {
+				if got := sinksOf(t, n, "conf-k", id); got != 1 {
+					t.Errorf("track %s feeds %d down-tracks after the takeover, want 1", id, got)
+				}
+			}
 		})
 	}
 }
@@ -180,4 +187,17 @@ func TestSubscriberLeavesADroppedLayer(t *testing.T) {
 	}
 	startsAtKeyframe(t, fresh.waitMedia(id, 1, time.Minute), "the new session")
 	fresh.waitLayer(cam, id, 'q', time.Minute)
+}
+
+// sinksOf is how many down-tracks the track feeds.
+func sinksOf(t *testing.T, n *testNode, conference, track string) int {
+	t.Helper()
+	n.sfu.router.mu.Lock()
+	conf := n.sfu.router.conferences[conference]
+	n.sfu.router.mu.Unlock()
+	up, ok := conf.track(track)
+	if !ok {
+		t.Fatalf("no track %s in %s", track, conference)
+	}
+	return len(*up.sinks.Load())
 }
