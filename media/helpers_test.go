@@ -71,6 +71,12 @@ func newTestNode(t *testing.T) *testNode {
 	return n
 }
 
+// minWait is the shortest wait for a message or for media, whatever the
+// caller asked: on a machine whose cores are busy with other work,
+// negotiations and the first packets lag. A wait returns as soon as its
+// condition holds; only a failing run waits this long.
+const minWait = time.Minute
+
 type received struct {
 	track   string
 	payload []byte
@@ -321,6 +327,7 @@ func (c *testClient) answer(offer string) {
 // expect waits for a message of type typ, keeping the others in c.seen.
 func (c *testClient) expect(typ string, timeout time.Duration) map[string]any {
 	c.t.Helper()
+	timeout = max(timeout, minWait)
 	deadline := time.After(timeout)
 	for {
 		select {
@@ -670,6 +677,7 @@ func (c *testClient) collect(d time.Duration) []received {
 func (c *testClient) waitMedia(track string, n int, timeout time.Duration) []received {
 	c.t.Helper()
 	var out []received
+	timeout = max(timeout, minWait)
 	deadline := time.After(timeout)
 	for len(out) < n {
 		select {
