@@ -17,10 +17,10 @@ import (
 // cache, beyond which a retransmission is impossible anyway.
 const historySize = packetCacheSize
 
-// silentCheckEvery is how many packets of other layers a simulcast
-// down-track lets pass between two checks that the layer it waits for is
-// still live: a few checks per second at the smallest layer's rate.
-const silentCheckEvery = 16
+// targetCheckEvery is how many packets a down-track lets pass unsent (or
+// sent while it waits to switch) between two checks of the layer it
+// wants: several checks a second at the smallest layer's rate.
+const targetCheckEvery = 16
 
 // downTrack sends one up-track to one subscriber. It is a webrtc.TrackLocal
 // added to the subscriber's peer connection, and a DownTrack of the router.
@@ -50,8 +50,7 @@ type downTrack struct {
 	maxH    int
 	remb    uint64
 
-	// skipped counts packets of layers neither sent nor wanted, to check
-	// now and then that the wanted layer is still live.
+	// skipped counts the packets watchTarget saw.
 	skipped    uint32
 	started    bool
 	seqOffset  uint16
@@ -246,10 +245,10 @@ func (d *downTrack) WriteRTP(p *Packet) {
 		// rare enough to re-choose at each.
 		d.retarget()
 	}
+	if p.Layer != d.current || d.target != d.current {
+		d.watchTarget()
+	}
 	if p.Layer != d.current {
-		if d.simulcast && p.Layer != d.target {
-			d.leaveSilentTarget()
-		}
 		if p.Layer != d.target {
 			return
 		}
@@ -275,22 +274,27 @@ func (d *downTrack) WriteRTP(p *Packet) {
 	d.send(p)
 }
 
-// leaveSilentTarget chooses another layer when the one being waited for
-// (to start, or to switch to) or being sent is no longer live. A browser's
-// encoder drops its upper layers when its bandwidth or CPU runs short, and
-// sends a keyframe only when asked: without this the subscriber would wait
-// for the dropped layer to come back, while the others flow past it. It
-// runs on packets of the other layers, at most every silentCheckEvery of
-// them. Called with d.mu held.
-func (d *downTrack) leaveSilentTarget() {
-	if d.skipped++; d.skipped%silentCheckEvery != 0 {
+// watchTarget runs on the packets a down-track does not send, and on those
+// it sends while it waits to switch, at most every targetCheckEvery of them.
+// A layer it wants that is no longer live is chosen again: a browser's
+// encoder drops its upper layers when its bandwidth or CPU runs short. And
+// while it waits for a keyframe of its target, to start or to switch, it
+// asks again: a keyframe request can be lost on the way, and a browser's
+// encoder ignores one that follows another within a few hundred
+// milliseconds, whatever layer each was for, and sends no keyframe unless
+// asked. Without this the subscriber would stay dark (or on the old
+// layer) until some other event asked for that keyframe. The up-track
+// merges the requests (keyframeInterval). Called with d.mu held.
+func (d *downTrack) watchTarget() {
+	if d.skipped++; d.skipped%targetCheckEvery != 0 {
 		return
 	}
-	if _, ok := d.up.LayerUsable(d.target); ok {
-		return
+	if d.simulcast {
+		if _, ok := d.up.LayerUsable(d.target); !ok {
+			d.retarget()
+		}
 	}
-	before := d.target
-	if d.retarget() != before {
+	if d.current != d.target {
 		d.up.RequestKeyframe(d.target)
 	}
 }

@@ -378,6 +378,8 @@ type testTrack struct {
 	// keyframesOnRequest, when set, sends a keyframe only after a PLI, as
 	// a browser's encoder does, rather than every 25th packet too.
 	keyframesOnRequest bool
+	// losePLIs is how many of the next PLIs are lost on the way.
+	losePLIs atomic.Int32
 	// dropped layers (q, h, f) are no longer sent, as a browser's encoder
 	// drops its upper layers when its bandwidth or CPU runs short.
 	dropped [3]atomic.Bool
@@ -454,6 +456,10 @@ func (c *testClient) publish(tracks ...*testTrack) {
 						}
 						for _, p := range pkts {
 							if _, ok := p.(*rtcp.PictureLossIndication); ok {
+								if tr.losePLIs.Add(-1) >= 0 {
+									continue
+								}
+								tr.losePLIs.Store(0)
 								tr.plis.Add(1)
 								tr.forceKF.Store(true)
 							}

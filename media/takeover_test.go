@@ -192,6 +192,12 @@ func TestSubscriberLeavesADroppedLayer(t *testing.T) {
 // sinksOf is how many down-tracks the track feeds.
 func sinksOf(t *testing.T, n *testNode, conference, track string) int {
 	t.Helper()
+	return len(*trackOf(t, n, conference, track).sinks.Load())
+}
+
+// trackOf is the up-track of a conference on n.
+func trackOf(t *testing.T, n *testNode, conference, track string) *upTrack {
+	t.Helper()
 	n.sfu.router.mu.Lock()
 	conf := n.sfu.router.conferences[conference]
 	n.sfu.router.mu.Unlock()
@@ -199,5 +205,53 @@ func sinksOf(t *testing.T, n *testNode, conference, track string) int {
 	if !ok {
 		t.Fatalf("no track %s in %s", track, conference)
 	}
-	return len(*up.sinks.Load())
+	return up
+}
+
+// TestLostKeyframeRequestIsRepeated: a keyframe request can be lost on the
+// way, and a browser's encoder ignores one that follows another within a
+// few hundred milliseconds, whatever layer each was for; it sends no
+// keyframe unless asked. A subscriber switching layers, and a user's new
+// session starting on a camera, must still be sent a keyframe: the SFU
+// asks again while it waits.
+func TestLostKeyframeRequestIsRepeated(t *testing.T) {
+	n := newTestNode(t)
+	const alice, bob = "alice@did:web:a.example", "bob@did:web:b.example"
+	pub := connect(t, n, "conf-l", alice, clientOptions{})
+	cam := &testTrack{tag: 'c', kind: "video", source: "camera", simulcast: true, keyframesOnRequest: true}
+	pub.publish(cam)
+
+	old := connect(t, n, "conf-l", bob, clientOptions{})
+	id := old.waitTrackAdded(cam, alice)
+	old.subscribe(id, 640, 360)
+	old.waitLayer(cam, id, 'h', time.Minute)
+	// The tile turns out smaller: the switch to q asks for its keyframe,
+	// and that request is lost.
+	cam.losePLIs.Store(1)
+	old.subscribe(id, 320, 180)
+	old.waitLayer(cam, id, 'q', time.Minute)
+	if cam.losePLIs.Load() != 0 {
+		t.Fatal("no keyframe request was lost: the test proves nothing")
+	}
+
+	// Bob comes back once the last keyframe of q is too old to start from;
+	// the request for the new session's keyframe is lost.
+	up := trackOf(t, n, "conf-l", id)
+	deadline := time.Now().Add(minWait)
+	for _, recent := up.RecentKeyframe(0, catchUpWindow); recent; _, recent = up.RecentKeyframe(0, catchUpWindow) {
+		if time.Now().After(deadline) {
+			t.Fatal("keyframes of q keep coming unasked")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cam.losePLIs.Store(1)
+	fresh := connect(t, n, "conf-l", bob, clientOptions{autoSubscribe: true, maxW: 320, maxH: 180})
+	if got := fresh.waitTrackAdded(cam, alice); got != id {
+		t.Fatalf("the new session sees camera %s, want %s", got, id)
+	}
+	startsAtKeyframe(t, fresh.waitMedia(id, 1, time.Minute), "the new session")
+	fresh.waitLayer(cam, id, 'q', time.Minute)
+	if cam.losePLIs.Load() != 0 {
+		t.Fatal("the new session's keyframe request was not lost: the test proves nothing")
+	}
 }
