@@ -451,7 +451,15 @@ func (c *client) stop(reason string) {
 			published = append(published, t)
 		}
 		pcs := []*webrtc.PeerConnection{c.pub, c.sub}
+		subs := make([]*subscription, 0, len(c.subs))
+		for _, s := range c.subs {
+			subs = append(subs, s)
+		}
 		c.mu.Unlock()
+		// The others' tracks stop feeding this client's down-tracks.
+		for _, s := range subs {
+			s.down.up.RemoveSink(s.down)
+		}
 		if conf != nil {
 			conf.leave(c, published)
 			c.sfu.trunks.localLeft(c.conferenceID)

@@ -17,6 +17,11 @@ import (
 // cache, beyond which a retransmission is impossible anyway.
 const historySize = packetCacheSize
 
+// targetCheckEvery is how many packets a down-track lets pass unsent (or
+// sent while it waits to switch) between two checks of the layer it
+// wants: several checks a second at the smallest layer's rate.
+const targetCheckEvery = 16
+
 // downTrack sends one up-track to one subscriber. It is a webrtc.TrackLocal
 // added to the subscriber's peer connection, and a DownTrack of the router.
 // It picks one simulcast layer at a time and rewrites SSRC, sequence numbers
@@ -45,6 +50,8 @@ type downTrack struct {
 	maxH    int
 	remb    uint64
 
+	// skipped counts the packets watchTarget saw.
+	skipped    uint32
 	started    bool
 	seqOffset  uint16
 	tsOffset   uint32
@@ -238,6 +245,9 @@ func (d *downTrack) WriteRTP(p *Packet) {
 		// rare enough to re-choose at each.
 		d.retarget()
 	}
+	if p.Layer != d.current || d.target != d.current {
+		d.watchTarget()
+	}
 	if p.Layer != d.current {
 		if p.Layer != d.target {
 			return
@@ -262,6 +272,31 @@ func (d *downTrack) WriteRTP(p *Packet) {
 		d.up.RequestKeyframe(d.target)
 	}
 	d.send(p)
+}
+
+// watchTarget runs on the packets a down-track does not send, and on those
+// it sends while it waits to switch, at most every targetCheckEvery of them.
+// A layer it wants that is no longer live is chosen again: a browser's
+// encoder drops its upper layers when its bandwidth or CPU runs short. And
+// while it waits for a keyframe of its target, to start or to switch, it
+// asks again: a keyframe request can be lost on the way, and a browser's
+// encoder ignores one that follows another within a few hundred
+// milliseconds, whatever layer each was for, and sends no keyframe unless
+// asked. Without this the subscriber would stay dark (or on the old
+// layer) until some other event asked for that keyframe. The up-track
+// merges the requests (keyframeInterval). Called with d.mu held.
+func (d *downTrack) watchTarget() {
+	if d.skipped++; d.skipped%targetCheckEvery != 0 {
+		return
+	}
+	if d.simulcast {
+		if _, ok := d.up.LayerUsable(d.target); !ok {
+			d.retarget()
+		}
+	}
+	if d.current != d.target {
+		d.up.RequestKeyframe(d.target)
+	}
 }
 
 // startWith sends a packet replayed from the cache at the start, switching

@@ -71,6 +71,12 @@ func newTestNode(t *testing.T) *testNode {
 	return n
 }
 
+// minWait is the shortest wait for a message or for media, whatever the
+// caller asked: on a machine whose cores are busy with other work,
+// negotiations and the first packets lag. A wait returns as soon as its
+// condition holds; only a failing run waits this long.
+const minWait = time.Minute
+
 type received struct {
 	track   string
 	payload []byte
@@ -321,6 +327,7 @@ func (c *testClient) answer(offer string) {
 // expect waits for a message of type typ, keeping the others in c.seen.
 func (c *testClient) expect(typ string, timeout time.Duration) map[string]any {
 	c.t.Helper()
+	timeout = max(timeout, minWait)
 	deadline := time.After(timeout)
 	for {
 		select {
@@ -368,6 +375,14 @@ type testTrack struct {
 	id      string // assigned by the SFU, from track_added
 	plis    atomic.Int64
 	forceKF atomic.Bool
+	// keyframesOnRequest, when set, sends a keyframe only after a PLI, as
+	// a browser's encoder does, rather than every 25th packet too.
+	keyframesOnRequest bool
+	// losePLIs is how many of the next PLIs are lost on the way.
+	losePLIs atomic.Int32
+	// dropped layers (q, h, f) are no longer sent, as a browser's encoder
+	// drops its upper layers when its bandwidth or CPU runs short.
+	dropped [3]atomic.Bool
 
 	mu   sync.Mutex
 	sent map[string][]byte // layer+seq -> payload
@@ -441,6 +456,10 @@ func (c *testClient) publish(tracks ...*testTrack) {
 						}
 						for _, p := range pkts {
 							if _, ok := p.(*rtcp.PictureLossIndication); ok {
+								if tr.losePLIs.Add(-1) >= 0 {
+									continue
+								}
+								tr.losePLIs.Store(0)
 								tr.plis.Add(1)
 								tr.forceKF.Store(true)
 							}
@@ -485,11 +504,14 @@ func (c *testClient) sendMedia(tracks []*testTrack) {
 		case <-ticker.C:
 		}
 		for _, tr := range tracks {
-			keyframe := seq%25 == 0 || tr.forceKF.Swap(false)
+			keyframe := (seq%25 == 0 && !tr.keyframesOnRequest) || tr.forceKF.Swap(false)
 			for i, l := range tr.locals {
 				layer := byte('-')
 				if tr.simulcast {
 					layer = "qhf"[i]
+					if tr.dropped[i].Load() {
+						continue
+					}
 				}
 				payload := makePayload(tr.kind, tr.codec, tr.tag, layer, seq, keyframe)
 				if tr.simulcast {
@@ -661,6 +683,7 @@ func (c *testClient) collect(d time.Duration) []received {
 func (c *testClient) waitMedia(track string, n int, timeout time.Duration) []received {
 	c.t.Helper()
 	var out []received
+	timeout = max(timeout, minWait)
 	deadline := time.After(timeout)
 	for len(out) < n {
 		select {

@@ -73,6 +73,7 @@ func TestCascadeOrganisationsNamedByEachNode(t *testing.T) {
 // organisation_label.
 func participantsShown(c *testClient, n int, timeout time.Duration) map[string][2]string {
 	c.t.Helper()
+	timeout = max(timeout, minWait)
 	deadline := time.Now().Add(timeout)
 	for {
 		got := map[string][2]string{}

@@ -21,6 +21,7 @@ func (c *testClient) estimate(ssrc uint32, bps float32) {
 // at a keyframe and does not flip back.
 func (c *testClient) waitLayer(tr *testTrack, track string, want byte, timeout time.Duration) uint32 {
 	c.t.Helper()
+	timeout = max(timeout, minWait)
 	deadline := time.After(timeout)
 	run := 0
 	for {

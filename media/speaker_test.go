@@ -9,6 +9,7 @@ import (
 // among those already seen and those still to come.
 func (c *testClient) waitMessage(typ string, match func(map[string]any) bool, timeout time.Duration) map[string]any {
 	c.t.Helper()
+	timeout = max(timeout, minWait)
 	deadline := time.After(timeout)
 	next := 0
 	for {

@@ -95,3 +95,163 @@ func TestSameUserTakesOverTheirSession(t *testing.T) {
 		}
 	}
 }
+
+// TestTakeOverStartsWithTheOthersKeyframe: a user comes back while their
+// old session is still subscribed to another participant's camera, whose
+// encoder sends a keyframe only when asked (as a browser's does). The new
+// session must start decoding that camera: the SFU asks the publisher for
+// a keyframe for it and the first packet it forwards is one. The old
+// session is either still connected (a second window, a reload whose
+// page had not closed its socket yet) or dead without the SFU knowing it
+// yet (a crash: its peer connections are gone, its socket not timed out).
+func TestTakeOverStartsWithTheOthersKeyframe(t *testing.T) {
+	for _, crashed := range []bool{false, true} {
+		name := "old session connected"
+		if crashed {
+			name = "old session crashed"
+		}
+		t.Run(name, func(t *testing.T) {
+			n := newTestNode(t)
+			const alice, bob = "alice@did:web:a.example", "bob@did:web:b.example"
+			pub := connect(t, n, "conf-k", alice, clientOptions{})
+			cam := &testTrack{tag: 'c', kind: "video", source: "camera", simulcast: true, keyframesOnRequest: true}
+			mic := &testTrack{tag: 'm', kind: "audio", source: "microphone"}
+			pub.publish(cam, mic)
+
+			old := connect(t, n, "conf-k", bob, clientOptions{autoSubscribe: true, maxW: 640, maxH: 360})
+			camID := old.waitTrackAdded(cam, alice)
+			startsAtKeyframe(t, old.waitMedia(camID, 10, time.Minute), "the first session")
+			if crashed {
+				_ = old.sub.Close()
+				_ = old.pub.Close()
+			}
+
+			fresh := connect(t, n, "conf-k", bob, clientOptions{autoSubscribe: true, maxW: 640, maxH: 360})
+			if r := old.expect("removed", time.Minute); r["reason"] != "replaced" {
+				t.Fatalf("old session: removed reason = %v, want replaced", r["reason"])
+			}
+			if id := fresh.waitTrackAdded(cam, alice); id != camID {
+				t.Fatalf("the new session sees camera %s, want %s", id, camID)
+			}
+			micID := fresh.waitTrackAdded(mic, alice)
+			startsAtKeyframe(t, fresh.waitMedia(camID, 10, time.Minute), "the new session")
+			checkExact(t, mic, fresh.waitMedia(micID, 10, time.Minute))
+			// The old session no longer hangs on alice's tracks: each feeds
+			// the new session alone.
+			for _, id := range []string{camID, micID} {
+				if got := sinksOf(t, n, "conf-k", id); got != 1 {
+					t.Errorf("track %s feeds %d down-tracks after the takeover, want 1", id, got)
+				}
+			}
+		})
+	}
+}
+
+// startsAtKeyframe checks that a subscriber's first video packet is a
+// keyframe: it could not decode anything before one.
+func startsAtKeyframe(t *testing.T, got []received, who string) {
+	t.Helper()
+	if len(got) == 0 || !isKeyframe(got[0].codec, got[0].payload) {
+		t.Fatalf("%s: the first packet of the camera is not a keyframe", who)
+	}
+}
+
+// TestSubscriberLeavesADroppedLayer: a browser's encoder stops sending an
+// upper simulcast layer when its bandwidth or CPU runs short, and sends a
+// keyframe only when asked. A subscriber receiving that layer, or starting
+// on it (a user coming back, whose new session subscribes while the layer
+// still looks live), must move to a layer still sent and be sent its
+// keyframe: it must not wait for the dropped layer to come back.
+func TestSubscriberLeavesADroppedLayer(t *testing.T) {
+	n := newTestNode(t)
+	const alice, bob = "alice@did:web:a.example", "bob@did:web:b.example"
+	pub := connect(t, n, "conf-d", alice, clientOptions{})
+	cam := &testTrack{tag: 'c', kind: "video", source: "camera", simulcast: true, keyframesOnRequest: true}
+	pub.publish(cam)
+
+	// 640×360 fits layer h of the 1280×720 camera.
+	carol := connect(t, n, "conf-d", "carol@did:web:c.example", clientOptions{autoSubscribe: true, maxW: 640, maxH: 360})
+	id := carol.waitTrackAdded(cam, alice)
+	carol.waitLayer(cam, id, 'h', time.Minute)
+	old := connect(t, n, "conf-d", bob, clientOptions{autoSubscribe: true, maxW: 640, maxH: 360})
+	old.waitTrackAdded(cam, alice)
+	old.waitLayer(cam, id, 'h', time.Minute)
+
+	cam.dropped[1].Store(true)
+	fresh := connect(t, n, "conf-d", bob, clientOptions{autoSubscribe: true, maxW: 640, maxH: 360})
+	// The subscriber on h goes on with q, from a keyframe of q.
+	carol.waitLayer(cam, id, 'q', time.Minute)
+	// So does the user's new session, which started while h had just gone.
+	if got := fresh.waitTrackAdded(cam, alice); got != id {
+		t.Fatalf("the new session sees camera %s, want %s", got, id)
+	}
+	startsAtKeyframe(t, fresh.waitMedia(id, 1, time.Minute), "the new session")
+	fresh.waitLayer(cam, id, 'q', time.Minute)
+}
+
+// sinksOf is how many down-tracks the track feeds.
+func sinksOf(t *testing.T, n *testNode, conference, track string) int {
+	t.Helper()
+	return len(*trackOf(t, n, conference, track).sinks.Load())
+}
+
+// trackOf is the up-track of a conference on n.
+func trackOf(t *testing.T, n *testNode, conference, track string) *upTrack {
+	t.Helper()
+	n.sfu.router.mu.Lock()
+	conf := n.sfu.router.conferences[conference]
+	n.sfu.router.mu.Unlock()
+	up, ok := conf.track(track)
+	if !ok {
+		t.Fatalf("no track %s in %s", track, conference)
+	}
+	return up
+}
+
+// TestLostKeyframeRequestIsRepeated: a keyframe request can be lost on the
+// way, and a browser's encoder ignores one that follows another within a
+// few hundred milliseconds, whatever layer each was for; it sends no
+// keyframe unless asked. A subscriber switching layers, and a user's new
+// session starting on a camera, must still be sent a keyframe: the SFU
+// asks again while it waits.
+func TestLostKeyframeRequestIsRepeated(t *testing.T) {
+	n := newTestNode(t)
+	const alice, bob = "alice@did:web:a.example", "bob@did:web:b.example"
+	pub := connect(t, n, "conf-l", alice, clientOptions{})
+	cam := &testTrack{tag: 'c', kind: "video", source: "camera", simulcast: true, keyframesOnRequest: true}
+	pub.publish(cam)
+
+	old := connect(t, n, "conf-l", bob, clientOptions{})
+	id := old.waitTrackAdded(cam, alice)
+	old.subscribe(id, 640, 360)
+	old.waitLayer(cam, id, 'h', time.Minute)
+	// The tile turns out smaller: the switch to q asks for its keyframe,
+	// and that request is lost.
+	cam.losePLIs.Store(1)
+	old.subscribe(id, 320, 180)
+	old.waitLayer(cam, id, 'q', time.Minute)
+	if cam.losePLIs.Load() != 0 {
+		t.Fatal("no keyframe request was lost: the test proves nothing")
+	}
+
+	// Bob comes back once the last keyframe of q is too old to start from;
+	// the request for the new session's keyframe is lost.
+	up := trackOf(t, n, "conf-l", id)
+	deadline := time.Now().Add(minWait)
+	for _, recent := up.RecentKeyframe(0, catchUpWindow); recent; _, recent = up.RecentKeyframe(0, catchUpWindow) {
+		if time.Now().After(deadline) {
+			t.Fatal("keyframes of q keep coming unasked")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cam.losePLIs.Store(1)
+	fresh := connect(t, n, "conf-l", bob, clientOptions{autoSubscribe: true, maxW: 320, maxH: 180})
+	if got := fresh.waitTrackAdded(cam, alice); got != id {
+		t.Fatalf("the new session sees camera %s, want %s", got, id)
+	}
+	startsAtKeyframe(t, fresh.waitMedia(id, 1, time.Minute), "the new session")
+	fresh.waitLayer(cam, id, 'q', time.Minute)
+	if cam.losePLIs.Load() != 0 {
+		t.Fatal("the new session's keyframe request was not lost: the test proves nothing")
+	}
+}

@@ -9,6 +9,7 @@ import (
 // first skip of c.seen, and returns it with the index after it.
 func (c *testClient) awaitMsg(skip int, what string, timeout time.Duration, ok func(map[string]any) bool) (map[string]any, int) {
 	c.t.Helper()
+	timeout = max(timeout, minWait)
 	deadline := time.After(timeout)
 	for {
 		c.mu.Lock()

@@ -35,9 +35,9 @@ func noScroll(t *testing.T, ctx context.Context, w, hgt int64) {
 	}
 	defer cdp.Call(ctx, target, emulation.ClearDeviceMetricsOverride, cdp.Empty{})
 	js := `(() => { const e = document.scrollingElement; return innerWidth === ` + fmt.Sprint(w) + ` && e.scrollHeight <= innerHeight && e.scrollWidth <= innerWidth })()`
-	c, cancel := context.WithTimeout(ctx, minWait)
+	c, cancel := context.WithTimeout(ctx, minWait+5*time.Second)
 	defer cancel()
-	if _, err := chromedp.Run(c, chromedp.Poll[bool](js, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+	if _, err := chromedp.Run(c, chromedp.Poll[bool](js, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(minWait))); err != nil {
 		size := eval[string](t, ctx, `(() => { const e = document.scrollingElement; const wide = [...document.querySelectorAll('body *')].filter((x) => x.getBoundingClientRect().right > innerWidth + 1 || x.getBoundingClientRect().bottom > innerHeight + 1).slice(0, 5).map((x) => x.tagName + '#' + x.id + '.' + x.className.baseVal ?? x.className); return innerWidth + 'x' + innerHeight + ' window, page ' + e.scrollWidth + 'x' + e.scrollHeight + ', beyond it: ' + wide.join(' ') })()`)
 		t.Errorf("the call screen scrolls at %dx%d: %s", w, hgt, size)
 	}

@@ -179,6 +179,7 @@ func TestBrowserModeration(t *testing.T) {
 
 	// Ending: the confirm step first, then every screen says it has ended
 	// and shows no one any more.
+	click(t, aCtx, "#call-moderation")
 	click(t, aCtx, "#mod-end")
 	waitFor(t, aCtx, 5*time.Second, `!document.querySelector('#mod-end-confirm').hidden && document.activeElement?.id === 'mod-end-confirm'`)
 	waitText(t, aCtx, "#mod-end-confirm", "Confirm: end the conference")
@@ -240,6 +241,13 @@ func lockAndUnlock(t *testing.T, fc *federatedCall, aCtx context.Context) {
 	waitText(t, aCtx, "#mod-lobby", "Turn the lobby on")
 	click(t, aCtx, "#mod-lock")
 	waitText(t, aCtx, "#people-result", "Done.")
+	// The action done, the menu closes and the focus goes back to its
+	// button; opened again, the item says what it would do now.
+	focused(t, aCtx, "call-moderation")
+	if eval[bool](t, aCtx, shown("#moderation")) {
+		t.Error("the moderation menu stays open after locking")
+	}
+	click(t, aCtx, "#call-moderation")
 	waitText(t, aCtx, "#mod-lock", "Unlock the conference")
 	// The newcomer's node learns of the lock from the host's record.
 	ctx := context.Background()
@@ -259,7 +267,9 @@ func lockAndUnlock(t *testing.T, fc *federatedCall, aCtx context.Context) {
 	waitFor(t, cCtx, 20*time.Second, `!document.querySelector('#join').disabled`)
 
 	click(t, aCtx, "#mod-lock")
+	click(t, aCtx, "#call-moderation")
 	waitText(t, aCtx, "#mod-lock", "Lock the conference")
+	press(t, aCtx, kb.Escape)
 	nodetest.Eventually(t, minWait, "the unlock at the agency", func() bool {
 		c, err := fc.agency.Store().GetConference(ctx, fc.conf)
 		return err == nil && !c.Locked
@@ -462,6 +472,63 @@ func TestBrowserKeyboardOnly(t *testing.T) {
 	if v := eval[string](t, ctx, `document.querySelector('#chat-input').value`); v != "" {
 		t.Errorf("chat input keeps %q after sending", v)
 	}
+	moderationMenuKeys(t, ctx)
+}
+
+// moderationMenuKeys works the moderator's menu button from the keyboard,
+// as the WAI-ARIA menu button pattern has it: ArrowDown opens it on the
+// first item, the arrows, Home and End move, Escape closes it and gives the
+// focus back, Enter opens it and activates an item, which closes it.
+func moderationMenuKeys(t *testing.T, ctx context.Context) {
+	t.Helper()
+	waitFor(t, ctx, 20*time.Second, `!document.querySelector('#call-moderation').hidden`)
+	const state = `(() => {
+  const b = document.querySelector('#call-moderation'), m = document.querySelector('#moderation');
+  return [b.getAttribute('aria-haspopup'), b.getAttribute('aria-expanded'), b.getAttribute('aria-controls'),
+    m.getAttribute('role'), m.getAttribute('aria-labelledby'), String(m.hidden),
+    [...m.querySelectorAll('button')].map((x) => x.getAttribute('role') + ':' + x.tabIndex).join(' ')].join('|')
+})()`
+	if got, want := eval[string](t, ctx, state), "menu|false|moderation|menu|call-moderation|true|menuitem:-1 menuitem:-1 menuitem:-1 menuitem:-1 menuitem:-1"; got != want {
+		t.Errorf("moderation menu closed: %s, want %s", got, want)
+	}
+	eval[bool](t, ctx, `(document.querySelector('#call-moderation').focus(), true)`)
+	press(t, ctx, kb.ArrowDown)
+	focused(t, ctx, "mod-lock")
+	if got, want := eval[string](t, ctx, state), "menu|true|moderation|menu|call-moderation|false|menuitem:-1 menuitem:-1 menuitem:-1 menuitem:-1 menuitem:-1"; got != want {
+		t.Errorf("moderation menu open: %s, want %s", got, want)
+	}
+	for _, step := range []struct{ key, id string }{
+		{kb.ArrowDown, "mod-lobby"}, {kb.ArrowDown, "mod-end"}, {kb.ArrowDown, "mod-guests"}, {kb.ArrowDown, "mod-lock"},
+		{kb.ArrowUp, "mod-guests"}, {kb.Home, "mod-lock"}, {kb.End, "mod-guests"},
+	} {
+		press(t, ctx, step.key)
+		focused(t, ctx, step.id)
+	}
+	press(t, ctx, kb.Escape)
+	focused(t, ctx, "call-moderation")
+	if eval[bool](t, ctx, shown("#moderation")) {
+		t.Fatal("Escape leaves the moderation menu open")
+	}
+	press(t, ctx, kb.ArrowUp)
+	focused(t, ctx, "mod-guests")
+	press(t, ctx, kb.Escape)
+	press(t, ctx, kb.Enter)
+	focused(t, ctx, "mod-lock")
+	waitText(t, ctx, "#mod-lock", "Lock the conference")
+	waitText(t, ctx, "#mod-lobby", "Turn the lobby on")
+	press(t, ctx, kb.Enter)
+	waitText(t, ctx, "#people-result", "Done.")
+	focused(t, ctx, "call-moderation")
+	if eval[bool](t, ctx, shown("#moderation")) {
+		t.Error("the moderation menu stays open after its action")
+	}
+	// The item now says what it would do, in French too.
+	press(t, ctx, " ")
+	waitText(t, ctx, "#mod-lock", "Unlock the conference")
+	setLanguage(t, ctx, "fr")
+	waitText(t, ctx, "#mod-lock", "Déverrouiller la conférence")
+	waitText(t, ctx, "#mod-lobby", "Activer la salle d’attente")
+	setLanguage(t, ctx, "en")
 }
 
 func press(t *testing.T, ctx context.Context, key string) {

@@ -40,7 +40,7 @@ func TestBrowserShowsMediaWithheldByPolicy(t *testing.T) {
 		if _, err := ministry.Federation().Invite(ctx, alice, conf.ID, m.n.DID(), nil); err != nil {
 			t.Fatal(err)
 		}
-		nodetest.Eventually(t, 15*time.Second, "the invitation at "+m.n.Name(), func() bool {
+		nodetest.Eventually(t, minWait, "the invitation at "+m.n.Name(), func() bool {
 			_, err := m.n.Store().GetConference(ctx, conf.ID)
 			return err == nil
 		})

@@ -103,6 +103,7 @@ export function connection(c) {
     c.callArea.hidden = true;
     c.controls.hidden = true;
     c.modBar.hidden = true;
+    c.guestPanel.hidden = true;
     c.waiting.hidden = true;
     // No connection any more: its quality would be stale.
     c.quality.hidden = true;

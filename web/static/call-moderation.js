@@ -1,30 +1,31 @@
-// Moderators' actions in a call: the Moderation panel (lock, lobby, end),
-// muting, removing, admitting and denying participants, and whether this
-// user moderates at all.
+// Moderators' actions in a call: the Moderation menu (lock, lobby, end,
+// guest links), muting, removing, admitting and denying participants, and
+// whether this user moderates at all.
 import { h, say, announce } from './dom.js';
 import { labelled } from './call-controls.js';
 import { guestLinksPanel } from './guest-links.js';
+import { menuButton } from './menu.js';
 
 // moderation builds call c's moderation panel and gives c its actions.
 export function moderation(c) {
   const { api, conference, me } = c;
-  // Moderators' actions sit in a panel the Moderation button opens; each
-  // button says what it will do ("Lock the conference").
+  // Moderators' actions sit in a menu the Moderation button opens
+  // (menu.js); each item says what it will do ("Lock the conference"). An
+  // action done closes the menu; ending asks for a confirmation first.
+  const modDo = (promise) => { closeModeration(true); return modAction(promise, 'call.mod.done'); };
   const lockButton = h('button', { type: 'button', id: 'mod-lock', i18n: c.locked ? 'call.mod.unlock' : 'call.mod.lock', onclick: () =>
-    modAction(c.locked ? api.unlock() : api.lock(), 'call.mod.done') });
+    modDo(c.locked ? api.unlock() : api.lock()) });
   const lobbyButton = h('button', { type: 'button', id: 'mod-lobby', i18n: c.lobbyOn ? 'call.mod.lobby.off' : 'call.mod.lobby.on', onclick: () =>
-    modAction(api.lobby(!c.lobbyOn), 'call.mod.done') });
-  const endConfirm = h('button', { type: 'button', id: 'mod-end-confirm', class: 'danger', hidden: true, i18n: 'call.mod.end.confirm', onclick: () => modAction(api.end(), 'call.mod.done') });
+    modDo(api.lobby(!c.lobbyOn)) });
+  const endConfirm = h('button', { type: 'button', id: 'mod-end-confirm', class: 'danger', hidden: true, i18n: 'call.mod.end.confirm', onclick: () => modDo(api.end()) });
   const endButton = h('button', { type: 'button', id: 'mod-end', class: 'danger', i18n: 'call.mod.end', onclick: () => { endConfirm.hidden = false; endConfirm.focus(); } });
+  // The guest links item opens their panel (guest-links.js), which stays
+  // open beside the call once the menu closes.
   const guestLinks = guestLinksPanel(conference.id);
-  const modBar = h('div', { id: 'moderation', class: 'moderation', role: 'group', i18nLabel: 'call.mod.group', hidden: true },
-    h('h2', { class: 'visually-hidden', i18n: 'call.mod.group' }), lockButton, lobbyButton, endButton, endConfirm,
-    guestLinks.toggle, guestLinks.el);
-  const modButton = labelled({ id: 'call-moderation', class: 'plain-toggle', 'aria-expanded': 'false', 'aria-controls': 'moderation', hidden: true, onclick: () => {
-    modBar.hidden = !modBar.hidden;
-    modButton.setAttribute('aria-expanded', String(!modBar.hidden));
-    if (!modBar.hidden) lockButton.focus();
-  } }, 'call.mod.group', 'shield');
+  const modBar = h('div', { id: 'moderation', class: 'moderation' }, lockButton, lobbyButton, endButton, endConfirm, guestLinks.toggle);
+  const modButton = labelled({ id: 'call-moderation', class: 'plain-toggle', hidden: true }, 'call.mod.group', 'shield');
+  // The confirmation is asked again each time the menu opens.
+  const closeModeration = menuButton(modButton, modBar, { onClose: () => { endConfirm.hidden = true; } });
   function showModeration() {
     say(lockButton, c.locked ? 'call.mod.unlock' : 'call.mod.lock');
     say(lobbyButton, c.lobbyOn ? 'call.mod.lobby.off' : 'call.mod.lobby.on');
@@ -63,5 +64,5 @@ export function moderation(c) {
     }
   }
 
-  return { modBar, modButton, showModeration, findModerator, moderate };
+  return { modBar, modButton, guestPanel: guestLinks.el, showModeration, findModerator, moderate };
 }

@@ -79,7 +79,7 @@ export function startCall({ conference, me, stream: given, queued }) {
     h('div', { class: 'call-head' },
       h('h1', { id: 'call-title', i18n: 'call.title', vars: { title: conference.title } }),
       c.quality),
-    c.status, c.alert, c.waiting, c.after, c.callArea, c.modBar, c.controls);
+    c.status, c.alert, c.waiting, c.after, c.callArea, c.modBar, c.guestPanel, c.controls);
   main.focus();
 
   c.stage.setPerson(me.user, { name: me.display_name, org: me.node.name, me: true, micMuted: !c.micOn() });

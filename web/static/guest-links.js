@@ -86,15 +86,27 @@ export function guestLinksPanel(conference) {
     }));
   }
 
+  // The panel floats beside the call; Done or Escape closes it and gives
+  // the focus back to the Moderation button.
+  const done = h('button', { type: 'button', id: 'guests-done', i18n: 'invite.close', onclick: () => show(false) });
   const el = h('section', { id: 'guests-panel', class: 'guest-links-panel', 'aria-labelledby': 'guests-title', hidden: true },
-    h('h3', { id: 'guests-title', i18n: 'guests.title' }), h('p', { i18n: 'guests.intro' }), form, made, result, list);
-  const toggle = h('button', { type: 'button', id: 'mod-guests', 'aria-expanded': 'false', 'aria-controls': 'guests-panel', i18n: 'guests.open', onclick: () => {
-    el.hidden = !el.hidden;
-    toggle.setAttribute('aria-expanded', String(!el.hidden));
-    if (!el.hidden) {
+    h('h3', { id: 'guests-title', i18n: 'guests.title' }), h('p', { i18n: 'guests.intro' }), form, made, result, list, done);
+  el.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') {
+      e.preventDefault();
+      show(false);
+    }
+  });
+  const toggle = h('button', { type: 'button', id: 'mod-guests', 'aria-expanded': 'false', 'aria-controls': 'guests-panel', i18n: 'guests.open', onclick: () => show(el.hidden) });
+  function show(on) {
+    el.hidden = !on;
+    toggle.setAttribute('aria-expanded', String(on));
+    if (on) {
       refresh();
       life.focus();
+    } else {
+      document.getElementById('call-moderation')?.focus();
     }
-  } });
+  }
   return { toggle, el };
 }
