@@ -259,6 +259,7 @@ func startLocalNode(ctx context.Context, l net.Listener, ln localNode) (*node.No
 	cfg.Media.LoopbackCandidates = true // browsers and nodes on this machine
 	cfg.Media.UDPPort = ln.udpPort
 	cfg.Log.Format = "text"
+	cfg.LiveKit = config.NewLiveKitCredentials()
 	if ln.bridge.Enabled {
 		cfg.Bridge = ln.bridge
 	}
@@ -314,6 +315,9 @@ func printDemo(w io.Writer, nodes []*node.Node, call demoCall, dir string, tempo
 		u := call.users[i]
 		fmt.Fprintf(w, "  %s\n    DID:   %s\n    URL:   %s\n    User:  %s (%s), API token %s\n    Join:  %s/app/conference/%s#token=%s\n",
 			n.Name(), n.DID(), n.PublicURL(), u.user.ID, u.user.DisplayName, u.token, n.PublicURL(), call.conference, u.token)
+		if key, secret, ok := n.LiveKitCredentials(); ok {
+			fmt.Fprintf(w, "    LiveKit: %s  API key %s  secret %s\n", n.LiveKitURL(), key, secret)
+		}
 	}
 	fmt.Fprintf(w, "\nConference %q (%s)\n  hosted by %s; every other institution invited and accepted.\n",
 		call.title, call.conference, nodes[0].Name())

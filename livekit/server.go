@@ -1,0 +1,204 @@
+package livekit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/entente-org/entente/media"
+)
+
+// MinProtocol is the oldest LiveKit signalling protocol version served: the
+// one current clients speak (livekit-client 2.x sends 16, server-sdk-go v2
+// sends 17). Older clients are refused with a message saying so
+// (spec/client-api.md §8.1).
+const MinProtocol = 15
+
+// ServerVersion is the LiveKit server version announced in JoinResponse:
+// the one whose protocol this package follows.
+const ServerVersion = "1.9.0"
+
+// Options configure a Server.
+type Options struct {
+	APIKey    string
+	APISecret string
+	SFU       *media.SFU
+	// UserOf maps a token's identity to the user the conference knows; an
+	// error refuses the connection (403).
+	UserOf func(identity string) (string, error)
+	// Organisation is the name of this node's institution, carried in each
+	// local participant's attributes.
+	Organisation string
+	Logger       *slog.Logger
+}
+
+// Server serves LiveKit's client signalling for one node.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+}
+
+// New makes a Server.
+func New(o Options) (*Server, error) {
+	if o.APIKey == "" || len(o.APISecret) < 32 {
+		return nil, errors.New("livekit: an API key and a secret of at least 32 characters are required")
+	}
+	if o.SFU == nil || o.UserOf == nil {
+		return nil, errors.New("livekit: Options.SFU and Options.UserOf are required")
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{opts: o, log: log.With("component", "livekit")}, nil
+}
+
+// Mint makes an access token for identity in conference with this server's
+// credentials.
+func (s *Server) Mint(conference, identity, name string, ttl time.Duration) (string, error) {
+	return Mint(s.opts.APIKey, s.opts.APISecret, conference, identity, name,
+		map[string]string{AttrOrganisation: s.opts.Organisation}, ttl)
+}
+
+// APIKey is the key tokens are issued under.
+func (s *Server) APIKey() string { return s.opts.APIKey }
+
+// admission is a checked connection request.
+type admission struct {
+	grant    Grant
+	user     string
+	protocol int
+	auto     bool
+}
+
+// admit checks what every connection must carry before the WebSocket is
+// opened: a protocol version served and a valid token (spec/client-api.md
+// §8.1, §8.2).
+func (s *Server) admit(r *http.Request) (admission, error) {
+	q := r.URL.Query()
+	p := q.Get("protocol")
+	if p == "" {
+		return admission{}, refuse(http.StatusBadRequest, "protocol parameter missing: this server speaks LiveKit signalling protocol %d or newer", MinProtocol)
+	}
+	proto, err := strconv.Atoi(p)
+	if err != nil {
+		return admission{}, refuse(http.StatusBadRequest, "protocol parameter %q is not a number", p)
+	}
+	if proto < MinProtocol {
+		return admission{}, refuse(http.StatusBadRequest, "LiveKit signalling protocol %d is too old: this server speaks protocol %d or newer; update the client", proto, MinProtocol)
+	}
+	if q.Get("join_request") != "" {
+		return admission{}, refuse(http.StatusBadRequest, "single peer connection mode (join_request) is not supported: connect with a publisher and a subscriber connection")
+	}
+	g, err := s.verify(tokenOf(r))
+	if err != nil {
+		return admission{}, err
+	}
+	user, err := s.opts.UserOf(g.Identity)
+	if err != nil {
+		return admission{}, refuse(http.StatusForbidden, "identity %q: %v", g.Identity, err)
+	}
+	return admission{grant: g, user: user, protocol: proto, auto: q.Get("auto_subscribe") != "0"}, nil
+}
+
+// Handler serves GET /rtc and GET /rtc/validate.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /rtc", s.serveRTC)
+	mux.HandleFunc("GET /rtc/validate", s.serveValidate)
+	return mux
+}
+
+func writeRefusal(w http.ResponseWriter, err error) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(statusOf(err))
+	fmt.Fprintln(w, err.Error())
+}
+
+// serveValidate answers what /rtc would refuse, as LiveKit clients ask after
+// a failed connection to show the reason.
+func (s *Server) serveValidate(w http.ResponseWriter, r *http.Request) {
+	a, err := s.admit(r)
+	if err == nil {
+		err = s.mayParticipate(r.Context(), a)
+	}
+	if err != nil {
+		writeRefusal(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintln(w, "success")
+}
+
+// mayParticipate asks the SFU's membership through a session opened and
+// closed at once.
+func (s *Server) mayParticipate(ctx context.Context, a admission) error {
+	sess, err := s.opts.SFU.OpenSession(ctx, a.grant.Conference, media.Participant{User: a.user}, discard{})
+	if err != nil {
+		return membershipRefusal(a.grant.Conference, err)
+	}
+	sess.Close()
+	return nil
+}
+
+func membershipRefusal(conference string, err error) error {
+	switch {
+	case errors.Is(err, media.ErrConferenceEnded):
+		return refuse(http.StatusGone, "conference %s has ended", conference)
+	case errors.Is(err, media.ErrNotParticipant):
+		return refuse(http.StatusForbidden, "not a participant of conference %s: join it (and pass its lobby) first", conference)
+	}
+	return refuse(http.StatusServiceUnavailable, "membership of conference %s cannot be checked now", conference)
+}
+
+func (s *Server) serveRTC(w http.ResponseWriter, r *http.Request) {
+	a, err := s.admit(r)
+	if err != nil {
+		s.log.Debug("connection refused", "err", err)
+		writeRefusal(w, err)
+		return
+	}
+	log := s.log.With("conference", a.grant.Conference, "user", a.user)
+	name := a.grant.Name
+	if name == "" {
+		name = a.grant.Identity
+	}
+	p := newParticipant(s, a, log)
+	sess, err := s.opts.SFU.OpenSession(r.Context(), a.grant.Conference,
+		media.Participant{User: a.user, DisplayName: name, Organisation: s.opts.Organisation}, p)
+	if err != nil {
+		if statusOf(membershipRefusal("", err)) == http.StatusServiceUnavailable {
+			log.Warn("membership check failed", "err", err)
+		}
+		writeRefusal(w, membershipRefusal(a.grant.Conference, err))
+		return
+	}
+	ws, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		sess.Close()
+		log.Debug("websocket upgrade failed", "err", err)
+		return
+	}
+	ws.SetReadLimit(hardFrameLimit)
+	p.run(ws, sess)
+}
+
+// discard is the handler of a session opened only to check membership.
+type discard struct{}
+
+func (discard) Joined(media.Participant, []media.Participant, []media.TrackInfo, []webrtc.ICEServer) {
+}
+func (discard) PublishAnswer(string)                      {}
+func (discard) SubscribeOffer(string)                     {}
+func (discard) Candidate(string, webrtc.ICECandidateInit) {}
+func (discard) Event(media.Event)                         {}
+func (discard) Error(string, string)                      {}
+func (discard) Closed(string)                             {}
