@@ -1,0 +1,329 @@
+package livekit_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/pion/ice/v4"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/entente-org/entente/livekit"
+	"github.com/entente-org/entente/media"
+)
+
+const (
+	apiKey    = "APItest"
+	apiSecret = "a-test-secret-that-is-long-enough-0123456789"
+)
+
+// membership lets the users it lists take part in a conference.
+type membership struct {
+	mu      sync.Mutex
+	allowed map[string]bool
+}
+
+func (m *membership) allow(conference, user string, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.allowed[conference+" "+user] = ok
+}
+
+func (m *membership) MayParticipate(_ context.Context, conference, user string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.allowed[conference+" "+user] {
+		return fmt.Errorf("%w: %s", media.ErrNotParticipant, user)
+	}
+	return nil
+}
+
+// env is one node's SFU serving LiveKit clients at /rtc and native clients
+// at /native, over plain HTTP on loopback.
+type env struct {
+	sfu     *media.SFU
+	members *membership
+	lk      *livekit.Server
+	srv     *httptest.Server
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	m := &membership{allowed: make(map[string]bool)}
+	sfu, err := media.New(media.Options{Membership: m, IncludeLoopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk, err := livekit.New(livekit.Options{
+		APIKey: apiKey, APISecret: apiSecret, SFU: sfu, Organisation: "Ministry of Tests",
+		UserOf: func(identity string) (string, error) {
+			if strings.HasPrefix(identity, "foreign") {
+				return "", fmt.Errorf("not a user of this node")
+			}
+			return identity, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/rtc", lk.Handler())
+	mux.Handle("/rtc/validate", lk.Handler())
+	mux.HandleFunc("/native", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		sfu.ServeSignal(w, r, q.Get("conference"), q.Get("user"), q.Get("user"), "Ministry of Tests")
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(func() {
+		srv.Close()
+		_ = sfu.Close()
+	})
+	return &env{sfu: sfu, members: m, lk: lk, srv: srv}
+}
+
+func (e *env) wsURL() string { return strings.Replace(e.srv.URL, "http", "ws", 1) }
+
+func (e *env) token(t *testing.T, conference, identity string) string {
+	t.Helper()
+	tok, err := e.lk.Mint(conference, identity, "Name of "+identity, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func clientAPI() *webrtc.API {
+	m := &webrtc.MediaEngine{}
+	_ = m.RegisterDefaultCodecs()
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se))
+}
+
+// nativeClient speaks Entente's own signalling (spec/client-api.md §5):
+// it publishes one Opus track and subscribes to every track announced.
+type nativeClient struct {
+	t        *testing.T
+	user     string
+	ws       *websocket.Conn
+	ctx      context.Context
+	pub, sub *webrtc.PeerConnection
+	audio    *webrtc.TrackLocalStaticRTP
+	wmu      sync.Mutex
+	mu       sync.Mutex
+	msgs     []map[string]any
+	payloads chan []byte
+	removed  chan string
+}
+
+func dialNative(t *testing.T, e *env, conference, user string) *nativeClient {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ws, _, err := websocket.Dial(ctx, e.wsURL()+"/native?conference="+conference+"&user="+user, nil)
+	if err != nil {
+		t.Fatalf("dial native %s: %v", user, err)
+	}
+	api := clientAPI()
+	c := &nativeClient{t: t, user: user, ws: ws, ctx: ctx, payloads: make(chan []byte, 4096), removed: make(chan string, 1)}
+	if c.pub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		t.Fatal(err)
+	}
+	if c.sub, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = ws.CloseNow()
+		_ = c.pub.Close()
+		_ = c.sub.Close()
+	})
+	for name, pc := range map[string]*webrtc.PeerConnection{"publish": c.pub, "subscribe": c.sub} {
+		name := name
+		pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
+			if cand != nil {
+				c.send(map[string]any{"type": "candidate", "pc": name, "candidate": cand.ToJSON()})
+			}
+		})
+	}
+	c.sub.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		for {
+			p, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			select {
+			case c.payloads <- append([]byte(nil), p.Payload...):
+			default:
+			}
+		}
+	})
+	go c.readLoop()
+	c.send(map[string]any{"type": "join"})
+	return c
+}
+
+func (c *nativeClient) send(m any) {
+	data, _ := json.Marshal(m)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.ws.Write(c.ctx, websocket.MessageText, data)
+}
+
+func (c *nativeClient) readLoop() {
+	for {
+		_, data, err := c.ws.Read(c.ctx)
+		if err != nil {
+			return
+		}
+		var m map[string]any
+		if json.Unmarshal(data, &m) != nil {
+			continue
+		}
+		c.mu.Lock()
+		c.msgs = append(c.msgs, m)
+		c.mu.Unlock()
+		switch m["type"] {
+		case "track_added":
+			if m["owner"] != c.user {
+				c.send(map[string]any{"type": "subscribe", "track": m["id"]})
+			}
+		case "joined":
+			for _, tr := range m["tracks"].([]any) {
+				c.send(map[string]any{"type": "subscribe", "track": tr.(map[string]any)["id"]})
+			}
+		case "subscribe_offer":
+			_ = c.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: m["sdp"].(string)})
+			ans, err := c.sub.CreateAnswer(nil)
+			if err == nil {
+				err = c.sub.SetLocalDescription(ans)
+			}
+			if err != nil {
+				c.t.Errorf("native answer: %v", err)
+				continue
+			}
+			c.send(map[string]any{"type": "subscribe_answer", "sdp": ans.SDP})
+		case "publish_answer":
+			_ = c.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: m["sdp"].(string)})
+		case "candidate":
+			raw, _ := json.Marshal(m["candidate"])
+			var init webrtc.ICECandidateInit
+			_ = json.Unmarshal(raw, &init)
+			pc := c.pub
+			if m["pc"] == "subscribe" {
+				pc = c.sub
+			}
+			_ = pc.AddICECandidate(init)
+		case "removed":
+			c.removed <- m["reason"].(string)
+		}
+	}
+}
+
+// publishAudio offers one Opus track.
+func (c *nativeClient) publishAudio() {
+	t := c.t
+	var err error
+	c.audio, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", c.user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := c.pub.AddTransceiverFromTrack(c.audio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	offer, err := c.pub.CreateOffer(nil)
+	if err == nil {
+		err = c.pub.SetLocalDescription(offer)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.send(map[string]any{"type": "publish_offer", "sdp": offer.SDP,
+		"tracks": []map[string]any{{"mid": tr.Mid(), "kind": "audio", "source": "microphone"}}})
+}
+
+// seen returns the first message of type typ matching ok, if any.
+func (c *nativeClient) seen(typ string, ok func(map[string]any) bool) map[string]any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range c.msgs {
+		if m["type"] == typ && (ok == nil || ok(m)) {
+			return m
+		}
+	}
+	return nil
+}
+
+// opusPayload is packet i of a publisher tagged tag: an Opus TOC byte, then
+// bytes a receiver compares exactly.
+func opusPayload(tag string, i int) []byte {
+	return append([]byte{0xfc}, fmt.Sprintf("%s-%06d", tag, i)...)
+}
+
+// sendUntil writes numbered Opus packets every 20 ms until done is closed.
+func sendUntil(t *testing.T, write func(*rtp.Packet) error, tag string, done <-chan struct{}) {
+	t.Helper()
+	go func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			p := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: uint16(i), Timestamp: uint32(i * 960), SSRC: 1}, Payload: opusPayload(tag, i)}
+			if err := write(p); err != nil {
+				return
+			}
+		}
+	}()
+}
+
+// waitPayloads waits until want distinct tagged payloads arrived, each
+// exactly as some packet sent.
+func waitPayloads(t *testing.T, ch <-chan []byte, tag string, want int) {
+	t.Helper()
+	got := map[string]bool{}
+	deadline := time.After(30 * time.Second)
+	for len(got) < want {
+		select {
+		case p := <-ch:
+			if len(p) != 1+len(tag)+7 || p[0] != 0xfc || !strings.HasPrefix(string(p[1:]), tag+"-") {
+				t.Fatalf("payload %q is not one that was sent by %s", p, tag)
+			}
+			var i int
+			if _, err := fmt.Sscanf(string(p[1+len(tag)+1:]), "%06d", &i); err != nil || string(opusPayload(tag, i)) != string(p) {
+				t.Fatalf("payload %q differs from the one sent", p)
+			}
+			got[string(p)] = true
+		case <-deadline:
+			t.Fatalf("received %d of %d payloads from %s", len(got), want, tag)
+		}
+	}
+}
+
+// eventually polls cond until it holds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func waitTimeout() <-chan time.Time { return time.After(30 * time.Second) }
