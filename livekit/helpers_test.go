@@ -129,9 +129,16 @@ type nativeClient struct {
 
 func dialNative(t *testing.T, e *env, conference, user string) *nativeClient {
 	t.Helper()
+	return dialNativeURL(t, e.wsURL()+"/native?conference="+conference+"&user="+user, nil, user)
+}
+
+// dialNativeURL connects a native client as user to the signalling
+// WebSocket at url.
+func dialNativeURL(t *testing.T, url string, opts *websocket.DialOptions, user string) *nativeClient {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	ws, _, err := websocket.Dial(ctx, e.wsURL()+"/native?conference="+conference+"&user="+user, nil)
+	ws, _, err := websocket.Dial(ctx, url, opts)
 	if err != nil {
 		t.Fatalf("dial native %s: %v", user, err)
 	}
