@@ -276,6 +276,10 @@ func pcName(t lk.SignalTarget) string {
 }
 
 func (p *participant) subscription(u *lk.UpdateSubscription) {
+	if u.GetSubscribe() && !p.adm.grant.CanSubscribe {
+		p.refuseRequest("the access token does not grant canSubscribe")
+		return
+	}
 	sids := append([]string(nil), u.GetTrackSids()...)
 	for _, pt := range u.GetParticipantTracks() {
 		sids = append(sids, pt.GetTrackSids()...)
