@@ -28,8 +28,7 @@ import (
 func TestLiveKitClientAcrossOrganisations(t *testing.T) {
 	const wait = 30 * time.Second
 	f := nodetest.New(t)
-	// LiveKit's SDK dials with the system's roots: make the test CA one.
-	t.Setenv("SSL_CERT_FILE", f.CAFile)
+	trustCA(t, f)
 	a := f.Start(t, "Ministry", func(c *config.Config) { c.LiveKit = config.NewLiveKitCredentials() })
 	b := f.Start(t, "Agency", nil)
 	nodetest.Trust(t, a, b)

@@ -2,6 +2,7 @@ package livekit_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,10 +13,12 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	gorilla "github.com/gorilla/websocket"
 	"github.com/pion/ice/v4"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/entente-org/entente/internal/nodetest"
 	"github.com/entente-org/entente/livekit"
 	"github.com/entente-org/entente/media"
 )
@@ -334,3 +337,15 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 func waitTimeout() <-chan time.Time { return time.After(30 * time.Second) }
+
+// trustCA makes LiveKit's SDK, which dials with gorilla's default dialer
+// and validates with http.DefaultClient, trust the federation's test CA.
+func trustCA(t *testing.T, f *nodetest.Federation) {
+	t.Helper()
+	dialer, client := gorilla.DefaultDialer, http.DefaultClient
+	d := *dialer
+	d.TLSClientConfig = &tls.Config{RootCAs: f.CA.Pool()}
+	gorilla.DefaultDialer = &d
+	http.DefaultClient = f.Client()
+	t.Cleanup(func() { gorilla.DefaultDialer, http.DefaultClient = dialer, client })
+}
