@@ -146,6 +146,20 @@ func (p *participant) Event(ev media.Event) {
 		update = info
 	case media.TrackAdded, media.TrackRemoved, media.TrackMuted:
 		t := ev.Track.Info()
+		if own, ok := p.own[t.ID]; ok && t.Owner == p.me.User {
+			// The SFU publishes a track when its media arrives; a mute
+			// asked for before that (or in AddTrack) applies now.
+			switch {
+			case ev.Kind == media.TrackAdded:
+				p.live[t.ID] = true
+				if own.Muted {
+					p.later(func() { p.sess.Mute(t.ID, true) })
+				}
+			case ev.Kind == media.TrackRemoved:
+				delete(p.live, t.ID)
+			}
+			break
+		}
 		info, ok := p.others[t.Owner]
 		if !ok {
 			break

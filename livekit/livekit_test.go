@@ -91,6 +91,15 @@ func TestLiveKitAndNativeClientsHearEachOther(t *testing.T) {
 	eventually(t, "native client told of the mute", func() bool {
 		return native.seen("track_muted", func(m map[string]any) bool { return m["track"] == pub.SID() && m["muted"] == true }) != nil
 	})
+
+	// Unpublishing renegotiates without the track: the native client sees
+	// it removed.
+	if err := room.LocalParticipant.UnpublishTrack(pub.SID()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "native client told the LiveKit track is gone", func() bool {
+		return native.seen("track_removed", func(m map[string]any) bool { return m["track"] == pub.SID() }) != nil
+	})
 }
 
 // A LiveKit participant whose membership is withdrawn is disconnected with

@@ -57,7 +57,11 @@ type participant struct {
 	// by cid.
 	pending map[string]pendingTrack
 	// own are this participant's published tracks, by sid.
-	own     map[string]*lk.TrackInfo
+	own map[string]*lk.TrackInfo
+	// live are the own tracks the SFU has published (their media arrived).
+	live map[string]bool
+	// mids maps the m-section of each published track to its sid.
+	mids    map[string]string
 	speaker string
 }
 
@@ -76,6 +80,8 @@ func newParticipant(s *Server, a admission, log *slog.Logger) *participant {
 		owners:  make(map[string]string),
 		pending: make(map[string]pendingTrack),
 		own:     make(map[string]*lk.TrackInfo),
+		mids:    make(map[string]string),
+		live:    make(map[string]bool),
 	}
 }
 
@@ -305,11 +311,20 @@ func (p *participant) trackSettings(u *lk.UpdateTrackSettings) {
 	}
 }
 
+// mute records the wish, so that a track whose media has not arrived yet is
+// muted once it is published (handler.go), and tells the SFU when it is.
 func (p *participant) mute(sid string, muted bool) {
 	p.mu.Lock()
-	if t, ok := p.own[sid]; ok {
+	t, ok := p.own[sid]
+	if ok {
 		t.Muted = muted
 	}
+	live := p.live[sid]
 	p.mu.Unlock()
-	p.sess.Mute(sid, muted)
+	switch {
+	case !ok:
+		p.refuseRequest("mute: no published track " + sid)
+	case live:
+		p.sess.Mute(sid, muted)
+	}
 }

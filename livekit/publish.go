@@ -75,7 +75,8 @@ func randomID() string {
 }
 
 // offer passes a publisher offer to the session with the tracks whose
-// m-section it newly carries.
+// m-section it newly carries. A published track whose m-section no longer
+// sends (the client unpublished it, LiveKit's way) is unpublished first.
 func (p *participant) offer(sd *lk.SessionDescription) {
 	var parsed sdp.SessionDescription
 	if err := parsed.UnmarshalString(sd.GetSdp()); err != nil {
@@ -83,15 +84,25 @@ func (p *participant) offer(sd *lk.SessionDescription) {
 		return
 	}
 	var tracks []media.Announcement
+	var gone []string
 	p.mu.Lock()
 	for _, m := range parsed.MediaDescriptions {
 		mid, _ := m.Attribute("mid")
+		if sid, ok := p.mids[mid]; ok && mid != "" {
+			if !sends(m) {
+				gone = append(gone, sid)
+				delete(p.mids, mid)
+				delete(p.own, sid)
+			}
+			continue
+		}
 		cid := msidTrack(m)
 		pt, ok := p.pending[cid]
 		if mid == "" || !ok {
 			continue
 		}
 		delete(p.pending, cid)
+		p.mids[mid] = pt.sid
 		kind, source, _ := trackKind(pt.req)
 		_, simulcast := m.Attribute("simulcast")
 		tracks = append(tracks, media.Announcement{
@@ -100,7 +111,23 @@ func (p *participant) offer(sd *lk.SessionDescription) {
 		})
 	}
 	p.mu.Unlock()
+	for _, sid := range gone {
+		p.sess.Unpublish(sid)
+	}
 	p.sess.PublishOffer(sd.GetSdp(), tracks)
+}
+
+// sends reports whether an m-section of a publisher offer still sends media.
+func sends(m *sdp.MediaDescription) bool {
+	if m.MediaName.Port.Value == 0 {
+		return false
+	}
+	for _, a := range []string{"inactive", "recvonly"} {
+		if _, ok := m.Attribute(a); ok {
+			return false
+		}
+	}
+	return true
 }
 
 // msidTrack is the track ID of an m-section's msid ("a=msid:<stream>
