@@ -63,6 +63,11 @@ type participant struct {
 	// mids maps the m-section of each published track to its sid.
 	mids    map[string]string
 	speaker string
+
+	// dmu guards the client's data channels (data.go).
+	dmu      sync.Mutex
+	reliable *webrtc.DataChannel
+	lossy    *webrtc.DataChannel
 }
 
 type pendingTrack struct {
@@ -88,6 +93,8 @@ func newParticipant(s *Server, a admission, log *slog.Logger) *participant {
 // run serves the connection until either side ends it.
 func (p *participant) run(ws *websocket.Conn, sess *media.Session) {
 	p.ws, p.sess, p.me = ws, sess, sess.Me()
+	p.srv.rooms.add(p.adm.grant.Conference, p)
+	defer p.srv.rooms.remove(p.adm.grant.Conference, p)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var loops sync.WaitGroup

@@ -41,8 +41,9 @@ type Options struct {
 
 // Server serves LiveKit's client signalling for one node.
 type Server struct {
-	opts Options
-	log  *slog.Logger
+	opts  Options
+	log   *slog.Logger
+	rooms rooms
 }
 
 // New makes a Server.

@@ -244,6 +244,9 @@ func (c *client) publishOffer(m inbound) {
 		c.pub = pub
 		c.watch(pub, "publish", &c.pubGate)
 		pub.OnTrack(c.onTrack)
+		if dh, ok := c.handler.(DataChannelHandler); ok {
+			pub.OnDataChannel(dh.DataChannel)
+		}
 	}
 	for _, t := range m.Tracks {
 		if c.retired[t.Mid] {

@@ -42,6 +42,14 @@ type SessionHandler interface {
 	Closed(reason string)
 }
 
+// DataChannelHandler is implemented by a SessionHandler whose protocol
+// carries data on channels the client opens on its publish connection
+// (LiveKit's `_reliable` and `_lossy`); what travels on them is the
+// handler's business, not the SFU's.
+type DataChannelHandler interface {
+	DataChannel(*webrtc.DataChannel)
+}
+
 // Announcement describes one track of a PublishOffer: its m-section and,
 // unlike the native `publish_offer`, the ID it will be published under.
 type Announcement struct {
