@@ -132,7 +132,7 @@ func TestLiveKitClientAcrossOrganisations(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("the LiveKit client never subscribed to the agency's track")
 	}
-	waitPayloads(t, fromNative, "bruno", 20)
+	waitPayloads(t, fromNative, "bruno", 20, opusPayload)
 
 	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "lk-audio", "lk-stream")
 	if err != nil {
@@ -146,5 +146,5 @@ func TestLiveKitClientAcrossOrganisations(t *testing.T) {
 	eventually(t, "the agency's client told of the LiveKit track", func() bool {
 		return native.seen("track_added", func(m map[string]any) bool { return m["id"] == pub.SID() && m["owner"] == aliceRef }) != nil
 	})
-	waitPayloads(t, native.payloads, "alice", 20)
+	waitPayloads(t, native.payloads, "alice", 20, opusPayload)
 }

@@ -123,6 +123,7 @@ type nativeClient struct {
 	ctx      context.Context
 	pub, sub *webrtc.PeerConnection
 	audio    *webrtc.TrackLocalStaticRTP
+	video    *webrtc.TrackLocalStaticRTP
 	wmu      sync.Mutex
 	mu       sync.Mutex
 	msgs     []map[string]any
@@ -242,13 +243,21 @@ func (c *nativeClient) readLoop() {
 
 // publishAudio offers one Opus track.
 func (c *nativeClient) publishAudio() {
+	c.audio = c.publish(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "microphone")
+}
+
+// publishVideo offers one VP8 camera track.
+func (c *nativeClient) publishVideo() {
+	c.video = c.publish(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "camera")
+}
+
+func (c *nativeClient) publish(codec webrtc.RTPCodecCapability, kind, source string) *webrtc.TrackLocalStaticRTP {
 	t := c.t
-	var err error
-	c.audio, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", c.user)
+	track, err := webrtc.NewTrackLocalStaticRTP(codec, kind, c.user)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := c.pub.AddTransceiverFromTrack(c.audio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	tr, err := c.pub.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +269,8 @@ func (c *nativeClient) publishAudio() {
 		t.Fatal(err)
 	}
 	c.send(map[string]any{"type": "publish_offer", "sdp": offer.SDP,
-		"tracks": []map[string]any{{"mid": tr.Mid(), "kind": "audio", "source": "microphone"}}})
+		"tracks": []map[string]any{{"mid": tr.Mid(), "kind": kind, "source": source}}})
+	return track
 }
 
 // seen returns the first message of type typ matching ok, if any.
@@ -284,6 +294,12 @@ func opusPayload(tag string, i int) []byte {
 // sendUntil writes numbered Opus packets every 20 ms until done is closed.
 func sendUntil(t *testing.T, write func(*rtp.Packet) error, tag string, done <-chan struct{}) {
 	t.Helper()
+	sendPackets(t, write, tag, 111, opusPayload, done)
+}
+
+// sendPackets writes packets made by mk every 20 ms until done is closed.
+func sendPackets(t *testing.T, write func(*rtp.Packet) error, tag string, pt uint8, mk func(string, int) []byte, done <-chan struct{}) {
+	t.Helper()
 	go func() {
 		tick := time.NewTicker(20 * time.Millisecond)
 		defer tick.Stop()
@@ -293,7 +309,7 @@ func sendUntil(t *testing.T, write func(*rtp.Packet) error, tag string, done <-c
 				return
 			case <-tick.C:
 			}
-			p := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: uint16(i), Timestamp: uint32(i * 960), SSRC: 1}, Payload: opusPayload(tag, i)}
+			p := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: uint16(i), Timestamp: uint32(i * 960), SSRC: 1, Marker: pt != 111}, Payload: mk(tag, i)}
 			if err := write(p); err != nil {
 				return
 			}
@@ -301,21 +317,31 @@ func sendUntil(t *testing.T, write func(*rtp.Packet) error, tag string, done <-c
 	}()
 }
 
-// waitPayloads waits until want distinct tagged payloads arrived, each
-// exactly as some packet sent.
-func waitPayloads(t *testing.T, ch <-chan []byte, tag string, want int) {
+// vp8Payload is packet i of a publisher tagged tag: a VP8 payload
+// descriptor (S=1) and a key frame's header, then bytes a receiver
+// compares exactly. Every packet is a whole key frame, so a subscriber may
+// start at any of them.
+func vp8Payload(tag string, i int) []byte {
+	b := []byte{0x10, 0x50, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01}
+	return append(b, fmt.Sprintf("%s-%06d", tag, i)...)
+}
+
+// waitPayloads waits until want distinct payloads of tag arrived, each
+// exactly as mk made it; payloads of other tags are ignored.
+func waitPayloads(t *testing.T, ch <-chan []byte, tag string, want int, mk func(string, int) []byte) {
 	t.Helper()
 	got := map[string]bool{}
 	deadline := time.After(30 * time.Second)
 	for len(got) < want {
 		select {
 		case p := <-ch:
-			if len(p) != 1+len(tag)+7 || p[0] != 0xfc || !strings.HasPrefix(string(p[1:]), tag+"-") {
-				t.Fatalf("payload %q is not one that was sent by %s", p, tag)
+			at := strings.LastIndex(string(p), "-")
+			if at < len(tag) || string(p[at-len(tag):at]) != tag {
+				continue
 			}
 			var i int
-			if _, err := fmt.Sscanf(string(p[1+len(tag)+1:]), "%06d", &i); err != nil || string(opusPayload(tag, i)) != string(p) {
-				t.Fatalf("payload %q differs from the one sent", p)
+			if _, err := fmt.Sscanf(string(p[at+1:]), "%06d", &i); err != nil || string(mk(tag, i)) != string(p) {
+				t.Fatalf("payload %q differs from the one sent (%q)", p, mk(tag, i))
 			}
 			got[string(p)] = true
 		case <-deadline:

@@ -69,7 +69,7 @@ func TestLiveKitAndNativeClientsHearEachOther(t *testing.T) {
 	if rp.Identity() != "alice" || rp.Name() != "alice" || rp.Attributes()[livekit.AttrOrganisation] != "Ministry of Tests" {
 		t.Fatalf("native participant seen as identity %q name %q attributes %v", rp.Identity(), rp.Name(), rp.Attributes())
 	}
-	waitPayloads(t, fromNative, "alice", 20)
+	waitPayloads(t, fromNative, "alice", 20, opusPayload)
 
 	// The other way: the LiveKit client publishes Opus.
 	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "lk-audio", "lk-stream")
@@ -84,7 +84,7 @@ func TestLiveKitAndNativeClientsHearEachOther(t *testing.T) {
 	eventually(t, "native client told of the LiveKit track", func() bool {
 		return native.seen("track_added", func(m map[string]any) bool { return m["id"] == pub.SID() && m["owner"] == "bob" }) != nil
 	})
-	waitPayloads(t, native.payloads, "bob", 20)
+	waitPayloads(t, native.payloads, "bob", 20, opusPayload)
 
 	// Mute reaches the native client as track_muted.
 	pub.SetMuted(true)
