@@ -28,6 +28,8 @@ const (
 	// client pings every interval and gives up after the timeout.
 	pingInterval = 10
 	pingTimeout  = 30
+	// keepaliveInterval is the server's own WebSocket ping.
+	keepaliveInterval = 15 * time.Second
 )
 
 // participant is one LiveKit client's WebSocket and the media.Session it
@@ -98,9 +100,10 @@ func (p *participant) run(ws *websocket.Conn, sess *media.Session) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var loops sync.WaitGroup
-	loops.Add(2)
+	loops.Add(3)
 	go func() { defer loops.Done(); p.writeLoop(ctx) }()
 	go func() { defer loops.Done(); p.workLoop(ctx) }()
+	go func() { defer loops.Done(); p.keepalive(ctx) }()
 	sess.Join()
 	for {
 		req, err := p.read(ctx)
@@ -158,6 +161,11 @@ func (p *participant) refuseRequest(msg string) {
 
 // send queues a response; a client that cannot keep up is disconnected.
 func (p *participant) send(m *lk.SignalResponse) {
+	select {
+	case <-p.done:
+		return // the connection is closing; nothing more is sent
+	default:
+	}
 	data, err := proto.Marshal(m)
 	if err != nil {
 		p.log.Error("encode signal response", "err", err)
@@ -182,6 +190,32 @@ func (p *participant) later(fn func()) {
 }
 
 func (p *participant) finish() { p.close.Do(func() { close(p.done) }) }
+
+// keepalive sends a WebSocket ping every keepaliveInterval: not every
+// LiveKit client sends its own pings (server-sdk-go does not), and one that
+// does not answer within the interval is gone even if its TCP connection
+// was never closed.
+func (p *participant) keepalive(ctx context.Context) {
+	tick := time.NewTicker(keepaliveInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.done:
+			return
+		case <-tick.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, keepaliveInterval)
+		err := p.ws.Ping(pctx)
+		cancel()
+		if err != nil {
+			p.log.Info("client does not answer pings; disconnecting")
+			p.finish()
+			return
+		}
+	}
+}
 
 func (p *participant) workLoop(ctx context.Context) {
 	for {

@@ -151,3 +151,45 @@ func TestLiveKitMalformedSignalRequest(t *testing.T) {
 		t.Fatalf("ping request answered with %v", pong)
 	}
 }
+
+// A token without canPublish lets its holder join and listen, not publish.
+func TestLiveKitTokenWithoutCanPublish(t *testing.T) {
+	e := newEnv(t)
+	e.members.allow("conf-a", "bob", true)
+	no := false
+	tok, err := auth.NewAccessToken(apiKey, apiSecret).SetIdentity("bob").SetValidFor(time.Hour).
+		SetVideoGrant(&auth.VideoGrant{RoomJoin: true, Room: "conf-a", CanPublish: &no}).ToJWT()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, e.wsURL()+"/rtc?protocol=17&access_token="+tok, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	read := func() *lk.SignalResponse {
+		t.Helper()
+		_, data, err := ws.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &lk.SignalResponse{}
+		if err := proto.Unmarshal(data, m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	join := read().GetJoin()
+	if join == nil || join.Participant.GetPermission().GetCanPublish() || !join.Participant.GetPermission().GetCanSubscribe() {
+		t.Fatalf("JoinResponse permission %v, want subscribe only", join.GetParticipant().GetPermission())
+	}
+	add, _ := proto.Marshal(&lk.SignalRequest{Message: &lk.SignalRequest_AddTrack{AddTrack: &lk.AddTrackRequest{Cid: "mic", Type: lk.TrackType_AUDIO}}})
+	if err := ws.Write(ctx, websocket.MessageBinary, add); err != nil {
+		t.Fatal(err)
+	}
+	if rr := read().GetRequestResponse(); rr == nil || rr.Message != "the access token does not grant canPublish" {
+		t.Fatalf("AddTrack without canPublish answered with %v", rr)
+	}
+}
