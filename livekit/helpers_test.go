@@ -275,9 +275,21 @@ func (c *nativeClient) publish(codec webrtc.RTPCodecCapability, kind, source str
 
 // seen returns the first message of type typ matching ok, if any.
 func (c *nativeClient) seen(typ string, ok func(map[string]any) bool) map[string]any {
+	return c.seenSince(0, typ, ok)
+}
+
+// mark is the number of messages received so far.
+func (c *nativeClient) mark() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, m := range c.msgs {
+	return len(c.msgs)
+}
+
+// seenSince is seen among the messages received after mark.
+func (c *nativeClient) seenSince(mark int, typ string, ok func(map[string]any) bool) map[string]any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range c.msgs[mark:] {
 		if m["type"] == typ && (ok == nil || ok(m)) {
 			return m
 		}

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	lk "github.com/livekit/protocol/livekit"
 	"github.com/pion/webrtc/v4"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/entente-org/entente/media"
 )
@@ -182,6 +184,14 @@ func (s *Server) serveRTC(w http.ResponseWriter, r *http.Request) {
 		writeRefusal(w, membershipRefusal(a.grant.Conference, err))
 		return
 	}
+	if r.URL.Query().Get("reconnect") == "1" {
+		// Resuming a session is not supported: the session ended with its
+		// connection. LeaveRequest with action RECONNECT tells the client
+		// to rejoin afresh, which it does with the same token.
+		sess.Close()
+		s.askRejoin(w, r, log)
+		return
+	}
 	ws, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		sess.Close()
@@ -190,6 +200,26 @@ func (s *Server) serveRTC(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(hardFrameLimit)
 	p.run(ws, sess)
+}
+
+// askRejoin answers a resume with a LeaveRequest asking for a full
+// reconnection (spec/client-api.md §8.1).
+func (s *Server) askRejoin(w http.ResponseWriter, r *http.Request, log *slog.Logger) {
+	ws, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		log.Debug("websocket upgrade failed", "err", err)
+		return
+	}
+	defer ws.CloseNow()
+	data, _ := proto.Marshal(&lk.SignalResponse{Message: &lk.SignalResponse_Leave{Leave: &lk.LeaveRequest{
+		CanReconnect: true, Action: lk.LeaveRequest_RECONNECT, Reason: lk.DisconnectReason_STATE_MISMATCH,
+	}}})
+	ctx, cancel := context.WithTimeout(r.Context(), writeTimeout)
+	defer cancel()
+	if err := ws.Write(ctx, websocket.MessageBinary, data); err == nil {
+		_ = ws.Close(websocket.StatusNormalClosure, "rejoin")
+	}
+	log.Info("resume refused; the client was asked to rejoin")
 }
 
 // discard is the handler of a session opened only to check membership.
