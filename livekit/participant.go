@@ -340,16 +340,44 @@ func (p *participant) subscription(u *lk.UpdateSubscription) {
 	}
 }
 
-// trackSettings maps a subscriber's wish for a size to the subscription's
-// limit; disabling a track unsubscribes it.
+// trackSettings maps a subscriber's wish for a size, or else for a
+// quality, to the subscription's limit; disabling a track unsubscribes it.
 func (p *participant) trackSettings(u *lk.UpdateTrackSettings) {
 	for _, sid := range u.GetTrackSids() {
 		if u.GetDisabled() {
 			p.sess.Unsubscribe(sid)
 			continue
 		}
-		p.sess.Subscribe(sid, int(u.GetWidth()), int(u.GetHeight()))
+		w, h := int(u.GetWidth()), int(u.GetHeight())
+		if w == 0 && h == 0 {
+			w, h = p.qualitySize(sid, u.GetQuality())
+		}
+		p.sess.Subscribe(sid, w, h)
 	}
+}
+
+// qualitySize is the size of a track's simulcast layer of quality q
+// (spec/client-api.md §5.4: the layers are a quarter, a half and the whole
+// of the announced size); 0×0, no limit, for HIGH or an unknown track.
+func (p *participant) qualitySize(sid string, q lk.VideoQuality) (int, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	info, ok := p.others[p.owners[sid]]
+	if !ok {
+		return 0, 0
+	}
+	for _, t := range info.Tracks {
+		if t.Sid != sid {
+			continue
+		}
+		switch q {
+		case lk.VideoQuality_LOW:
+			return int(t.Width) / 4, int(t.Height) / 4
+		case lk.VideoQuality_MEDIUM:
+			return int(t.Width) / 2, int(t.Height) / 2
+		}
+	}
+	return 0, 0
 }
 
 // mute records the wish, so that a track whose media has not arrived yet is
