@@ -155,6 +155,7 @@ func dialNativeURL(t *testing.T, url string, opts *websocket.DialOptions, user s
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		cancel() // first, so that the read loop stops answering
 		_ = ws.CloseNow()
 		_ = c.pub.Close()
 		_ = c.sub.Close()
@@ -220,7 +221,9 @@ func (c *nativeClient) readLoop() {
 				err = c.sub.SetLocalDescription(ans)
 			}
 			if err != nil {
-				c.t.Errorf("native answer: %v", err)
+				if c.ctx.Err() == nil {
+					c.t.Errorf("native answer: %v", err)
+				}
 				continue
 			}
 			c.send(map[string]any{"type": "subscribe_answer", "sdp": ans.SDP})
@@ -287,14 +290,25 @@ func (c *nativeClient) mark() int {
 
 // seenSince is seen among the messages received after mark.
 func (c *nativeClient) seenSince(mark int, typ string, ok func(map[string]any) bool) map[string]any {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, m := range c.msgs[mark:] {
-		if m["type"] == typ && (ok == nil || ok(m)) {
-			return m
-		}
+	if i := c.indexSince(mark, typ, ok); i >= 0 {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.msgs[i]
 	}
 	return nil
+}
+
+// indexSince is the index of the first message after mark of type typ
+// matching ok, or -1.
+func (c *nativeClient) indexSince(mark int, typ string, ok func(map[string]any) bool) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := mark; i < len(c.msgs); i++ {
+		if m := c.msgs[i]; m["type"] == typ && (ok == nil || ok(m)) {
+			return i
+		}
+	}
+	return -1
 }
 
 // opusPayload is packet i of a publisher tagged tag: an Opus TOC byte, then

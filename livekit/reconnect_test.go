@@ -113,17 +113,19 @@ func TestLiveKitClientRejoinsAfterBlip(t *testing.T) {
 
 	before := native.mark()
 	proxy.blip()
+	isBob := func(m map[string]any) bool { return m["user"] == "bob" }
+	left := -1
 	eventually(t, "the native client sees the LiveKit participant leave", func() bool {
-		return native.seenSince(before, "participant_left", func(m map[string]any) bool { return m["user"] == "bob" }) != nil
+		left = native.indexSince(before, "participant_left", isBob)
+		return left >= 0
 	})
-	left := native.mark()
 	select {
 	case <-restarted:
 	case <-waitTimeout():
 		t.Fatal("the LiveKit client did not reconnect")
 	}
 	eventually(t, "the LiveKit participant back", func() bool {
-		return native.seenSince(left, "participant_joined", func(m map[string]any) bool { return m["user"] == "bob" }) != nil
+		return native.indexSince(left+1, "participant_joined", isBob) >= 0
 	})
 	for len(fromNative) > 0 {
 		<-fromNative
