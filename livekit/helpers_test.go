@@ -16,6 +16,7 @@ import (
 	gorilla "github.com/gorilla/websocket"
 	"github.com/pion/ice/v4"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/entente-org/entente/internal/nodetest"
@@ -106,6 +107,7 @@ func (e *env) token(t *testing.T, conference, identity string) string {
 func clientAPI() *webrtc.API {
 	m := &webrtc.MediaEngine{}
 	_ = m.RegisterDefaultCodecs()
+	_ = m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio)
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
@@ -124,6 +126,7 @@ type nativeClient struct {
 	pub, sub *webrtc.PeerConnection
 	audio    *webrtc.TrackLocalStaticRTP
 	video    *webrtc.TrackLocalStaticRTP
+	senders  []*webrtc.RTPSender
 	wmu      sync.Mutex
 	mu       sync.Mutex
 	msgs     []map[string]any
@@ -273,7 +276,22 @@ func (c *nativeClient) publish(codec webrtc.RTPCodecCapability, kind, source str
 	}
 	c.send(map[string]any{"type": "publish_offer", "sdp": offer.SDP,
 		"tracks": []map[string]any{{"mid": tr.Mid(), "kind": kind, "source": source}}})
+	c.senders = append(c.senders, tr.Sender())
 	return track
+}
+
+// audioLevelID is the negotiated ID of the audio-level header extension
+// of the first track published, once the answer has arrived.
+func (c *nativeClient) audioLevelID() (uint8, bool) {
+	if len(c.senders) == 0 || c.pub.RemoteDescription() == nil {
+		return 0, false
+	}
+	for _, ext := range c.senders[0].GetParameters().HeaderExtensions {
+		if ext.URI == sdp.AudioLevelURI {
+			return uint8(ext.ID), true
+		}
+	}
+	return 0, false
 }
 
 // seen returns the first message of type typ matching ok, if any.
