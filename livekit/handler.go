@@ -19,13 +19,13 @@ import (
 func (p *participant) Joined(you media.Participant, others []media.Participant, tracks []media.TrackInfo, ice []webrtc.ICEServer) {
 	p.mu.Lock()
 	p.joined = true
-	self := p.participantInfo(you)
+	self := participantInfo(you)
 	self.Permission.CanPublish = p.adm.grant.CanPublish
 	self.Permission.CanPublishData = p.adm.grant.CanPublish
 	self.Permission.CanSubscribe = p.adm.grant.CanSubscribe
 	infos := make([]*lk.ParticipantInfo, 0, len(others))
 	for _, o := range others {
-		info := p.participantInfo(o)
+		info := participantInfo(o)
 		p.others[o.User] = info
 		infos = append(infos, info)
 	}
@@ -124,12 +124,13 @@ func (p *participant) Event(ev media.Event) {
 	p.mu.Lock()
 	var update *lk.ParticipantInfo
 	var subscribe string
+	var mute *lk.SignalResponse
 	switch ev.Kind {
 	case media.ParticipantJoined, media.ParticipantUpdated:
 		if ev.Participant.User == p.me.User {
 			break
 		}
-		info := p.participantInfo(ev.Participant)
+		info := participantInfo(ev.Participant)
 		if old, ok := p.others[ev.Participant.User]; ok {
 			info.Tracks, info.Version, info.JoinedAt = old.Tracks, old.Version+1, old.JoinedAt
 		}
@@ -157,6 +158,10 @@ func (p *participant) Event(ev media.Event) {
 				}
 			case ev.Kind == media.TrackRemoved:
 				delete(p.live, t.ID)
+			case ev.Kind == media.TrackMuted && own.Muted != t.Muted:
+				// Muted by the server API: the client is told to mute.
+				own.Muted = t.Muted
+				mute = &lk.SignalResponse{Message: &lk.SignalResponse_Mute{Mute: &lk.MuteTrackRequest{Sid: t.ID, Muted: t.Muted}}}
 			}
 			break
 		}
@@ -199,6 +204,9 @@ func (p *participant) Event(ev media.Event) {
 	if msg != nil {
 		p.send(msg)
 	}
+	if mute != nil {
+		p.send(mute)
+	}
 	if subscribe != "" && p.adm.auto && p.adm.grant.CanSubscribe {
 		p.later(func() { p.sess.Subscribe(subscribe, 0, 0) })
 	}
@@ -219,8 +227,7 @@ func (p *participant) speakers(prev, now string) {
 // participantInfo describes a participant the LiveKit way. The participant's
 // sid and identity are its Entente user reference: the SFU's streams carry
 // it as their stream ID, which LiveKit clients read as the publisher's sid.
-// Called with p.mu held.
-func (p *participant) participantInfo(m media.Participant) *lk.ParticipantInfo {
+func participantInfo(m media.Participant) *lk.ParticipantInfo {
 	meta, _ := json.Marshal(map[string]string{"organisation": m.Organisation})
 	return &lk.ParticipantInfo{
 		Sid: m.User, Identity: m.User, Name: m.DisplayName,

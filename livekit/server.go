@@ -111,11 +111,15 @@ func (s *Server) admit(r *http.Request) (admission, error) {
 	return admission{grant: g, user: user, protocol: proto, auto: q.Get("auto_subscribe") != "0"}, nil
 }
 
-// Handler serves GET /rtc and GET /rtc/validate.
+// RoomServicePath prefixes the RoomService server API's calls.
+const RoomServicePath = "/twirp/livekit.RoomService/"
+
+// Handler serves GET /rtc, GET /rtc/validate and POST RoomServicePath….
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /rtc", s.serveRTC)
 	mux.HandleFunc("GET /rtc/validate", s.serveValidate)
+	mux.Handle("POST "+RoomServicePath, s.roomServiceHandler())
 	return mux
 }
 
