@@ -193,3 +193,29 @@ func TestLiveKitTokenWithoutCanPublish(t *testing.T) {
 		t.Fatalf("AddTrack without canPublish answered with %v", rr)
 	}
 }
+
+// A page of another origin (a LiveKit front end served elsewhere) may open
+// the WebSocket and read /rtc/validate's answer.
+func TestLiveKitAcceptsOtherOrigins(t *testing.T) {
+	e := newEnv(t)
+	e.members.allow("conf-a", "bob", true)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	q := "?protocol=16&access_token=" + e.token(t, "conf-a", "bob")
+	h := http.Header{"Origin": []string{"https://meet.example.org"}}
+	ws, _, err := websocket.Dial(ctx, e.wsURL()+"/rtc"+q, &websocket.DialOptions{HTTPHeader: h})
+	if err != nil {
+		t.Fatalf("cross-origin WebSocket refused: %v", err)
+	}
+	ws.CloseNow()
+	req, _ := http.NewRequest("GET", e.srv.URL+"/rtc/validate"+q, nil)
+	req.Header.Set("Origin", "https://meet.example.org")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Fatalf("validate: %d, Access-Control-Allow-Origin %q", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+}
