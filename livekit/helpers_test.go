@@ -82,6 +82,8 @@ func newEnv(t *testing.T) *env {
 	mux.Handle("/rtc", lk.Handler())
 	mux.Handle("/rtc/validate", lk.Handler())
 	mux.Handle(livekit.RoomServicePath, lk.Handler())
+	mux.Handle("/rtc/v1", lk.Handler())
+	mux.Handle("/rtc/v1/validate", lk.Handler())
 	mux.HandleFunc("/native", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		sfu.ServeSignal(w, r, q.Get("conference"), q.Get("user"), q.Get("user"), "Ministry of Tests")

@@ -219,3 +219,21 @@ func TestLiveKitAcceptsOtherOrigins(t *testing.T) {
 		t.Fatalf("validate: %d, Access-Control-Allow-Origin %q", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
 	}
 }
+
+// The single-peer-connection path answers 404, readable from any origin,
+// so that livekit-client falls back to /rtc.
+func TestLiveKitV1PathNotFound(t *testing.T) {
+	e := newEnv(t)
+	for _, path := range []string{"/rtc/v1", "/rtc/v1/validate"} {
+		resp, err := http.Get(e.srv.URL + path + "?access_token=x&join_request=AAAA")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Access-Control-Allow-Origin") != "*" ||
+			!strings.Contains(string(body), "single peer connection signalling (/rtc/v1) is not supported: connect at /rtc") {
+			t.Fatalf("%s: %d %q", path, resp.StatusCode, body)
+		}
+	}
+}

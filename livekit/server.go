@@ -17,9 +17,8 @@ import (
 	"github.com/entente-org/entente/media"
 )
 
-// MinProtocol is the oldest LiveKit signalling protocol version served: the
-// one current clients speak (livekit-client 2.x sends 16, server-sdk-go v2
-// sends 17). Older clients are refused with a message saying so
+// MinProtocol is the oldest LiveKit signalling protocol version served;
+// current clients speak 17 (livekit-client 2.23, server-sdk-go v2.19). Older clients are refused with a message saying so
 // (spec/client-api.md §8.1).
 const MinProtocol = 15
 
@@ -114,11 +113,14 @@ func (s *Server) admit(r *http.Request) (admission, error) {
 // RoomServicePath prefixes the RoomService server API's calls.
 const RoomServicePath = "/twirp/livekit.RoomService/"
 
-// Handler serves GET /rtc, GET /rtc/validate and POST RoomServicePath….
+// Handler serves GET /rtc, GET /rtc/validate, GET /rtc/v1(/validate) (a
+// refusal) and POST RoomServicePath….
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /rtc", s.serveRTC)
 	mux.HandleFunc("GET /rtc/validate", s.serveValidate)
+	mux.HandleFunc("GET /rtc/v1", serveNoV1)
+	mux.HandleFunc("GET /rtc/v1/validate", serveNoV1)
 	mux.Handle("POST "+RoomServicePath, s.roomServiceHandler())
 	return mux
 }
@@ -129,6 +131,12 @@ func writeRefusal(w http.ResponseWriter, err error) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(statusOf(err))
 	fmt.Fprintln(w, err.Error())
+}
+
+// serveNoV1 answers the single-peer-connection signalling path with 404,
+// on which livekit-client (which tries it first) falls back to /rtc.
+func serveNoV1(w http.ResponseWriter, r *http.Request) {
+	writeRefusal(w, refuse(http.StatusNotFound, "single peer connection signalling (/rtc/v1) is not supported: connect at /rtc"))
 }
 
 // serveValidate answers what /rtc would refuse, as LiveKit clients ask after

@@ -35,6 +35,8 @@ func (n *Node) mountLiveKit() error {
 	h := n.livekit.Handler()
 	n.Handle("GET /rtc", h)
 	n.Handle("GET /rtc/validate", h)
+	n.Handle("GET /rtc/v1", h)
+	n.Handle("GET /rtc/v1/validate", h)
 	n.Handle("POST "+livekit.RoomServicePath, h)
 	n.Handle("POST /api/v1/conferences/{id}/livekit-token", n.guestGate(http.HandlerFunc(n.serveLiveKitToken)))
 	return nil
