@@ -70,12 +70,26 @@ func (p *participant) Joined(you media.Participant, others []media.Participant, 
 	}
 }
 
+// PublishAnswer answers the last publisher offer with its id, which
+// livekit-client waits for to finish a negotiation.
 func (p *participant) PublishAnswer(sdp string) {
-	p.send(&lk.SignalResponse{Message: &lk.SignalResponse_Answer{Answer: &lk.SessionDescription{Type: "answer", Sdp: sdp}}})
+	p.mu.Lock()
+	id := p.offerID
+	p.mu.Unlock()
+	p.send(&lk.SignalResponse{Message: &lk.SignalResponse_Answer{Answer: &lk.SessionDescription{Type: "answer", Sdp: sdp, Id: id}}})
 }
 
+// SubscribeOffer offers the subscriber connection, naming the track of
+// each m-section (mid_to_track_id): livekit-client reads a track's sid from
+// there when its ID does not look like LiveKit's own.
 func (p *participant) SubscribeOffer(sdp string) {
-	p.send(&lk.SignalResponse{Message: &lk.SignalResponse_Offer{Offer: &lk.SessionDescription{Type: "offer", Sdp: sdp}}})
+	p.mu.Lock()
+	p.subOfferID++
+	id := p.subOfferID
+	p.mu.Unlock()
+	p.send(&lk.SignalResponse{Message: &lk.SignalResponse_Offer{Offer: &lk.SessionDescription{
+		Type: "offer", Sdp: sdp, Id: id, MidToTrackId: midToTrack(sdp),
+	}}})
 }
 
 func (p *participant) Candidate(pc string, c webrtc.ICECandidateInit) {

@@ -53,6 +53,7 @@ func (m *membership) MayParticipate(_ context.Context, conference, user string) 
 // env is one node's SFU serving LiveKit clients at /rtc and native clients
 // at /native, over plain HTTP on loopback.
 type env struct {
+	mux     *http.ServeMux
 	sfu     *media.SFU
 	members *membership
 	lk      *livekit.Server
@@ -93,7 +94,7 @@ func newEnv(t *testing.T) *env {
 		srv.Close()
 		_ = sfu.Close()
 	})
-	return &env{sfu: sfu, members: m, lk: lk, srv: srv}
+	return &env{mux: mux, sfu: sfu, members: m, lk: lk, srv: srv}
 }
 
 func (e *env) wsURL() string { return strings.Replace(e.srv.URL, "http", "ws", 1) }

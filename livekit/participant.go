@@ -65,6 +65,9 @@ type participant struct {
 	// mids maps the m-section of each published track to its sid.
 	mids    map[string]string
 	speaker string
+	// offerID is the id of the last publisher offer, echoed in its answer;
+	// subOfferID numbers the subscriber offers.
+	offerID, subOfferID uint32
 
 	// dmu guards the client's data channels (data.go).
 	dmu      sync.Mutex

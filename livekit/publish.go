@@ -86,6 +86,7 @@ func (p *participant) offer(sd *lk.SessionDescription) {
 	var tracks []media.Announcement
 	var gone []string
 	p.mu.Lock()
+	p.offerID = sd.GetId()
 	for _, m := range parsed.MediaDescriptions {
 		mid, _ := m.Attribute("mid")
 		if sid, ok := p.mids[mid]; ok && mid != "" {
@@ -128,6 +129,22 @@ func sends(m *sdp.MediaDescription) bool {
 		}
 	}
 	return true
+}
+
+// midToTrack maps each m-section of an SDP to the track ID of its msid.
+func midToTrack(s string) map[string]string {
+	var parsed sdp.SessionDescription
+	if parsed.UnmarshalString(s) != nil {
+		return nil
+	}
+	out := make(map[string]string)
+	for _, m := range parsed.MediaDescriptions {
+		mid, _ := m.Attribute("mid")
+		if track := msidTrack(m); mid != "" && track != "" {
+			out[mid] = track
+		}
+	}
+	return out
 }
 
 // msidTrack is the track ID of an m-section's msid ("a=msid:<stream>
