@@ -23,6 +23,9 @@ type client struct {
 	me           Participant
 	ws           *websocket.Conn
 	log          *slog.Logger
+	// handler, when set, receives what the native protocol would send
+	// over ws: the client is a Session (session.go).
+	handler SessionHandler
 
 	outbox   chan []byte
 	closing  chan struct{}
@@ -86,6 +89,10 @@ func (g *candidateGate) release(send func(webrtc.ICECandidateInit)) {
 // send queues a message without blocking; a client that cannot keep up with
 // its outbox is disconnected rather than slowing the conference down.
 func (c *client) send(msg any) {
+	if c.handler != nil {
+		c.deliver(msg)
+		return
+	}
 	data, err := json.Marshal(msg)
 	if err != nil {
 		c.log.Error("encode signalling message", "err", err)
@@ -105,7 +112,10 @@ func (c *client) sendError(code, message string) {
 
 // Notify implements Down.
 func (c *client) Notify(ev Event) {
-	msg := eventMessage(ev)
+	var msg any = ev
+	if c.handler == nil {
+		msg = eventMessage(ev)
+	}
 	if msg == nil {
 		return
 	}
@@ -234,6 +244,9 @@ func (c *client) publishOffer(m inbound) {
 		c.pub = pub
 		c.watch(pub, "publish", &c.pubGate)
 		pub.OnTrack(c.onTrack)
+		if dh, ok := c.handler.(DataChannelHandler); ok {
+			pub.OnDataChannel(dh.DataChannel)
+		}
 	}
 	for _, t := range m.Tracks {
 		if c.retired[t.Mid] {
@@ -305,8 +318,12 @@ func (c *client) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceive
 }
 
 func (c *client) newUpTrack(a publishedTrack, remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) *upTrack {
+	id := a.id
+	if id == "" {
+		id = newTrackID()
+	}
 	info := TrackInfo{
-		ID: newTrackID(), Owner: c.me.User, Kind: a.Kind, Source: a.Source,
+		ID: id, Owner: c.me.User, Kind: a.Kind, Source: a.Source,
 		Layers: []string{}, Width: a.Width, Height: a.Height,
 	}
 	if a.Simulcast {
@@ -476,6 +493,9 @@ func (c *client) stop(reason string) {
 		c.reason = reason
 		c.outMu.Unlock()
 		close(c.closing)
+		if c.handler != nil {
+			c.handler.Closed(reason)
+		}
 		c.log.Info("left media", "reason", reason)
 	})
 }

@@ -59,6 +59,9 @@ type publishedTrack struct {
 	Simulcast bool   `json:"simulcast"`
 	Width     int    `json:"width"`
 	Height    int    `json:"height"`
+	// id, when set, is the track ID to give the up-track: a Session's
+	// protocol may have to name a track before its media arrives.
+	id string
 }
 
 func (p publishedTrack) validate() error {

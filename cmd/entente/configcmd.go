@@ -25,10 +25,12 @@ func (a *app) configCommand() *cobra.Command {
 		},
 	}, &cobra.Command{
 		Use:   "example",
-		Short: "Print an example configuration file with every default",
+		Short: "Print an example configuration file with every default and fresh LiveKit API credentials",
 		Args:  noArgs,
 		RunE: func(*cobra.Command, []string) error {
-			fmt.Fprint(a.stdout, config.Example())
+			c := config.Default()
+			c.LiveKit = config.NewLiveKitCredentials()
+			fmt.Fprint(a.stdout, config.ExampleOf(c))
 			return nil
 		},
 	})

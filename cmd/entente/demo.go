@@ -237,6 +237,9 @@ func printDemo(w io.Writer, nodes []*node.Node, call demoCall, dir string, tempo
 		u := call.Users[i]
 		fmt.Fprintf(w, "  %s\n    DID:   %s\n    URL:   %s\n    User:  %s (%s), API token %s\n    Join:  %s/app/conference/%s#token=%s\n",
 			n.Name(), n.DID(), n.PublicURL(), u.User.ID, u.User.DisplayName, u.Token, n.PublicURL(), call.Conference, u.Token)
+		if key, secret, ok := n.LiveKitCredentials(); ok {
+			fmt.Fprintf(w, "    LiveKit: %s  API key %s  secret %s\n", n.LiveKitURL(), key, secret)
+		}
 	}
 	fmt.Fprintf(w, "\nConference %q (%s)\n  hosted by %s; every other institution invited and accepted.\n",
 		call.Title, call.Conference, nodes[0].Name())

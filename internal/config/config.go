@@ -30,6 +30,7 @@ type Config struct {
 	Bridge     Bridge     `yaml:"bridge"`
 	Auth       Auth       `yaml:"auth"`
 	OIDC       OIDC       `yaml:"oidc"`
+	LiveKit    LiveKit    `yaml:"livekit"`
 	Log        Log        `yaml:"log"`
 }
 
@@ -204,6 +205,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.validateSignIn(); err != nil {
+		return err
+	}
+	if err := c.LiveKit.validate(); err != nil {
 		return err
 	}
 	switch c.Log.Format {

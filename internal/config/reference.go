@@ -27,11 +27,13 @@ func Reference() string {
 }
 
 // Example renders a commented YAML file with every setting at its default.
-func Example() string {
+func Example() string { return ExampleOf(Default()) }
+
+// ExampleOf renders c as a commented YAML file, as Example does.
+func ExampleOf(c Config) string {
 	var b strings.Builder
 	b.WriteString("# Entente node configuration. Every setting can also be set with the\n")
 	b.WriteString("# environment variable named in its comment.\n")
-	c := Default()
 	section := ""
 	walk(&c, func(s setting) {
 		top, leaf, _ := strings.Cut(s.path, ".")

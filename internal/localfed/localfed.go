@@ -86,6 +86,7 @@ func Start(ctx context.Context, l net.Listener, ln Node) (*node.Node, error) {
 	cfg.Media.LoopbackCandidates = true // browsers and nodes on this machine
 	cfg.Media.UDPPort = ln.UDPPort
 	cfg.Log.Format = "text"
+	cfg.LiveKit = config.NewLiveKitCredentials()
 	if ln.Bridge.Enabled {
 		cfg.Bridge = ln.Bridge
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/entente-org/entente/identity"
 	"github.com/entente-org/entente/internal/accounts"
 	"github.com/entente-org/entente/internal/config"
+	"github.com/entente-org/entente/livekit"
 	"github.com/entente-org/entente/media"
 	"github.com/entente-org/entente/store"
 )
@@ -66,6 +67,7 @@ type Node struct {
 	tlsConf  *tls.Config
 	fed      *federation.Service
 	sfu      *media.SFU
+	livekit  *livekit.Server
 	turn     *media.TURNServer
 	bridge   *bridge.Bridge
 	accounts accounts.Authenticator
@@ -182,6 +184,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 		return nil, err
 	}
 	n.routes()
+	if err := n.mountLiveKit(); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
 
