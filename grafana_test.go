@@ -359,6 +359,7 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 			}
 		}
 	}
+	readmeListsExported(t, page)
 	for _, name := range []string{
 		"entente_conferences", "entente_conference_participants",
 		"entente_media_forwarded_packets_total", "entente_media_trunk_sent_bytes_total", "entente_media_trunk_received_bytes_total",
@@ -367,6 +368,47 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 	} {
 		if !used[name] {
 			t.Errorf("no dashboard charts %s", name)
+		}
+	}
+}
+
+// readmeListsExported checks the README's table of metrics against a
+// /metrics page: the same entente_* metrics, no more, no fewer.
+func readmeListsExported(t *testing.T, page string) {
+	t.Helper()
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n### Monitoring\n")
+	if !ok {
+		t.Fatal("README.md has no Monitoring section")
+	}
+	if end := strings.Index(section, "\n#"); end >= 0 {
+		section = section[:end]
+	}
+	listed := map[string]bool{}
+	for _, line := range strings.Split(section, "\n") {
+		if cells := strings.Split(line, "|"); len(cells) > 2 && strings.HasPrefix(line, "| `entente_") {
+			for _, m := range regexp.MustCompile("`(entente_[a-z_]+)`").FindAllStringSubmatch(cells[1], -1) {
+				listed[m[1]] = true
+			}
+		}
+	}
+	exported := map[string]bool{}
+	for _, line := range strings.Split(page, "\n") {
+		if f := strings.Fields(line); len(f) == 4 && f[1] == "TYPE" && strings.HasPrefix(f[2], "entente_") {
+			exported[f[2]] = true
+		}
+	}
+	for name := range exported {
+		if !listed[name] {
+			t.Errorf("README.md's Monitoring table does not list %s, which the node exports", name)
+		}
+	}
+	for name := range listed {
+		if !exported[name] {
+			t.Errorf("README.md's Monitoring table lists %s, which the node does not export", name)
 		}
 	}
 }
