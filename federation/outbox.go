@@ -135,6 +135,7 @@ func (s *Service) deliver(ctx context.Context, m store.OutboxMessage) {
 	log := s.log.With("peer", m.Destination, "message", m.MessageID)
 	now := s.now()
 	if !now.Before(m.ExpiresAt) {
+		s.deliveries.expired.Add(1)
 		log.Warn("outbound message expired undelivered", "attempts", m.Attempts)
 		s.store.MarkOutboxFinal(ctx, m.ID, store.OutboxExpired, "expired undelivered; last error: "+m.LastError)
 		s.forgetSilence(m.Destination)
@@ -147,11 +148,13 @@ func (s *Service) deliver(ctx context.Context, m store.OutboxMessage) {
 	}
 	switch {
 	case err == nil:
+		s.deliveries.delivered.Add(1)
 		if err := s.store.MarkOutboxDelivered(ctx, m.ID, receipt, s.now()); err != nil {
 			log.Error("outbox: cannot mark delivered", "err", err)
 		}
 		return
 	case finalStatus(status):
+		s.deliveries.refused.Add(1)
 		log.Warn("peer refused message", "status", status, "err", err)
 		s.store.MarkOutboxFinal(ctx, m.ID, store.OutboxFailed, err.Error())
 		return
@@ -159,6 +162,7 @@ func (s *Service) deliver(ctx context.Context, m store.OutboxMessage) {
 		// The peer is up and asks us to slow down (spec §3.4, §8): wait as
 		// long as it says, without counting an attempt, so the backoff of
 		// a real outage is not inflated by it.
+		s.deliveries.throttled.Add(1)
 		wait := s.backoff(m.Attempts + 1)
 		if retryAfter > 0 {
 			wait = min(retryAfter, s.retryMax)
@@ -170,6 +174,7 @@ func (s *Service) deliver(ctx context.Context, m store.OutboxMessage) {
 		}
 		return
 	}
+	s.deliveries.retried.Add(1)
 	attempts := m.Attempts + 1
 	next := now.Add(s.backoff(attempts))
 	if !answered && !s.unanswered(m.Destination, now) {

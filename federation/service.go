@@ -65,6 +65,8 @@ type Service struct {
 	limits   PeerLimits
 	rates    *peerRates
 	refusals refusalSampler
+	// deliveries counts the outbox's delivery outcomes.
+	deliveries deliveryCounters
 
 	retryBase, retryMax, messageTTL time.Duration
 	wake                            chan struct{}

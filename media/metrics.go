@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -59,6 +60,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 		return nil, fmt.Errorf("media metrics: %w", err)
 	}
+	// Every series exists from the start, at 0, so that a dashboard's
+	// rate() sees the first packet and a query never names a missing one.
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
+		m.forwardedPackets.WithLabelValues(kind.String())
+		m.forwardedBytes.WithLabelValues(kind.String())
+	}
+	m.malformed.WithLabelValues("rtp")
+	m.malformed.WithLabelValues("rtcp")
 	return m, nil
 }
 

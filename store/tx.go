@@ -151,6 +151,10 @@ type Tx interface {
 	GetOutbox(ctx context.Context, destination, messageID string) (OutboxMessage, error)
 	// CountOutbox counts the messages in state; "" counts them all.
 	CountOutbox(ctx context.Context, state string) (int64, error)
+	// Activity counts, for the node's gauges, the conferences not ended
+	// (those node hosts and the others), their participants and the outbox
+	// messages by state.
+	Activity(ctx context.Context, node string) (Activity, error)
 
 	// PutBridgePortal links p.Conference to p.RoomID; ErrConflict when the
 	// conference already has a portal or the room is another's portal.

@@ -177,6 +177,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 	if n.registry, n.metrics, err = newRegistry(n.version); err != nil {
 		return nil, err
 	}
+	if err := n.registry.Register(newActivityCollector(n)); err != nil {
+		return nil, fmt.Errorf("node metrics: %w", err)
+	}
 	if n.sfu, err = n.newSFU(); err != nil {
 		return nil, err
 	}

@@ -55,6 +55,12 @@ func (f *testFederation) start(t *testing.T, name string, edit func(*config.Conf
 // startLogged is start with the node logging to log.
 func (f *testFederation) startLogged(t *testing.T, name string, edit func(*config.Config), log *slog.Logger) *Node {
 	t.Helper()
+	return f.startWith(t, name, edit, Options{Logger: log})
+}
+
+// startWith is start with opts, whose Listener and Version it sets.
+func (f *testFederation) startWith(t *testing.T, name string, edit func(*config.Config), opts Options) *Node {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +84,8 @@ func (f *testFederation) startLogged(t *testing.T, name string, edit func(*confi
 	if edit != nil {
 		edit(&cfg)
 	}
-	n, err := New(context.Background(), cfg, Options{Listener: l, Version: "test", Logger: log})
+	opts.Listener, opts.Version = l, "test"
+	n, err := New(context.Background(), cfg, opts)
 	if err != nil {
 		l.Close()
 		t.Fatal(err)
