@@ -57,35 +57,6 @@ type subscription struct {
 	sender *webrtc.RTPSender
 }
 
-// candidateGate holds back local ICE candidates until the description they
-// belong to has been sent, so a client never gets a candidate before its
-// offer or answer.
-type candidateGate struct {
-	mu      sync.Mutex
-	open    bool
-	pending []webrtc.ICECandidateInit
-}
-
-func (g *candidateGate) add(c webrtc.ICECandidateInit, send func(webrtc.ICECandidateInit)) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if !g.open {
-		g.pending = append(g.pending, c)
-		return
-	}
-	send(c)
-}
-
-func (g *candidateGate) release(send func(webrtc.ICECandidateInit)) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.open = true
-	for _, c := range g.pending {
-		send(c)
-	}
-	g.pending = nil
-}
-
 // send queues a message without blocking; a client that cannot keep up with
 // its outbox is disconnected rather than slowing the conference down.
 func (c *client) send(msg any) {

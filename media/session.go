@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/pion/webrtc/v4"
 )
@@ -73,15 +74,8 @@ func (s *SFU) OpenSession(ctx context.Context, conference string, me Participant
 	if err := s.opts.Membership.MayParticipate(ctx, conference, me.User); err != nil {
 		return nil, err
 	}
-	c := &client{
-		sfu: s, conferenceID: conference, handler: h, me: me,
-		log:       s.log.With("conference", conference, "user", me.User, "signalling", "session"),
-		closing:   make(chan struct{}),
-		announced: make(map[string]publishedTrack),
-		published: make(map[string]*upTrack),
-		retired:   make(map[string]bool),
-		subs:      make(map[string]*subscription),
-	}
+	c := s.newClient(conference, me, s.log.With("conference", conference, "user", me.User, "signalling", "session"))
+	c.handler = h
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -177,3 +171,17 @@ func (s *Session) Close() { s.c.stop("") }
 
 // Done is closed once the session has ended.
 func (s *Session) Done() <-chan struct{} { return s.c.closing }
+
+// newClient makes the state of one participant's media session in
+// conference, for either kind of signalling: the WebSocket (sfu.go) sets
+// ws and outbox, a session driven from Go (session.go) its handler.
+func (s *SFU) newClient(conference string, me Participant, log *slog.Logger) *client {
+	return &client{
+		sfu: s, conferenceID: conference, me: me, log: log,
+		closing:   make(chan struct{}),
+		announced: make(map[string]publishedTrack),
+		published: make(map[string]*upTrack),
+		retired:   make(map[string]bool),
+		subs:      make(map[string]*subscription),
+	}
+}

@@ -240,16 +240,8 @@ func (s *SFU) ServeSignal(w http.ResponseWriter, r *http.Request, conference, us
 	}
 	ws.SetReadLimit(hardFrameLimit)
 
-	c := &client{
-		sfu: s, conferenceID: conference, ws: ws, log: log,
-		me:        Participant{User: user, DisplayName: displayName, Organisation: organisation},
-		outbox:    make(chan []byte, outboxSize),
-		closing:   make(chan struct{}),
-		announced: make(map[string]publishedTrack),
-		published: make(map[string]*upTrack),
-		retired:   make(map[string]bool),
-		subs:      make(map[string]*subscription),
-	}
+	c := s.newClient(conference, Participant{User: user, DisplayName: displayName, Organisation: organisation}, log)
+	c.ws, c.outbox = ws, make(chan []byte, outboxSize)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
