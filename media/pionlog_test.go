@@ -74,3 +74,23 @@ func TestSharedPortLogsThroughTheNode(t *testing.T) {
 		}
 	}
 }
+
+// A pion error about a socket or pipe being closed is debug; any other
+// pion error is a warning, at the node's usual level as at debug.
+func TestPionErrorLevels(t *testing.T) {
+	for _, level := range []slog.Level{slog.LevelInfo, slog.LevelDebug} {
+		var logs lockedBuffer
+		f := pionLogs{slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: level}))}
+		l := f.NewLogger("ice")
+		l.Errorf("Failed to write packet: %v", "io: read/write on closed pipe")
+		l.Error("Failed to read UDP packet: read udp4 127.0.0.1:1: use of closed network connection")
+		l.Errorf("Failed to handle DTLS: %s", "bad certificate")
+		got := logs.String()
+		if n := strings.Count(got, "level=WARN"); n != 1 || !strings.Contains(got, `level=WARN msg="Failed to handle DTLS: bad certificate" pion=ice`) {
+			t.Errorf("at %v, want exactly the DTLS error as a warning, got:\n%s", level, got)
+		}
+		if want := map[slog.Level]int{slog.LevelInfo: 0, slog.LevelDebug: 2}[level]; strings.Count(got, "level=DEBUG") != want {
+			t.Errorf("at %v, want %d debug lines, got:\n%s", level, want, got)
+		}
+	}
+}
