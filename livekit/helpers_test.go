@@ -20,6 +20,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/entente-org/entente/internal/nodetest"
+	"github.com/entente-org/entente/internal/testwait"
 	"github.com/entente-org/entente/livekit"
 	"github.com/entente-org/entente/media"
 )
@@ -398,16 +399,10 @@ func waitPayloads(t *testing.T, ch <-chan []byte, tag string, want int, mk func(
 	}
 }
 
-// eventually polls cond until it holds.
+// eventually waits until cond holds.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Until(t, 30*time.Second, cond, "timed out waiting for %s", what)
 }
 
 func waitTimeout() <-chan time.Time { return time.After(30 * time.Second) }

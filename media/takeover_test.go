@@ -3,6 +3,8 @@ package media
 import (
 	"testing"
 	"time"
+
+	"github.com/entente-org/entente/internal/testwait"
 )
 
 // TestSameUserTakesOverTheirSession: a user whose browser reloaded (or
@@ -237,13 +239,10 @@ func TestLostKeyframeRequestIsRepeated(t *testing.T) {
 	// Bob comes back once the last keyframe of q is too old to start from;
 	// the request for the new session's keyframe is lost.
 	up := trackOf(t, n, "conf-l", id)
-	deadline := time.Now().Add(minWait)
-	for _, recent := up.RecentKeyframe(0, catchUpWindow); recent; _, recent = up.RecentKeyframe(0, catchUpWindow) {
-		if time.Now().After(deadline) {
-			t.Fatal("keyframes of q keep coming unasked")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Until(t, minWait, func() bool {
+		_, recent := up.RecentKeyframe(0, catchUpWindow)
+		return !recent
+	}, "keyframes of q keep coming unasked")
 	cam.losePLIs.Store(1)
 	fresh := connect(t, n, "conf-l", bob, clientOptions{autoSubscribe: true, maxW: 320, maxH: 180})
 	if got := fresh.waitTrackAdded(cam, alice); got != id {

@@ -123,26 +123,27 @@ func (n *Node) isParticipant(ctx context.Context, u localuser.User, conference s
 // GET /conferences shows them.
 func (n *Node) guestConferences(w http.ResponseWriter, r *http.Request) {
 	u := guestOf(r)
-	out := []federation.ConferenceView{}
-	if u.GuestOf != "" || n.bridge != nil {
-		ids, err := []string{u.GuestOf}, error(nil)
-		if u.GuestOf == "" {
-			ids, err = n.bridge.GuestConferences(r.Context(), strings.TrimSpace(u.DisplayName))
-		}
-		if err != nil {
+	var ids []string
+	switch {
+	case u.GuestOf != "": // a guest of a link sees the link's conference
+		ids = []string{u.GuestOf}
+	case n.bridge != nil: // a Matrix guest sees those of their portal rooms
+		var err error
+		if ids, err = n.bridge.GuestConferences(r.Context(), strings.TrimSpace(u.DisplayName)); err != nil {
 			n.log.Warn("Matrix guest: portal rooms not checked", "user", u.DisplayName, "err", err)
 			httpapi.WriteError(w, &httpapi.Error{Status: http.StatusBadGateway, Code: "internal",
 				Message: "the Matrix homeserver could not be asked which rooms you are in"})
 			return
 		}
-		for _, id := range ids {
-			v, err := n.fed.ConferenceDetail(r.Context(), id)
-			if err != nil {
-				continue // a portal of a conference this node forgot
-			}
-			v.Nodes, v.Participants, v.Waiting = nil, nil, nil
-			out = append(out, v)
+	}
+	out := []federation.ConferenceView{}
+	for _, id := range ids {
+		v, err := n.fed.ConferenceDetail(r.Context(), id)
+		if err != nil {
+			continue // a portal of a conference this node forgot
 		}
+		v.Nodes, v.Participants, v.Waiting = nil, nil, nil
+		out = append(out, v)
 	}
 	slices.SortStableFunc(out, func(a, b federation.ConferenceView) int { return b.CreatedAt.Compare(a.CreatedAt) })
 	writeJSON(w, http.StatusOK, out)

@@ -6,7 +6,7 @@ import { labelled } from './call-controls.js';
 import { guestLinksPanel } from './guest-links.js';
 import { menuButton } from './menu.js';
 
-// moderation builds call c's moderation panel and gives c its actions.
+// moderation builds call c's moderation menu and gives c its actions.
 export function moderation(c) {
   const { api, conference, me } = c;
   // Moderators' actions sit in a menu the Moderation button opens

@@ -1,5 +1,5 @@
 // What a call polls: the host's roster (the participants panel, and the
-// moderation panel's state for a moderator) and the connection's quality.
+// moderation menu's state for a moderator) and the connection's quality.
 import { say } from './dom.js';
 import { LOBBY_POLL } from './call-connection.js';
 
