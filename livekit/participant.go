@@ -68,6 +68,9 @@ type participant struct {
 	// offerID is the id of the last publisher offer, echoed in its answer;
 	// subOfferID numbers the subscriber offers.
 	offerID, subOfferID uint32
+	// chatIDs map the LiveKit ids of this participant's chat lines to
+	// their native ids (chat.go).
+	chatIDs map[string]string
 
 	// dmu guards the client's data channels (data.go).
 	dmu      sync.Mutex
@@ -92,6 +95,7 @@ func newParticipant(s *Server, a admission, log *slog.Logger) *participant {
 		own:     make(map[string]*lk.TrackInfo),
 		mids:    make(map[string]string),
 		live:    make(map[string]bool),
+		chatIDs: make(map[string]string),
 	}
 }
 

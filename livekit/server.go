@@ -37,7 +37,12 @@ type Options struct {
 	// Organisation is the name of this node's institution, carried in each
 	// local participant's attributes.
 	Organisation string
-	Logger       *slog.Logger
+	// Chat, when set, sends a LiveKit participant's chat line into the
+	// conference as native chat and returns the line's id
+	// (spec/client-api.md §8.6); the node then hands every chat signal of
+	// the conference to DeliverChat. Without it chat travels as data.
+	Chat   func(ctx context.Context, conference string, line ChatLine) (string, error)
+	Logger *slog.Logger
 }
 
 // Server serves LiveKit's client signalling for one node.
