@@ -96,6 +96,9 @@ func (p *participant) dataFrom(reliable bool, m webrtc.DataChannelMessage) {
 		p.log.Debug("malformed data packet dropped", "err", err)
 		return
 	}
+	if reliable && pkt.GetSequence() != 0 {
+		p.lastSeq.Store(pkt.GetSequence())
+	}
 	dest := destinations(pkt)
 	if len(dest) == 0 && p.chatFrom(pkt) {
 		return
