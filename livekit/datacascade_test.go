@@ -219,7 +219,9 @@ func TestLiveKitDataAcrossOrganisations(t *testing.T) {
 	// signal, the other LiveKit client as chat with the signal's id, in
 	// both of LiveKit's forms.
 	before := native.mark()
-	if err := roomA.LocalParticipant.PublishDataPacket(lksdk.ChatMessage(time.Now(), "Bonjour à tous"), lksdk.WithDataPublishReliable(true)); err != nil {
+	first := lksdk.ChatMessage(time.Now(), "Bonjour à tous")
+	sentChatID := first.Id
+	if err := roomA.LocalParticipant.PublishDataPacket(first, lksdk.WithDataPublishReliable(true)); err != nil {
 		t.Fatal(err)
 	}
 	var sig map[string]any
@@ -239,6 +241,35 @@ func TestLiveKitDataAcrossOrganisations(t *testing.T) {
 	if err := json.Unmarshal([]byte(legacy.payload), &lc); err != nil || legacy.from != aliceRef ||
 		lc["id"] != sig["id"] || lc["message"] != "Bonjour à tous" || lc["timestamp"] == nil {
 		t.Fatalf("agency's LiveKit client got legacy chat %+v (%v)", legacy, err)
+	}
+
+	// The author edits the line: the native client reads a chat.edit of
+	// the line's native id.
+	before = native.mark()
+	edit := lksdk.ChatMessage(time.Now(), "Bonjour à toutes et à tous")
+	edited := time.Now().UnixMilli()
+	edit.EditTimestamp = &edited
+	edit.Id = sentChatID
+	if err := roomA.LocalParticipant.PublishDataPacket(edit, lksdk.WithDataPublishReliable(true)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the native client reads the edit", func() bool {
+		sig := native.seenSince(before, "signal", func(m map[string]any) bool { return m["kind"] == "chat.edit" })
+		return sig != nil && sig["ref"] == chat.chat.GetId() && sig["text"] == "Bonjour à toutes et à tous" && sig["user"] == aliceRef
+	})
+	// Chat on LiveKit's UI components' topic is chat too.
+	before = native.mark()
+	if err := roomB.LocalParticipant.PublishDataPacket(user(`{"id":"m-1","timestamp":1767225600000,"message":"Hallo"}`, livekit.LegacyChatTopic),
+		lksdk.WithDataPublishReliable(true)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the native client reads the component chat line", func() bool {
+		sig := native.seenSince(before, "signal", func(m map[string]any) bool { return m["kind"] == "chat" })
+		return sig != nil && sig["text"] == "Hallo" && sig["user"] == brunoRef
+	})
+	legacy = nextData(t, fromA, "component chat across the cascade", func(s dataSeen) bool { return s.topic == livekit.LegacyChatTopic })
+	if err := json.Unmarshal([]byte(legacy.payload), &lc); err != nil || legacy.from != brunoRef || lc["message"] != "Hallo" || lc["id"] == "m-1" {
+		t.Fatalf("ministry's LiveKit client got %+v (%v), want bruno's line under its native id", legacy, err)
 	}
 
 	// Native chat reaches both LiveKit clients, across the cascade too.
