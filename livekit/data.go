@@ -1,18 +1,21 @@
 package livekit
 
 import (
-	"slices"
 	"sync"
 
 	lk "github.com/livekit/protocol/livekit"
 	"github.com/pion/webrtc/v4"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/entente-org/entente/media"
 )
 
-// Data packets travel between the LiveKit participants of one conference on
-// this node, on the `_reliable` and `_lossy` data channels each client opens
-// on its publisher connection (spec/client-api.md §8.6). They do not reach
-// native clients nor other nodes.
+// Data packets travel on the `_reliable` and `_lossy` data channels each
+// LiveKit client opens on its publisher connection (spec/client-api.md
+// §8.6). The SFU carries them (media.DataMessage) to the other LiveKit
+// participants of the conference, on this node and, across the trunks'
+// control channels, on the other nodes; chat is carried as native chat
+// instead (chat.go), so that native clients and Matrix read it too.
 
 // Names of the data channels LiveKit clients open.
 const (
@@ -23,7 +26,8 @@ const (
 	maxDataPacket = 64 << 10
 )
 
-// rooms are the LiveKit participants of each conference on this node.
+// rooms are the LiveKit participants of each conference on this node, to
+// whom native chat is delivered (chat.go).
 type rooms struct {
 	mu sync.Mutex
 	by map[string]map[*participant]struct{}
@@ -50,14 +54,12 @@ func (r *rooms) remove(conference string, p *participant) {
 	}
 }
 
-func (r *rooms) others(conference string, p *participant) []*participant {
+func (r *rooms) members(conference string) []*participant {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]*participant, 0, len(r.by[conference]))
 	for o := range r.by[conference] {
-		if o != p {
-			out = append(out, o)
-		}
+		out = append(out, o)
 	}
 	return out
 }
@@ -82,9 +84,9 @@ func (p *participant) DataChannel(dc *webrtc.DataChannel) {
 	dc.OnMessage(func(m webrtc.DataChannelMessage) { p.dataFrom(reliable, m) })
 }
 
-// dataFrom forwards a client's data packet to the other LiveKit
-// participants it is meant for, with the sender set by the server so that
-// nobody speaks for another.
+// dataFrom sends a client's data packet on to the participants it is meant
+// for, with the sender set by the server so that nobody speaks for another;
+// a chat line becomes native chat instead (chat.go).
 func (p *participant) dataFrom(reliable bool, m webrtc.DataChannelMessage) {
 	if !p.adm.grant.CanPublish || m.IsString || len(m.Data) > maxDataPacket {
 		return
@@ -94,24 +96,54 @@ func (p *participant) dataFrom(reliable bool, m webrtc.DataChannelMessage) {
 		p.log.Debug("malformed data packet dropped", "err", err)
 		return
 	}
-	pkt.ParticipantIdentity = p.me.User
-	dest := pkt.GetDestinationIdentities()
-	if u := pkt.GetUser(); u != nil {
-		u.ParticipantSid, u.ParticipantIdentity = p.me.User, p.me.User // read by older clients
-		if len(dest) == 0 {
-			dest = u.GetDestinationIdentities() // written by older clients
-		}
+	if reliable && pkt.GetSequence() != 0 {
+		p.lastSeq.Store(pkt.GetSequence())
 	}
+	dest := destinations(pkt)
+	if len(dest) == 0 && p.chatFrom(pkt) {
+		return
+	}
+	stamp(pkt, p.me.User)
 	data, err := proto.Marshal(pkt)
 	if err != nil {
 		return
 	}
-	for _, o := range p.srv.rooms.others(p.adm.grant.Conference, p) {
-		if len(dest) > 0 && !slices.Contains(dest, o.me.User) {
-			continue
-		}
-		o.sendData(reliable, data)
+	p.sess.SendData(dest, reliable, data)
+}
+
+// destinations are the identities a packet is meant for; empty: everyone.
+func destinations(pkt *lk.DataPacket) []string {
+	if dest := pkt.GetDestinationIdentities(); len(dest) > 0 {
+		return dest
 	}
+	return pkt.GetUser().GetDestinationIdentities() // written by older clients
+}
+
+// stamp sets the sender of a packet to the user who sent it.
+func stamp(pkt *lk.DataPacket, user string) {
+	pkt.ParticipantIdentity = user
+	if u := pkt.GetUser(); u != nil {
+		u.ParticipantSid, u.ParticipantIdentity = user, user // read by older clients
+	}
+}
+
+// Data implements media.DataReceiver: a data packet of another participant
+// of the conference, from this node or another. The packet is stamped again
+// with the sender the SFU vouches for, whatever the other node wrote in it.
+func (p *participant) Data(m media.DataMessage) {
+	data := m.Payload
+	pkt := &lk.DataPacket{}
+	if err := proto.Unmarshal(data, pkt); err != nil {
+		return
+	}
+	if pkt.GetParticipantIdentity() != m.From || (pkt.GetUser() != nil && pkt.GetUser().GetParticipantIdentity() != m.From) {
+		stamp(pkt, m.From)
+		var err error
+		if data, err = proto.Marshal(pkt); err != nil {
+			return
+		}
+	}
+	p.sendData(m.Reliable, data)
 }
 
 // sendData writes on the channel of the same kind, or the other one when

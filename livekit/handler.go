@@ -46,6 +46,9 @@ func (p *participant) Joined(you media.Participant, others []media.Participant, 
 		cred, _ := s.Credential.(string)
 		servers = append(servers, &lk.ICEServer{Urls: s.URLs, Username: s.Username, Credential: cred})
 	}
+	p.connMu.Lock()
+	p.ice = servers
+	p.connMu.Unlock()
 	p.send(&lk.SignalResponse{Message: &lk.SignalResponse_Join{Join: &lk.JoinResponse{
 		Room:              &lk.Room{Sid: p.adm.grant.Conference, Name: p.adm.grant.Conference, CreationTime: time.Now().Unix()},
 		Participant:       self,

@@ -61,14 +61,17 @@ type env struct {
 	srv     *httptest.Server
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { t.Helper(); return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with the LiveKit options changed by opt.
+func newEnvWith(t *testing.T, opt func(*livekit.Options)) *env {
 	t.Helper()
 	m := &membership{allowed: make(map[string]bool)}
 	sfu, err := media.New(media.Options{Membership: m, IncludeLoopback: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	lk, err := livekit.New(livekit.Options{
+	o := livekit.Options{
 		APIKey: apiKey, APISecret: apiSecret, SFU: sfu, Organisation: "Ministry of Tests",
 		UserOf: func(identity string) (string, error) {
 			if strings.HasPrefix(identity, "foreign") {
@@ -76,7 +79,11 @@ func newEnv(t *testing.T) *env {
 			}
 			return identity, nil
 		},
-	})
+	}
+	if opt != nil {
+		opt(&o)
+	}
+	lk, err := livekit.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -32,17 +33,17 @@ const (
 	keepaliveInterval = 15 * time.Second
 )
 
-// participant is one LiveKit client's WebSocket and the media.Session it
-// drives. The read loop and the worker call the session; the session's
-// handler methods (handler.go) only queue messages and work, as they run
-// under the session's locks.
+// participant is one LiveKit client's media.Session and the signalling
+// WebSocket that drives it, replaced when the client resumes (conn.go). The
+// read loop and the worker call the session; the session's handler methods
+// (handler.go) only queue messages and work, as they run under the
+// session's locks.
 type participant struct {
 	srv   *Server
 	adm   admission
 	log   *slog.Logger
 	sess  *media.Session
 	me    media.Participant
-	ws    *websocket.Conn
 	out   chan []byte
 	work  chan func()
 	done  chan struct{}
@@ -68,6 +69,20 @@ type participant struct {
 	// offerID is the id of the last publisher offer, echoed in its answer;
 	// subOfferID numbers the subscriber offers.
 	offerID, subOfferID uint32
+	// chatIDs map the LiveKit ids of this participant's chat lines to
+	// their native ids (chat.go).
+	chatIDs map[string]string
+
+	// connMu guards the current signalling connection (conn.go): ws, nil
+	// while the client is away, and gen, which numbers connections.
+	connMu sync.Mutex
+	ws     *websocket.Conn
+	gen    int
+	expiry *time.Timer
+	ice    []*lk.ICEServer
+	// lastSeq is the sequence of the last reliable data packet received,
+	// told to the client when it resumes.
+	lastSeq atomic.Uint32
 
 	// dmu guards the client's data channels (data.go).
 	dmu      sync.Mutex
@@ -92,42 +107,14 @@ func newParticipant(s *Server, a admission, log *slog.Logger) *participant {
 		own:     make(map[string]*lk.TrackInfo),
 		mids:    make(map[string]string),
 		live:    make(map[string]bool),
+		chatIDs: make(map[string]string),
 	}
-}
-
-// run serves the connection until either side ends it.
-func (p *participant) run(ws *websocket.Conn, sess *media.Session) {
-	p.ws, p.sess, p.me = ws, sess, sess.Me()
-	p.srv.rooms.add(p.adm.grant.Conference, p)
-	defer p.srv.rooms.remove(p.adm.grant.Conference, p)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var loops sync.WaitGroup
-	loops.Add(3)
-	go func() { defer loops.Done(); p.writeLoop(ctx) }()
-	go func() { defer loops.Done(); p.workLoop(ctx) }()
-	go func() { defer loops.Done(); p.keepalive(ctx) }()
-	sess.Join()
-	for {
-		req, err := p.read(ctx)
-		if err != nil {
-			break
-		}
-		if req != nil {
-			p.handle(req)
-		}
-	}
-	sess.Close()
-	p.finish()
-	cancel()
-	loops.Wait()
-	_ = ws.CloseNow()
 }
 
 // read returns the next SignalRequest, or nil after answering a frame that
 // is not one.
-func (p *participant) read(ctx context.Context) (*lk.SignalRequest, error) {
-	typ, r, err := p.ws.Reader(ctx)
+func (p *participant) read(ctx context.Context, ws *websocket.Conn) (*lk.SignalRequest, error) {
+	typ, r, err := ws.Reader(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -193,83 +180,6 @@ func (p *participant) later(fn func()) {
 }
 
 func (p *participant) finish() { p.close.Do(func() { close(p.done) }) }
-
-// keepalive sends a WebSocket ping every keepaliveInterval: not every
-// LiveKit client sends its own pings (server-sdk-go does not), and one that
-// does not answer within the interval is gone even if its TCP connection
-// was never closed.
-func (p *participant) keepalive(ctx context.Context) {
-	tick := time.NewTicker(keepaliveInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-p.done:
-			return
-		case <-tick.C:
-		}
-		pctx, cancel := context.WithTimeout(ctx, keepaliveInterval)
-		err := p.ws.Ping(pctx)
-		cancel()
-		if err != nil {
-			p.log.Info("client does not answer pings; disconnecting")
-			p.finish()
-			return
-		}
-	}
-}
-
-func (p *participant) workLoop(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-p.done:
-			return
-		case fn := <-p.work:
-			fn()
-		}
-	}
-}
-
-// writeLoop is the only writer of the WebSocket; once done it flushes what
-// is queued (such as a Leave) and closes the connection.
-func (p *participant) writeLoop(ctx context.Context) {
-	write := func(data []byte) bool {
-		wctx, cancel := context.WithTimeout(ctx, writeTimeout)
-		defer cancel()
-		return p.ws.Write(wctx, websocket.MessageBinary, data) == nil
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case data := <-p.out:
-			if !write(data) {
-				p.finish()
-			}
-		case <-p.done:
-			for drained := false; !drained; {
-				select {
-				case data := <-p.out:
-					write(data)
-				default:
-					drained = true
-				}
-			}
-			p.mu.Lock()
-			reason := p.reason
-			p.mu.Unlock()
-			code := websocket.StatusNormalClosure
-			if reason != "" {
-				code = websocket.StatusPolicyViolation
-			}
-			_ = p.ws.Close(code, reason)
-			return
-		}
-	}
-}
 
 // handle serves one SignalRequest (spec/client-api.md §8.3).
 func (p *participant) handle(req *lk.SignalRequest) {

@@ -37,14 +37,30 @@ type Options struct {
 	// Organisation is the name of this node's institution, carried in each
 	// local participant's attributes.
 	Organisation string
+	// Chat, when set, sends a LiveKit participant's chat line into the
+	// conference as native chat and returns the line's id
+	// (spec/client-api.md §8.6); the node then hands every chat signal of
+	// the conference to DeliverChat. Without it chat travels as data.
+	Chat func(ctx context.Context, conference string, line ChatLine) (string, error)
+	// ResumeWindow is how long a session whose connection dropped waits
+	// for its client to resume (conn.go); 0 means DefaultResumeWindow.
+	ResumeWindow time.Duration
 	Logger       *slog.Logger
 }
 
 // Server serves LiveKit's client signalling for one node.
 type Server struct {
-	opts  Options
-	log   *slog.Logger
-	rooms rooms
+	opts     Options
+	log      *slog.Logger
+	rooms    rooms
+	sessions sessions
+}
+
+func (s *Server) resumeWindow() time.Duration {
+	if s.opts.ResumeWindow > 0 {
+		return s.opts.ResumeWindow
+	}
+	return DefaultResumeWindow
 }
 
 // New makes a Server.
@@ -184,6 +200,10 @@ func (s *Server) serveRTC(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := s.log.With("conference", a.grant.Conference, "user", a.user)
+	if r.URL.Query().Get("reconnect") == "1" {
+		s.resume(w, r, a, log)
+		return
+	}
 	name := a.grant.Name
 	if name == "" {
 		name = a.grant.Identity
@@ -198,14 +218,6 @@ func (s *Server) serveRTC(w http.ResponseWriter, r *http.Request) {
 		writeRefusal(w, membershipRefusal(a.grant.Conference, err))
 		return
 	}
-	if r.URL.Query().Get("reconnect") == "1" {
-		// Resuming a session is not supported: the session ended with its
-		// connection. LeaveRequest with action RECONNECT tells the client
-		// to rejoin afresh, which it does with the same token.
-		sess.Close()
-		s.askRejoin(w, r, log)
-		return
-	}
 	ws, err := websocket.Accept(w, r, anyOrigin)
 	if err != nil {
 		sess.Close()
@@ -213,11 +225,37 @@ func (s *Server) serveRTC(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(hardFrameLimit)
-	p.run(ws, sess)
+	p.start(sess)
+	p.serve(ws, nil)
 }
 
-// askRejoin answers a resume with a LeaveRequest asking for a full
-// reconnection (spec/client-api.md §8.1).
+// resume gives a client's session back to its new connection when the
+// session still waits for it (spec/client-api.md §8.1 `reconnect`), and
+// otherwise asks the client to rejoin.
+func (s *Server) resume(w http.ResponseWriter, r *http.Request, a admission, log *slog.Logger) {
+	if err := s.mayParticipate(r.Context(), a); err != nil {
+		writeRefusal(w, err)
+		return
+	}
+	p := s.sessions.find(a.grant.Conference, a.user)
+	if sid := r.URL.Query().Get("sid"); p != nil && sid != "" && sid != p.me.User {
+		p = nil
+	}
+	if p == nil {
+		s.askRejoin(w, r, log)
+		return
+	}
+	ws, err := websocket.Accept(w, r, anyOrigin)
+	if err != nil {
+		log.Debug("websocket upgrade failed", "err", err)
+		return
+	}
+	ws.SetReadLimit(hardFrameLimit)
+	p.resume(ws)
+}
+
+// askRejoin answers a resume of a session that is no more with a
+// LeaveRequest asking for a full reconnection (spec/client-api.md §8.1).
 func (s *Server) askRejoin(w http.ResponseWriter, r *http.Request, log *slog.Logger) {
 	ws, err := websocket.Accept(w, r, anyOrigin)
 	if err != nil {

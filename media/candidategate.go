@@ -34,3 +34,10 @@ func (g *candidateGate) release(send func(webrtc.ICECandidateInit)) {
 	}
 	g.pending = nil
 }
+
+// hold closes the gate again until the next release.
+func (g *candidateGate) hold() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.open = false
+}

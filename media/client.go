@@ -350,7 +350,17 @@ func (c *client) negotiate() {
 		c.renegotiate = true
 		return
 	}
-	offer, err := c.sub.CreateOffer(nil)
+	c.offerSubscriber(nil)
+}
+
+// offerSubscriber creates, sets and sends a subscribe offer. Called with c.mu
+// held and no offer outstanding.
+func (c *client) offerSubscriber(opts *webrtc.OfferOptions) {
+	if opts != nil && opts.ICERestart {
+		// The restart gathers new candidates, which follow the new offer.
+		c.subGate.hold()
+	}
+	offer, err := c.sub.CreateOffer(opts)
 	if err == nil {
 		err = c.sub.SetLocalDescription(offer)
 	}

@@ -166,6 +166,27 @@ func (s *Session) Mute(track string, muted bool) {
 // Unpublish withdraws one of the participant's own tracks.
 func (s *Session) Unpublish(track string) { s.c.handle(inbound{Type: "unpublish", Track: track}) }
 
+// RestartSubscriber offers the subscribe connection again with an ICE
+// restart, replacing an offer still unanswered: after the client's
+// signalling was lost for a while, an offer sent meanwhile may never have
+// reached it, and its path to the SFU may have changed.
+func (s *Session) RestartSubscriber() {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped || c.sub == nil {
+		return
+	}
+	if c.awaitingAnswer {
+		if err := c.sub.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
+			c.log.Warn("roll back subscribe offer", "err", err)
+			return
+		}
+		c.awaitingAnswer, c.renegotiate = false, false
+	}
+	c.offerSubscriber(&webrtc.OfferOptions{ICERestart: true})
+}
+
 // Close leaves the conference; the handler gets Closed("").
 func (s *Session) Close() { s.c.stop("") }
 

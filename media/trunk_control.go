@@ -196,6 +196,8 @@ func (t *trunk) handleControl(data []byte) {
 		t.rxBind(m.Slot, m.Track, m.Layer)
 	case trunkUnbindMsg:
 		t.rxSlot(m.Slot).binding.Store(nil)
+	case trunkDataMsg:
+		t.receiveData(m)
 	case trunkRefusedMsg:
 		t.log.Warn("peer refused a track", "track", m.Track, "reason", m.Reason)
 	}

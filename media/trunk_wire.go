@@ -35,6 +35,7 @@ const (
 	ctlGrow               ctlType = "grow"
 	ctlRelay              ctlType = "relay"
 	ctlRefused            ctlType = "refused"
+	ctlData               ctlType = "data"
 )
 
 // controlMessage is one of the message structs below.
@@ -110,6 +111,14 @@ type (
 		Layer  int    `json:"layer"`
 		Reason string `json:"reason,omitempty"`
 	}
+	// trunkDataMsg is a data message of a participant the sender stands
+	// for (data.go); Payload is base64 on the wire.
+	trunkDataMsg struct {
+		From     string   `json:"from"`
+		To       []string `json:"to,omitempty"`
+		Reliable bool     `json:"reliable,omitempty"`
+		Payload  []byte   `json:"payload"`
+	}
 	// trunkTrack is a track as the peer needs it: what clients are told,
 	// the full picture size for layer choice, and the codec.
 	trunkTrack struct {
@@ -140,6 +149,7 @@ func (trunkUnbindMsg) ctlType() ctlType             { return ctlUnbind }
 func (trunkGrowMsg) ctlType() ctlType               { return ctlGrow }
 func (trunkRelayMsg) ctlType() ctlType              { return ctlRelay }
 func (trunkRefusedMsg) ctlType() ctlType            { return ctlRefused }
+func (trunkDataMsg) ctlType() ctlType               { return ctlData }
 
 // maxControlMessage bounds one control message; a full state of a large
 // conference fits well within it.
@@ -208,6 +218,8 @@ func decodeControl(data []byte) (controlMessage, error) {
 		return decodeAs[trunkRelayMsg](head.Type, data)
 	case ctlRefused:
 		return decodeAs[trunkRefusedMsg](head.Type, data)
+	case ctlData:
+		return decodeAs[trunkDataMsg](head.Type, data)
 	}
 	return nil, nil
 }

@@ -46,6 +46,7 @@ func vectorMessages() map[ctlType]controlMessage {
 		ctlGrow:               trunkGrowMsg{Kind: "video", Slots: 16},
 		ctlRelay:              trunkRelayMsg{Relay: false},
 		ctlRefused:            trunkRefusedMsg{Track: video.ID, Layer: 1, Reason: "no free slot"},
+		ctlData:               trunkDataMsg{From: alice.User, To: []string{bob.User}, Reliable: true, Payload: []byte("hello")},
 	}
 }
 

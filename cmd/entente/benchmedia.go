@@ -41,7 +41,15 @@ for all (media.udp_port). After the run, udp_floor gives the CPU one thread of
 this machine spends, without any WebRTC, to send a datagram of the run's mean
 size to as many loopback sockets as a track has subscribers: with sendto (as
 pion sends) and with sendmmsg. No SFU forwards a packet here for less than the
-sendmmsg figure.`,
+sendmmsg figure.
+
+--clients livekit has every participant be a LiveKit client instead (LiveKit's
+Go SDK, github.com/livekit/server-sdk-go, used only as load), connecting to
+the node's LiveKit signalling at /rtc with a token minted with the node's
+credentials, publishing and receiving the same synthetic tracks. --clients
+both measures the same scenario with native clients, then with LiveKit
+clients, on the same nodes and each kind in conferences of its own, and
+prints {"native": report, "livekit": report}.`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGTERM, syscall.SIGINT)
@@ -61,7 +69,10 @@ sendmmsg figure.`,
 			}
 			enc := json.NewEncoder(a.stdout)
 			enc.SetIndent("", "  ")
-			return enc.Encode(res)
+			if len(res) == 2 {
+				return enc.Encode(scenario.Comparison{Native: res[0], LiveKit: res[1]})
+			}
+			return enc.Encode(res[0])
 		},
 	}
 	c.Flags().IntVar(&o.Nodes, "nodes", 1, "nodes to start (1 to 3); conferences are hosted on the first")
@@ -74,7 +85,8 @@ sendmmsg figure.`,
 	c.Flags().BoolVar(&clientsOnly, "clients-only", false, "run the clients of a plan read from standard input (used by bench media itself)")
 	c.Flags().IntVar(&o.Video, "video", -1, "with --meeting: how many participants also publish a camera (default all); everyone publishes audio")
 	c.Flags().StringVar(&o.UDP, "udp", scenario.UDPPerConnection, "how each node uses UDP for media, as media.udp_port: per-connection (a port per peer connection, the default of media.udp_port 0) or shared (one port per node)")
-	c.Flags().StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the nodes over the measurement window to this file (go tool pprof)")
+	c.Flags().StringVar(&o.Clients, "clients", scenario.ClientsNative, "kind of client: native (Entente's signalling), livekit (LiveKit's Go SDK at /rtc), or both, measured one after the other")
+	c.Flags().StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the nodes over the measurement window to this file (go tool pprof); with --clients both, one file per kind, its name suffixed -native or -livekit")
 	_ = c.Flags().MarkHidden("clients-only")
 	return c
 }

@@ -70,7 +70,7 @@ func TestBenchMediaTinyScenario(t *testing.T) {
 	if string(raw["trunk_efficiency"]) != "null" {
 		t.Fatalf("trunk_efficiency %s with a single node, want null", raw["trunk_efficiency"])
 	}
-	wantScenario := scenario.Scenario{Nodes: 1, Conferences: 1, Publishers: 1, Subscribers: 2, Participants: 3, DurationS: 2, Simulcast: true, UDP: "per-connection"}
+	wantScenario := scenario.Scenario{Nodes: 1, Conferences: 1, Publishers: 1, Subscribers: 2, Participants: 3, DurationS: 2, Simulcast: true, UDP: "per-connection", ClientKind: "native"}
 	if got.Scenario != wantScenario {
 		t.Fatalf("scenario %+v, want %+v", got.Scenario, wantScenario)
 	}
@@ -119,7 +119,7 @@ func TestBenchMediaMeetingWithFewCameras(t *testing.T) {
 	}
 	profile := t.TempDir() + "/cpu.prof"
 	got, _ := benchMedia(t, "--meeting", "3", "--video", "1", "--duration", "1s", "--cpuprofile", profile)
-	want := scenario.Scenario{Nodes: 1, Conferences: 1, Meeting: 3, VideoPublishers: 1, Participants: 3, DurationS: 1, Simulcast: true, UDP: "per-connection"}
+	want := scenario.Scenario{Nodes: 1, Conferences: 1, Meeting: 3, VideoPublishers: 1, Participants: 3, DurationS: 1, Simulcast: true, UDP: "per-connection", ClientKind: "native"}
 	if got.Scenario != want {
 		t.Fatalf("scenario %+v, want %+v", got.Scenario, want)
 	}
@@ -140,7 +140,7 @@ func TestBenchMediaOnSharedPorts(t *testing.T) {
 		t.Skip("starts nodes and WebRTC clients")
 	}
 	got, _ := benchMedia(t, "--nodes", "2", "--meeting", "3", "--duration", "1s", "--udp", "shared")
-	want := scenario.Scenario{Nodes: 2, Conferences: 1, Meeting: 3, VideoPublishers: 3, Participants: 3, DurationS: 1, Simulcast: true, UDP: "shared"}
+	want := scenario.Scenario{Nodes: 2, Conferences: 1, Meeting: 3, VideoPublishers: 3, Participants: 3, DurationS: 1, Simulcast: true, UDP: "shared", ClientKind: "native"}
 	if got.Scenario != want {
 		t.Fatalf("scenario %+v, want %+v", got.Scenario, want)
 	}
@@ -151,6 +151,46 @@ func TestBenchMediaOnSharedPorts(t *testing.T) {
 	}
 	if len(got.ForwardedPackets) != 2 || got.ForwardedPackets["Bench Node 1"] <= 0 || got.ForwardedPackets["Bench Node 2"] <= 0 {
 		t.Fatalf("forwarded packets %v", got.ForwardedPackets)
+	}
+}
+
+// The same meeting with native and with LiveKit clients, side by side:
+// both reports are complete, every subscription of each kind carries media,
+// and the LiveKit meeting's participants are LiveKit clients (the node
+// forwarded their packets, which only a LiveKit publication can be here).
+func TestBenchMediaBothKindsOfClient(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a node and WebRTC clients")
+	}
+	env := append(os.Environ(), "ENTENTE_TEST_RUN_MAIN=1")
+	r := runCLI(t, env, "bench", "media", "--meeting", "3", "--video", "1", "--duration", "1s", "--clients", "both")
+	if r.code != 0 {
+		t.Fatalf("code %d, stderr %q", r.code, r.stderr)
+	}
+	if keys := jsonKeys(t, []byte(r.stdout)); !slices.Equal(keys, []string{"livekit", "native"}) {
+		t.Fatalf("keys %v, want livekit and native", keys)
+	}
+	var got scenario.Comparison
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	for kind, rep := range map[string]scenario.Report{"native": got.Native, "livekit": got.LiveKit} {
+		want := scenario.Scenario{Nodes: 1, Conferences: 1, Meeting: 3, VideoPublishers: 1, Participants: 3, DurationS: 1,
+			Simulcast: true, UDP: "per-connection", ClientKind: kind}
+		if rep.Scenario != want {
+			t.Fatalf("%s: scenario %+v, want %+v", kind, rep.Scenario, want)
+		}
+		// Three microphones heard by two others each, one camera seen by two.
+		if rep.Subscriptions != 8 || rep.SubscriptionsNoMedia != 0 || rep.JoinToFirstFrame.N != 2 {
+			t.Fatalf("%s: subscriptions %d, without media %d, first frames %d; want 8, 0 and 2",
+				kind, rep.Subscriptions, rep.SubscriptionsNoMedia, rep.JoinToFirstFrame.N)
+		}
+		fwd := rep.ForwardedPackets["Bench Node 1"]
+		if fwd <= 0 || rep.PacketsReceived <= 0 || rep.Latency.N != int(rep.PacketsReceived) ||
+			rep.ServerCPUPerPacket == nil || !near(*rep.ServerCPUPerPacket, rep.ServerCPUMillis*1000/float64(fwd)) {
+			t.Fatalf("%s: forwarded %d, received %d, latency %+v, CPU %s µs per forwarded packet of %v ms",
+				kind, fwd, rep.PacketsReceived, rep.Latency, fmtOpt(rep.ServerCPUPerPacket), rep.ServerCPUMillis)
+		}
 	}
 }
 
@@ -171,6 +211,8 @@ func TestBenchMediaRefusesScenarios(t *testing.T) {
 		{[]string{"--subscribers", "-1"}, "cannot be negative"},
 		{[]string{"--meeting", "20", "--conferences", "26"}, "520 participants in all; at most 500"},
 		{[]string{"--udp", "multicast"}, `--udp must be shared or per-connection, got "multicast"`},
+		{[]string{"--clients", "sip"}, `--clients must be native, livekit or both, got "sip"`},
+		{[]string{"--clients", ""}, `--clients must be native, livekit or both, got ""`},
 	} {
 		r := runCLI(t, nil, append([]string{"bench", "media"}, tc.args...)...)
 		if r.code != 2 || !strings.Contains(r.stderr, tc.want) || r.stdout != "" {

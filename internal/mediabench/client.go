@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	lksdk "github.com/livekit/server-sdk-go/v2"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -39,6 +40,10 @@ type client struct {
 	wg          sync.WaitGroup
 	sentPackets atomic.Int64
 
+	// room is the LiveKit SDK's connection of a LiveKit participant
+	// (lkclient.go), which then has no ws, pub or sub of its own.
+	room *lksdk.Room
+
 	mu     sync.Mutex
 	user   string
 	tracks []*localTrack
@@ -54,6 +59,9 @@ func newClient(p Participant, pubAPI, subAPI *webrtc.API, c clock, w *window, fa
 // publishes, starts sending; it returns once joined and, for a publisher,
 // once the publish connection is up.
 func (c *client) connect(ctx context.Context, httpClient *http.Client, limit time.Duration) error {
+	if c.p.Kind == KindLiveKit {
+		return c.connectLiveKit(ctx, limit)
+	}
 	dctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	ws, resp, err := websocket.Dial(dctx, c.p.URL, &websocket.DialOptions{
@@ -269,6 +277,12 @@ func (c *client) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		c.subs[tr.ID()] = s
 	}
 	c.mu.Unlock()
+	c.readTrack(tr, s)
+}
+
+// readTrack records every packet of a subscribed track until its
+// connection closes.
+func (c *client) readTrack(tr *webrtc.TrackRemote, s *subscription) {
 	parse := parseAudioPayload
 	if tr.Kind() == webrtc.RTPCodecTypeVideo {
 		parse = parseVideoPayload
@@ -295,6 +309,9 @@ func (c *client) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 
 // close ends the client's connections and waits for its goroutines.
 func (c *client) close() {
+	if c.room != nil {
+		c.room.Disconnect()
+	}
 	if c.ws != nil {
 		_ = c.ws.CloseNow()
 	}

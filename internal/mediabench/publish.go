@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	lksdk "github.com/livekit/server-sdk-go/v2"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
@@ -34,12 +35,15 @@ type localTrack struct {
 	kind      string
 	simulcast bool
 	locals    []*webrtc.TrackLocalStaticRTP
-	sender    *webrtc.RTPSender
-	mid       string
-	midExt    uint8
-	ridExt    uint8
-	levelExt  uint8
-	forceKey  atomic.Bool
+	// lk are the layers of a LiveKit participant's track, which the SDK
+	// sends with their MID and RID itself (lkclient.go).
+	lk       []*lksdk.LocalTrack
+	sender   *webrtc.RTPSender
+	mid      string
+	midExt   uint8
+	ridExt   uint8
+	levelExt uint8
+	forceKey atomic.Bool
 	// inWindow counts frames (or audio packets) sent in the window: what
 	// each subscriber of the track should receive.
 	inWindow atomic.Int64
@@ -182,7 +186,7 @@ func (c *client) sendLoop(ctx context.Context, t *localTrack) {
 		}
 		sent := c.clock.now()
 		key := t.kind == "video" && (seq%keyframeEvery == 0 || t.forceKey.Swap(false))
-		for i, l := range t.locals {
+		for i := range max(len(t.locals), len(t.lk)) {
 			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(seq), Marker: true}}
 			if t.kind == "audio" {
 				pkt.Timestamp = seq * 960
@@ -194,13 +198,21 @@ func (c *client) sendLoop(ctx context.Context, t *localTrack) {
 				size := fullLayerSize
 				if t.simulcast {
 					size = layerSizes[i]
-					_ = pkt.SetExtension(t.midExt, []byte(t.mid))
-					_ = pkt.SetExtension(t.ridExt, []byte(l.RID()))
+					if t.lk == nil {
+						_ = pkt.SetExtension(t.midExt, []byte(t.mid))
+						_ = pkt.SetExtension(t.ridExt, []byte(t.locals[i].RID()))
+					}
 				}
 				pkt.Timestamp = seq * 3000
 				pkt.Payload = appendVideoPayload(buf[:0], seq, sent, key, size)
 			}
-			if err := l.WriteRTP(pkt); err != nil {
+			var err error
+			if t.lk != nil {
+				err = t.lk[i].WriteRTP(pkt, liveKitWriteOptions(t.kind))
+			} else {
+				err = t.locals[i].WriteRTP(pkt)
+			}
+			if err != nil {
 				if !errors.Is(err, webrtc.ErrConnectionClosed) && ctx.Err() == nil {
 					c.failed(fmt.Errorf("%s: send %s: %w", c.p.Name, t.kind, err))
 				}

@@ -35,6 +35,9 @@ type Participant struct {
 	Simulcast bool `json:"simulcast"`
 	// Subscribe receives every track of the other participants.
 	Subscribe bool `json:"subscribe"`
+	// Kind is KindNative (the default) or KindLiveKit: then URL is the
+	// node's LiveKit URL and Token a LiveKit access token.
+	Kind string `json:"kind,omitempty"`
 }
 
 // Plan is a whole run.
@@ -78,6 +81,9 @@ func (p Plan) validate() error {
 	for _, pt := range p.Participants {
 		if pt.URL == "" || pt.Token == "" {
 			return fmt.Errorf("plan: participant %q needs a url and a token", pt.Name)
+		}
+		if pt.Kind != "" && pt.Kind != KindNative && pt.Kind != KindLiveKit {
+			return fmt.Errorf("plan: participant %q: kind must be %s or %s, got %q", pt.Name, KindNative, KindLiveKit, pt.Kind)
 		}
 	}
 	return nil

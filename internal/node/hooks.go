@@ -12,6 +12,7 @@ import (
 	"github.com/entente-org/entente/internal/accounts"
 	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/internal/localuser"
+	"github.com/entente-org/entente/livekit"
 	"github.com/entente-org/entente/media"
 )
 
@@ -48,7 +49,8 @@ type signalReceiver struct{ n *Node }
 // ReceiveSignal hands the signal to the Matrix bridge's queue (chat reaches
 // Matrix without the delivery waiting for the homeserver, and lines keep
 // their order), to every participant's client over its media WebSocket
-// (spec/client-api.md §3, POST /conferences/{id}/signals), and to the
+// (spec/client-api.md §3, POST /conferences/{id}/signals), chat to the
+// LiveKit participants as data packets (§8.6), and to the
 // functions registered with OnSignal.
 func (r signalReceiver) ReceiveSignal(sig federation.Signal) {
 	n := r.n
@@ -61,6 +63,14 @@ func (r signalReceiver) ReceiveSignal(sig federation.Signal) {
 	if n.sfu != nil {
 		if err := n.sfu.Broadcast(sig.Conference, sig); err != nil {
 			n.log.Warn("signal not broadcast", "conference", sig.Conference, "err", err)
+		}
+	}
+	if n.livekit != nil {
+		switch sig.Kind {
+		case federation.SignalChat, federation.SignalChatEdit, federation.SignalChatRedact:
+			n.livekit.DeliverChat(sig.Conference, livekit.ChatLine{
+				ID: sig.ID, User: sig.User, Kind: sig.Kind, Text: sig.Text, Ref: sig.Ref, At: sig.At,
+			})
 		}
 	}
 	n.hooksMu.Lock()

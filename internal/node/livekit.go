@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/internal/httpapi"
+	"github.com/entente-org/entente/internal/localuser"
 	"github.com/entente-org/entente/livekit"
 )
 
@@ -29,6 +31,7 @@ func (n *Node) mountLiveKit() error {
 	n.livekit, err = livekit.New(livekit.Options{
 		APIKey: n.cfg.LiveKit.APIKey, APISecret: secret,
 		SFU: n.sfu, UserOf: n.liveKitUser, Organisation: n.cfg.Node.Name, Logger: n.log,
+		Chat: n.liveKitChat,
 	})
 	if err != nil {
 		return err
@@ -54,6 +57,21 @@ func (n *Node) liveKitUser(identity string) (string, error) {
 		return "", errors.New("not a user of this node")
 	}
 	return federation.UserRef(identity, n.did), nil
+}
+
+// liveKitChat sends a LiveKit participant's chat line as the user's own
+// chat signal (spec/client-api.md §8.6).
+func (n *Node) liveKitChat(ctx context.Context, conference string, line livekit.ChatLine) (string, error) {
+	local, ok := strings.CutSuffix(line.User, "@"+n.did)
+	if !ok {
+		return "", errors.New("not a user of this node")
+	}
+	sig, err := n.fed.SendSignal(ctx, localuser.User{ID: local}, conference,
+		federation.SignalContent{Kind: line.Kind, Text: line.Text, Ref: line.Ref})
+	if err != nil {
+		return "", err
+	}
+	return sig.ID, nil
 }
 
 // serveLiveKitToken mints a LiveKit access token for the signed-in user in

@@ -32,6 +32,28 @@ type Options struct {
 	// UDP is how the nodes use UDP: one shared port each, as in
 	// production (media.udp_port), or a port per connection.
 	UDP string
+	// Clients is the kind of client of the participants: ClientsNative,
+	// ClientsLiveKit, or ClientsBoth for the same scenario measured with
+	// each, one after the other.
+	Clients string
+}
+
+// Values of --clients.
+const (
+	ClientsNative  = "native"
+	ClientsLiveKit = "livekit"
+	ClientsBoth    = "both"
+)
+
+// kinds are the kinds of client measured, in order.
+func (o Options) kinds() []string {
+	switch o.Clients {
+	case ClientsLiveKit:
+		return []string{mediabench.KindLiveKit}
+	case ClientsBoth:
+		return []string{mediabench.KindNative, mediabench.KindLiveKit}
+	}
+	return []string{mediabench.KindNative}
 }
 
 // Env is what a run needs from the process that starts it.
@@ -90,6 +112,11 @@ func (o Options) Validate() error {
 	}
 	if o.Meeting == 1 {
 		return fmt.Errorf("--meeting needs at least 2 participants, got 1")
+	}
+	switch o.Clients {
+	case ClientsNative, ClientsLiveKit, ClientsBoth:
+	default:
+		return fmt.Errorf("--clients must be %s, %s or %s, got %q", ClientsNative, ClientsLiveKit, ClientsBoth, o.Clients)
 	}
 	if o.UDP != UDPShared && o.UDP != UDPPerConnection {
 		return fmt.Errorf("--udp must be %s or %s, got %q", UDPShared, UDPPerConnection, o.UDP)

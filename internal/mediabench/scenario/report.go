@@ -56,4 +56,15 @@ type Scenario struct {
 	DurationS       float64 `json:"duration_s"`
 	Simulcast       bool    `json:"simulcast"`
 	UDP             string  `json:"udp"`
+	// ClientKind is the kind of client every participant was: "native"
+	// (Entente's signalling, spec/client-api.md §5) or "livekit" (LiveKit's
+	// Go SDK against the node's LiveKit signalling, §8).
+	ClientKind string `json:"client_kind"`
+}
+
+// Comparison is what `bench media --clients both` prints: the same
+// scenario measured with each kind of client on the same nodes.
+type Comparison struct {
+	Native  Report `json:"native"`
+	LiveKit Report `json:"livekit"`
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,14 +18,89 @@ import (
 	"github.com/entente-org/entente/internal/localfed"
 	"github.com/entente-org/entente/internal/mediabench"
 	"github.com/entente-org/entente/internal/node"
+	"github.com/entente-org/entente/livekit"
 )
 
-// Run starts the nodes and the conferences of o, runs the clients and
-// reports what the nodes spent and what the clients measured.
-func Run(ctx context.Context, o Options, env Env) (Report, error) {
+// Run starts the nodes, then for each kind of client of o (native, LiveKit,
+// or both one after the other on the same nodes, each in conferences of its
+// own) creates the conferences, runs the clients and reports what the nodes
+// spent and what the clients measured.
+func Run(ctx context.Context, o Options, env Env) ([]Report, error) {
+	dir, err := os.MkdirTemp("", "entente-bench-media-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	log := env.logger()
+	ca, caFile, err := localfed.NewCA(dir, "bench", 24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+
+	var nodes []*node.Node
+	defer func() { localfed.ShutdownAll(nodes) }()
+	for i := range o.Nodes {
+		name := fmt.Sprintf("Bench Node %d", i+1)
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("bench node %s: %w", name, err)
+		}
+		var udpPort int
+		if o.UDP == UDPShared {
+			if udpPort, err = freeUDPPort(); err != nil {
+				l.Close()
+				return nil, fmt.Errorf("bench node %s: %w", name, err)
+			}
+		}
+		n, err := localfed.Start(ctx, l, localfed.Node{
+			Name: name, DataDir: filepath.Join(dir, fmt.Sprintf("node-%d", i+1)), CA: ca, CAFile: caFile,
+			Log: log.With("institution", name), UDPPort: udpPort, Version: env.Version,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("bench node %s: %w", name, err)
+		}
+		nodes = append(nodes, n)
+	}
+	if len(nodes) > 1 {
+		if err := localfed.Trust(ctx, nodes); err != nil {
+			return nil, err
+		}
+		if err := localfed.Federate(ctx, nodes); err != nil {
+			return nil, err
+		}
+	}
+	// The LiveKit SDK dials with the system's roots; the clients process
+	// trusts the nodes' CA through them.
+	if env.Environ == nil {
+		env.Environ = os.Environ()
+	}
+	env.Environ = append(slices.Clip(env.Environ), "SSL_CERT_FILE="+caFile)
+	var out []Report
+	for _, kind := range o.kinds() {
+		plan := mediabench.Plan{CAPEM: string(ca.PEM), Duration: o.Duration}
+		for k := range o.Conferences {
+			ps, err := conference(ctx, nodes, k, o, kind)
+			if err != nil {
+				return nil, err
+			}
+			plan.Participants = append(plan.Participants, ps...)
+		}
+		res, err := measure(ctx, o, env, nodes, plan, kind)
+		if err != nil {
+			return nil, fmt.Errorf("%s clients: %w", kind, err)
+		}
+		out = append(out, res)
+	}
+	return out, nil
+}
+
+// measure runs plan's clients and reports what the nodes spent during the
+// window and what the clients measured.
+func measure(ctx context.Context, o Options, env Env, nodes []*node.Node, plan mediabench.Plan, kind string) (Report, error) {
 	res := Report{
 		Scenario: Scenario{Nodes: o.Nodes, Conferences: o.Conferences, Meeting: o.Meeting,
-			Participants: o.Conferences * o.PerConference(), DurationS: o.Duration.Seconds(), Simulcast: o.Simulcast, UDP: o.UDP},
+			Participants: o.Conferences * o.PerConference(), DurationS: o.Duration.Seconds(), Simulcast: o.Simulcast, UDP: o.UDP,
+			ClientKind: kind},
 		ForwardedPackets: map[string]int64{},
 		Clients:          "subprocess",
 		Cores:            runtime.NumCPU(),
@@ -38,59 +114,11 @@ func Run(ctx context.Context, o Options, env Env) (Report, error) {
 			res.Scenario.VideoPublishers = o.Video
 		}
 	}
-	dir, err := os.MkdirTemp("", "entente-bench-media-")
-	if err != nil {
-		return res, err
+	profile := o.CPUProfile
+	if profile != "" && len(o.kinds()) > 1 {
+		profile = strings.TrimSuffix(profile, filepath.Ext(profile)) + "-" + kind + filepath.Ext(profile)
 	}
-	defer os.RemoveAll(dir)
-	log := env.logger()
-	ca, caFile, err := localfed.NewCA(dir, "bench", 24*time.Hour)
-	if err != nil {
-		return res, err
-	}
-
-	var nodes []*node.Node
-	defer func() { localfed.ShutdownAll(nodes) }()
-	for i := range o.Nodes {
-		name := fmt.Sprintf("Bench Node %d", i+1)
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return res, fmt.Errorf("bench node %s: %w", name, err)
-		}
-		var udpPort int
-		if o.UDP == UDPShared {
-			if udpPort, err = freeUDPPort(); err != nil {
-				l.Close()
-				return res, fmt.Errorf("bench node %s: %w", name, err)
-			}
-		}
-		n, err := localfed.Start(ctx, l, localfed.Node{
-			Name: name, DataDir: filepath.Join(dir, fmt.Sprintf("node-%d", i+1)), CA: ca, CAFile: caFile,
-			Log: log.With("institution", name), UDPPort: udpPort, Version: env.Version,
-		})
-		if err != nil {
-			return res, fmt.Errorf("bench node %s: %w", name, err)
-		}
-		nodes = append(nodes, n)
-	}
-	if len(nodes) > 1 {
-		if err := localfed.Trust(ctx, nodes); err != nil {
-			return res, err
-		}
-		if err := localfed.Federate(ctx, nodes); err != nil {
-			return res, err
-		}
-	}
-	plan := mediabench.Plan{CAPEM: string(ca.PEM), Duration: o.Duration}
-	for k := range o.Conferences {
-		ps, err := conference(ctx, nodes, k, o)
-		if err != nil {
-			return res, err
-		}
-		plan.Participants = append(plan.Participants, ps...)
-	}
-
-	before, after, rep, err := runClients(ctx, env, nodes, plan, o.CPUProfile)
+	before, after, rep, err := runClients(ctx, env, nodes, plan, profile)
 	if err != nil {
 		return res, err
 	}
@@ -143,9 +171,13 @@ func Run(ctx context.Context, o Options, env Env) (Report, error) {
 // conference creates conference k on the first node, has every
 // other node invited and accept, and makes each participant a local user of
 // its node who joined the conference there.
-func conference(ctx context.Context, nodes []*node.Node, k int, o Options) ([]mediabench.Participant, error) {
+func conference(ctx context.Context, nodes []*node.Node, k int, o Options, kind string) ([]mediabench.Participant, error) {
 	host := nodes[0]
-	organiser, err := localfed.AddUser(ctx, host, fmt.Sprintf("c%d-organiser", k+1), "Organiser")
+	prefix := ""
+	if kind == mediabench.KindLiveKit {
+		prefix = "lk-"
+	}
+	organiser, err := localfed.AddUser(ctx, host, fmt.Sprintf("%sc%d-organiser", prefix, k+1), "Organiser")
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +191,7 @@ func conference(ctx context.Context, nodes []*node.Node, k int, o Options) ([]me
 		}
 	}
 	for _, n := range nodes[1:] {
-		delegate, err := localfed.AddUser(ctx, n, fmt.Sprintf("c%d-delegate", k+1), "Delegate")
+		delegate, err := localfed.AddUser(ctx, n, fmt.Sprintf("%sc%d-delegate", prefix, k+1), "Delegate")
 		if err != nil {
 			return nil, err
 		}
@@ -183,7 +215,7 @@ func conference(ctx context.Context, nodes []*node.Node, k int, o Options) ([]me
 	var out []mediabench.Participant
 	for j := range o.PerConference() {
 		n := nodes[j%len(nodes)]
-		id := fmt.Sprintf("c%d-p%d", k+1, j+1)
+		id := fmt.Sprintf("%sc%d-p%d", prefix, k+1, j+1)
 		u, err := localfed.AddUser(ctx, n, id, fmt.Sprintf("Participant %d.%d", k+1, j+1))
 		if err != nil {
 			return nil, err
@@ -205,10 +237,17 @@ func conference(ctx context.Context, nodes []*node.Node, k int, o Options) ([]me
 			return nil, err
 		}
 		publishes := o.Meeting > 0 || j < o.Publishers
+		url := strings.Replace(n.PublicURL(), "https://", "wss://", 1) + "/api/v1/conferences/" + conf.ID + "/media"
+		if kind == mediabench.KindLiveKit {
+			if url, tok, err = liveKitAccess(n, conf.ID, ref, u.DisplayName); err != nil {
+				return nil, fmt.Errorf("%s: %w", id, err)
+			}
+		}
 		out = append(out, mediabench.Participant{
 			Name:       id + "@" + n.Name(),
+			Kind:       kind,
 			Conference: conf.ID,
-			URL:        strings.Replace(n.PublicURL(), "https://", "wss://", 1) + "/api/v1/conferences/" + conf.ID + "/media",
+			URL:        url,
 			Token:      tok,
 			Audio:      publishes,
 			Video:      publishes && (o.Meeting == 0 || o.Video < 0 || j < o.Video),
@@ -227,4 +266,18 @@ func freeUDPPort() (int, error) {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).Port, nil
+}
+
+// liveKitAccess is the LiveKit URL of node n and an access token for user
+// ref in conference, minted with the node's credentials as a backend would.
+func liveKitAccess(n *node.Node, conference, ref, name string) (string, string, error) {
+	key, secret, ok := n.LiveKitCredentials()
+	if !ok {
+		return "", "", fmt.Errorf("%s serves no LiveKit clients", n.Name())
+	}
+	tok, err := livekit.Mint(key, secret, conference, ref, name, nil, 24*time.Hour)
+	if err != nil {
+		return "", "", err
+	}
+	return n.LiveKitURL(), tok, nil
 }
