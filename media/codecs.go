@@ -114,15 +114,14 @@ func newPublishEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
 // bandwidth estimate is the subscriber's REMB: transport-cc is not offered
 // here, because a browser that negotiates it stops sending REMB and the SFU
 // does not run a sender-side estimator yet. Header extensions of publishers
-// are stripped on the way out, so none are negotiated.
+// are stripped on the way out, so none are negotiated. No interceptor runs
+// on a forwarded packet: NACKs are answered from the up-track's cache
+// (rtcp.go) and sender reports are made once per interval from the
+// down-tracks' own counts (reports.go).
 func newSubscribeEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m, false); err != nil {
 		return nil, nil, err
 	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return nil, nil, fmt.Errorf("configure rtcp reports: %w", err)
-	}
-	return m, ir, nil
+	return m, &interceptor.Registry{}, nil
 }
