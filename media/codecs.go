@@ -79,9 +79,10 @@ func rtx(apt int) webrtc.RTPCodecCapability {
 }
 
 // newPublishEngine configures the side that receives clients' media. The SFU
-// generates NACKs towards publishers, sends receiver reports and transport-cc
-// feedback (so the browser's congestion control sizes its simulcast layers),
-// and reads the audio-level, MID and RID header extensions.
+// generates NACKs towards publishers, sends receiver reports and, for video,
+// transport-cc feedback (so the browser's congestion control sizes its
+// simulcast layers), and reads the audio-level, MID and RID header
+// extensions.
 func newPublishEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m, true); err != nil {
@@ -104,9 +105,11 @@ func newPublishEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
 		return nil, nil, fmt.Errorf("configure rtcp reports: %w", err)
 	}
-	if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
-		return nil, nil, fmt.Errorf("configure transport-cc: %w", err)
+	// Transport-cc on video only, with the SFU's own feedback (twcc.go).
+	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, webrtc.RTPCodecTypeVideo); err != nil {
+		return nil, nil, fmt.Errorf("register transport-cc extension: %w", err)
 	}
+	ir.Add(twccFeedbackFactory{})
 	return m, ir, nil
 }
 
