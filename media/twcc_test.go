@@ -97,3 +97,42 @@ func TestTWCCFeedbackReportsArrivals(t *testing.T) {
 		t.Fatalf("%d arrival deltas, want 5", len(fb.RecvDeltas))
 	}
 }
+
+// loopQueue is an RTP reader that returns one packet again and again.
+type loopQueue struct{ pkt []byte }
+
+func (q *loopQueue) Read(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+	return copy(b, q.pkt), a, nil
+}
+
+// BenchmarkTWCCRecord is the per-packet cost of transport-cc feedback on a
+// received video packet: it must not allocate.
+func BenchmarkTWCCRecord(b *testing.B) {
+	i, err := twccFeedbackFactory{}.NewInterceptor("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer i.Close()
+	i.BindRTCPWriter(&rtcpRecorder{})
+	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SSRC: 4242}, Payload: make([]byte, 1000)}
+	if err := pkt.Header.SetExtension(5, []byte{0, 0}); err != nil {
+		b.Fatal(err)
+	}
+	raw, err := pkt.Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	q := &loopQueue{pkt: raw}
+	r := i.BindRemoteStream(&interceptor.StreamInfo{SSRC: 4242, RTPHeaderExtensions: []interceptor.RTPHeaderExtension{
+		{URI: sdp.TransportCCURI, ID: 5},
+	}}, q)
+	buf := make([]byte, maxPacketSize)
+	extAt := len(raw) - len(pkt.Payload) - 4 // the 2-byte value, padded to 4
+	b.ReportAllocs()
+	for n := 0; b.Loop(); n++ {
+		raw[extAt+1], raw[extAt+2] = byte(n>>8), byte(n)
+		if _, _, err := r.Read(buf, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
