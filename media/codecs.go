@@ -95,6 +95,9 @@ func newPublishEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
 		return nil, nil, fmt.Errorf("register simulcast extensions: %w", err)
 	}
 	ir := &interceptor.Registry{}
+	// Innermost: the interceptors added after it find each packet's header
+	// parsed (headercache.go).
+	ir.Add(headerCacheFactory{})
 	// Only the NACK generator: answering NACKs is done from the up-track's
 	// cache (packetcache.go), not from a per-sender copy.
 	gen, err := nackGenerator()
