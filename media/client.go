@@ -157,6 +157,7 @@ func (c *client) join() {
 	}
 	c.sub = sub
 	c.watch(sub, "subscribe", &c.subGate)
+	go c.sendReports()
 
 	conf, others, tracks := c.sfu.router.join(c.conferenceID, c, c.me)
 	c.conf = conf

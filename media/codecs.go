@@ -79,9 +79,10 @@ func rtx(apt int) webrtc.RTPCodecCapability {
 }
 
 // newPublishEngine configures the side that receives clients' media. The SFU
-// generates NACKs towards publishers, sends receiver reports and transport-cc
-// feedback (so the browser's congestion control sizes its simulcast layers),
-// and reads the audio-level, MID and RID header extensions.
+// generates NACKs towards publishers, sends receiver reports and, for video,
+// transport-cc feedback (so the browser's congestion control sizes its
+// simulcast layers), and reads the audio-level, MID and RID header
+// extensions.
 func newPublishEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m, true); err != nil {
@@ -94,6 +95,9 @@ func newPublishEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
 		return nil, nil, fmt.Errorf("register simulcast extensions: %w", err)
 	}
 	ir := &interceptor.Registry{}
+	// Innermost: the interceptors added after it find each packet's header
+	// parsed (headercache.go).
+	ir.Add(headerCacheFactory{})
 	// Only the NACK generator: answering NACKs is done from the up-track's
 	// cache (packetcache.go), not from a per-sender copy.
 	gen, err := nackGenerator()
@@ -104,9 +108,11 @@ func newPublishEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
 		return nil, nil, fmt.Errorf("configure rtcp reports: %w", err)
 	}
-	if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
-		return nil, nil, fmt.Errorf("configure transport-cc: %w", err)
+	// Transport-cc on video only, with the SFU's own feedback (twcc.go).
+	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, webrtc.RTPCodecTypeVideo); err != nil {
+		return nil, nil, fmt.Errorf("register transport-cc extension: %w", err)
 	}
+	ir.Add(twccFeedbackFactory{})
 	return m, ir, nil
 }
 
@@ -114,15 +120,14 @@ func newPublishEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
 // bandwidth estimate is the subscriber's REMB: transport-cc is not offered
 // here, because a browser that negotiates it stops sending REMB and the SFU
 // does not run a sender-side estimator yet. Header extensions of publishers
-// are stripped on the way out, so none are negotiated.
+// are stripped on the way out, so none are negotiated. No interceptor runs
+// on a forwarded packet: NACKs are answered from the up-track's cache
+// (rtcp.go) and sender reports are made once per interval from the
+// down-tracks' own counts (reports.go).
 func newSubscribeEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m, false); err != nil {
 		return nil, nil, err
 	}
-	ir := &interceptor.Registry{}
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return nil, nil, fmt.Errorf("configure rtcp reports: %w", err)
-	}
-	return m, ir, nil
+	return m, &interceptor.Registry{}, nil
 }

@@ -29,6 +29,9 @@ type Packet struct {
 	// 6464: V bit and -dBov) when HasAudioLevel; trunks carry it on.
 	AudioLevel    byte
 	HasAudioLevel bool
+	// Arrival is when the packet was received (Unix nanoseconds), 0 when
+	// unknown; a sink uses it instead of reading the clock again.
+	Arrival int64
 }
 
 // UpTrack is a track entering the SFU.

@@ -57,10 +57,16 @@ type downTrack struct {
 	tsOffset   uint32
 	lastSeqOut uint16
 	lastTSOut  uint32
-	lastOut    int64
-	history    [historySize]sentPacket
-	out        rtp.Header
-	scratch    [maxPacketSize]byte
+	// lastOut is when the frame with timestamp lastTSOut started going
+	// out: sender reports and layer switches continue the RTP clock
+	// from there.
+	lastOut int64
+	// sentPackets and sentOctets are what the subscriber's sender
+	// reports count (reports.go).
+	sentPackets, sentOctets uint32
+	history                 [historySize]sentPacket
+	out                     rtp.Header
+	scratch                 [maxPacketSize]byte
 }
 
 type sentPacket struct {
@@ -314,8 +320,13 @@ func (d *downTrack) send(p *Packet) {
 	seqOut := p.Header.SequenceNumber + d.seqOffset
 	tsOut := p.Header.Timestamp + d.tsOffset
 	if int16(seqOut-d.lastSeqOut) > 0 {
+		if tsOut != d.lastTSOut || d.lastOut == 0 {
+			d.lastOut = p.Arrival
+			if d.lastOut == 0 {
+				d.lastOut = time.Now().UnixNano()
+			}
+		}
 		d.lastSeqOut, d.lastTSOut = seqOut, tsOut
-		d.lastOut = time.Now().UnixNano()
 	}
 	d.history[seqOut%historySize] = sentPacket{seqOut: seqOut, seqIn: p.Header.SequenceNumber, layer: int8(p.Layer), tsOut: tsOut, valid: true}
 	d.write(p.Header, p.Payload, seqOut, tsOut)
@@ -355,6 +366,8 @@ func (d *downTrack) write(h *rtp.Header, payload []byte, seq uint16, ts uint32) 
 	}
 	n, err := d.writer.WriteRTP(&d.out, payload)
 	if n > 0 {
+		d.sentPackets++
+		d.sentOctets += uint32(len(payload))
 		d.fwdPackets.Inc()
 		d.fwdBytes.Add(float64(len(payload)))
 	}

@@ -324,7 +324,7 @@ func (t *upTrack) forward(layer int, raw []byte, now int64) {
 		}
 	}
 
-	l.pkt = Packet{Header: &l.hdr, Payload: payload, Layer: layer, Keyframe: keyframe, AudioLevel: level, HasAudioLevel: hasLevel}
+	l.pkt = Packet{Header: &l.hdr, Payload: payload, Layer: layer, Keyframe: keyframe, AudioLevel: level, HasAudioLevel: hasLevel, Arrival: now}
 	for _, s := range *t.sinks.Load() {
 		s.WriteRTP(&l.pkt)
 	}
