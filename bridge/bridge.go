@@ -109,6 +109,10 @@ type Options struct {
 	// HTTPClient checks OpenID tokens; the node passes its SSRF-guarded
 	// client. Matrix API calls use mautrix's own client.
 	HTTPClient *http.Client
+	// FocusURL is the livekit_service_url of the node's MatrixRTC focus
+	// for Element Call (spec/client-api.md §8.8), named in the ghosts'
+	// call memberships. Empty: the focus is off and none is named.
+	FocusURL string
 	// Guests turns verified Matrix users into Entente guests. Nil:
 	// OpenIDLogin refuses everyone.
 	Guests GuestIssuer

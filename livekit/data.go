@@ -94,10 +94,11 @@ func (p *participant) dataFrom(reliable bool, m webrtc.DataChannelMessage) {
 		p.log.Debug("malformed data packet dropped", "err", err)
 		return
 	}
-	pkt.ParticipantIdentity = p.me.User
+	me := liveKitIdentity(p.me)
+	pkt.ParticipantIdentity = me
 	dest := pkt.GetDestinationIdentities()
 	if u := pkt.GetUser(); u != nil {
-		u.ParticipantSid, u.ParticipantIdentity = p.me.User, p.me.User // read by older clients
+		u.ParticipantSid, u.ParticipantIdentity = p.me.User, me // read by older clients
 		if len(dest) == 0 {
 			dest = u.GetDestinationIdentities() // written by older clients
 		}
@@ -107,7 +108,7 @@ func (p *participant) dataFrom(reliable bool, m webrtc.DataChannelMessage) {
 		return
 	}
 	for _, o := range p.srv.rooms.others(p.adm.grant.Conference, p) {
-		if len(dest) > 0 && !slices.Contains(dest, o.me.User) {
+		if len(dest) > 0 && !slices.Contains(dest, liveKitIdentity(o.me)) {
 			continue
 		}
 		o.sendData(reliable, data)

@@ -239,12 +239,14 @@ func (p *participant) speakers(prev, now string) {
 }
 
 // participantInfo describes a participant the LiveKit way. The participant's
-// sid and identity are its Entente user reference: the SFU's streams carry
-// it as their stream ID, which LiveKit clients read as the publisher's sid.
+// sid is its Entente user reference: the SFU's streams carry it as their
+// stream ID, which LiveKit clients read as the publisher's sid. Its identity
+// is the same, unless it joined under another LiveKit identity
+// (spec/client-api.md §8.4).
 func participantInfo(m media.Participant) *lk.ParticipantInfo {
 	meta, _ := json.Marshal(map[string]string{"organisation": m.Organisation})
 	return &lk.ParticipantInfo{
-		Sid: m.User, Identity: m.User, Name: m.DisplayName,
+		Sid: m.User, Identity: liveKitIdentity(m), Name: m.DisplayName,
 		State: lk.ParticipantInfo_ACTIVE, JoinedAt: time.Now().Unix(),
 		Metadata:   string(meta),
 		Attributes: map[string]string{AttrOrganisation: m.Organisation, AttrUser: m.User},
@@ -252,6 +254,14 @@ func participantInfo(m media.Participant) *lk.ParticipantInfo {
 		Version:    1,
 		Kind:       lk.ParticipantInfo_STANDARD,
 	}
+}
+
+// liveKitIdentity is the identity LiveKit clients know m by.
+func liveKitIdentity(m media.Participant) string {
+	if m.LiveKitIdentity != "" {
+		return m.LiveKitIdentity
+	}
+	return m.User
 }
 
 func cloneInfo(i *lk.ParticipantInfo) *lk.ParticipantInfo {

@@ -108,7 +108,14 @@ func (rs roomService) RemoveParticipant(ctx context.Context, req *lk.RoomPartici
 	if err := admin(ctx, req.GetRoom()); err != nil {
 		return nil, err
 	}
-	if rs.s.opts.SFU.Disconnect(req.GetRoom(), req.GetIdentity(), "removed") == 0 {
+	user := req.GetIdentity()
+	for _, p := range rs.participants(req.GetRoom()) {
+		if p.Identity == user {
+			user = p.Sid // the user reference (§8.4)
+			break
+		}
+	}
+	if rs.s.opts.SFU.Disconnect(req.GetRoom(), user, "removed") == 0 {
 		return nil, twirp.NewError(twirp.NotFound, "participant "+req.GetIdentity()+" has no media session in room "+req.GetRoom()+" on this node")
 	}
 	return &lk.RemoveParticipantResponse{}, nil

@@ -69,13 +69,23 @@ func (s *Server) Mint(conference, identity, name string, ttl time.Duration) (str
 		map[string]string{AttrOrganisation: s.opts.Organisation}, ttl)
 }
 
+// MintFor makes an access token for user in conference under another
+// LiveKit identity, with this server's credentials (see the function
+// MintFor).
+func (s *Server) MintFor(conference, identity, user, name string, ttl time.Duration) (string, error) {
+	return MintFor(s.opts.APIKey, s.opts.APISecret, conference, identity, user, name, s.opts.Organisation, ttl)
+}
+
 // APIKey is the key tokens are issued under.
 func (s *Server) APIKey() string { return s.opts.APIKey }
 
 // admission is a checked connection request.
 type admission struct {
-	grant    Grant
-	user     string
+	grant Grant
+	user  string
+	// identity is the LiveKit identity others see when it is not user
+	// (Grant.User is set); "" otherwise.
+	identity string
 	protocol int
 	auto     bool
 }
@@ -103,11 +113,15 @@ func (s *Server) admit(r *http.Request) (admission, error) {
 	if err != nil {
 		return admission{}, err
 	}
-	user, err := s.opts.UserOf(g.Identity)
-	if err != nil {
-		return admission{}, refuse(http.StatusForbidden, "identity %q: %v", g.Identity, err)
+	who, identity := g.Identity, ""
+	if g.User != "" {
+		who, identity = g.User, g.Identity
 	}
-	return admission{grant: g, user: user, protocol: proto, auto: q.Get("auto_subscribe") != "0"}, nil
+	user, err := s.opts.UserOf(who)
+	if err != nil {
+		return admission{}, refuse(http.StatusForbidden, "identity %q: %v", who, err)
+	}
+	return admission{grant: g, user: user, identity: identity, protocol: proto, auto: q.Get("auto_subscribe") != "0"}, nil
 }
 
 // RoomServicePath prefixes the RoomService server API's calls.
@@ -190,7 +204,7 @@ func (s *Server) serveRTC(w http.ResponseWriter, r *http.Request) {
 	}
 	p := newParticipant(s, a, log)
 	sess, err := s.opts.SFU.OpenSession(r.Context(), a.grant.Conference,
-		media.Participant{User: a.user, DisplayName: name, Organisation: s.opts.Organisation}, p)
+		media.Participant{User: a.user, DisplayName: name, Organisation: s.opts.Organisation, LiveKitIdentity: a.identity}, p)
 	if err != nil {
 		if statusOf(membershipRefusal("", err)) == http.StatusServiceUnavailable {
 			log.Warn("membership check failed", "err", err)

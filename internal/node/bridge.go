@@ -40,6 +40,7 @@ func (n *Node) newBridge() (*bridge.Bridge, error) {
 		OpenIDBaseURL:    c.OpenIDBaseURL,
 		HTTPClient:       n.client,
 		Guests:           matrixGuests{n},
+		FocusURL:         n.FocusURL(),
 		Logger:           n.log.With("component", "bridge"),
 	})
 	if err != nil {

@@ -40,6 +40,7 @@ func (n *Node) mountLiveKit() error {
 	n.Handle("GET /rtc/v1/validate", h)
 	n.Handle("POST "+livekit.RoomServicePath, h)
 	n.Handle("POST /api/v1/conferences/{id}/livekit-token", n.guestGate(http.HandlerFunc(n.serveLiveKitToken)))
+	n.mountFocus()
 	return nil
 }
 
