@@ -41,13 +41,17 @@ func (r *rooms) add(conference string, p *participant) {
 	r.by[conference][p] = struct{}{}
 }
 
-func (r *rooms) remove(conference string, p *participant) {
+// remove reports whether p was the conference's last LiveKit participant
+// on this node.
+func (r *rooms) remove(conference string, p *participant) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.by[conference], p)
 	if len(r.by[conference]) == 0 {
 		delete(r.by, conference)
+		return true
 	}
+	return false
 }
 
 func (r *rooms) others(conference string, p *participant) []*participant {

@@ -99,14 +99,19 @@ func newParticipant(s *Server, a admission, log *slog.Logger) *participant {
 func (p *participant) run(ws *websocket.Conn, sess *media.Session) {
 	p.ws, p.sess, p.me = ws, sess, sess.Me()
 	p.srv.rooms.add(p.adm.grant.Conference, p)
-	defer p.srv.rooms.remove(p.adm.grant.Conference, p)
+	defer func() {
+		if p.srv.rooms.remove(p.adm.grant.Conference, p) {
+			p.srv.quality.forget(p.adm.grant.Conference)
+		}
+	}()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var loops sync.WaitGroup
-	loops.Add(3)
+	loops.Add(4)
 	go func() { defer loops.Done(); p.writeLoop(ctx) }()
 	go func() { defer loops.Done(); p.workLoop(ctx) }()
 	go func() { defer loops.Done(); p.keepalive(ctx) }()
+	go func() { defer loops.Done(); p.reportQuality(ctx.Done()) }()
 	sess.Join()
 	for {
 		req, err := p.read(ctx)

@@ -42,9 +42,10 @@ type Options struct {
 
 // Server serves LiveKit's client signalling for one node.
 type Server struct {
-	opts  Options
-	log   *slog.Logger
-	rooms rooms
+	opts    Options
+	log     *slog.Logger
+	rooms   rooms
+	quality qualities
 }
 
 // New makes a Server.
