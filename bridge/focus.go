@@ -51,3 +51,20 @@ func (b *Bridge) PortalConference(ctx context.Context, roomID string) (string, e
 	}
 	return p.Conference, nil
 }
+
+// CallIdentity is the LiveKit identity under which Element Call expects
+// the participant userRef of Entente: its ghost's Matrix ID and the device
+// of the ghost's call membership, "@ghost:server:ENTENTE", as Element Call
+// pairs a LiveKit participant with a membership by "<user>:<device>".
+func (b *Bridge) CallIdentity(userRef string) string {
+	return b.ghostUser(userRef).String() + ":" + ghostDevice
+}
+
+// HasPortal reports whether the conference has a Matrix room.
+func (b *Bridge) HasPortal(ctx context.Context, conference string) (bool, error) {
+	_, err := b.o.Store.GetBridgePortal(ctx, conference)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}

@@ -98,7 +98,8 @@ func (p *participant) dataFrom(reliable bool, m webrtc.DataChannelMessage) {
 		p.log.Debug("malformed data packet dropped", "err", err)
 		return
 	}
-	me := liveKitIdentity(p.me)
+	conf := p.adm.grant.Conference
+	me := liveKitIdentity(p.srv.named(conf, p.me))
 	pkt.ParticipantIdentity = me
 	dest := pkt.GetDestinationIdentities()
 	if u := pkt.GetUser(); u != nil {
@@ -111,8 +112,8 @@ func (p *participant) dataFrom(reliable bool, m webrtc.DataChannelMessage) {
 	if err != nil {
 		return
 	}
-	for _, o := range p.srv.rooms.others(p.adm.grant.Conference, p) {
-		if len(dest) > 0 && !slices.Contains(dest, liveKitIdentity(o.me)) {
+	for _, o := range p.srv.rooms.others(conf, p) {
+		if len(dest) > 0 && !slices.Contains(dest, liveKitIdentity(p.srv.named(conf, o.me))) {
 			continue
 		}
 		o.sendData(reliable, data)

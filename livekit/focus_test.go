@@ -287,6 +287,21 @@ func TestElementCallFocus(t *testing.T) {
 	}
 	waitPayloads(t, fromAlice, "alice", 20, opusPayload)
 
+	// Mona's client knows Alice under the identity of her ghost's call
+	// membership in the room, "<ghost>:<device>", as Element Call pairs them.
+	aliceRef := federation.UserRef("alice", n.DID())
+	aliceIdentity := n.Bridge().CallIdentity(aliceRef)
+	at := strings.LastIndex(aliceIdentity, ":")
+	memberKey := "_" + aliceIdentity[:at] + "_" + aliceIdentity[at+1:] + "_m.call"
+	var member map[string]any
+	if err := mona.StateEvent(ctx, room.RoomID, event.Type{Type: "org.matrix.msc3401.call.member", Class: event.StateEventType}, memberKey, &member); err != nil || member["device_id"] != aliceIdentity[at+1:] {
+		t.Fatalf("no call membership %s in the room for identity %s: %v %v", memberKey, aliceIdentity, member, err)
+	}
+	eventually(t, "Mona sees Alice under her ghost's identity", func() bool {
+		rp := monaRoom.GetParticipantByIdentity(aliceIdentity)
+		return rp != nil && rp.SID() == aliceRef && rp.Name() == "Alice"
+	})
+
 	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "mona-audio", "mona-stream")
 	if err != nil {
 		t.Fatal(err)

@@ -19,13 +19,14 @@ import (
 func (p *participant) Joined(you media.Participant, others []media.Participant, tracks []media.TrackInfo, ice []webrtc.ICEServer) {
 	p.mu.Lock()
 	p.joined = true
-	self := participantInfo(you)
+	conf := p.adm.grant.Conference
+	self := participantInfo(p.srv.named(conf, you))
 	self.Permission.CanPublish = p.adm.grant.CanPublish
 	self.Permission.CanPublishData = p.adm.grant.CanPublish
 	self.Permission.CanSubscribe = p.adm.grant.CanSubscribe
 	infos := make([]*lk.ParticipantInfo, 0, len(others))
 	for _, o := range others {
-		info := participantInfo(o)
+		info := participantInfo(p.srv.named(conf, o))
 		p.others[o.User] = info
 		infos = append(infos, info)
 	}
@@ -144,7 +145,7 @@ func (p *participant) Event(ev media.Event) {
 		if ev.Participant.User == p.me.User {
 			break
 		}
-		info := participantInfo(ev.Participant)
+		info := participantInfo(p.srv.named(p.adm.grant.Conference, ev.Participant))
 		if old, ok := p.others[ev.Participant.User]; ok {
 			info.Tracks, info.Version, info.JoinedAt = old.Tracks, old.Version+1, old.JoinedAt
 		}

@@ -71,7 +71,7 @@ func (rs roomService) participants(room string) []*lk.ParticipantInfo {
 	ps, tracks := rs.s.opts.SFU.Participants(room)
 	out := make([]*lk.ParticipantInfo, 0, len(ps))
 	for _, p := range ps {
-		info := participantInfo(p)
+		info := participantInfo(rs.s.named(room, p))
 		for _, t := range tracks {
 			if t.Owner == p.User {
 				info.Tracks = append(info.Tracks, trackInfo(t, ""))

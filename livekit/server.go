@@ -37,7 +37,27 @@ type Options struct {
 	// Organisation is the name of this node's institution, carried in each
 	// local participant's attributes.
 	Organisation string
-	Logger       *slog.Logger
+	// CallIdentities names participants whose token gave no identity of
+	// their own (spec/client-api.md §8.4). Nil: their user reference.
+	CallIdentities CallIdentities
+	Logger         *slog.Logger
+}
+
+// CallIdentities gives the LiveKit identity a participant is known by in a
+// conference when it is not its user reference: the node names the
+// participants that have a ghost in a conference's Matrix room after the
+// ghost's call membership, so that Element Call pairs them (§8.8).
+type CallIdentities interface {
+	// CallIdentity returns user's identity in conference, or "".
+	CallIdentity(conference, user string) string
+}
+
+// named is m with the identity LiveKit clients know it by in conference.
+func (s *Server) named(conference string, m media.Participant) media.Participant {
+	if m.LiveKitIdentity == "" && s.opts.CallIdentities != nil {
+		m.LiveKitIdentity = s.opts.CallIdentities.CallIdentity(conference, m.User)
+	}
+	return m
 }
 
 // Server serves LiveKit's client signalling for one node.

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"sync"
+	"time"
 
 	"github.com/entente-org/entente/bridge"
 	"github.com/entente-org/entente/federation"
@@ -295,4 +297,59 @@ func (n *Node) isWaiting(ctx context.Context, conference, ref string) bool {
 		}
 	}
 	return false
+}
+
+// portalCacheTTL is how long the node remembers whether a conference has a
+// Matrix room, for naming its participants to LiveKit clients.
+const portalCacheTTL = 30 * time.Second
+
+// callIdentities implements livekit.CallIdentities while the focus is on:
+// in a conference with a Matrix room, a participant who has a ghost there
+// (anyone but a Matrix guest, who is in the room themself) is named after
+// the ghost's call membership, so that Element Call pairs its media with
+// that membership (spec/client-api.md §8.8).
+type callIdentities struct {
+	n *Node
+
+	mu      sync.Mutex
+	portals map[string]portalSeen
+}
+
+type portalSeen struct {
+	has bool
+	at  time.Time
+}
+
+func (c *callIdentities) CallIdentity(conference, user string) string {
+	if local, did, err := federation.ParseUserRef(user); err == nil && did == c.n.did && accounts.IsMatrixGuest(local) {
+		return ""
+	}
+	if !c.hasPortal(conference) {
+		return ""
+	}
+	return c.n.bridge.CallIdentity(user)
+}
+
+func (c *callIdentities) hasPortal(conference string) bool {
+	now := time.Now()
+	c.mu.Lock()
+	seen, ok := c.portals[conference]
+	c.mu.Unlock()
+	if ok && now.Sub(seen.at) < portalCacheTTL {
+		return seen.has
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	has, err := c.n.bridge.HasPortal(ctx, conference)
+	if err != nil {
+		c.n.log.Warn("focus: portal of a conference not read", "conference", conference, "err", err)
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.portals == nil || len(c.portals) > 10000 {
+		c.portals = make(map[string]portalSeen)
+	}
+	c.portals[conference] = portalSeen{has: has, at: now}
+	return has
 }

@@ -26,9 +26,14 @@ func (n *Node) mountLiveKit() error {
 	if err != nil {
 		return err
 	}
+	var identities livekit.CallIdentities
+	if n.FocusURL() != "" && n.bridge != nil {
+		identities = &callIdentities{n: n}
+	}
 	n.livekit, err = livekit.New(livekit.Options{
 		APIKey: n.cfg.LiveKit.APIKey, APISecret: secret,
-		SFU: n.sfu, UserOf: n.liveKitUser, Organisation: n.cfg.Node.Name, Logger: n.log,
+		SFU: n.sfu, UserOf: n.liveKitUser, Organisation: n.cfg.Node.Name,
+		CallIdentities: identities, Logger: n.log,
 	})
 	if err != nil {
 		return err
