@@ -35,6 +35,14 @@ type GuestIssuer interface {
 	IssueGuest(ctx context.Context, matrixUser string) (token string, err error)
 }
 
+// GuestLeaver takes a Matrix guest of this node out of a conference when
+// their last call membership in its Matrix room ends (spec/client-api.md
+// §8.8). The node implements it with federation's Leave; it does nothing
+// for a user who is not a participant.
+type GuestLeaver interface {
+	LeaveGuest(ctx context.Context, conference, matrixUser string) error
+}
+
 // Conferences is how the bridge sees Entente conferences; the node answers it
 // from federation's state.
 type Conferences interface {
@@ -109,6 +117,9 @@ type Options struct {
 	// HTTPClient checks OpenID tokens; the node passes its SSRF-guarded
 	// client. Matrix API calls use mautrix's own client.
 	HTTPClient *http.Client
+	// Leaver follows Matrix users' call memberships in portal rooms. Nil:
+	// a Matrix guest leaves a conference only through the client API.
+	Leaver GuestLeaver
 	// FocusURL is the livekit_service_url of the node's MatrixRTC focus
 	// for Element Call (spec/client-api.md §8.8), named in the ghosts'
 	// call memberships. Empty: the focus is off and none is named.

@@ -16,6 +16,38 @@ func (b *Bridge) handleEvents() {
 	b.ep.On(event.StateMember, b.onMember)
 	b.ep.On(event.EventMessage, b.onMessage)
 	b.ep.On(event.EventRedaction, b.onRedaction)
+	b.ep.On(callMemberType, b.onCallMember)
+}
+
+// onCallMember follows the call memberships Matrix users write themselves
+// (Element Call, or the client as a widget): when a user's last one in a
+// portal room ends, they leave the conference, as they left the call.
+func (b *Bridge) onCallMember(ctx context.Context, evt *event.Event) {
+	if b.o.Leaver == nil || evt.Sender == b.botUser() || b.isGhost(evt.Sender) || isActive(evt) {
+		return
+	}
+	p, err := b.o.Store.GetBridgePortalByRoom(ctx, evt.RoomID.String())
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			b.log.Error("look up portal of a call membership", "room", evt.RoomID.String(), "err", err)
+		}
+		return
+	}
+	state, err := b.bot().State(ctx, evt.RoomID)
+	if err != nil {
+		b.log.Warn("call membership ended: room state not read", "room", evt.RoomID.String(), "err", err)
+		return
+	}
+	for key, other := range stateOf(state, callMemberType.Type) {
+		if key != evt.GetStateKey() && other.Sender == evt.Sender && isActive(other) {
+			return // still in the call on another device
+		}
+	}
+	if err := b.o.Leaver.LeaveGuest(ctx, p.Conference, evt.Sender.String()); err != nil {
+		b.log.Warn("Matrix user left the call but not the conference", "conference", p.Conference, "user", evt.Sender.String(), "err", err)
+		return
+	}
+	b.log.Info("Matrix user left the call", "conference", p.Conference, "user", evt.Sender.String())
 }
 
 // onMember notes invitations of the bot: a room only becomes a portal when

@@ -319,6 +319,34 @@ func TestElementCallFocus(t *testing.T) {
 		return rp != nil && rp.Name() == "@mona:localhost" && rp.Attributes()[livekit.AttrUser] == monaUser
 	})
 
+	// Mona hangs up in Element Call: her call membership ends, and with it
+	// her part in the conference and her LiveKit session.
+	callMember := event.Type{Type: "org.matrix.msc3401.call.member", Class: event.StateEventType}
+	monaKey := "_@mona:localhost_MONADEV_m.call"
+	if _, err := mona.SendStateEvent(ctx, room.RoomID, callMember, monaKey, map[string]any{
+		"application": "m.call", "call_id": "", "scope": "m.room", "device_id": "MONADEV", "expires": 3600000,
+		"focus_active": map[string]any{"type": "livekit", "focus_selection": "oldest_membership"},
+		"foci_preferred": []any{map[string]any{"type": "livekit", "livekit_service_url": focusURL, "livekit_alias": room.RoomID.String()}},
+		"created_ts": time.Now().UnixMilli(),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mona.SendStateEvent(ctx, room.RoomID, callMember, monaKey, map[string]any{}); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.Eventually(t, wait, "Mona out of the conference after leaving the call", func() bool {
+		r, err := n.Federation().LocalRoster(ctx, conf.ID)
+		if err != nil {
+			return false
+		}
+		for _, p := range r.Participants {
+			if p.User == monaUser {
+				return false
+			}
+		}
+		return carolRoom.GetParticipantByIdentity(monaIdentity) == nil
+	})
+
 	// The early token has expired by now, or soon: refused like a forged one.
 	time.Sleep(time.Until(earlyAt.Add(focusLifetime + time.Second)))
 	code, body = post("/sfu/get", map[string]any{"room": room.RoomID.String(), "device_id": "MONADEV", "openid_token": map[string]any{

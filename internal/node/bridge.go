@@ -41,6 +41,7 @@ func (n *Node) newBridge() (*bridge.Bridge, error) {
 		HTTPClient:       n.client,
 		Guests:           matrixGuests{n},
 		FocusURL:         n.FocusURL(),
+		Leaver:           matrixGuests{n},
 		Logger:           n.log.With("component", "bridge"),
 	})
 	if err != nil {

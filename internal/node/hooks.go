@@ -122,6 +122,20 @@ func (g matrixGuests) IssueGuest(ctx context.Context, matrixUser string) (string
 	return accounts.IssueMatrixGuest(ctx, g.n.store, matrixUser, g.n.now())
 }
 
+// LeaveGuest implements bridge.GuestLeaver: the Matrix user's guest leaves
+// the conference if they are in it (or wait in its lobby).
+func (g matrixGuests) LeaveGuest(ctx context.Context, conference, matrixUser string) error {
+	u, err := accounts.MatrixGuest(ctx, g.n.store, matrixUser, g.n.now())
+	if err != nil {
+		return err
+	}
+	if !g.n.isParticipant(ctx, u, conference) {
+		return nil
+	}
+	_, _, err = g.n.fed.Leave(ctx, u, conference)
+	return err
+}
+
 // OnSignal registers fn to receive every verified signal (chat, hands,
 // reactions, mute states) of the conferences this node takes part in, after
 // the bridge and the SFU. fn must not block.
