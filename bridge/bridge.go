@@ -35,10 +35,10 @@ type GuestIssuer interface {
 	IssueGuest(ctx context.Context, matrixUser string) (token string, err error)
 }
 
-// GuestLeaver takes a Matrix guest of this node out of a conference when
-// their last call membership in its Matrix room ends (spec/client-api.md
-// §8.8). The node implements it with federation's Leave; it does nothing
-// for a user who is not a participant.
+// GuestLeaver is told when a Matrix user's last call membership in a
+// conference's Matrix room ends (spec/client-api.md §8.8). The node takes
+// a guest who joined through Element Call's focus out of the conference
+// with federation's Leave, and does nothing for anyone else.
 type GuestLeaver interface {
 	LeaveGuest(ctx context.Context, conference, matrixUser string) error
 }

@@ -19,9 +19,10 @@ func (b *Bridge) handleEvents() {
 	b.ep.On(callMemberType, b.onCallMember)
 }
 
-// onCallMember follows the call memberships Matrix users write themselves
-// (Element Call, or the client as a widget): when a user's last one in a
-// portal room ends, they leave the conference, as they left the call.
+// onCallMember follows the call memberships Matrix users write themselves:
+// when a user's last one in a portal room ends, the Leaver is told (it
+// takes out of the conference those who came through Element Call's
+// focus; the client as a widget leaves by the client API itself).
 func (b *Bridge) onCallMember(ctx context.Context, evt *event.Event) {
 	if b.o.Leaver == nil || evt.Sender == b.botUser() || b.isGhost(evt.Sender) || isActive(evt) {
 		return
@@ -38,9 +39,9 @@ func (b *Bridge) onCallMember(ctx context.Context, evt *event.Event) {
 		b.log.Warn("call membership ended: room state not read", "room", evt.RoomID.String(), "err", err)
 		return
 	}
-	for key, other := range stateOf(state, callMemberType.Type) {
-		if key != evt.GetStateKey() && other.Sender == evt.Sender && isActive(other) {
-			return // still in the call on another device
+	for _, current := range stateOf(state, callMemberType.Type) {
+		if current.Sender == evt.Sender && isActive(current) {
+			return // still in the call, on another device or again
 		}
 	}
 	if err := b.o.Leaver.LeaveGuest(ctx, p.Conference, evt.Sender.String()); err != nil {

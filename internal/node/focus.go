@@ -259,6 +259,9 @@ func (n *Node) joinAsMatrixGuest(ctx context.Context, conference, matrixUser str
 		return "", err
 	}
 	ref := federation.UserRef(u.ID, n.did)
+	// Whether they join now or joined before, they are in the call through
+	// the focus: hanging up in Element Call ends their part (LeaveGuest).
+	n.focusJoined.add(conference, matrixUser)
 	lobby := mxErr(http.StatusForbidden, "M_FORBIDDEN", matrixUser+" waits in the lobby of the conference: join the call again once a moderator has let you in")
 	err = n.fed.MayParticipate(ctx, conference, ref)
 	if err == nil {
@@ -352,4 +355,32 @@ func (c *callIdentities) hasPortal(conference string) bool {
 	}
 	c.portals[conference] = portalSeen{has: has, at: now}
 	return has
+}
+
+// focusGuests are the Matrix users in a conference through the focus, by
+// "conference user". The node forgets them when it restarts: then a guest
+// who hangs up stays a participant until they leave by other means.
+type focusGuests struct {
+	mu sync.Mutex
+	in map[string]bool
+}
+
+func (f *focusGuests) add(conference, matrixUser string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.in == nil {
+		f.in = make(map[string]bool)
+	}
+	f.in[conference+" "+matrixUser] = true
+}
+
+// take reports whether the user was in the conference through the focus,
+// and forgets it.
+func (f *focusGuests) take(conference, matrixUser string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	key := conference + " " + matrixUser
+	was := f.in[key]
+	delete(f.in, key)
+	return was
 }

@@ -122,9 +122,14 @@ func (g matrixGuests) IssueGuest(ctx context.Context, matrixUser string) (string
 	return accounts.IssueMatrixGuest(ctx, g.n.store, matrixUser, g.n.now())
 }
 
-// LeaveGuest implements bridge.GuestLeaver: the Matrix user's guest leaves
-// the conference if they are in it (or wait in its lobby).
+// LeaveGuest implements bridge.GuestLeaver: a Matrix user who joined the
+// conference through Element Call's focus leaves it when they leave its
+// call in Matrix. One in the call through the widget is left alone: the
+// widget leaves by the client API, and may have joined again since.
 func (g matrixGuests) LeaveGuest(ctx context.Context, conference, matrixUser string) error {
+	if !g.n.focusJoined.take(conference, matrixUser) {
+		return nil
+	}
 	u, err := accounts.MatrixGuest(ctx, g.n.store, matrixUser, g.n.now())
 	if err != nil {
 		return err
