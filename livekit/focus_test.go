@@ -325,9 +325,9 @@ func TestElementCallFocus(t *testing.T) {
 	monaKey := "_@mona:localhost_MONADEV_m.call"
 	if _, err := mona.SendStateEvent(ctx, room.RoomID, callMember, monaKey, map[string]any{
 		"application": "m.call", "call_id": "", "scope": "m.room", "device_id": "MONADEV", "expires": 3600000,
-		"focus_active": map[string]any{"type": "livekit", "focus_selection": "oldest_membership"},
+		"focus_active":   map[string]any{"type": "livekit", "focus_selection": "oldest_membership"},
 		"foci_preferred": []any{map[string]any{"type": "livekit", "livekit_service_url": focusURL, "livekit_alias": room.RoomID.String()}},
-		"created_ts": time.Now().UnixMilli(),
+		"created_ts":     time.Now().UnixMilli(),
 	}); err != nil {
 		t.Fatal(err)
 	}
