@@ -35,6 +35,14 @@ type GuestIssuer interface {
 	IssueGuest(ctx context.Context, matrixUser string) (token string, err error)
 }
 
+// GuestLeaver is told when a Matrix user's last call membership in a
+// conference's Matrix room ends (spec/client-api.md §8.8). The node takes
+// a guest who joined through Element Call's focus out of the conference
+// with federation's Leave, and does nothing for anyone else.
+type GuestLeaver interface {
+	LeaveGuest(ctx context.Context, conference, matrixUser string) error
+}
+
 // Conferences is how the bridge sees Entente conferences; the node answers it
 // from federation's state.
 type Conferences interface {
@@ -109,6 +117,13 @@ type Options struct {
 	// HTTPClient checks OpenID tokens; the node passes its SSRF-guarded
 	// client. Matrix API calls use mautrix's own client.
 	HTTPClient *http.Client
+	// Leaver follows Matrix users' call memberships in portal rooms. Nil:
+	// a Matrix guest leaves a conference only through the client API.
+	Leaver GuestLeaver
+	// FocusURL is the livekit_service_url of the node's MatrixRTC focus
+	// for Element Call (spec/client-api.md §8.8), named in the ghosts'
+	// call memberships. Empty: the focus is off and none is named.
+	FocusURL string
 	// Guests turns verified Matrix users into Entente guests. Nil:
 	// OpenIDLogin refuses everyone.
 	Guests GuestIssuer

@@ -86,7 +86,7 @@ func (b *Bridge) Sync(ctx context.Context, conference string) error {
 		if err != nil {
 			return fmt.Errorf("bridge: sync %s: %w", conference, err)
 		}
-		content := b.callMembership(ghostDevice)
+		content := b.callMembership(ghostDevice, room)
 		if _, err := ghost.SendStateEvent(ctx, room, callMemberType, key, content); err != nil {
 			return fmt.Errorf("bridge: sync %s: %s joins the call: %w", conference, ghost.UserID, err)
 		}
@@ -247,11 +247,19 @@ func WidgetURL(joinURL string) string {
 func widgetStateKey(conf Conference) string { return "entente-" + conf.ID }
 
 // callMembership is the content of a MatrixRTC membership in the legacy
-// per-device form Element Call reads (MSC3401, MSC4143). It names no focus:
-// Entente's SFU does not speak a protocol Element Call can join, and a
-// focus that fails is worse than none, so foci_preferred is empty and
-// focus_active only says how a focus would be chosen.
-func (b *Bridge) callMembership(device string) map[string]any {
+// per-device form Element Call reads (MSC3401, MSC4143). With the node's
+// focus on, foci_preferred names it, with the room as the LiveKit alias, so
+// that Element Call (whose focus_selection "oldest_membership" takes the
+// focus of the oldest membership) gets its credentials there
+// (spec/client-api.md §8.8). With it off, foci_preferred is empty: a focus
+// Element Call cannot use is worse than none.
+func (b *Bridge) callMembership(device string, room id.RoomID) map[string]any {
+	foci := []any{}
+	if b.o.FocusURL != "" {
+		foci = append(foci, map[string]any{
+			"type": "livekit", "livekit_service_url": b.o.FocusURL, "livekit_alias": room.String(),
+		})
+	}
 	return map[string]any{
 		"application":    "m.call",
 		"call_id":        "",
@@ -259,7 +267,7 @@ func (b *Bridge) callMembership(device string) map[string]any {
 		"device_id":      device,
 		"expires":        b.lifetime.Milliseconds(),
 		"focus_active":   map[string]any{"type": "livekit", "focus_selection": "oldest_membership"},
-		"foci_preferred": []any{},
+		"foci_preferred": foci,
 		"created_ts":     time.Now().UnixMilli(),
 	}
 }

@@ -174,7 +174,7 @@ func TestPortalGhostsAndCallPresence(t *testing.T) {
 		"scope":       "m.room",
 		"device_id":   "ENTENTE",
 		"expires":     float64(4 * 60 * 60 * 1000),
-		// No focus is advertised: none that Element Call could join.
+		// The focus is off: none is advertised.
 		"focus_active":   map[string]any{"type": "livekit", "focus_selection": "oldest_membership"},
 		"foci_preferred": []any{},
 		"created_ts":     createdTS,
@@ -431,7 +431,7 @@ func TestSyncLeavesMatrixUsersMembershipsAlone(t *testing.T) {
 	conf := budgetConference()
 	room := m.portalWithAlice(t, conf)
 	key := callStateKey(m.alice.UserID, m.alice.DeviceID.String())
-	own := m.b.callMembership(m.alice.DeviceID.String())
+	own := m.b.callMembership(m.alice.DeviceID.String(), room)
 	if _, err := m.alice.SendStateEvent(ctx, room, callMemberType, key, own); err != nil {
 		t.Fatal(err)
 	}

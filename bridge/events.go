@@ -16,6 +16,39 @@ func (b *Bridge) handleEvents() {
 	b.ep.On(event.StateMember, b.onMember)
 	b.ep.On(event.EventMessage, b.onMessage)
 	b.ep.On(event.EventRedaction, b.onRedaction)
+	b.ep.On(callMemberType, b.onCallMember)
+}
+
+// onCallMember follows the call memberships Matrix users write themselves:
+// when a user's last one in a portal room ends, the Leaver is told (it
+// takes out of the conference those who came through Element Call's
+// focus; the client as a widget leaves by the client API itself).
+func (b *Bridge) onCallMember(ctx context.Context, evt *event.Event) {
+	if b.o.Leaver == nil || evt.Sender == b.botUser() || b.isGhost(evt.Sender) || isActive(evt) {
+		return
+	}
+	p, err := b.o.Store.GetBridgePortalByRoom(ctx, evt.RoomID.String())
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			b.log.Error("look up portal of a call membership", "room", evt.RoomID.String(), "err", err)
+		}
+		return
+	}
+	state, err := b.bot().State(ctx, evt.RoomID)
+	if err != nil {
+		b.log.Warn("call membership ended: room state not read", "room", evt.RoomID.String(), "err", err)
+		return
+	}
+	for _, current := range stateOf(state, callMemberType.Type) {
+		if current.Sender == evt.Sender && isActive(current) {
+			return // still in the call, on another device or again
+		}
+	}
+	if err := b.o.Leaver.LeaveGuest(ctx, p.Conference, evt.Sender.String()); err != nil {
+		b.log.Warn("Matrix user left the call but not the conference", "conference", p.Conference, "user", evt.Sender.String(), "err", err)
+		return
+	}
+	b.log.Info("Matrix user left the call", "conference", p.Conference, "user", evt.Sender.String())
 }
 
 // onMember notes invitations of the bot: a room only becomes a portal when

@@ -149,3 +149,105 @@ func TestLiveKitClientAcrossOrganisations(t *testing.T) {
 	})
 	waitPayloads(t, native.payloads, "alice", 20, opusPayload)
 }
+
+// A LiveKit identity that is not the user reference (as Element Call's
+// focus mints them) crosses the cascade: the agency's LiveKit client sees
+// the ministry's participant under it, and hears it byte for byte.
+func TestLiveKitIdentityAcrossOrganisations(t *testing.T) {
+	const wait = 30 * time.Second
+	f := nodetest.New(t)
+	trustCA(t, f)
+	a := f.Start(t, "Ministry", func(c *config.Config) { c.LiveKit = config.NewLiveKitCredentials() })
+	b := f.Start(t, "Agency", func(c *config.Config) { c.LiveKit = config.NewLiveKitCredentials() })
+	nodetest.Trust(t, a, b)
+	ctx := context.Background()
+	alice, _ := nodetest.User(t, a, "alice", "Alice")
+	bruno, brunoTok := nodetest.User(t, b, "bruno", "Bruno")
+	conf, err := a.Federation().CreateConference(ctx, alice, "Identities", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Federation().Invite(ctx, alice, conf.ID, b.DID(), nil); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.Eventually(t, wait, "invitation", func() bool {
+		inv, _ := b.Federation().Invitations(ctx, bruno)
+		return len(inv) == 1
+	})
+	if _, _, err := b.Federation().Answer(ctx, bruno, conf.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.Federation().Join(ctx, alice, conf.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.Federation().Join(ctx, bruno, conf.ID); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.Eventually(t, wait, "both replicas know both participants", func() bool {
+		for _, n := range []*nodetest.Node{a, b} {
+			v, _ := n.Federation().ConferenceDetail(ctx, conf.ID)
+			if len(v.Participants) != 2 {
+				return false
+			}
+		}
+		return true
+	})
+
+	const identity = "@alice:matrix.example:PHONE"
+	aliceRef := federation.UserRef("alice", a.DID())
+	key, secret, _ := a.LiveKitCredentials()
+	tok, err := livekit.MintFor(key, secret, conf.ID, identity, aliceRef, "Alice", "Ministry", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aRoom, err := lksdk.ConnectToRoomWithToken(a.LiveKitURL(), tok, &lksdk.RoomCallback{})
+	if err != nil {
+		t.Fatalf("LiveKit client on the ministry's node: %v", err)
+	}
+	t.Cleanup(aRoom.Disconnect)
+	if aRoom.LocalParticipant.Identity() != identity {
+		t.Fatalf("own identity %q, want %q", aRoom.LocalParticipant.Identity(), identity)
+	}
+	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "a-audio", "a-stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := aRoom.LocalParticipant.PublishTrack(track, &lksdk.TrackPublicationOptions{Name: "mic", Source: lk.TrackSource_MICROPHONE}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	sendUntil(t, func(p *rtp.Packet) error { return track.WriteRTP(p) }, "alice", stop)
+
+	heard := make(chan []byte, 4096)
+	brunoCreds := liveKitToken(t, f.Client(), b.PublicURL(), conf.ID, brunoTok)
+	bRoom, err := lksdk.ConnectToRoomWithToken(brunoCreds["url"], brunoCreds["token"], &lksdk.RoomCallback{ParticipantCallback: lksdk.ParticipantCallback{
+		OnTrackSubscribed: func(track *webrtc.TrackRemote, _ *lksdk.RemoteTrackPublication, _ *lksdk.RemoteParticipant) {
+			go func() {
+				for {
+					p, _, err := track.ReadRTP()
+					if err != nil {
+						return
+					}
+					select {
+					case heard <- append([]byte(nil), p.Payload...):
+					default:
+					}
+				}
+			}()
+		},
+	}})
+	if err != nil {
+		t.Fatalf("LiveKit client on the agency's node: %v", err)
+	}
+	t.Cleanup(bRoom.Disconnect)
+	waitPayloads(t, heard, "alice", 20, opusPayload)
+	rp := bRoom.GetParticipantByIdentity(identity)
+	if rp == nil || rp.SID() != aliceRef || rp.Attributes()[livekit.AttrUser] != aliceRef {
+		var seen []string
+		for _, p := range bRoom.GetRemoteParticipants() {
+			seen = append(seen, p.Identity()+" ("+p.SID()+")")
+		}
+		t.Fatalf("the agency's LiveKit client does not see %s (sid %s); it sees %v", identity, aliceRef, seen)
+	}
+}

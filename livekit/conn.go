@@ -29,10 +29,13 @@ func (p *participant) start(sess *media.Session) {
 	p.srv.rooms.add(p.adm.grant.Conference, p)
 	p.srv.sessions.add(p)
 	go p.workLoop()
+	go p.reportQuality(nil)
 	go func() {
 		<-p.done
 		sess.Close()
-		p.srv.rooms.remove(p.adm.grant.Conference, p)
+		if p.srv.rooms.remove(p.adm.grant.Conference, p) {
+			p.srv.quality.forget(p.adm.grant.Conference)
+		}
 		p.srv.sessions.remove(p)
 		p.connMu.Lock()
 		if p.expiry != nil {

@@ -1,6 +1,7 @@
 package livekit
 
 import (
+	"slices"
 	"sync"
 
 	lk "github.com/livekit/protocol/livekit"
@@ -45,13 +46,17 @@ func (r *rooms) add(conference string, p *participant) {
 	r.by[conference][p] = struct{}{}
 }
 
-func (r *rooms) remove(conference string, p *participant) {
+// remove reports whether p was the conference's last LiveKit participant
+// on this node.
+func (r *rooms) remove(conference string, p *participant) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.by[conference], p)
 	if len(r.by[conference]) == 0 {
 		delete(r.by, conference)
+		return true
 	}
+	return false
 }
 
 func (r *rooms) members(conference string) []*participant {
@@ -99,11 +104,12 @@ func (p *participant) dataFrom(reliable bool, m webrtc.DataChannelMessage) {
 	if reliable && pkt.GetSequence() != 0 {
 		p.lastSeq.Store(pkt.GetSequence())
 	}
-	dest := destinations(pkt)
+	dest := p.recipients(destinations(pkt))
 	if len(dest) == 0 && p.chatFrom(pkt) {
 		return
 	}
-	stamp(pkt, p.me.User)
+	conf := p.adm.grant.Conference
+	stamp(pkt, p.me.User, liveKitIdentity(p.srv.named(conf, p.me)))
 	data, err := proto.Marshal(pkt)
 	if err != nil {
 		return
@@ -119,11 +125,30 @@ func destinations(pkt *lk.DataPacket) []string {
 	return pkt.GetUser().GetDestinationIdentities() // written by older clients
 }
 
-// stamp sets the sender of a packet to the user who sent it.
-func stamp(pkt *lk.DataPacket, user string) {
-	pkt.ParticipantIdentity = user
+// recipients adds to the LiveKit identities a packet is addressed to the
+// user reference of each local participant known by one of them under
+// another name (CallIdentities), since the SFU routes data by user reference
+// or by the identity a participant's own token gave it.
+func (p *participant) recipients(dest []string) []string {
+	if len(dest) == 0 {
+		return nil
+	}
+	conf := p.adm.grant.Conference
+	out := slices.Clone(dest)
+	for _, o := range p.srv.rooms.members(conf) {
+		if id := liveKitIdentity(p.srv.named(conf, o.me)); id != o.me.User && slices.Contains(dest, id) {
+			out = append(out, o.me.User)
+		}
+	}
+	return out
+}
+
+// stamp sets the sender of a packet: its identity is the one LiveKit
+// clients know the sender by, its sid the sender's user reference.
+func stamp(pkt *lk.DataPacket, user, identity string) {
+	pkt.ParticipantIdentity = identity
 	if u := pkt.GetUser(); u != nil {
-		u.ParticipantSid, u.ParticipantIdentity = user, user // read by older clients
+		u.ParticipantSid, u.ParticipantIdentity = user, identity // read by older clients
 	}
 }
 
@@ -136,8 +161,10 @@ func (p *participant) Data(m media.DataMessage) {
 	if err := proto.Unmarshal(data, pkt); err != nil {
 		return
 	}
-	if pkt.GetParticipantIdentity() != m.From || (pkt.GetUser() != nil && pkt.GetUser().GetParticipantIdentity() != m.From) {
-		stamp(pkt, m.From)
+	id := liveKitIdentity(p.srv.named(p.adm.grant.Conference, m.Sender))
+	u := pkt.GetUser()
+	if pkt.GetParticipantIdentity() != id || (u != nil && (u.GetParticipantIdentity() != id || u.GetParticipantSid() != m.Sender.User)) {
+		stamp(pkt, m.Sender.User, id)
 		var err error
 		if data, err = proto.Marshal(pkt); err != nil {
 			return

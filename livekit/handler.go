@@ -19,13 +19,14 @@ import (
 func (p *participant) Joined(you media.Participant, others []media.Participant, tracks []media.TrackInfo, ice []webrtc.ICEServer) {
 	p.mu.Lock()
 	p.joined = true
-	self := participantInfo(you)
+	conf := p.adm.grant.Conference
+	self := participantInfo(p.srv.named(conf, you))
 	self.Permission.CanPublish = p.adm.grant.CanPublish
 	self.Permission.CanPublishData = p.adm.grant.CanPublish
 	self.Permission.CanSubscribe = p.adm.grant.CanSubscribe
 	infos := make([]*lk.ParticipantInfo, 0, len(others))
 	for _, o := range others {
-		info := participantInfo(o)
+		info := participantInfo(p.srv.named(conf, o))
 		p.others[o.User] = info
 		infos = append(infos, info)
 	}
@@ -147,7 +148,7 @@ func (p *participant) Event(ev media.Event) {
 		if ev.Participant.User == p.me.User {
 			break
 		}
-		info := participantInfo(ev.Participant)
+		info := participantInfo(p.srv.named(p.adm.grant.Conference, ev.Participant))
 		if old, ok := p.others[ev.Participant.User]; ok {
 			info.Tracks, info.Version, info.JoinedAt = old.Tracks, old.Version+1, old.JoinedAt
 		}
@@ -242,12 +243,14 @@ func (p *participant) speakers(prev, now string) {
 }
 
 // participantInfo describes a participant the LiveKit way. The participant's
-// sid and identity are its Entente user reference: the SFU's streams carry
-// it as their stream ID, which LiveKit clients read as the publisher's sid.
+// sid is its Entente user reference: the SFU's streams carry it as their
+// stream ID, which LiveKit clients read as the publisher's sid. Its identity
+// is the same, unless it joined under another LiveKit identity
+// (spec/client-api.md §8.4).
 func participantInfo(m media.Participant) *lk.ParticipantInfo {
 	meta, _ := json.Marshal(map[string]string{"organisation": m.Organisation})
 	return &lk.ParticipantInfo{
-		Sid: m.User, Identity: m.User, Name: m.DisplayName,
+		Sid: m.User, Identity: liveKitIdentity(m), Name: m.DisplayName,
 		State: lk.ParticipantInfo_ACTIVE, JoinedAt: time.Now().Unix(),
 		Metadata:   string(meta),
 		Attributes: map[string]string{AttrOrganisation: m.Organisation, AttrUser: m.User},
@@ -255,6 +258,14 @@ func participantInfo(m media.Participant) *lk.ParticipantInfo {
 		Version:    1,
 		Kind:       lk.ParticipantInfo_STANDARD,
 	}
+}
+
+// liveKitIdentity is the identity LiveKit clients know m by.
+func liveKitIdentity(m media.Participant) string {
+	if m.LiveKitIdentity != "" {
+		return m.LiveKitIdentity
+	}
+	return m.User
 }
 
 func cloneInfo(i *lk.ParticipantInfo) *lk.ParticipantInfo {

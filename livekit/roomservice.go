@@ -71,7 +71,7 @@ func (rs roomService) participants(room string) []*lk.ParticipantInfo {
 	ps, tracks := rs.s.opts.SFU.Participants(room)
 	out := make([]*lk.ParticipantInfo, 0, len(ps))
 	for _, p := range ps {
-		info := participantInfo(p)
+		info := participantInfo(rs.s.named(room, p))
 		for _, t := range tracks {
 			if t.Owner == p.User {
 				info.Tracks = append(info.Tracks, trackInfo(t, ""))
@@ -108,7 +108,14 @@ func (rs roomService) RemoveParticipant(ctx context.Context, req *lk.RoomPartici
 	if err := admin(ctx, req.GetRoom()); err != nil {
 		return nil, err
 	}
-	if rs.s.opts.SFU.Disconnect(req.GetRoom(), req.GetIdentity(), "removed") == 0 {
+	user := req.GetIdentity()
+	for _, p := range rs.participants(req.GetRoom()) {
+		if p.Identity == user {
+			user = p.Sid // the user reference (§8.4)
+			break
+		}
+	}
+	if rs.s.opts.SFU.Disconnect(req.GetRoom(), user, "removed") == 0 {
 		return nil, twirp.NewError(twirp.NotFound, "participant "+req.GetIdentity()+" has no media session in room "+req.GetRoom()+" on this node")
 	}
 	return &lk.RemoveParticipantResponse{}, nil

@@ -45,7 +45,27 @@ type Options struct {
 	// ResumeWindow is how long a session whose connection dropped waits
 	// for its client to resume (conn.go); 0 means DefaultResumeWindow.
 	ResumeWindow time.Duration
-	Logger       *slog.Logger
+	// CallIdentities names participants whose token gave no identity of
+	// their own (spec/client-api.md §8.4). Nil: their user reference.
+	CallIdentities CallIdentities
+	Logger         *slog.Logger
+}
+
+// CallIdentities gives the LiveKit identity a participant is known by in a
+// conference when it is not its user reference: the node names the
+// participants that have a ghost in a conference's Matrix room after the
+// ghost's call membership, so that Element Call pairs them (§8.8).
+type CallIdentities interface {
+	// CallIdentity returns user's identity in conference, or "".
+	CallIdentity(conference, user string) string
+}
+
+// named is m with the identity LiveKit clients know it by in conference.
+func (s *Server) named(conference string, m media.Participant) media.Participant {
+	if m.LiveKitIdentity == "" && s.opts.CallIdentities != nil {
+		m.LiveKitIdentity = s.opts.CallIdentities.CallIdentity(conference, m.User)
+	}
+	return m
 }
 
 // Server serves LiveKit's client signalling for one node.
@@ -54,6 +74,7 @@ type Server struct {
 	log      *slog.Logger
 	rooms    rooms
 	sessions sessions
+	quality  qualities
 }
 
 func (s *Server) resumeWindow() time.Duration {
@@ -85,13 +106,23 @@ func (s *Server) Mint(conference, identity, name string, ttl time.Duration) (str
 		map[string]string{AttrOrganisation: s.opts.Organisation}, ttl)
 }
 
+// MintFor makes an access token for user in conference under another
+// LiveKit identity, with this server's credentials (see the function
+// MintFor).
+func (s *Server) MintFor(conference, identity, user, name string, ttl time.Duration) (string, error) {
+	return MintFor(s.opts.APIKey, s.opts.APISecret, conference, identity, user, name, s.opts.Organisation, ttl)
+}
+
 // APIKey is the key tokens are issued under.
 func (s *Server) APIKey() string { return s.opts.APIKey }
 
 // admission is a checked connection request.
 type admission struct {
-	grant    Grant
-	user     string
+	grant Grant
+	user  string
+	// identity is the LiveKit identity others see when it is not user
+	// (Grant.User is set); "" otherwise.
+	identity string
 	protocol int
 	auto     bool
 }
@@ -119,11 +150,15 @@ func (s *Server) admit(r *http.Request) (admission, error) {
 	if err != nil {
 		return admission{}, err
 	}
-	user, err := s.opts.UserOf(g.Identity)
-	if err != nil {
-		return admission{}, refuse(http.StatusForbidden, "identity %q: %v", g.Identity, err)
+	who, identity := g.Identity, ""
+	if g.User != "" {
+		who, identity = g.User, g.Identity
 	}
-	return admission{grant: g, user: user, protocol: proto, auto: q.Get("auto_subscribe") != "0"}, nil
+	user, err := s.opts.UserOf(who)
+	if err != nil {
+		return admission{}, refuse(http.StatusForbidden, "identity %q: %v", who, err)
+	}
+	return admission{grant: g, user: user, identity: identity, protocol: proto, auto: q.Get("auto_subscribe") != "0"}, nil
 }
 
 // RoomServicePath prefixes the RoomService server API's calls.
@@ -210,7 +245,7 @@ func (s *Server) serveRTC(w http.ResponseWriter, r *http.Request) {
 	}
 	p := newParticipant(s, a, log)
 	sess, err := s.opts.SFU.OpenSession(r.Context(), a.grant.Conference,
-		media.Participant{User: a.user, DisplayName: name, Organisation: s.opts.Organisation}, p)
+		media.Participant{User: a.user, DisplayName: name, Organisation: s.opts.Organisation, LiveKitIdentity: a.identity}, p)
 	if err != nil {
 		if statusOf(membershipRefusal("", err)) == http.StatusServiceUnavailable {
 			log.Warn("membership check failed", "err", err)

@@ -21,6 +21,11 @@ const (
 type Grant struct {
 	Conference string
 	Identity   string
+	// User is the Entente user the identity stands for when the token
+	// says so in its entente.user attribute (spec/client-api.md §8.2):
+	// then Identity is only the name LiveKit clients see, such as the
+	// "@user:server:DEVICE" Element Call expects of a Matrix user.
+	User       string
 	Name       string
 	CanPublish bool
 	// CanSubscribe is false only when the token says so.
@@ -64,6 +69,15 @@ func Mint(apiKey, apiSecret, conference, identity, name string, attributes map[s
 	return at.ToJWT()
 }
 
+// MintFor makes an access token whose LiveKit identity is not the Entente
+// user it stands for: the user travels in the token's entente.user
+// attribute, and other LiveKit clients see identity (spec/client-api.md
+// §8.2). Element Call's focus mints these for Matrix users.
+func MintFor(apiKey, apiSecret, conference, identity, user, name, organisation string, ttl time.Duration) (string, error) {
+	return Mint(apiKey, apiSecret, conference, identity, name,
+		map[string]string{AttrOrganisation: organisation, AttrUser: user}, ttl)
+}
+
 // tokenOf is the access token of a request: the Authorization bearer token,
 // or the access_token query parameter that browsers' WebSockets must use.
 func tokenOf(r *http.Request) string {
@@ -101,7 +115,7 @@ func (s *Server) verify(raw string) (Grant, error) {
 		return Grant{}, refuse(http.StatusForbidden, "access token has no identity (sub)")
 	}
 	return Grant{
-		Conference: vg.Room, Identity: grants.Identity, Name: grants.Name,
+		Conference: vg.Room, Identity: grants.Identity, User: grants.Attributes[AttrUser], Name: grants.Name,
 		CanPublish: vg.GetCanPublish(), CanSubscribe: vg.GetCanSubscribe(),
 	}, nil
 }

@@ -17,7 +17,10 @@ type DataMessage struct {
 	// From is the user reference of the participant who sent it; the SFU
 	// sets it, so nobody speaks for another.
 	From string
-	// To are the user references it is meant for; empty: everyone.
+	// Sender is that participant as the SFU knows it (From is its User).
+	Sender Participant
+	// To are the user references, or the LiveKit identities their tokens
+	// gave, of the participants it is meant for; empty: everyone.
 	To []string
 	// Reliable says whether it travelled on a reliable, ordered channel;
 	// an unreliable one may be dropped when a trunk is congested.
@@ -61,7 +64,7 @@ func (s *Session) SendData(to []string, reliable bool, payload []byte) {
 	if conf == nil || stopped {
 		return
 	}
-	conf.sendData(DataMessage{From: c.me.User, To: to, Reliable: reliable, Payload: payload}, c)
+	conf.sendData(DataMessage{From: c.me.User, Sender: c.me, To: to, Reliable: reliable, Payload: payload}, c)
 }
 
 // sendData delivers m, which came from the Down from (a local client, or the
@@ -78,11 +81,11 @@ func (c *conference) sendData(m DataMessage, from Down) {
 	}
 	c.mu.Unlock()
 	origin, _ := from.(*trunk)
-	wanted := func(user string) bool { return len(m.To) == 0 || slices.Contains(m.To, user) }
+	wanted := func(p Participant) bool { return len(m.To) == 0 || addressed(m.To, p) }
 	for _, d := range peers {
 		switch d := d.(type) {
 		case *client:
-			if d == from || d.handler == nil || !wanted(people[d].User) {
+			if d == from || d.handler == nil || !wanted(people[d]) {
 				continue
 			}
 			if r, ok := d.handler.(DataReceiver); ok && !d.isStopped() {
@@ -102,11 +105,17 @@ func (c *conference) sendData(m DataMessage, from Down) {
 // leadsToAny says whether one of users is a participant that came over t.
 func (t *trunk) leadsToAny(users []string, people map[Down]Participant) bool {
 	for d, p := range people {
-		if r, ok := d.(*remoteParticipant); ok && r.trunk == t && slices.Contains(users, p.User) {
+		if r, ok := d.(*remoteParticipant); ok && r.trunk == t && addressed(users, p) {
 			return true
 		}
 	}
 	return false
+}
+
+// addressed says whether to names p, by user reference or by the LiveKit
+// identity its token gave it.
+func addressed(to []string, p Participant) bool {
+	return slices.Contains(to, p.User) || (p.LiveKitIdentity != "" && slices.Contains(to, p.LiveKitIdentity))
 }
 
 // sendData writes m on the control channel unless it is congested.
@@ -132,11 +141,14 @@ func (t *trunk) sendData(m DataMessage) {
 // receiveData delivers a data message from the peer: only one of the
 // participants this trunk stands for may have sent it (§10.4).
 func (t *trunk) receiveData(m trunkDataMsg) {
-	if !t.isOwnParticipant(m.From) || len(m.Payload) > maxDataMessage {
+	t.mu.Lock()
+	sender, ok := t.people[m.From]
+	t.mu.Unlock()
+	if !ok || len(m.Payload) > maxDataMessage {
 		t.log.Debug("trunk data message refused", "from", m.From, "bytes", len(m.Payload))
 		return
 	}
-	t.conf.sendData(DataMessage{From: m.From, To: m.To, Reliable: m.Reliable, Payload: m.Payload}, t)
+	t.conf.sendData(DataMessage{From: m.From, Sender: sender.p, To: m.To, Reliable: m.Reliable, Payload: m.Payload}, t)
 }
 
 func (c *client) isStopped() bool {

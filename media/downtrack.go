@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +37,8 @@ type downTrack struct {
 	// fwdPackets and fwdBytes count what this down-track really sends: a
 	// simulcast sink drops the layers it is not sending.
 	fwdPackets, fwdBytes prometheus.Counter
+	// reports keeps the subscriber's latest receiver report (quality.go).
+	reports reportCounter
 	// onClose runs once when the up-track goes away.
 	onClose   func()
 	closeOnce sync.Once
@@ -134,6 +137,19 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 
 func sameH264Mode(a, b string) bool {
 	return strings.Contains(a, "packetization-mode=1") == strings.Contains(b, "packetization-mode=1")
+}
+
+// noteReports records the report blocks about this down-track's stream.
+func (d *downTrack) noteReports(blocks []rtcp.ReceptionReport) {
+	d.mu.Lock()
+	ssrc := d.ssrc
+	d.mu.Unlock()
+	now := time.Now()
+	for _, b := range blocks {
+		if b.SSRC == ssrc && ssrc != 0 {
+			d.reports.note(b, d.clockRate, now)
+		}
+	}
 }
 
 func (d *downTrack) Unbind(webrtc.TrackLocalContext) error {

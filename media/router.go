@@ -20,6 +20,11 @@ type Participant struct {
 	// (spec/federation.md §10.5): it is present, but its tracks never
 	// reach this node.
 	MediaWithheld bool `json:"media_withheld,omitempty"`
+	// LiveKitIdentity is the identity LiveKit clients know the participant
+	// by when it is not User: a Matrix user who joined through Element
+	// Call's focus is "@user:server:DEVICE" (spec/client-api.md §8.4). It
+	// travels with the participant across trunks.
+	LiveKitIdentity string `json:"livekit_identity,omitempty"`
 }
 
 // announced is the participant as a trunk announces it to the peer

@@ -65,6 +65,8 @@ func handleSubscriberRTCP(pkts []rtcp.Packet, d *downTrack, m *metrics) {
 			}
 		case *rtcp.ReceiverEstimatedMaximumBitrate:
 			d.setEstimate(uint64(p.Bitrate))
+		case *rtcp.ReceiverReport:
+			d.noteReports(p.Reports)
 		}
 	}
 	if keyframe {

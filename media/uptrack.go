@@ -98,6 +98,8 @@ type upLayer struct {
 	windowBytes uint64
 	hdr         rtp.Header
 	pkt         Packet
+	// link measures the stream's loss and jitter (quality.go).
+	link linkCounter
 }
 
 func newUpTrack(info TrackInfo, codec webrtc.RTPCodecCapability, kind webrtc.RTPCodecType, sendPLI func(uint32) error, m *metrics, log *slog.Logger) *upTrack {
@@ -300,6 +302,7 @@ func (t *upTrack) forward(layer int, raw []byte, now int64) {
 		l.hdr.Padding = false
 	}
 	l.lastPacket.Store(now)
+	l.link.note(l.hdr.SequenceNumber, l.hdr.Timestamp, now, t.codec.ClockRate)
 	l.windowBytes += uint64(len(raw))
 	if elapsed := now - l.windowStart; elapsed >= int64(time.Second) {
 		l.bitrate.Store(l.windowBytes * 8 * uint64(time.Second) / uint64(elapsed))

@@ -93,6 +93,7 @@ type Bridge struct {
 	OpenIDServerName string `yaml:"openid_server_name" doc:"Server name of the homeserver whose users may join conferences with a Matrix OpenID token. Empty: Matrix sign-in is off."`
 	OpenIDBaseURL    string `yaml:"openid_base_url" doc:"Optional: base URL of that homeserver's federation API, where OpenID tokens are checked (GET <url>/_matrix/federation/v1/openid/userinfo). Empty: found by Matrix server discovery from openid_server_name (its /.well-known/matrix/server, then SRV records, then port 8448). Set it where discovery cannot work, such as a homeserver on plain HTTP: then it is usually homeserver_url."`
 	WidgetOrigins    string `yaml:"widget_origins" doc:"Comma-separated origins (https://…) of the Matrix clients, such as Element, that may show the call as a room widget; the widget signs Matrix users in with OpenID. Empty: the client is never framed."`
+	LiveKitFocus     bool   `yaml:"livekit_focus" default:"false" doc:"Serve Element Call's MatrixRTC focus (the token service of lk-jwt-service, at <public_url>/livekit/jwt) and name it in the ghosts' call memberships, so that Element Call users in a portal room join the conference's media. Needs enabled, openid_server_name and livekit.api_key."`
 }
 
 // Log configures structured logging.
@@ -206,6 +207,16 @@ func (c *Config) Validate() error {
 	}
 	if err := c.validateSignIn(); err != nil {
 		return err
+	}
+	if c.Bridge.LiveKitFocus {
+		switch {
+		case !c.Bridge.Enabled:
+			return fieldErr("bridge.livekit_focus", "needs bridge.enabled: the focus maps Matrix rooms to conferences through the bridge")
+		case c.Bridge.OpenIDServerName == "":
+			return fieldErr("bridge.livekit_focus", "needs bridge.openid_server_name: the focus checks Matrix OpenID tokens at that homeserver")
+		case !c.LiveKit.Enabled():
+			return fieldErr("bridge.livekit_focus", "needs livekit.api_key: the focus mints LiveKit access tokens")
+		}
 	}
 	if err := c.LiveKit.validate(); err != nil {
 		return err

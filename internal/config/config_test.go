@@ -108,6 +108,9 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 		{"bridge bot localpart", minimal + bridgeOn, []string{"ENTENTE_BRIDGE_BOT_LOCALPART=Bot"}, `bridge.bot_localpart: must be a Matrix localpart (a-z, 0-9, ._=-/), got "Bot"`},
 		{"bridge bot in ghost namespace", minimal + bridgeOn, []string{"ENTENTE_BRIDGE_BOT_LOCALPART=entente_bot"}, `bridge.bot_localpart: must not start with ghost_prefix "entente_"`},
 		{"bridge openid url without server", minimal + bridgeOn, []string{"ENTENTE_BRIDGE_OPENID_BASE_URL=https://matrix.example:8448"}, "bridge.openid_base_url: needs openid_server_name, the homeserver it belongs to"},
+		{"focus without bridge", minimal, []string{"ENTENTE_BRIDGE_LIVEKIT_FOCUS=true"}, "bridge.livekit_focus: needs bridge.enabled: the focus maps Matrix rooms to conferences through the bridge"},
+		{"focus without openid", minimal + bridgeOn, []string{"ENTENTE_BRIDGE_LIVEKIT_FOCUS=true"}, "bridge.livekit_focus: needs bridge.openid_server_name: the focus checks Matrix OpenID tokens at that homeserver"},
+		{"focus without livekit", minimal + bridgeOn, []string{"ENTENTE_BRIDGE_LIVEKIT_FOCUS=true", "ENTENTE_BRIDGE_OPENID_SERVER_NAME=matrix.example"}, "bridge.livekit_focus: needs livekit.api_key: the focus mints LiveKit access tokens"},
 		{"bridge openid url", minimal + bridgeOn, []string{"ENTENTE_BRIDGE_OPENID_SERVER_NAME=matrix.example", "ENTENTE_BRIDGE_OPENID_BASE_URL=matrix.example"}, `bridge.openid_base_url: must be an http(s) URL with a host, got "matrix.example"`},
 	}
 	for _, tc := range cases {

@@ -40,6 +40,8 @@ func (n *Node) newBridge() (*bridge.Bridge, error) {
 		OpenIDBaseURL:    c.OpenIDBaseURL,
 		HTTPClient:       n.client,
 		Guests:           matrixGuests{n},
+		FocusURL:         n.FocusURL(),
+		Leaver:           matrixGuests{n},
 		Logger:           n.log.With("component", "bridge"),
 	})
 	if err != nil {

@@ -132,6 +132,25 @@ func (g matrixGuests) IssueGuest(ctx context.Context, matrixUser string) (string
 	return accounts.IssueMatrixGuest(ctx, g.n.store, matrixUser, g.n.now())
 }
 
+// LeaveGuest implements bridge.GuestLeaver: a Matrix user who joined the
+// conference through Element Call's focus leaves it when they leave its
+// call in Matrix. One in the call through the widget is left alone: the
+// widget leaves by the client API, and may have joined again since.
+func (g matrixGuests) LeaveGuest(ctx context.Context, conference, matrixUser string) error {
+	if !g.n.focusJoined.take(conference, matrixUser) {
+		return nil
+	}
+	u, err := accounts.MatrixGuest(ctx, g.n.store, matrixUser, g.n.now())
+	if err != nil {
+		return err
+	}
+	if !g.n.isParticipant(ctx, u, conference) {
+		return nil
+	}
+	_, _, err = g.n.fed.Leave(ctx, u, conference)
+	return err
+}
+
 // OnSignal registers fn to receive every verified signal (chat, hands,
 // reactions, mute states) of the conferences this node takes part in, after
 // the bridge and the SFU. fn must not block.

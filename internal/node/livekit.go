@@ -28,10 +28,14 @@ func (n *Node) mountLiveKit() error {
 	if err != nil {
 		return err
 	}
+	var identities livekit.CallIdentities
+	if n.FocusURL() != "" && n.bridge != nil {
+		identities = &callIdentities{n: n}
+	}
 	n.livekit, err = livekit.New(livekit.Options{
 		APIKey: n.cfg.LiveKit.APIKey, APISecret: secret,
 		SFU: n.sfu, UserOf: n.liveKitUser, Organisation: n.cfg.Node.Name, Logger: n.log,
-		Chat: n.liveKitChat,
+		Chat: n.liveKitChat, CallIdentities: identities,
 	})
 	if err != nil {
 		return err
@@ -43,6 +47,7 @@ func (n *Node) mountLiveKit() error {
 	n.Handle("GET /rtc/v1/validate", h)
 	n.Handle("POST "+livekit.RoomServicePath, h)
 	n.Handle("POST /api/v1/conferences/{id}/livekit-token", n.guestGate(http.HandlerFunc(n.serveLiveKitToken)))
+	n.mountFocus()
 	return nil
 }
 

@@ -68,10 +68,13 @@ type Node struct {
 	fed      *federation.Service
 	sfu      *media.SFU
 	livekit  *livekit.Server
-	turn     *media.TURNServer
-	bridge   *bridge.Bridge
-	accounts accounts.Authenticator
-	oidc     *accounts.OIDC // nil when OpenID Connect sign-in is off
+	// focusJoined are the Matrix guests in conferences through the focus
+	// for Element Call (focus.go).
+	focusJoined focusGuests
+	turn        *media.TURNServer
+	bridge      *bridge.Bridge
+	accounts    accounts.Authenticator
+	oidc        *accounts.OIDC // nil when OpenID Connect sign-in is off
 
 	stopOutbox context.CancelFunc
 	outboxDone chan struct{}
