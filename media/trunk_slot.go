@@ -43,6 +43,11 @@ type trunkSlot struct {
 	history    [historySize]sentPacket
 	out        rtp.Header
 	scratch    [maxPacketSize]byte
+	// sentAudio keeps what an audio slot sent, to answer the peer's NACKs:
+	// audio up-tracks keep no cache of their own, since clients do not
+	// negotiate audio NACK (trunk_api.go). Allocated at the first audio
+	// packet.
+	sentAudio *audioCache
 }
 
 func newTrunkSlot(t *trunk, kind webrtc.RTPCodecType) *trunkSlot {
@@ -166,6 +171,12 @@ func (s *trunkSlot) send(p *Packet) {
 	s.history[seqOut%historySize] = sentPacket{seqOut: seqOut, seqIn: p.Header.SequenceNumber, layer: int8(p.Layer), tsOut: p.Header.Timestamp, valid: true}
 	s.level[0], s.hasLevel = p.AudioLevel, p.HasAudioLevel
 	s.write(p.Header, p.Payload, seqOut)
+	if s.kind == webrtc.RTPCodecTypeAudio {
+		if s.sentAudio == nil {
+			s.sentAudio = &audioCache{}
+		}
+		s.sentAudio.store(seqOut, p)
+	}
 }
 
 // write sends one packet with the slot's SSRC. Of the publisher's header
@@ -241,6 +252,9 @@ func (s *trunkSlot) retransmit(seqOut uint16) bool {
 	sent := s.history[seqOut%historySize]
 	if s.writer == nil || s.up == nil || !sent.valid || sent.seqOut != seqOut {
 		return false
+	}
+	if s.kind == webrtc.RTPCodecTypeAudio {
+		return s.resendAudio(seqOut)
 	}
 	var h rtp.Header
 	payload, ok := readCached(s.up, int(sent.layer), sent.seqIn, s.scratch[:], &h)
