@@ -19,10 +19,10 @@ import (
 // track always cross. A held-back layer that a subscriber there wanted is
 // replaced by the highest layer that fits, so it keeps receiving video, and
 // the peer is told at once in `rates`, so its subscribers move to what
-// crosses. Held-back layers come back, one at a time, when the estimate has
-// room for them with a margin; a layer that has to be dropped again soon
-// after it came back doubles the wait before the next try, so a link at its
-// limit does not flap.
+// crosses. Held-back layers come back one at a time, once a probe
+// (trunk_probe.go) showed that the link carries them with a margin; a
+// failed probe, or a layer that has to be dropped again soon after it came
+// back, doubles the wait before the next try.
 
 const (
 	// trunkInitialEstimate is the estimate a trunk starts from, before
@@ -40,7 +40,7 @@ const (
 	// doubles, up to restoreWaitMax, each time a restored layer is dropped
 	// again within restoreTrial, and falls back after a restore that holds.
 	restoreWait    = time.Second
-	restoreWaitMax = 6 * time.Second
+	restoreWaitMax = 4 * time.Second
 	restoreTrial   = 4 * time.Second
 	// restoreEvery spaces restores, so the estimator sees each one.
 	restoreEvery = 1500 * time.Millisecond
@@ -86,9 +86,14 @@ type trunkCC struct {
 	peerEstimate atomic.Uint64
 	peerLossPPM  atomic.Uint64
 
-	// Owned by the demand loop.
-	lastDrop, lastRestore time.Time
+	// Owned by the demand loop: when a layer was last dropped or a probe
+	// failed, when one last came back, the wait before the next try, the
+	// last estimate, the rate the last probe proved (until the estimate
+	// falls), and the probe under way.
+	lastFail, lastRestore time.Time
 	wait                  time.Duration
+	lastEst, proven       uint64
+	probe                 *trunkProbe
 }
 
 func newTrunkCC(est cc.BandwidthEstimator, m ccMetrics, conference, peer string) *trunkCC {
@@ -122,6 +127,8 @@ func (c *trunkCC) sample() uint64 {
 	return est
 }
 
+// close removes the trunk's figures; a probe under way stops by itself
+// when the trunk is done.
 func (c *trunkCC) close() {
 	c.metrics.estimate.Delete(c.labels)
 	c.metrics.loss.Delete(c.labels)
@@ -161,13 +168,38 @@ func (t *trunk) allocate(now time.Time) []string {
 		return nil
 	}
 	est := c.sample()
+	// A fall of the estimate is congestion: what a probe proved no longer
+	// holds.
+	if float64(est) < probeFall*float64(c.lastEst) {
+		c.proven = 0
+	}
+	c.lastEst = est
 	tracks := t.ccTracks()
 	var total uint64
 	for i := range tracks {
 		total += tracks[i].cost(tracks[i].cap)
 	}
 	var changed []string
-	for total > est {
+	if p := c.probe; p != nil {
+		switch {
+		case float64(est) < probeFall*float64(p.startEst):
+			p.end()
+			c.probe = nil
+			c.failed(now)
+		case !now.Before(p.until):
+			p.end()
+			c.probe = nil
+			if k := findTrack(tracks, p.track); k != nil && k.cap < k.top {
+				k.cap++
+				total += k.rates[k.cap]
+				changed = append(changed, k.id)
+				c.proven, c.lastRestore, c.wait = p.rate, now, restoreWait
+			}
+		}
+	}
+	avail := max(est, c.proven)
+	dropped := false
+	for total > avail {
 		k := nextToDrop(tracks)
 		if k == nil {
 			break
@@ -176,26 +208,32 @@ func (t *trunk) allocate(now time.Time) []string {
 		k.cap--
 		total -= before - k.cost(k.cap)
 		changed = append(changed, k.id)
+		dropped = true
 	}
 	switch {
-	case len(changed) > 0:
+	case dropped:
+		if c.probe != nil {
+			c.probe.end()
+			c.probe = nil
+		}
 		if !c.lastRestore.IsZero() && now.Sub(c.lastRestore) < restoreTrial {
-			c.wait = min(2*c.wait, restoreWaitMax)
+			c.failed(now)
 		}
-		c.lastDrop = now
-	case now.Sub(c.lastDrop) >= c.wait && now.Sub(c.lastRestore) >= restoreEvery:
-		if k := nextToRestore(tracks); k != nil {
-			// The layer above the cap counts as wanted: a subscriber there
-			// that wanted it will want it again.
-			withNext := total + k.rates[k.cap+1]
-			if float64(est) >= restoreHeadroom*float64(withNext) {
-				k.cap++
-				changed = append(changed, k.id)
-				c.lastRestore = now
-			}
+		c.lastFail = now
+	case c.probe == nil && len(changed) == 0 && now.Sub(c.lastFail) >= c.wait && now.Sub(c.lastRestore) >= restoreEvery:
+		k := nextToRestore(tracks)
+		if k == nil {
+			break
 		}
-		if !c.lastRestore.IsZero() && now.Sub(c.lastRestore) >= restoreTrial && now.Sub(c.lastDrop) >= restoreTrial {
-			c.wait = restoreWait
+		// The layer above the cap counts as wanted: a subscriber there
+		// that wanted it will want it again.
+		need := uint64(restoreHeadroom * float64(total+k.rates[k.cap+1]))
+		if avail >= need {
+			k.cap++
+			changed = append(changed, k.id)
+			c.lastRestore = now
+		} else {
+			c.probe = t.startProbe(k.id, total, need-total, est, now)
 		}
 	}
 	if len(changed) == 0 {
@@ -223,6 +261,22 @@ func (t *trunk) allocate(now time.Time) []string {
 	c.metrics.dropped.With(c.labels).Set(float64(held))
 	slices.Sort(changed)
 	return slices.Compact(changed)
+}
+
+// failed records a probe or a restore that the link did not carry: the next
+// try waits twice as long, up to restoreWaitMax.
+func (c *trunkCC) failed(now time.Time) {
+	c.wait = min(2*c.wait, restoreWaitMax)
+	c.lastFail = now
+}
+
+func findTrack(tracks []ccTrack, id string) *ccTrack {
+	for i := range tracks {
+		if tracks[i].id == id {
+			return &tracks[i]
+		}
+	}
+	return nil
 }
 
 // ccTracks lists the offered tracks the peer wants, with their layers'

@@ -48,6 +48,8 @@ type trunkSlot struct {
 	// negotiate audio NACK (trunk_api.go). Allocated at the first audio
 	// packet.
 	sentAudio *audioCache
+	// probing is set while the slot, free, sends a probe (trunk_probe.go).
+	probing bool
 }
 
 func newTrunkSlot(t *trunk, kind webrtc.RTPCodecType) *trunkSlot {
@@ -89,7 +91,7 @@ func (s *trunkSlot) Unbind(webrtc.TrackLocalContext) error {
 func (s *trunkSlot) free() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.up == nil && s.writer != nil
+	return s.up == nil && s.writer != nil && !s.probing
 }
 
 // bind makes the slot carry layer of up; the payload type follows up's
