@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Congestion control of a trunk (spec/federation.md §10.7). Each side
+// Congestion control of a trunk (spec/federation.md §10.8). Each side
 // estimates the capacity of its own direction with Google Congestion
 // Control on transport-cc feedback (trunk_api.go). When what the peer wants
 // does not fit the estimate, simulcast layers are held back, highest first,

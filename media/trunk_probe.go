@@ -7,7 +7,7 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// Probing before a held-back layer comes back (spec/federation.md §10.7).
+// Probing before a held-back layer comes back (spec/federation.md §10.8).
 // The estimator only learns what the link carries from what is sent: with
 // layers held back it stays near one and a half times the rate that
 // crosses, never enough to bring them back. So before a layer comes back,
@@ -126,9 +126,8 @@ func (s *trunkSlot) writePadding() {
 	}
 	h := rtp.Header{Version: 2, Padding: true, PaddingSize: 1, PayloadType: uint8(s.codecs[0].PayloadType),
 		SequenceNumber: s.lastSeqOut, Timestamp: s.out.Timestamp, SSRC: s.ssrc}
-	if _, err := s.writer.WriteRTP(&h, probePayload); err == nil {
-		s.trunk.set.sentPackets.Inc()
-	}
+	// Probes are not media: the trunk's packet counters leave them out.
+	_, _ = s.writer.WriteRTP(&h, probePayload)
 }
 
 // isProbe reports whether raw, received on a trunk, is a probe packet: the
