@@ -40,10 +40,11 @@ const (
 	// doubles, up to restoreWaitMax, each time a restored layer is dropped
 	// again within restoreTrial, and falls back after a restore that holds.
 	restoreWait    = time.Second
-	restoreWaitMax = 4 * time.Second
+	restoreWaitMax = 3 * time.Second
 	restoreTrial   = 4 * time.Second
-	// restoreEvery spaces restores, so the estimator sees each one.
-	restoreEvery = 1500 * time.Millisecond
+	// restoreEvery spaces restores, so the estimator sees each one before
+	// the next probe.
+	restoreEvery = 500 * time.Millisecond
 )
 
 // estimatorRegistry hands each trunk the estimator pion's interceptor
@@ -114,17 +115,21 @@ func (c *trunkCC) peerReport(estimate uint64, loss float64) {
 }
 
 // sample reads the estimator and publishes its figures.
-func (c *trunkCC) sample() uint64 {
+// It returns the estimate, the loss and whether the delay-based detector
+// sees the link overused now.
+func (c *trunkCC) sample() (uint64, float64, bool) {
 	est := uint64(max(c.est.GetTargetBitrate(), 0))
 	loss := 0.0
-	if v, ok := c.est.GetStats()["averageLoss"].(float64); ok {
+	stats := c.est.GetStats()
+	if v, ok := stats["averageLoss"].(float64); ok {
 		loss = min(max(v, 0), 1)
 	}
+	overuse := stats["usage"] == "overuse"
 	c.estimate.Store(est)
 	c.lossPPM.Store(uint64(loss * 1e6))
 	c.metrics.estimate.With(c.labels).Set(float64(est))
 	c.metrics.loss.With(c.labels).Set(loss)
-	return est
+	return est, loss, overuse
 }
 
 // close removes the trunk's figures; a probe under way stops by itself
@@ -167,7 +172,7 @@ func (t *trunk) allocate(now time.Time) []string {
 	if c.est == nil {
 		return nil
 	}
-	est := c.sample()
+	est, loss, overuse := c.sample()
 	// A fall of the estimate is congestion: what a probe proved no longer
 	// holds.
 	if float64(est) < probeFall*float64(c.lastEst) {
@@ -182,10 +187,11 @@ func (t *trunk) allocate(now time.Time) []string {
 	var changed []string
 	if p := c.probe; p != nil {
 		switch {
-		case float64(est) < probeFall*float64(p.startEst):
+		case float64(est) < probeFall*float64(p.startEst) || overuse || loss > p.startLoss+probeLoss:
 			p.end()
 			c.probe = nil
 			c.failed(now)
+			t.log.Debug("trunk probe not carried", "track", p.track, "rate", p.rate, "estimate", est, "wait", c.wait)
 		case !now.Before(p.until):
 			p.end()
 			c.probe = nil
@@ -194,6 +200,7 @@ func (t *trunk) allocate(now time.Time) []string {
 				total += k.rates[k.cap]
 				changed = append(changed, k.id)
 				c.proven, c.lastRestore, c.wait = p.rate, now, restoreWait
+				t.log.Info("trunk layer restored after a probe", "track", k.id, "layer", k.cap, "rate", p.rate, "estimate", est)
 			}
 		}
 	}
@@ -220,6 +227,7 @@ func (t *trunk) allocate(now time.Time) []string {
 			c.failed(now)
 		}
 		c.lastFail = now
+		t.log.Info("trunk layers held back", "estimate", est, "available", avail, "demand", total, "wait", c.wait)
 	case c.probe == nil && len(changed) == 0 && now.Sub(c.lastFail) >= c.wait && now.Sub(c.lastRestore) >= restoreEvery:
 		k := nextToRestore(tracks)
 		if k == nil {
@@ -232,8 +240,9 @@ func (t *trunk) allocate(now time.Time) []string {
 			k.cap++
 			changed = append(changed, k.id)
 			c.lastRestore = now
+			t.log.Info("trunk layer restored", "track", k.id, "layer", k.cap, "estimate", est)
 		} else {
-			c.probe = t.startProbe(k.id, total, need-total, est, now)
+			c.probe = t.startProbe(k.id, total, need-total, est, loss, now)
 		}
 	}
 	if len(changed) == 0 {

@@ -12,10 +12,11 @@ import (
 // layers held back it stays near one and a half times the rate that
 // crosses, never enough to bring them back. So before a layer comes back,
 // the sender sends probe packets for probeFor on a free video slot, at the
-// rate the layer would add with a margin. If the estimate does not fall
-// meanwhile, the link carried it and the layer comes back; if it falls, the
-// probe stops, nothing the receiver's subscribers see has changed, and the
-// next try waits longer.
+// rate the layer would add with a margin. If meanwhile the estimate does
+// not fall, the delay-based detector sees no overuse and the loss does not
+// grow, the link carried it and the layer comes back; otherwise the probe
+// stops, nothing the receiver's subscribers see has changed, and the next
+// try waits longer.
 
 const (
 	probeFor = time.Second
@@ -23,27 +24,30 @@ const (
 	probeTick = 5 * time.Millisecond
 	// probeSize is the payload of one probe packet.
 	probeSize = 1000
-	// probeFall is how far the estimate may fall during a probe and the
-	// probe still count as carried.
+	// probeFall is how far the estimate may fall during a probe, and
+	// probeLoss how much the loss may grow, and the probe still count as
+	// carried.
 	probeFall = 0.9
+	probeLoss = 0.05
 )
 
 // trunkProbe is a probe under way, owned by the demand loop.
 type trunkProbe struct {
 	slot  *trunkSlot
 	track string
-	// rate is the total the probe proves, in bits/s; startEst the
-	// estimate when it started.
-	rate     uint64
-	startEst uint64
-	until    time.Time
-	stop     chan struct{}
-	done     chan struct{}
+	// rate is the total the probe proves, in bits/s; startEst and
+	// startLoss the estimate and loss when it started.
+	rate      uint64
+	startEst  uint64
+	startLoss float64
+	until     time.Time
+	stop      chan struct{}
+	done      chan struct{}
 }
 
 // startProbe sends padding on a free video slot at extra bits/s for
 // probeFor; nil when no video slot is free.
-func (t *trunk) startProbe(track string, total, extra, est uint64, now time.Time) *trunkProbe {
+func (t *trunk) startProbe(track string, total, extra, est uint64, loss float64, now time.Time) *trunkProbe {
 	t.mu.Lock()
 	var slot *trunkSlot
 	for _, s := range t.slots {
@@ -56,7 +60,7 @@ func (t *trunk) startProbe(track string, total, extra, est uint64, now time.Time
 	if slot == nil {
 		return nil
 	}
-	p := &trunkProbe{slot: slot, track: track, rate: total + extra, startEst: est, until: now.Add(probeFor),
+	p := &trunkProbe{slot: slot, track: track, rate: total + extra, startEst: est, startLoss: loss, until: now.Add(probeFor),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	perTick := float64(extra) / 8 * probeTick.Seconds() / probeSize
 	go func() {
