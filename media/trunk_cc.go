@@ -186,8 +186,12 @@ func (t *trunk) allocate(now time.Time) []string {
 	}
 	var changed []string
 	if p := c.probe; p != nil {
+		if overuse {
+			p.overuses++
+		}
 		switch {
-		case float64(est) < probeFall*float64(p.startEst) || overuse || loss > p.startLoss+probeLoss:
+		// One sample of overuse can be a scheduling hiccup; two are a queue.
+		case float64(est) < probeFall*float64(p.startEst) || loss > p.startLoss+probeLoss || p.overuses >= 2:
 			p.end()
 			c.probe = nil
 			c.failed(now)

@@ -13,10 +13,10 @@ import (
 // crosses, never enough to bring them back. So before a layer comes back,
 // the sender sends probe packets for probeFor on a free video slot, at the
 // rate the layer would add with a margin. If meanwhile the estimate does
-// not fall, the delay-based detector sees no overuse and the loss does not
-// grow, the link carried it and the layer comes back; otherwise the probe
-// stops, nothing the receiver's subscribers see has changed, and the next
-// try waits longer.
+// not fall, the loss does not grow and the delay-based detector sees no
+// lasting overuse, the link carried it and the layer comes back; otherwise
+// the probe stops, nothing the receiver's subscribers see has changed, and
+// the next try waits longer.
 
 const (
 	probeFor = time.Second
@@ -40,9 +40,12 @@ type trunkProbe struct {
 	rate      uint64
 	startEst  uint64
 	startLoss float64
-	until     time.Time
-	stop      chan struct{}
-	done      chan struct{}
+	// overuses counts the samples during the probe in which the delay-based
+	// detector saw overuse.
+	overuses int
+	until    time.Time
+	stop     chan struct{}
+	done     chan struct{}
 }
 
 // startProbe sends padding on a free video slot at extra bits/s for
