@@ -95,6 +95,9 @@ type trunkCC struct {
 	wait                  time.Duration
 	lastEst, proven       uint64
 	probe                 *trunkProbe
+	// probeFailed says the last probe failed: the next one is for one
+	// layer, not for all held back.
+	probeFailed bool
 }
 
 func newTrunkCC(est cc.BandwidthEstimator, m ccMetrics, conference, peer string) *trunkCC {
@@ -195,13 +198,25 @@ func (t *trunk) allocate(now time.Time) []string {
 			p.end()
 			c.probe = nil
 			c.failed(now)
+			c.probeFailed = true
 			t.log.Debug("trunk probe not carried", "track", p.track, "rate", p.rate, "estimate", est, "wait", c.wait)
 		case !now.Before(p.until):
 			p.end()
 			c.probe = nil
-			if k := findTrack(tracks, p.track); k != nil && k.cap < k.top {
-				k.cap++
-				total += k.rates[k.cap]
+			c.probeFailed = false
+			for i := range tracks {
+				k := &tracks[i]
+				if k.audio || k.cap >= k.top || (p.track != "" && k.id != p.track) {
+					continue
+				}
+				// A probe for one track proved its next layer; one for
+				// all (track "") every held-back layer.
+				next := k.cap + 1
+				if p.track == "" {
+					next = k.top
+				}
+				total += k.cost(next) - k.cost(k.cap)
+				k.cap = next
 				changed = append(changed, k.id)
 				c.proven, c.lastRestore, c.wait = p.rate, now, restoreWait
 				t.log.Info("trunk layer restored after a probe", "track", k.id, "layer", k.cap, "rate", p.rate, "estimate", est)
@@ -245,9 +260,21 @@ func (t *trunk) allocate(now time.Time) []string {
 			changed = append(changed, k.id)
 			c.lastRestore = now
 			t.log.Info("trunk layer restored", "track", k.id, "layer", k.cap, "estimate", est)
-		} else {
-			c.probe = t.startProbe(k.id, total, need-total, est, loss, now)
+			break
 		}
+		// Unless the last probe failed, probe for every held-back layer
+		// at once: a link that recovered gets them all back in one step.
+		probed := k.id
+		if !c.probeFailed {
+			all := total
+			for i := range tracks {
+				if h := &tracks[i]; !h.audio && h.cap < h.top {
+					all += h.rates[h.top]
+				}
+			}
+			need, probed = uint64(restoreHeadroom*float64(all)), ""
+		}
+		c.probe = t.startProbe(probed, total, need-total, est, loss, now)
 	}
 	if len(changed) == 0 {
 		return nil

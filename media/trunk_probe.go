@@ -33,7 +33,9 @@ const (
 
 // trunkProbe is a probe under way, owned by the demand loop.
 type trunkProbe struct {
-	slot  *trunkSlot
+	slot *trunkSlot
+	// track is the track whose next layer the probe is for; "" for every
+	// held-back layer of every track.
 	track string
 	// rate is the total the probe proves, in bits/s; startEst and
 	// startLoss the estimate and loss when it started.
