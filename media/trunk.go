@@ -76,6 +76,7 @@ type trunkSet struct {
 	net transport.Net
 
 	trunkMetrics
+	estimators estimatorRegistry
 
 	mu     sync.Mutex
 	closed bool

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/interceptor/pkg/gcc"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -26,7 +28,7 @@ func (ts *trunkSet) trunkAPI(member bool) (*webrtc.API, error) {
 			ts.apiErr = fmt.Errorf("register audio-level extension: %w", err)
 			return
 		}
-		ir, err := trunkInterceptors()
+		ir, err := ts.trunkInterceptors(m)
 		if err != nil {
 			ts.apiErr = err
 			return
@@ -52,8 +54,18 @@ func (ts *trunkSet) trunkAPI(member bool) (*webrtc.API, error) {
 	return ts.hostAPI, ts.apiErr
 }
 
-func trunkInterceptors() (*interceptor.Registry, error) {
+// trunkInterceptors sets up what each trunk runs in both directions: NACK
+// generation for audio and video (the sending side answers from its cache,
+// trunk_slot.go), RTCP reports, and transport-wide congestion control: the
+// receiving side sends transport-cc feedback, the sending side numbers its
+// packets and estimates the trunk's capacity with Google Congestion Control
+// (trunk_cc.go). The estimator only estimates: it paces nothing, since a
+// trunk adapts by dropping simulcast layers, not by queueing packets.
+func (ts *trunkSet) trunkInterceptors(m *webrtc.MediaEngine) (*interceptor.Registry, error) {
 	ir := &interceptor.Registry{}
+	// Audio NACK is negotiated on trunks, unlike on client links: both
+	// ends are SFUs that keep what they sent (spec/federation.md §10.4).
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBNACK}, webrtc.RTPCodecTypeAudio)
 	gen, err := nackGenerator()
 	if err != nil {
 		return nil, err
@@ -61,6 +73,28 @@ func trunkInterceptors() (*interceptor.Registry, error) {
 	ir.Add(gen)
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
 		return nil, fmt.Errorf("configure rtcp reports: %w", err)
+	}
+	estimator, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
+		return gcc.NewSendSideBWE(
+			gcc.SendSideBWEInitialBitrate(trunkInitialEstimate),
+			gcc.SendSideBWEMinBitrate(trunkMinEstimate),
+			gcc.SendSideBWEMaxBitrate(trunkMaxEstimate),
+			gcc.SendSideBWEPacer(gcc.NewNoOpPacer()),
+			gcc.WithLoggerFactory(pionLogs{ts.log}),
+		)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("configure congestion control: %w", err)
+	}
+	estimator.OnNewPeerConnection(ts.estimators.put)
+	ir.Add(estimator)
+	// Registered after the estimator, so a packet has its transport-wide
+	// sequence number by the time the estimator records it as sent.
+	if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, ir); err != nil {
+		return nil, fmt.Errorf("configure transport-cc numbering: %w", err)
+	}
+	if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
+		return nil, fmt.Errorf("configure transport-cc feedback: %w", err)
 	}
 	return ir, nil
 }

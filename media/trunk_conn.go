@@ -95,6 +95,14 @@ type trunk struct {
 	// kind were last asked for (trunk_grow.go).
 	unmet     map[string]layerSet
 	growAsked map[webrtc.RTPCodecType]time.Time
+	// wanted is the peer's last want per track offered to it; caps, the
+	// highest layer of a track that fits the trunk's estimate, for the
+	// tracks held back (trunk_cc.go).
+	wanted map[string]layerSet
+	caps   map[string]int
+
+	// cc is the congestion control of this side's direction.
+	cc *trunkCC
 }
 
 // trackCounter counts what of one track crossed this trunk, per layer.
@@ -125,7 +133,9 @@ func (ts *trunkSet) newTrunk(conference, peer string, member, relay bool) (*trun
 		rx: map[string]*rxSlot{}, remote: map[string]*upTrack{}, people: map[string]*remoteParticipant{},
 		waiting: map[string]Participant{}, removed: map[string]bool{}, asked: map[string]layerSet{},
 		unmet: map[string]layerSet{}, growAsked: map[webrtc.RTPCodecType]time.Time{},
+		wanted: map[string]layerSet{}, caps: map[string]int{},
 	}
+	t.cc = newTrunkCC(ts.estimators.take(pc.ID()), ts.ccMetrics, conference, peer)
 	t.relay.Store(relay)
 	ts.mu.Lock()
 	if ts.closed {
@@ -394,6 +404,7 @@ func (t *trunk) close(reason string) {
 			t.conf.leave(p, nil)
 		}
 		t.conf.leave(t, nil)
+		t.cc.close()
 		if err := t.pc.Close(); err != nil {
 			t.log.Debug("close trunk peer connection", "err", err)
 		}

@@ -186,7 +186,7 @@ func (t *trunk) handleControl(data []byte) {
 		t.log.Debug("trunk want", "track", m.Track, "layers", m.Layers)
 		t.want(m.Track, m.Layers)
 	case trunkRatesMsg:
-		t.applyRates(m.Rates)
+		t.applyRates(m)
 	case trunkGrowMsg:
 		if kind := webrtc.NewRTPCodecType(m.Kind); t.member && kind != 0 {
 			t.startGrow(kind, m.Slots)

@@ -48,6 +48,15 @@ func (t *trunk) demandLoop() {
 			t.send(m)
 		}
 		t.retryUnmet()
+		if ticks%allocateEvery == 0 {
+			if changed := t.allocate(time.Now()); len(changed) > 0 {
+				for _, id := range changed {
+					t.serve(id)
+				}
+				// The peer's subscribers move to what crosses now.
+				t.sendRates()
+			}
+		}
 		if ticks%ratesEvery == 0 {
 			t.sendRates()
 		}
@@ -58,6 +67,15 @@ func (t *trunk) demandLoop() {
 type layerSet uint8
 
 func (s layerSet) has(l int) bool { return l >= 0 && l < maxLayers && s&(1<<l) != 0 }
+
+// capped is the set with each layer above top replaced by top.
+func (s layerSet) capped(top int) layerSet {
+	var out layerSet
+	for _, l := range s.list() {
+		out = out.with(min(l, top))
+	}
+	return out
+}
 
 func (s layerSet) with(l int) layerSet {
 	if l < 0 || l >= maxLayers {
@@ -100,12 +118,25 @@ func demandOf(up *upTrack) layerSet {
 // sendRates tells the peer, for each simulcast track offered to it, the
 // bitrate of each layer as received here, 0 for a layer that is not live.
 // The peer's subscribers choose among all live layers with it, not only
-// among those that cross now (§10.4).
+// among those that cross now (§10.4). With them go this direction's
+// estimate, loss and the layers held back for capacity (trunk_cc.go).
 func (t *trunk) sendRates() {
 	t.mu.Lock()
 	offered := make([]UpTrack, 0, len(t.offered))
 	for _, up := range t.offered {
 		offered = append(offered, up)
+	}
+	dropped := map[string][]int{}
+	for id, c := range t.caps {
+		if up, ok := t.offered[id]; ok {
+			var held []int
+			for l := c + 1; l < len(up.Info().Layers); l++ {
+				held = append(held, l)
+			}
+			if len(held) > 0 {
+				dropped[id] = held
+			}
+		}
 	}
 	t.mu.Unlock()
 	rates := map[string][]uint64{}
@@ -121,14 +152,22 @@ func (t *trunk) sendRates() {
 		}
 		rates[up.ID()] = r
 	}
-	if len(rates) > 0 {
-		t.send(trunkRatesMsg{Rates: rates})
+	m := trunkRatesMsg{Rates: rates}
+	if len(dropped) > 0 {
+		m.Dropped = dropped
+	}
+	if est := t.cc.estimator(); est != nil {
+		m.Estimate, m.Loss = t.cc.report()
+	}
+	if len(rates) > 0 || m.Estimate > 0 {
+		t.send(m)
 	}
 }
 
 // want applies the peer's demand for one of the tracks offered to it:
-// exactly the wanted layers cross, each on its own slot; an empty set stops
-// the track (§10.4).
+// exactly the wanted layers cross, each on its own slot, but for those held
+// back for the trunk's capacity, for which the highest layer that fits
+// crosses instead (trunk_cc.go); an empty set stops the track (§10.4).
 func (t *trunk) want(track string, layers []int) {
 	t.mu.Lock()
 	delete(t.unmet, track)
@@ -153,6 +192,29 @@ func (t *trunk) want(track string, layers []int) {
 			return
 		}
 		wanted = wanted.with(l)
+	}
+	if wanted == 0 {
+		delete(t.wanted, track)
+	} else {
+		t.wanted[track] = wanted
+	}
+	t.mu.Unlock()
+	t.serve(track)
+}
+
+// serve binds the layers of track that cross now: what the peer wants,
+// within the cap, if any, that the trunk's capacity sets.
+func (t *trunk) serve(track string) {
+	t.mu.Lock()
+	up, ok := t.offered[track]
+	if !ok || t.closed {
+		t.mu.Unlock()
+		return
+	}
+	info := up.Info()
+	wanted := t.wanted[track]
+	if c, capped := t.caps[track]; capped {
+		wanted = wanted.capped(c)
 	}
 	var unbind []*trunkSlot
 	var have layerSet
@@ -221,15 +283,33 @@ func (t *trunk) want(track string, layers []int) {
 }
 
 // applyRates records the peer's report of which layers of its tracks are
-// live, so local subscribers can choose a layer that does not cross yet.
-func (t *trunk) applyRates(rates map[string][]uint64) {
+// live, so local subscribers can choose a layer that does not cross yet. A
+// layer the peer holds back for the trunk's capacity counts as not live, and
+// stops counting as received at once: its subscribers move to the best layer
+// that still crosses without waiting for it to time out (§10.4).
+func (t *trunk) applyRates(m trunkRatesMsg) {
 	now := time.Now().UnixNano()
+	t.cc.peerReport(m.Estimate, m.Loss)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for id, r := range rates {
-		if u, ok := t.remote[id]; ok {
-			u.setPeerRates(r, now)
+	for id, r := range m.Rates {
+		u, ok := t.remote[id]
+		if !ok {
+			continue
 		}
+		held := m.Dropped[id]
+		if len(held) > 0 {
+			r = append([]uint64(nil), r...)
+			for _, l := range held {
+				if l >= 0 && l < len(r) {
+					r[l] = 0
+				}
+				if l >= 0 && l < maxLayers {
+					u.layers[l].lastPacket.Store(0)
+				}
+			}
+		}
+		u.setPeerRates(r, now)
 	}
 }
 

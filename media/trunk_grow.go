@@ -178,7 +178,7 @@ func (t *trunk) retryUnmet() {
 	unmet := t.unmet
 	t.unmet = map[string]layerSet{}
 	t.mu.Unlock()
-	for track, layers := range unmet {
-		t.want(track, layers.list())
+	for track := range unmet {
+		t.serve(track)
 	}
 }

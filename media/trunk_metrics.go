@@ -14,6 +14,15 @@ type trunkMetrics struct {
 	recvPackets prometheus.Counter
 	recvBytes   prometheus.Counter
 	active      prometheus.Gauge
+	ccMetrics   ccMetrics
+}
+
+// ccMetrics are the figures of each trunk's congestion control, by
+// conference and peer node (trunk_cc.go).
+type ccMetrics struct {
+	estimate *prometheus.GaugeVec
+	loss     *prometheus.GaugeVec
+	dropped  *prometheus.GaugeVec
 }
 
 func newTrunkMetrics(reg prometheus.Registerer) (trunkMetrics, error) {
@@ -39,6 +48,20 @@ func newTrunkMetrics(reg prometheus.Registerer) (trunkMetrics, error) {
 			Namespace: "entente", Subsystem: "media", Name: "trunks",
 			Help: "Cascade trunks currently open.",
 		}),
+		ccMetrics: ccMetrics{
+			estimate: auto.NewGaugeVec(prometheus.GaugeOpts{
+				Namespace: "entente", Subsystem: "media", Name: "trunk_estimate_bps",
+				Help: "Congestion control's estimate of what a trunk carries towards its peer node, in bits/s.",
+			}, []string{"conference", "peer"}),
+			loss: auto.NewGaugeVec(prometheus.GaugeOpts{
+				Namespace: "entente", Subsystem: "media", Name: "trunk_loss_ratio",
+				Help: "Fraction of the packets sent on a trunk that its peer did not receive, before NACK recovery.",
+			}, []string{"conference", "peer"}),
+			dropped: auto.NewGaugeVec(prometheus.GaugeOpts{
+				Namespace: "entente", Subsystem: "media", Name: "trunk_dropped_layers",
+				Help: "Simulcast layers a trunk holds back because they do not fit its estimate.",
+			}, []string{"conference", "peer"}),
+		},
 	}
 	if err := registered(); err != nil {
 		return trunkMetrics{}, fmt.Errorf("media trunk metrics: %w", err)

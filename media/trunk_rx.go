@@ -43,7 +43,9 @@ func (t *trunk) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver
 			return
 		}
 		b := rs.binding.Load()
-		if b == nil || b.up.closed.Load() {
+		if b == nil || b.up.closed.Load() || isProbe(buf[:n]) {
+			// Nothing to forward: no binding, or a probe
+			// (trunk_probe.go).
 			continue
 		}
 		if b != last {

@@ -43,6 +43,13 @@ type trunkSlot struct {
 	history    [historySize]sentPacket
 	out        rtp.Header
 	scratch    [maxPacketSize]byte
+	// sentAudio keeps what an audio slot sent, to answer the peer's NACKs:
+	// audio up-tracks keep no cache of their own, since clients do not
+	// negotiate audio NACK (trunk_api.go). Allocated at the first audio
+	// packet.
+	sentAudio *audioCache
+	// probing is set while the slot, free, sends a probe (trunk_probe.go).
+	probing bool
 }
 
 func newTrunkSlot(t *trunk, kind webrtc.RTPCodecType) *trunkSlot {
@@ -84,7 +91,7 @@ func (s *trunkSlot) Unbind(webrtc.TrackLocalContext) error {
 func (s *trunkSlot) free() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.up == nil && s.writer != nil
+	return s.up == nil && s.writer != nil && !s.probing
 }
 
 // bind makes the slot carry layer of up; the payload type follows up's
@@ -166,6 +173,12 @@ func (s *trunkSlot) send(p *Packet) {
 	s.history[seqOut%historySize] = sentPacket{seqOut: seqOut, seqIn: p.Header.SequenceNumber, layer: int8(p.Layer), tsOut: p.Header.Timestamp, valid: true}
 	s.level[0], s.hasLevel = p.AudioLevel, p.HasAudioLevel
 	s.write(p.Header, p.Payload, seqOut)
+	if s.kind == webrtc.RTPCodecTypeAudio {
+		if s.sentAudio == nil {
+			s.sentAudio = &audioCache{}
+		}
+		s.sentAudio.store(seqOut, p)
+	}
 }
 
 // write sends one packet with the slot's SSRC. Of the publisher's header
@@ -241,6 +254,9 @@ func (s *trunkSlot) retransmit(seqOut uint16) bool {
 	sent := s.history[seqOut%historySize]
 	if s.writer == nil || s.up == nil || !sent.valid || sent.seqOut != seqOut {
 		return false
+	}
+	if s.kind == webrtc.RTPCodecTypeAudio {
+		return s.resendAudio(seqOut)
 	}
 	var h rtp.Header
 	payload, ok := readCached(s.up, int(sent.layer), sent.seqIn, s.scratch[:], &h)

@@ -80,9 +80,15 @@ type (
 		Layers []int  `json:"layers"`
 	}
 	// trunkRatesMsg reports the bitrate of each layer of the simulcast tracks
-	// offered, 0 for a layer that is not live.
+	// offered, 0 for a layer that is not live, and the state of the sender's
+	// direction of the trunk: its congestion control's estimate in bits/s,
+	// the fraction of its packets lost before recovery, and the layers it
+	// holds back because they do not fit (§10.4).
 	trunkRatesMsg struct {
-		Rates map[string][]uint64 `json:"rates"`
+		Rates    map[string][]uint64 `json:"rates"`
+		Estimate uint64              `json:"estimate,omitempty"`
+		Loss     float64             `json:"loss,omitempty"`
+		Dropped  map[string][]int    `json:"dropped,omitempty"`
 	}
 	// trunkBindMsg says the sender's slot now carries layer of track.
 	trunkBindMsg struct {

@@ -40,13 +40,14 @@ func vectorMessages() map[ctlType]controlMessage {
 		ctlTrackRemoved:       trunkTrackRemovedMsg{Track: audio.ID},
 		ctlTrackMuted:         trunkTrackMutedMsg{Track: audio.ID, Muted: true},
 		ctlWant:               trunkWantMsg{Track: video.ID, Layers: []int{0, 2}},
-		ctlRates:              trunkRatesMsg{Rates: map[string][]uint64{video.ID: {150000, 0, 1200000}}},
-		ctlBind:               trunkBindMsg{Slot: "3", Track: video.ID, Layer: 2},
-		ctlUnbind:             trunkUnbindMsg{Slot: "3"},
-		ctlGrow:               trunkGrowMsg{Kind: "video", Slots: 16},
-		ctlRelay:              trunkRelayMsg{Relay: false},
-		ctlRefused:            trunkRefusedMsg{Track: video.ID, Layer: 1, Reason: "no free slot"},
-		ctlData:               trunkDataMsg{From: alice.User, To: []string{bob.User}, Reliable: true, Payload: []byte("hello")},
+		ctlRates: trunkRatesMsg{Rates: map[string][]uint64{video.ID: {150000, 0, 1200000}},
+			Estimate: 1400000, Loss: 0.02, Dropped: map[string][]int{video.ID: {2}}},
+		ctlBind:    trunkBindMsg{Slot: "3", Track: video.ID, Layer: 2},
+		ctlUnbind:  trunkUnbindMsg{Slot: "3"},
+		ctlGrow:    trunkGrowMsg{Kind: "video", Slots: 16},
+		ctlRelay:   trunkRelayMsg{Relay: false},
+		ctlRefused: trunkRefusedMsg{Track: video.ID, Layer: 1, Reason: "no free slot"},
+		ctlData:    trunkDataMsg{From: alice.User, To: []string{bob.User}, Reliable: true, Payload: []byte("hello")},
 	}
 }
 

@@ -9,6 +9,9 @@
 // cut only from its own timeouts, as across a real partition or through a
 // NAT that forgot the connection. After Heal, new connections are forwarded
 // again; the ones the cut silenced stay dead until their ends give up.
+//
+// UDPRelay (udp.go) is its counterpart for datagrams: a thin link rather
+// than a cut one, limited in rate, delayed and lossy (link.go).
 package netcut
 
 import (
