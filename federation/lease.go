@@ -66,6 +66,21 @@ func (s *Service) takeLease(ctx context.Context, destination string) (l store.Ou
 	return l, true, nil
 }
 
+// DeliveryLeases counts the destinations whose outbox lease this process
+// holds now: the peers it alone delivers to.
+func (s *Service) DeliveryLeases() int {
+	now := s.now()
+	s.leases.mu.Lock()
+	defer s.leases.mu.Unlock()
+	n := 0
+	for _, l := range s.leases.held {
+		if now.Before(l.ExpiresAt) {
+			n++
+		}
+	}
+	return n
+}
+
 func (s *Service) forgetLease(destination string) {
 	s.leases.mu.Lock()
 	delete(s.leases.held, destination)
