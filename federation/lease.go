@@ -87,14 +87,18 @@ func (s *Service) forgetLease(destination string) {
 	s.leases.mu.Unlock()
 }
 
-// underLease runs deliver with ctx cancelled as soon as lease l is lost:
-// it renews l every third of the lease's length while deliver runs, and
-// gives up when a renewal finds another holder, or the token changed (l
-// lapsed: someone may have delivered meanwhile), or the lease ended
-// without a renewal getting through.
+// errLeaseLost is the cause of a delivery's context ended because another
+// process took over the destination's lease.
+var errLeaseLost = errors.New("delivery lease lost to another process")
+
+// underLease runs deliver with ctx cancelled, with errLeaseLost as its
+// cause, as soon as lease l is lost: it renews l every third of the lease's
+// length while deliver runs, and gives up when a renewal finds another
+// holder, or the token changed (l lapsed: someone may have delivered
+// meanwhile), or the lease ended without a renewal getting through.
 func (s *Service) underLease(ctx context.Context, l store.OutboxLease, deliver func(ctx context.Context)) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -117,14 +121,20 @@ func (s *Service) underLease(ctx context.Context, l store.OutboxLease, deliver f
 				s.log.Warn("outbox: cannot renew the delivery lease; trying again", "peer", l.Destination, "err", err)
 				continue
 			}
-			s.log.Warn("outbox: delivery lease lost; another replica delivers to this peer", "peer", l.Destination, "err", err)
-			cancel()
+			s.log.Warn("outbox: delivery lease lost; another replica delivers to this peer", "peer", l.Destination, "holder", renewed.Holder, "err", err)
+			cancel(errLeaseLost)
 			return
 		}
 	}()
 	deliver(ctx)
-	cancel()
+	cancel(nil)
 	<-done
+}
+
+// leaseLost reports whether ctx, a delivery's, ended because its lease was
+// lost: its attempt is then nobody's to record.
+func leaseLost(ctx context.Context) bool {
+	return errors.Is(context.Cause(ctx), errLeaseLost)
 }
 
 // releaseLeases ends every lease this process holds, so that another

@@ -160,6 +160,12 @@ func (s *Service) deliver(ctx context.Context, l store.OutboxLease, m store.Outb
 		return
 	}
 	receipt, status, retryAfter, err := s.post(ctx, m)
+	if leaseLost(ctx) {
+		// The replica that took the lease over sends m again; the peer
+		// answers "duplicate" if this attempt reached it (spec §8).
+		log.Info("delivery attempt abandoned: another replica took the delivery lease over", "err", err)
+		return
+	}
 	answered := !errors.Is(err, errNoAnswer)
 	if answered {
 		s.heardFrom(ctx, m.Destination)
