@@ -140,8 +140,20 @@ func (s *Service) DeliverDue(ctx context.Context) (int, error) {
 			if !ok {
 				return // another replica took it since DueOutbox
 			}
+			// m was read before the lease was taken: the replica whose
+			// lease had just ended may have recorded it since.
+			cur, err := s.store.GetOutbox(ctx, m.Destination, m.MessageID)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Error("outbox: cannot read the message to deliver", "peer", m.Destination, "err", err)
+				}
+				return
+			}
+			if cur.ID != m.ID || cur.State != store.OutboxPending || cur.NextAttempt.After(s.now()) {
+				return
+			}
 			attempts.Add(1)
-			s.underLease(ctx, l, func(ctx context.Context) { s.deliver(ctx, l, m) })
+			s.underLease(ctx, l, func(ctx context.Context) { s.deliver(ctx, l, cur) })
 		})
 	}
 	wg.Wait()

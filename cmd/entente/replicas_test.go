@@ -149,8 +149,14 @@ func TestReplicaKilledMidOutbox(t *testing.T) {
 		got, err2 := agency.Store().GetConference(ctx, conf.ID)
 		return err1 == nil && err2 == nil && got.HeadSeq == want.HeadSeq
 	}
+	nothingPending := func() bool {
+		n, err := admin.Store().CountOutbox(ctx, store.OutboxPending)
+		return err == nil && n == 0
+	}
 	moderate(beforeCut)
 	testwait.Until(t, takeoverMax, agencyHasAll, "the first %d moderation records at the agency", beforeCut)
+	// Nothing in flight when the path is cut: every receipt is back.
+	testwait.Until(t, takeoverMax, nothingPending, "the first %d moderation records recorded delivered", beforeCut)
 
 	// The agency becomes unreachable; the rest of the queue waits. The
 	// replica holding the agency's lease keeps renewing it while its
@@ -175,10 +181,7 @@ func TestReplicaKilledMidOutbox(t *testing.T) {
 	agencyPath.Heal()
 
 	testwait.Until(t, takeoverMax, agencyHasAll, "the whole log at the agency after the take-over")
-	testwait.Until(t, takeoverMax, func() bool {
-		n, err := admin.Store().CountOutbox(ctx, store.OutboxPending)
-		return err == nil && n == 0
-	}, "every message recorded delivered")
+	testwait.Until(t, takeoverMax, nothingPending, "every message recorded delivered")
 	took, err := admin.Store().GetOutboxLease(ctx, agency.DID())
 	if err != nil {
 		t.Fatal(err)
