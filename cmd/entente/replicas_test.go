@@ -173,6 +173,7 @@ func TestReplicaKilledMidOutbox(t *testing.T) {
 	if err := replicas[victim].cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	killedAt := time.Now()
 	replicas[victim].cmd.Wait()
 	lb.route(survivor) // as a load balancer's health check would
 	if pending, err := admin.Store().ListOutbox(ctx, agency.DID(), store.OutboxPending); err != nil || len(pending) != afterCut {
@@ -180,8 +181,18 @@ func TestReplicaKilledMidOutbox(t *testing.T) {
 	}
 	agencyPath.Heal()
 
+	testwait.Until(t, takeoverMax, func() bool {
+		l, err := admin.Store().GetOutboxLease(ctx, agency.DID())
+		return err == nil && l.Token > dying.Token
+	}, "the agency's lease taken over")
+	tookOver := time.Since(killedAt)
 	testwait.Until(t, takeoverMax, agencyHasAll, "the whole log at the agency after the take-over")
 	testwait.Until(t, takeoverMax, nothingPending, "every message recorded delivered")
+	// The survivor's first attempt may wait for its own connection to the
+	// agency, silenced by the cut, to be found dead (spec §8).
+	t.Logf("SIGKILL of the replica holding a %s lease (until %s after the kill): taken over after %s, %d messages delivered after %s",
+		lease, dying.ExpiresAt.Sub(killedAt).Round(10*time.Millisecond), tookOver.Round(10*time.Millisecond),
+		afterCut, time.Since(killedAt).Round(10*time.Millisecond))
 	took, err := admin.Store().GetOutboxLease(ctx, agency.DID())
 	if err != nil {
 		t.Fatal(err)
