@@ -66,6 +66,25 @@ func (s *Service) takeLease(ctx context.Context, destination string) (l store.Ou
 	return l, true, nil
 }
 
+// leaseFor gives the lease under which to deliver to destination: the one
+// this process holds while more than two thirds of it remain (renewals run
+// during deliveries; a write per message would be the store's busiest), or
+// else one taken or renewed now. ok is false when another process holds
+// it. continued is true when this process held it all along since its
+// previous delivery there, so that nobody else can have recorded an outcome
+// for the destination meanwhile.
+func (s *Service) leaseFor(ctx context.Context, destination string) (l store.OutboxLease, ok, continued bool, err error) {
+	now := s.now()
+	s.leases.mu.Lock()
+	prev, had := s.leases.held[destination]
+	s.leases.mu.Unlock()
+	if had && prev.ExpiresAt.Sub(now) > 2*s.lease/3 {
+		return prev, true, true, nil
+	}
+	l, ok, err = s.takeLease(ctx, destination)
+	return l, ok, ok && had && prev.Token == l.Token, err
+}
+
 // DeliveryLeases counts the destinations whose outbox lease this process
 // holds now: the peers it alone delivers to.
 func (s *Service) DeliveryLeases() int {

@@ -130,7 +130,7 @@ func (s *Service) DeliverDue(ctx context.Context) (int, error) {
 	)
 	for _, m := range due {
 		wg.Go(func() {
-			l, ok, err := s.takeLease(ctx, m.Destination)
+			l, ok, continued, err := s.leaseFor(ctx, m.Destination)
 			if err != nil {
 				if ctx.Err() == nil {
 					s.log.Error("outbox: cannot take the delivery lease", "peer", m.Destination, "err", err)
@@ -140,20 +140,23 @@ func (s *Service) DeliverDue(ctx context.Context) (int, error) {
 			if !ok {
 				return // another replica took it since DueOutbox
 			}
-			// m was read before the lease was taken: the replica whose
-			// lease had just ended may have recorded it since.
-			cur, err := s.store.GetOutbox(ctx, m.Destination, m.MessageID)
-			if err != nil {
-				if ctx.Err() == nil {
-					s.log.Error("outbox: cannot read the message to deliver", "peer", m.Destination, "err", err)
+			if !continued {
+				// m was read before the lease was taken: the replica
+				// whose lease had just ended may have recorded it since.
+				cur, err := s.store.GetOutbox(ctx, m.Destination, m.MessageID)
+				if err != nil {
+					if ctx.Err() == nil {
+						s.log.Error("outbox: cannot read the message to deliver", "peer", m.Destination, "err", err)
+					}
+					return
 				}
-				return
-			}
-			if cur.ID != m.ID || cur.State != store.OutboxPending || cur.NextAttempt.After(s.now()) {
-				return
+				if cur.ID != m.ID || cur.State != store.OutboxPending || cur.NextAttempt.After(s.now()) {
+					return
+				}
+				m = cur
 			}
 			attempts.Add(1)
-			s.underLease(ctx, l, func(ctx context.Context) { s.deliver(ctx, l, cur) })
+			s.underLease(ctx, l, func(ctx context.Context) { s.deliver(ctx, l, m) })
 		})
 	}
 	wg.Wait()
