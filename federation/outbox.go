@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/entente-org/entente/identity"
@@ -49,7 +51,9 @@ func (s *Service) notifyOutbox() {
 const outboxPoll = time.Second
 
 // RunOutbox delivers the outbox until ctx is cancelled: per destination one
-// message at a time, in order, retrying with exponential backoff (spec §8).
+// message at a time, in order, retrying with exponential backoff (spec §8),
+// to the destinations whose lease it holds or gets (see lease.go). When ctx
+// ends it releases its leases, for another replica to take over at once.
 func (s *Service) RunOutbox(ctx context.Context) {
 	probes := make(chan struct{})
 	go func() {
@@ -57,6 +61,7 @@ func (s *Service) RunOutbox(ctx context.Context) {
 		s.runProbes(ctx)
 	}()
 	defer func() { <-probes }()
+	defer s.releaseLeases(ctx)
 	var pruned time.Time
 	for {
 		if now := s.now(); now.Sub(pruned) >= inboxPruneEvery {
@@ -69,7 +74,7 @@ func (s *Service) RunOutbox(ctx context.Context) {
 		}
 		wait := outboxPoll
 		if n == 0 {
-			if next, err := s.store.NextOutboxWake(ctx); err == nil && !next.IsZero() {
+			if next, err := s.store.NextOutboxWake(ctx, s.now(), s.holder); err == nil && !next.IsZero() {
 				if d := next.Sub(s.now()); d < wait {
 					wait = max(d, 0)
 				}
@@ -112,36 +117,70 @@ func (s *Service) pruneInbox(ctx context.Context, now time.Time) {
 }
 
 // DeliverDue makes one delivery attempt for each destination whose next
-// message is due, in parallel across destinations. It returns how many
-// attempts it made.
+// message is due and whose lease this process holds or gets, in parallel
+// across destinations. It returns how many attempts it made.
 func (s *Service) DeliverDue(ctx context.Context) (int, error) {
-	due, err := s.store.DueOutbox(ctx, s.now(), 64)
+	due, err := s.store.DueOutbox(ctx, s.now(), s.holder, 64)
 	if err != nil || len(due) == 0 {
 		return 0, err
 	}
-	var wg sync.WaitGroup
+	var (
+		wg       sync.WaitGroup
+		attempts atomic.Int64
+	)
 	for _, m := range due {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.deliver(ctx, m)
-		}()
+		wg.Go(func() {
+			l, ok, continued, err := s.leaseFor(ctx, m.Destination)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Error("outbox: cannot take the delivery lease", "peer", m.Destination, "err", err)
+				}
+				return
+			}
+			if !ok {
+				return // another replica took it since DueOutbox
+			}
+			if !continued {
+				// m was read before the lease was taken: the replica
+				// whose lease had just ended may have recorded it since.
+				cur, err := s.store.GetOutbox(ctx, m.Destination, m.MessageID)
+				if err != nil {
+					if ctx.Err() == nil {
+						s.log.Error("outbox: cannot read the message to deliver", "peer", m.Destination, "err", err)
+					}
+					return
+				}
+				if cur.ID != m.ID || cur.State != store.OutboxPending || cur.NextAttempt.After(s.now()) {
+					return
+				}
+				m = cur
+			}
+			attempts.Add(1)
+			s.underLease(ctx, l, func(ctx context.Context) { s.deliver(ctx, l, m) })
+		})
 	}
 	wg.Wait()
-	return len(due), nil
+	return int(attempts.Load()), nil
 }
 
-func (s *Service) deliver(ctx context.Context, m store.OutboxMessage) {
+// deliver makes one attempt at m, recording its outcome under lease l.
+func (s *Service) deliver(ctx context.Context, l store.OutboxLease, m store.OutboxMessage) {
 	log := s.log.With("peer", m.Destination, "message", m.MessageID)
 	now := s.now()
 	if !now.Before(m.ExpiresAt) {
 		s.deliveries.expired.Add(1)
 		log.Warn("outbound message expired undelivered", "attempts", m.Attempts)
-		s.store.MarkOutboxFinal(ctx, m.ID, store.OutboxExpired, "expired undelivered; last error: "+m.LastError)
+		s.record(log, "expire", s.store.MarkOutboxFinal(ctx, l, m.ID, store.OutboxExpired, "expired undelivered; last error: "+m.LastError))
 		s.forgetSilence(m.Destination)
 		return
 	}
 	receipt, status, retryAfter, err := s.post(ctx, m)
+	if leaseLost(ctx) {
+		// The replica that took the lease over sends m again; the peer
+		// answers "duplicate" if this attempt reached it (spec §8).
+		log.Info("delivery attempt abandoned: another replica took the delivery lease over", "err", err)
+		return
+	}
 	answered := !errors.Is(err, errNoAnswer)
 	if answered {
 		s.heardFrom(ctx, m.Destination)
@@ -149,14 +188,12 @@ func (s *Service) deliver(ctx context.Context, m store.OutboxMessage) {
 	switch {
 	case err == nil:
 		s.deliveries.delivered.Add(1)
-		if err := s.store.MarkOutboxDelivered(ctx, m.ID, receipt, s.now()); err != nil {
-			log.Error("outbox: cannot mark delivered", "err", err)
-		}
+		s.record(log, "mark delivered", s.store.MarkOutboxDelivered(ctx, l, m.ID, receipt, s.now()))
 		return
 	case finalStatus(status):
 		s.deliveries.refused.Add(1)
 		log.Warn("peer refused message", "status", status, "err", err)
-		s.store.MarkOutboxFinal(ctx, m.ID, store.OutboxFailed, err.Error())
+		s.record(log, "mark failed", s.store.MarkOutboxFinal(ctx, l, m.ID, store.OutboxFailed, err.Error()))
 		return
 	case status == http.StatusTooManyRequests:
 		// The peer is up and asks us to slow down (spec §3.4, §8): wait as
@@ -169,9 +206,7 @@ func (s *Service) deliver(ctx context.Context, m store.OutboxMessage) {
 		}
 		next := now.Add(wait)
 		log.Info("peer asked to retry later", "status", status, "next", next, "err", err)
-		if err := s.store.MarkOutboxRetry(ctx, m.ID, m.Attempts, next, err.Error()); err != nil {
-			log.Error("outbox: cannot schedule retry", "err", err)
-		}
+		s.record(log, "schedule retry", s.store.MarkOutboxRetry(ctx, l, m.ID, m.Attempts, next, err.Error()))
 		return
 	}
 	s.deliveries.retried.Add(1)
@@ -184,8 +219,20 @@ func (s *Service) deliver(ctx context.Context, m store.OutboxMessage) {
 		next = now.Add(wait) // a 503's Retry-After (spec §8)
 	}
 	log.Info("delivery failed, will retry", "attempts", attempts, "next", next, "err", err)
-	if err := s.store.MarkOutboxRetry(ctx, m.ID, attempts, next, err.Error()); err != nil {
-		log.Error("outbox: cannot schedule retry", "err", err)
+	s.record(log, "schedule retry", s.store.MarkOutboxRetry(ctx, l, m.ID, attempts, next, err.Error()))
+}
+
+// record logs the failure to record an attempt's outcome. A lost lease is
+// no fault: the replica that took it over sends the message again, and the
+// peer, which keeps the message ids it applied, answers it as a duplicate
+// (spec §8).
+func (s *Service) record(log *slog.Logger, what string, err error) {
+	switch {
+	case err == nil:
+	case errors.Is(err, store.ErrLeaseLost):
+		log.Info("outbox: delivery lease lost before the outcome was recorded; the new holder sends the message again", "outcome", what)
+	default:
+		log.Error("outbox: cannot "+what, "err", err)
 	}
 }
 

@@ -36,6 +36,16 @@ type Options struct {
 	RetryMax time.Duration
 	// MessageTTL is how long an outbound message may wait for delivery.
 	MessageTTL time.Duration
+	// DeliveryHolder names this process in the outbox leases, which make
+	// one replica of a node at a time deliver to each peer (spec §8). It
+	// must differ between processes sharing a store; empty: a new
+	// NewDeliveryHolder.
+	DeliveryHolder string
+	// DeliveryLease is how long a lease lasts unrenewed, and so how long a
+	// peer of a replica that died waits for another to take over. It is
+	// renewed every third of it while delivering. Zero:
+	// DefaultDeliveryLease.
+	DeliveryLease time.Duration
 	// Limits bound what each trusted peer may ask of this node (spec §3.4).
 	Limits PeerLimits
 	// LogWatcher, when set, is told when a conference's log or replica has
@@ -70,10 +80,15 @@ type Service struct {
 
 	retryBase, retryMax, messageTTL time.Duration
 	wake                            chan struct{}
-	reach                           reachability
-	logWatcher                      LogWatcher
-	signals                         SignalReceiver
-	trunks                          TrunkAnswerer
+	// holder names this process in the outbox leases it takes, which last
+	// lease unrenewed.
+	holder     string
+	lease      time.Duration
+	leases     leases
+	reach      reachability
+	logWatcher LogWatcher
+	signals    SignalReceiver
+	trunks     TrunkAnswerer
 }
 
 // NewService builds a Service. It starts nothing; see RunOutbox.
@@ -94,6 +109,9 @@ func NewService(o Options) (*Service, error) {
 		messageTTL: o.MessageTTL,
 		limits:     o.Limits.withDefaults(),
 		wake:       make(chan struct{}, 1),
+		holder:     o.DeliveryHolder,
+		lease:      o.DeliveryLease,
+		leases:     leases{held: make(map[string]store.OutboxLease)},
 		reach:      reachability{silent: make(map[string]int), heard: make(map[string]time.Time)},
 
 		logWatcher: o.LogWatcher,
@@ -114,6 +132,12 @@ func NewService(o Options) (*Service, error) {
 	}
 	if s.messageTTL <= 0 {
 		s.messageTTL = 24 * time.Hour
+	}
+	if s.holder == "" {
+		s.holder = NewDeliveryHolder()
+	}
+	if s.lease <= 0 {
+		s.lease = DefaultDeliveryLease
 	}
 	host, err := ownAuthority(o.PublicURL, o.DID)
 	if err != nil {

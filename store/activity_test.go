@@ -48,10 +48,10 @@ func TestActivity(t *testing.T) {
 		enqueue(t, s, message("m2", toAgency, t0))
 		d := enqueue(t, s, message("m3", toCity, t0))
 		f := enqueue(t, s, message("m4", toCity, t0))
-		if err := s.MarkOutboxDelivered(ctx, d.ID, []byte("receipt"), t0); err != nil {
+		if err := s.MarkOutboxDelivered(ctx, lease(t, s, toCity), d.ID, []byte("receipt"), t0); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.MarkOutboxFinal(ctx, f.ID, store.OutboxFailed, "refused"); err != nil {
+		if err := s.MarkOutboxFinal(ctx, lease(t, s, toCity), f.ID, store.OutboxFailed, "refused"); err != nil {
 			t.Fatal(err)
 		}
 

@@ -13,6 +13,10 @@ type dialect struct {
 	name string
 	// numbered placeholders ($1, $2, …) instead of ?.
 	numbered bool
+	// forShare ends a subquery whose rows must stay as read until the
+	// statement's transaction ends: PostgreSQL locks them, while SQLite's
+	// transaction already holds the whole database.
+	forShare string
 	// types are substituted into migration SQL as {{.Blob}}, {{.Timestamp}},
 	// {{.AutoID}} and {{.Text}}.
 	types columnTypes
@@ -45,6 +49,7 @@ func postgresDialect() dialect {
 	return dialect{
 		name:     BackendPostgres,
 		numbered: true,
+		forShare: " FOR SHARE",
 		types: columnTypes{
 			Blob:      "BYTEA",
 			Timestamp: "TIMESTAMPTZ",

@@ -34,6 +34,7 @@ CREATE TABLE secrets (
 		{Version: 6, Name: "signin", SQL: signInSchema},
 		{Version: 7, Name: "guest_links", SQL: guestLinksSchema},
 		{Version: 8, Name: "session_checks", SQL: sessionChecksSchema},
+		{Version: 9, Name: "outbox_leases", SQL: outboxLeasesSchema},
 	}
 }
 
@@ -182,6 +183,20 @@ CREATE TABLE chat_lines (
 	as_user    TEXT NOT NULL,
 	created_at BIGINT NOT NULL,
 	PRIMARY KEY (conference, id)
+)`
+
+// outboxLeasesSchema holds, per destination, which process may deliver the
+// outbox to it and until when (spec/federation.md §8): replicas of a node
+// share the outbox, and one at a time delivers to each peer, in order. A
+// row is never deleted, so that token only grows: it is the fencing token
+// that outcomes are recorded under (see OutboxLease). Times are BIGINT
+// milliseconds since the epoch.
+const outboxLeasesSchema = `
+CREATE TABLE outbox_leases (
+	destination {{.Text}} PRIMARY KEY,
+	holder      TEXT NOT NULL,
+	token       BIGINT NOT NULL,
+	expires_at  BIGINT NOT NULL
 )`
 
 // healthSchema holds the one row the readiness probe rewrites, so that

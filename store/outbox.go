@@ -84,9 +84,16 @@ RETURNING id`,
 	return id, nil
 }
 
-func (s queries) DueOutbox(ctx context.Context, now time.Time, limit int) ([]OutboxMessage, error) {
-	query := `SELECT ` + outboxColumns + ` FROM outbox o WHERE ` + headOfDestination + ` AND o.next_attempt <= ? ORDER BY o.id`
-	args := []any{now.UnixMilli()}
+// notLeasedElsewhere keeps, of the outbox rows o, those whose destination
+// no other holder than the one given (first argument) holds a lease on at
+// the time given (second argument).
+const notLeasedElsewhere = `NOT EXISTS (SELECT 1 FROM outbox_leases l
+	WHERE l.destination = o.destination AND l.holder <> ? AND l.expires_at > ?)`
+
+func (s queries) DueOutbox(ctx context.Context, now time.Time, holder string, limit int) ([]OutboxMessage, error) {
+	query := `SELECT ` + outboxColumns + ` FROM outbox o WHERE ` + headOfDestination + ` AND o.next_attempt <= ? AND ` +
+		notLeasedElsewhere + ` ORDER BY o.id`
+	args := []any{now.UnixMilli(), holder, now.UnixMilli()}
 	if limit > 0 {
 		query += ` LIMIT ?`
 		args = append(args, limit)
@@ -102,30 +109,35 @@ func (s queries) DueOutbox(ctx context.Context, now time.Time, limit int) ([]Out
 	return ms, nil
 }
 
-func (s queries) NextOutboxWake(ctx context.Context) (time.Time, error) {
+func (s queries) NextOutboxWake(ctx context.Context, now time.Time, holder string) (time.Time, error) {
 	var wake time.Time
-	err := s.q.queryRow(ctx, `SELECT MIN(o.next_attempt) FROM outbox o WHERE `+headOfDestination).Scan(millisTime{&wake})
+	// A head is due at its next attempt, but not before another holder's
+	// lease on its destination ends.
+	err := s.q.queryRow(ctx, `
+SELECT MIN(CASE WHEN l.holder <> ? AND l.expires_at > ? AND l.expires_at > o.next_attempt
+	THEN l.expires_at ELSE o.next_attempt END)
+FROM outbox o LEFT JOIN outbox_leases l ON l.destination = o.destination
+WHERE `+headOfDestination, holder, now.UnixMilli()).Scan(millisTime{&wake})
 	if err != nil {
 		return time.Time{}, fmt.Errorf("store: next outbox wake: %w", err)
 	}
 	return wake, nil
 }
 
-func (s queries) MarkOutboxDelivered(ctx context.Context, id int64, receipt []byte, at time.Time) error {
-	err := affectedOne(s.q.exec(ctx, `UPDATE outbox SET state = ?, receipt = ?, delivered_at = ?, last_error = '' WHERE id = ?`,
-		OutboxDelivered, nonNil(receipt), millisArg(at), id))
+func (s queries) MarkOutboxDelivered(ctx context.Context, l OutboxLease, id int64, receipt []byte, at time.Time) error {
+	err := s.leasedUpdate(ctx, l, id, `state = ?, receipt = ?, delivered_at = ?, last_error = ''`,
+		OutboxDelivered, nonNil(receipt), millisArg(at))
 	if err != nil {
 		return fmt.Errorf("store: mark outbox message %d delivered: %w", id, err)
 	}
 	return nil
 }
 
-func (s queries) MarkOutboxRetry(ctx context.Context, id int64, attempts int, next time.Time, lastErr string) error {
+func (s queries) MarkOutboxRetry(ctx context.Context, l OutboxLease, id int64, attempts int, next time.Time, lastErr string) error {
 	if next.IsZero() {
 		return fmt.Errorf("store: mark outbox message %d for retry: next attempt time is not set", id)
 	}
-	err := affectedOne(s.q.exec(ctx, `UPDATE outbox SET attempts = ?, next_attempt = ?, last_error = ? WHERE id = ?`,
-		attempts, millisArg(next), lastErr, id))
+	err := s.leasedUpdate(ctx, l, id, `attempts = ?, next_attempt = ?, last_error = ?`, attempts, millisArg(next), lastErr)
 	if err != nil {
 		return fmt.Errorf("store: mark outbox message %d for retry: %w", id, err)
 	}
@@ -142,12 +154,11 @@ WHERE destination = ? AND state = ? AND (next_attempt > ? OR attempts > 0)`,
 	return n, nil
 }
 
-func (s queries) MarkOutboxFinal(ctx context.Context, id int64, state, reason string) error {
+func (s queries) MarkOutboxFinal(ctx context.Context, l OutboxLease, id int64, state, reason string) error {
 	if state != OutboxFailed && state != OutboxExpired {
 		return fmt.Errorf("store: mark outbox message %d final: state %q is neither %q nor %q", id, state, OutboxFailed, OutboxExpired)
 	}
-	err := affectedOne(s.q.exec(ctx, `UPDATE outbox SET state = ?, last_error = ? WHERE id = ?`, state, reason, id))
-	if err != nil {
+	if err := s.leasedUpdate(ctx, l, id, `state = ?, last_error = ?`, state, reason); err != nil {
 		return fmt.Errorf("store: mark outbox message %d %s: %w", id, state, err)
 	}
 	return nil

@@ -30,6 +30,20 @@ func message(id, destination string, next time.Time) store.OutboxMessage {
 		CreatedAt: t0, ExpiresAt: t0.Add(24 * time.Hour), NextAttempt: next}
 }
 
+// holder is the process that delivers in the tests of a single deliverer.
+const holder = "node-1"
+
+// lease takes holder's lease on destination, until long after every time
+// the tests use.
+func lease(t *testing.T, s store.Tx, destination string) store.OutboxLease {
+	t.Helper()
+	l, err := s.TakeOutboxLease(t.Context(), destination, holder, t0, t0.Add(24*time.Hour))
+	if err != nil {
+		t.Fatalf("TakeOutboxLease(%s): %v", destination, err)
+	}
+	return l
+}
+
 func ids(ms []store.OutboxMessage) []string {
 	var out []string
 	for _, m := range ms {
@@ -51,7 +65,7 @@ func TestDueOutboxHeadOfLine(t *testing.T) {
 		enqueue(t, s, message("c2", toCity, now.Add(-time.Hour)))
 		enqueue(t, s, message("g1", "did:web:gov.example", now.Add(-time.Millisecond)))
 
-		due, err := s.DueOutbox(ctx, now, 0)
+		due, err := s.DueOutbox(ctx, now, holder, 0)
 		if err != nil {
 			t.Fatalf("DueOutbox: %v", err)
 		}
@@ -61,27 +75,27 @@ func TestDueOutboxHeadOfLine(t *testing.T) {
 		if len(due) > 0 && !reflect.DeepEqual(due[0], c1) {
 			t.Errorf("DueOutbox()[0] = %+v, want %+v", due[0], c1)
 		}
-		if due, err := s.DueOutbox(ctx, now, 1); err != nil || !reflect.DeepEqual(ids(due), []string{"c1"}) {
+		if due, err := s.DueOutbox(ctx, now, holder, 1); err != nil || !reflect.DeepEqual(ids(due), []string{"c1"}) {
 			t.Errorf("DueOutbox(now, limit 1) = %v, %v; want [c1]", ids(due), err)
 		}
-		if wake, err := s.NextOutboxWake(ctx); err != nil || !wake.Equal(now.Add(-time.Millisecond)) {
+		if wake, err := s.NextOutboxWake(ctx, now, holder); err != nil || !wake.Equal(now.Add(-time.Millisecond)) {
 			t.Errorf("NextOutboxWake = %v, %v; want %v", wake, err, now.Add(-time.Millisecond))
 		}
 
 		// Once a head is done, the next message of its destination is the head.
-		if err := s.MarkOutboxDelivered(ctx, c1.ID, []byte(`{"receipt":1}`), now); err != nil {
+		if err := s.MarkOutboxDelivered(ctx, lease(t, s, toCity), c1.ID, []byte(`{"receipt":1}`), now); err != nil {
 			t.Fatalf("MarkOutboxDelivered: %v", err)
 		}
-		if err := s.MarkOutboxFinal(ctx, due[1].ID, store.OutboxFailed, "403 forbidden"); err != nil {
+		if err := s.MarkOutboxFinal(ctx, lease(t, s, "did:web:gov.example"), due[1].ID, store.OutboxFailed, "403 forbidden"); err != nil {
 			t.Fatalf("MarkOutboxFinal: %v", err)
 		}
-		if due, err := s.DueOutbox(ctx, now, 0); err != nil || !reflect.DeepEqual(ids(due), []string{"c2"}) {
+		if due, err := s.DueOutbox(ctx, now, holder, 0); err != nil || !reflect.DeepEqual(ids(due), []string{"c2"}) {
 			t.Errorf("after c1 and g1 ended, DueOutbox = %v, %v; want [c2]", ids(due), err)
 		}
-		if due, err := s.DueOutbox(ctx, now.Add(time.Second), 0); err != nil || !reflect.DeepEqual(ids(due), []string{"a1", "c2"}) {
+		if due, err := s.DueOutbox(ctx, now.Add(time.Second), holder, 0); err != nil || !reflect.DeepEqual(ids(due), []string{"a1", "c2"}) {
 			t.Errorf("a second later, DueOutbox = %v, %v; want [a1 c2]", ids(due), err)
 		}
-		if wake, err := s.NextOutboxWake(ctx); err != nil || !wake.Equal(now.Add(-time.Hour)) {
+		if wake, err := s.NextOutboxWake(ctx, now, holder); err != nil || !wake.Equal(now.Add(-time.Hour)) {
 			t.Errorf("NextOutboxWake = %v, %v; want %v", wake, err, now.Add(-time.Hour))
 		}
 	})
@@ -91,8 +105,9 @@ func TestOutboxLifecycle(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b storetest.Backend) {
 		s := b.Open(t)
 		ctx := t.Context()
+		now := t0
 
-		if wake, err := s.NextOutboxWake(ctx); err != nil || !wake.IsZero() {
+		if wake, err := s.NextOutboxWake(ctx, now, holder); err != nil || !wake.IsZero() {
 			t.Errorf("NextOutboxWake of an empty outbox = %v, %v; want the zero time", wake, err)
 		}
 
@@ -115,16 +130,17 @@ func TestOutboxLifecycle(t *testing.T) {
 			t.Errorf("ListOutbox(agency) = %+v, want %+v", got, want)
 		}
 
-		if err := s.MarkOutboxRetry(ctx, m1.ID, 1, t0.Add(2*time.Second), "connection refused"); err != nil {
+		agency, city := lease(t, s, toAgency), lease(t, s, toCity)
+		if err := s.MarkOutboxRetry(ctx, agency, m1.ID, 1, t0.Add(2*time.Second), "connection refused"); err != nil {
 			t.Fatalf("MarkOutboxRetry: %v", err)
 		}
 		m1.Attempts, m1.NextAttempt, m1.LastError = 1, t0.Add(2*time.Second), "connection refused"
 		receipt := []byte(`{"v":1,"payload":"receipt"}`)
-		if err := s.MarkOutboxDelivered(ctx, m1.ID, receipt, t0.Add(3*time.Second)); err != nil {
+		if err := s.MarkOutboxDelivered(ctx, agency, m1.ID, receipt, t0.Add(3*time.Second)); err != nil {
 			t.Fatalf("MarkOutboxDelivered: %v", err)
 		}
 		m1.State, m1.Receipt, m1.DeliveredAt, m1.LastError = store.OutboxDelivered, receipt, t0.Add(3*time.Second), ""
-		if err := s.MarkOutboxFinal(ctx, m3.ID, store.OutboxExpired, "expired after 24h"); err != nil {
+		if err := s.MarkOutboxFinal(ctx, city, m3.ID, store.OutboxExpired, "expired after 24h"); err != nil {
 			t.Fatalf("MarkOutboxFinal: %v", err)
 		}
 		m3.State, m3.LastError = store.OutboxExpired, "expired after 24h"
@@ -160,16 +176,17 @@ func TestOutboxLifecycle(t *testing.T) {
 			err  error
 			want error
 		}{
-			{"delivered, unknown id", s.MarkOutboxDelivered(ctx, 999, nil, t0), store.ErrNotFound},
-			{"retry, unknown id", s.MarkOutboxRetry(ctx, 999, 1, t0, ""), store.ErrNotFound},
-			{"final, unknown id", s.MarkOutboxFinal(ctx, 999, store.OutboxFailed, ""), store.ErrNotFound},
+			{"delivered, unknown id", s.MarkOutboxDelivered(ctx, agency, 999, nil, t0), store.ErrNotFound},
+			{"retry, unknown id", s.MarkOutboxRetry(ctx, agency, 999, 1, t0, ""), store.ErrNotFound},
+			{"final, unknown id", s.MarkOutboxFinal(ctx, agency, 999, store.OutboxFailed, ""), store.ErrNotFound},
+			{"delivered, message of another destination", s.MarkOutboxDelivered(ctx, city, m2.ID, nil, t0), store.ErrNotFound},
 		}
 		for _, tt := range refused {
 			if !errors.Is(tt.err, tt.want) {
 				t.Errorf("%s: err = %v, want %v", tt.name, tt.err, tt.want)
 			}
 		}
-		if err := s.MarkOutboxFinal(ctx, m2.ID, store.OutboxDelivered, ""); err == nil {
+		if err := s.MarkOutboxFinal(ctx, agency, m2.ID, store.OutboxDelivered, ""); err == nil {
 			t.Error("MarkOutboxFinal with state delivered succeeded")
 		}
 		if _, err := s.ListOutbox(ctx, "", "lost"); err == nil {
@@ -196,13 +213,14 @@ func TestRetryOutboxNow(t *testing.T) {
 		c1 := enqueue(t, s, message("c1", toCity, t0))
 		// a1 was delivered; a2 waits in backoff; a3 is behind it; c1, to
 		// another destination, waits in backoff too.
-		if err := s.MarkOutboxDelivered(ctx, a1.ID, []byte(`{}`), t0); err != nil {
+		agency := lease(t, s, toAgency)
+		if err := s.MarkOutboxDelivered(ctx, agency, a1.ID, []byte(`{}`), t0); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.MarkOutboxRetry(ctx, a2.ID, 6, now.Add(time.Minute), "connection timed out"); err != nil {
+		if err := s.MarkOutboxRetry(ctx, agency, a2.ID, 6, now.Add(time.Minute), "connection timed out"); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.MarkOutboxRetry(ctx, c1.ID, 3, now.Add(time.Minute), "connection timed out"); err != nil {
+		if err := s.MarkOutboxRetry(ctx, lease(t, s, toCity), c1.ID, 3, now.Add(time.Minute), "connection timed out"); err != nil {
 			t.Fatal(err)
 		}
 
@@ -210,7 +228,7 @@ func TestRetryOutboxNow(t *testing.T) {
 		if err != nil || n != 1 {
 			t.Fatalf("RetryOutboxNow(agency) = %d, %v; want 1", n, err)
 		}
-		due, err := s.DueOutbox(ctx, now, 0)
+		due, err := s.DueOutbox(ctx, now, holder, 0)
 		if err != nil || !reflect.DeepEqual(ids(due), []string{"a2"}) {
 			t.Fatalf("DueOutbox after the reset = %v, %v; want [a2]", ids(due), err)
 		}

@@ -85,7 +85,7 @@ type dbStore struct {
 
 // open migrates d and wraps it as a Store; d is closed if that fails.
 func open(ctx context.Context, d db, dl dialect, ms []migration, log *slog.Logger) (*dbStore, error) {
-	s := &dbStore{queries: queries{d}, dialect: dl, db: d, log: log.With("backend", dl.name)}
+	s := &dbStore{queries: queries{q: d, forShare: dl.forShare}, dialect: dl, db: d, log: log.With("backend", dl.name)}
 	if err := migrate(ctx, d, dl, ms, s.log); err != nil {
 		return nil, errors.Join(err, d.close())
 	}

@@ -127,22 +127,43 @@ type Tx interface {
 
 	// EnqueueOutbox stores m as pending and returns its ID.
 	EnqueueOutbox(ctx context.Context, m OutboxMessage) (int64, error)
-	// DueOutbox returns, for each destination, its oldest pending message
-	// if that one's NextAttempt <= now; at most limit (all when limit <= 0),
+	// DueOutbox returns, for each destination that no other holder than
+	// holder has a lease on at now, its oldest pending message if that
+	// one's NextAttempt <= now; at most limit (all when limit <= 0),
 	// ordered by ID.
-	DueOutbox(ctx context.Context, now time.Time, limit int) ([]OutboxMessage, error)
-	// NextOutboxWake is the earliest NextAttempt among the oldest pending
-	// messages of each destination, or the zero time when none is pending.
-	NextOutboxWake(ctx context.Context) (time.Time, error)
-	MarkOutboxDelivered(ctx context.Context, id int64, receipt []byte, at time.Time) error
-	MarkOutboxRetry(ctx context.Context, id int64, attempts int, next time.Time, lastErr string) error
+	DueOutbox(ctx context.Context, now time.Time, holder string, limit int) ([]OutboxMessage, error)
+	// NextOutboxWake is the earliest time at which holder may deliver one
+	// of the oldest pending messages of each destination: its NextAttempt,
+	// or the end of another holder's lease on its destination if that is
+	// later. It is the zero time when nothing is pending.
+	NextOutboxWake(ctx context.Context, now time.Time, holder string) (time.Time, error)
+	// TakeOutboxLease gives holder the lease on destination until until:
+	// a new one when nobody's lease runs past now, or holder's own renewed
+	// (its token unchanged). When another holder's lease runs past now it
+	// returns that lease and an error wrapping ErrLeaseHeld. Of processes
+	// taking one lease at once, exactly one gets it.
+	TakeOutboxLease(ctx context.Context, destination, holder string, now, until time.Time) (OutboxLease, error)
+	// ReleaseOutboxLease ends l now, if it is still the destination's
+	// current lease (ErrLeaseLost otherwise), so that another holder may
+	// take the destination without waiting for it to expire.
+	ReleaseOutboxLease(ctx context.Context, l OutboxLease) error
+	// GetOutboxLease returns the current or last lease on destination;
+	// ErrNotFound when it never had one.
+	GetOutboxLease(ctx context.Context, destination string) (OutboxLease, error)
+	// MarkOutboxDelivered, MarkOutboxRetry and MarkOutboxFinal record the
+	// outcome of a delivery attempt made under lease l (which must be on
+	// the message's destination): they fail with ErrLeaseLost, changing
+	// nothing, once another lease replaced l, and with ErrNotFound when
+	// there is no such message.
+	MarkOutboxDelivered(ctx context.Context, l OutboxLease, id int64, receipt []byte, at time.Time) error
+	MarkOutboxRetry(ctx context.Context, l OutboxLease, id int64, attempts int, next time.Time, lastErr string) error
 	// RetryOutboxNow makes every pending message to destination due at now
 	// with its backoff started over (attempts 0), for a destination heard
 	// from again; it returns how many messages were waiting longer.
 	RetryOutboxNow(ctx context.Context, destination string, now time.Time) (int64, error)
 	// MarkOutboxFinal ends the message's delivery; state is OutboxFailed or
 	// OutboxExpired, and reason is kept as its LastError.
-	MarkOutboxFinal(ctx context.Context, id int64, state, reason string) error
+	MarkOutboxFinal(ctx context.Context, l OutboxLease, id int64, state, reason string) error
 	// ListOutbox returns the messages to destination in state, ordered by
 	// ID; "" for either matches any.
 	ListOutbox(ctx context.Context, destination string, state string) ([]OutboxMessage, error)
@@ -191,12 +212,17 @@ type Tx interface {
 
 // queries implements Tx once over a querier, which is either the backend's
 // pool (for Store) or one of its transactions (for InTx).
-type queries struct{ q querier }
+type queries struct {
+	q querier
+	// forShare is the dialect's locking clause for a subquery (see
+	// dialect.forShare).
+	forShare string
+}
 
 func (s *dbStore) InTx(ctx context.Context, fn func(tx Tx) error) error {
 	var fnErr error
 	err := s.db.inTx(ctx, func(q querier) error {
-		fnErr = fn(queries{q})
+		fnErr = fn(queries{q: q, forShare: s.dialect.forShare})
 		return fnErr
 	})
 	if err != nil && fnErr == nil {

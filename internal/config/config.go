@@ -69,6 +69,7 @@ type Federation struct {
 	PeerBurst             int           `yaml:"peer_burst" default:"200" doc:"Requests a trusted peer may make at once above peer_messages_per_second."`
 	PeerOpenInvitations   int           `yaml:"peer_open_invitations" default:"100" doc:"Conferences of one peer that may invite this node at a time without an answer; a further invitation gets 429 until users answer."`
 	PeerConferences       int           `yaml:"peer_conferences" default:"1000" doc:"Conferences, not ended and not declined, one peer may host with this node; a further invitation gets 429."`
+	DeliveryLease         time.Duration `yaml:"delivery_lease" default:"15s" doc:"How long a replica's right to deliver the outbox to one peer lasts unrenewed (it is renewed every third of it while delivering). One replica at a time delivers to each peer, in order; when one dies, another takes its peers over after at most this long."`
 }
 
 // Media configures the node's SFU (package media).
@@ -163,6 +164,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Federation.DIDCacheTTL <= 0 || c.Federation.DIDCacheTTL > time.Hour {
 		return fieldErr("federation.did_cache_ttl", "must be between 1s and 1h, got %s", c.Federation.DIDCacheTTL)
+	}
+	if c.Federation.DeliveryLease < time.Second || c.Federation.DeliveryLease > 5*time.Minute {
+		return fieldErr("federation.delivery_lease", "must be between 1s and 5m, got %s", c.Federation.DeliveryLease)
 	}
 	for _, l := range []struct {
 		field string

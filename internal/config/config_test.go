@@ -96,6 +96,7 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 		{"key storage", minimal + "keys:\n  storage: hsm\n", nil, `keys.storage: must be "file" or "database", got "hsm"`},
 		{"log format", minimal + "log:\n  format: xml\n", nil, `log.format: must be "json" or "text", got "xml"`},
 		{"ttl too long", minimal + "federation:\n  did_cache_ttl: 24h\n", nil, "federation.did_cache_ttl: must be between 1s and 1h"},
+		{"delivery lease too short", minimal, []string{"ENTENTE_FEDERATION_DELIVERY_LEASE=500ms"}, "federation.delivery_lease: must be between 1s and 5m, got 500ms"},
 		{"peer rate zero", minimal + "federation:\n  peer_messages_per_second: 0\n", nil, "federation.peer_messages_per_second: must be between 1 and 100000, got 0"},
 		{"peer invitations negative", minimal, []string{"ENTENTE_FEDERATION_PEER_OPEN_INVITATIONS=-1"}, "federation.peer_open_invitations: must be between 1 and 1000000, got -1"},
 		{"env bool", minimal, []string{"ENTENTE_FEDERATION_ALLOW_PRIVATE_ADDRESSES=maybe"}, `federation.allow_private_addresses: from ENTENTE_FEDERATION_ALLOW_PRIVATE_ADDRESSES: not a boolean: "maybe"`},

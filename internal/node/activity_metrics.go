@@ -26,7 +26,7 @@ type activityCollector struct {
 	now   func() time.Time
 	log   *slog.Logger
 
-	conferences, participants, outbox, oldestPending, deliveries *prometheus.Desc
+	conferences, participants, outbox, oldestPending, deliveries, leases *prometheus.Desc
 }
 
 func newActivityCollector(n *Node) *activityCollector {
@@ -47,6 +47,9 @@ func newActivityCollector(n *Node) *activityCollector {
 		deliveries: prometheus.NewDesc("entente_federation_deliveries_total",
 			"Federation outbox delivery attempts since the node started, by result (delivered, retried, throttled, refused, expired).",
 			[]string{"result"}, nil),
+		leases: prometheus.NewDesc("entente_federation_delivery_leases",
+			"Peers whose outbox delivery lease this process holds: of a node's replicas, it alone delivers to them.",
+			nil, nil),
 	}
 }
 
@@ -56,6 +59,7 @@ func (c *activityCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.outbox
 	ch <- c.oldestPending
 	ch <- c.deliveries
+	ch <- c.leases
 }
 
 func (c *activityCollector) Collect(ch chan<- prometheus.Metric) {
@@ -65,6 +69,7 @@ func (c *activityCollector) Collect(ch chan<- prometheus.Metric) {
 	} {
 		ch <- prometheus.MustNewConstMetric(c.deliveries, prometheus.CounterValue, float64(v), result)
 	}
+	ch <- prometheus.MustNewConstMetric(c.leases, prometheus.GaugeValue, float64(c.fed.DeliveryLeases()))
 
 	ctx, cancel := context.WithTimeout(context.Background(), activityScrapeTimeout)
 	defer cancel()

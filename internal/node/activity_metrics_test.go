@@ -124,6 +124,7 @@ func TestActivityMetrics(t *testing.T) {
 		`entente_federation_deliveries_total{result="refused"}`:   "0",
 		`entente_federation_deliveries_total{result="throttled"}`: "0",
 		`entente_federation_deliveries_total{result="expired"}`:   "0",
+		`entente_federation_delivery_leases`:                      "1",
 		`entente_media_forwarded_packets_total{kind="video"}`:     "0",
 		`entente_media_malformed_packets_total{protocol="rtp"}`:   "0",
 	})

@@ -157,6 +157,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 		Logger:    n.log,
 		Now:       n.now,
 		RetryBase: opts.RetryBase,
+		// Every replica of the node delivers under leases of this length.
+		DeliveryLease:  cfg.Federation.DeliveryLease,
+		DeliveryHolder: deliveryHolder(n.store),
 		Limits: federation.PeerLimits{
 			MessagesPerSecond: float64(cfg.Federation.PeerMessagesPerSecond),
 			Burst:             cfg.Federation.PeerBurst,
@@ -194,6 +197,17 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 		return nil, err
 	}
 	return n, nil
+}
+
+// deliveryHolder names this process in the outbox leases. Replicas need
+// PostgreSQL, and each a name of its own. A node on SQLite is one process:
+// it keeps one name across restarts, so that after a crash it takes its
+// leases back at once instead of waiting for them to end.
+func deliveryHolder(s store.Store) string {
+	if s.Backend() == store.BackendSQLite {
+		return "sqlite"
+	}
+	return federation.NewDeliveryHolder()
 }
 
 // OpenStore opens the store the config selects: PostgreSQL when
