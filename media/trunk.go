@@ -245,7 +245,23 @@ func (ts *trunkSet) open(ctx context.Context, conference string) (*trunk, bool, 
 // media to other member nodes. A second offer from the same peer for the
 // same conference is an ICE restart and is answered on the same connection.
 func (s *SFU) AcceptTrunk(ctx context.Context, conference, peer, offerSDP string, relay bool) (string, error) {
+	if _, ok := ReplicaOf(peer); ok {
+		return "", fmt.Errorf("media: trunk peer %q: %w", peer, ErrBadTrunkOffer)
+	}
+	return s.acceptTrunk(ctx, trunkPeer{conference: conference, name: peer, users: peer, relay: relay}, offerSDP)
+}
+
+// trunkPeer is who offers a trunk: its name in the trunk set, whose
+// participants it may announce (users of the node with that DID), and its
+// permission to have its media relayed.
+type trunkPeer struct {
+	conference, name, users string
+	relay, replica          bool
+}
+
+func (s *SFU) acceptTrunk(ctx context.Context, from trunkPeer, offerSDP string) (string, error) {
 	ts := s.trunks
+	conference, peer := from.conference, from.name
 	var parsed sdp.SessionDescription
 	if err := parsed.UnmarshalString(offerSDP); err != nil {
 		return "", fmt.Errorf("media: trunk offer from %s: %w: %v", peer, ErrBadTrunkOffer, err)
@@ -268,9 +284,13 @@ func (s *SFU) AcceptTrunk(ctx context.Context, conference, peer, offerSDP string
 		}
 		return answer, nil
 	}
-	t, err := ts.newTrunk(conference, peer, false, relay)
+	t, err := ts.newTrunk(conference, peer, false, from.relay)
 	if err != nil {
 		return "", err
+	}
+	t.users = from.users
+	if from.replica {
+		t.holdLink()
 	}
 	if err := t.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {
 		t.close("bad offer")

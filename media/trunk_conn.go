@@ -60,6 +60,14 @@ type trunk struct {
 	// its `relay` messages (§10.5, trunk_relay.go).
 	relay     atomic.Bool
 	closeOnce sync.Once
+	// replica is set on a trunk between two replicas of this node
+	// (trunk_replica.go); users, on the host side, is the DID of the node
+	// whose users the peer may announce.
+	replica bool
+	users   string
+	// link is set on the owner's side of a replica trunk while it counts
+	// as a local participant of the conference's link to its host.
+	link atomic.Bool
 
 	negMu sync.Mutex
 
@@ -120,6 +128,7 @@ func (ts *trunkSet) newTrunk(conference, peer string, member, relay bool) (*trun
 	}
 	t := &trunk{
 		set: ts, conference: conference, peer: peer, member: member, relayKick: make(chan struct{}, 1),
+		users: peer, replica: isReplicaPeer(peer),
 		log: ts.log.With("conference", conference, "peer", peer), pc: pc, done: make(chan struct{}),
 		slots: map[string]*trunkSlot{}, offered: map[string]UpTrack{}, sent: map[string]*trackCounter{},
 		rx: map[string]*rxSlot{}, remote: map[string]*upTrack{}, people: map[string]*remoteParticipant{},
@@ -398,6 +407,9 @@ func (t *trunk) close(reason string) {
 			t.log.Debug("close trunk peer connection", "err", err)
 		}
 		t.set.removed(t)
+		if t.link.Swap(false) {
+			t.set.localLeft(t.conference)
+		}
 		t.log.Info("trunk closed", "reason", reason)
 	})
 }
