@@ -72,6 +72,7 @@ type Cluster struct {
 	js        jetstream.JetStream
 	roster    jetstream.KeyValue
 	placement jetstream.KeyValue
+	spans     spans // span.go
 
 	mu       sync.Mutex
 	self     Replica

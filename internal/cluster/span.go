@@ -1,0 +1,277 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Spanning (docs/replicas.md, "Spanning"). A conference lives on its owner
+// replica (Place) while the owner has room; past that, participants go to
+// other replicas, which join the owner's conference through replica trunks.
+// Which replicas a conference spans, and how many of its participants each
+// serves, is one record per conference in the spans bucket: every replica
+// reads the same record, so every replica routes the conference's next
+// participant to the same place, and writes to it are compare-and-set.
+
+// spanRecord is the value of a conference's key in the spans bucket.
+type spanRecord struct {
+	Conference string `json:"conference"`
+	// Owner is the replica that owned the conference when the record was
+	// last written; a new owner starts a new record.
+	Owner string `json:"owner"`
+	// Replicas are the replicas serving participants of the conference, in
+	// the order they joined it, with how many each serves: reported by the
+	// replica itself (SetConferenceLoad), or reserved by PlaceParticipant
+	// for a participant on its way.
+	Replicas []spanShare `json:"replicas"`
+}
+
+type spanShare struct {
+	ID           string `json:"id"`
+	Participants int    `json:"participants"`
+}
+
+func (r *spanRecord) share(id string) *spanShare {
+	for i := range r.Replicas {
+		if r.Replicas[i].ID == id {
+			return &r.Replicas[i]
+		}
+	}
+	return nil
+}
+
+func (r *spanRecord) count(id string) int {
+	if s := r.share(id); s != nil {
+		return s.Participants
+	}
+	return 0
+}
+
+// spans is the lazily opened spans bucket.
+type spans struct {
+	once sync.Once
+	kv   jetstream.KeyValue
+	err  error
+}
+
+func (c *Cluster) spanBucket(ctx context.Context) (jetstream.KeyValue, error) {
+	c.spans.once.Do(func() {
+		c.spans.kv, c.spans.err = c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      "entente_" + c.opts.NodeKey + "_spans",
+			Description: "Entente conferences' spans over replicas",
+			History:     1,
+			Storage:     jetstream.FileStorage,
+		})
+		if c.spans.err != nil {
+			c.spans.err = fmt.Errorf("NATS at %s: spans bucket: %w", redact(c.opts.NATSURL), c.spans.err)
+		}
+	})
+	return c.spans.kv, c.spans.err
+}
+
+// MaxParticipants is how many participants a replica takes before a
+// conference spans onto another (cluster.max_participants).
+func (c *Cluster) MaxParticipants() int { return c.opts.MaxParticipants }
+
+// PlaceParticipant returns the replica that is to serve a new participant of
+// conference: its owner (Place) while the owner has room, otherwise a
+// replica the conference already spans that has room, otherwise the least
+// loaded other live replica, which the conference then spans. A replica has
+// room while its load is below MaxParticipants; its load is the larger of
+// its last heartbeat's count and its participants in this conference as
+// the span record has them (the record knows a join at once, the roster at
+// the next heartbeat). The chosen replica's count is raised at once, so
+// that participants arriving together do not all fit into the last place;
+// the replica corrects it when the participant joins (SetConferenceLoad).
+// When every live replica is full the least loaded serves anyway: a full
+// node degrades, it does not refuse.
+func (c *Cluster) PlaceParticipant(ctx context.Context, conference string) (Replica, error) {
+	owner, err := c.Place(ctx, conference)
+	if err != nil {
+		return Replica{}, err
+	}
+	kv, err := c.spanBucket(ctx)
+	if err != nil {
+		return Replica{}, err
+	}
+	key := placementKey(conference)
+	for range placeAttempts {
+		rec, rev, err := c.readSpan(ctx, kv, key, conference, owner.ID)
+		if err != nil {
+			return Replica{}, err
+		}
+		target := c.chooseForSpan(owner, rec)
+		s := rec.share(target.ID)
+		if s == nil {
+			rec.Replicas = append(rec.Replicas, spanShare{ID: target.ID})
+			s = &rec.Replicas[len(rec.Replicas)-1]
+		}
+		s.Participants++
+		if err := c.writeSpan(ctx, kv, key, rec, rev); err != nil {
+			if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+				continue
+			}
+			return Replica{}, err
+		}
+		if target.ID != owner.ID {
+			c.log.Info("conference spans replicas", "conference", conference, "owner", owner.ID, "participant_on", target.ID)
+		}
+		return target, nil
+	}
+	return Replica{}, fmt.Errorf("span of %s: still contended after %d attempts", conference, placeAttempts)
+}
+
+// chooseForSpan applies PlaceParticipant's order to the live replicas.
+func (c *Cluster) chooseForSpan(owner Replica, rec spanRecord) Replica {
+	live := c.Live()
+	load := func(r Replica) int { return max(r.Participants, rec.count(r.ID)) }
+	byID := map[string]Replica{}
+	for _, r := range live {
+		byID[r.ID] = r
+	}
+	limit := c.opts.MaxParticipants
+	if load(owner) < limit {
+		return owner
+	}
+	for _, s := range rec.Replicas {
+		if r, ok := byID[s.ID]; ok && s.ID != owner.ID && !r.Draining && load(r) < limit {
+			return r
+		}
+	}
+	var best Replica
+	found := false
+	for _, r := range live {
+		if r.Draining || r.ID == owner.ID {
+			continue
+		}
+		if !found || load(r) < load(best) {
+			best, found = r, true
+		}
+	}
+	if !found || (load(best) >= limit && load(owner) <= load(best)) {
+		return owner
+	}
+	return best
+}
+
+// readSpan returns the conference's span record and its revision (0 when
+// absent), started afresh when the owner changed, without the replicas
+// that are no longer alive.
+func (c *Cluster) readSpan(ctx context.Context, kv jetstream.KeyValue, key, conference, owner string) (spanRecord, uint64, error) {
+	rec := spanRecord{Conference: conference, Owner: owner}
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return rec, 0, nil
+	}
+	if err != nil {
+		return rec, 0, fmt.Errorf("span of %s: %w", conference, err)
+	}
+	var stored spanRecord
+	if json.Unmarshal(e.Value(), &stored) != nil || stored.Owner != owner {
+		return rec, e.Revision(), nil
+	}
+	live := map[string]bool{}
+	for _, r := range c.Live() {
+		live[r.ID] = true
+	}
+	stored.Replicas = slices.DeleteFunc(stored.Replicas, func(s spanShare) bool { return !live[s.ID] })
+	return stored, e.Revision(), nil
+}
+
+func (c *Cluster) writeSpan(ctx context.Context, kv jetstream.KeyValue, key string, rec spanRecord, rev uint64) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if rev == 0 {
+		_, err = kv.Create(ctx, key, b)
+	} else {
+		_, err = kv.Update(ctx, key, b, rev)
+	}
+	return err
+}
+
+// SetConferenceLoad records that this replica serves n participants of
+// conference, correcting what PlaceParticipant reserved; n == 0 takes this
+// replica out of the conference's span.
+func (c *Cluster) SetConferenceLoad(ctx context.Context, conference string, n int) error {
+	kv, err := c.spanBucket(ctx)
+	if err != nil {
+		return err
+	}
+	owner, ok, err := c.Owner(ctx, conference)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return nil
+	}
+	key := placementKey(conference)
+	self := c.Self().ID
+	for range placeAttempts {
+		rec, rev, err := c.readSpan(ctx, kv, key, conference, owner.ID)
+		if err != nil {
+			return err
+		}
+		s := rec.share(self)
+		switch {
+		case s == nil && n == 0:
+			return nil
+		case s == nil:
+			rec.Replicas = append(rec.Replicas, spanShare{ID: self, Participants: n})
+		case n == 0:
+			rec.Replicas = slices.DeleteFunc(rec.Replicas, func(s spanShare) bool { return s.ID == self })
+		default:
+			s.Participants = n
+		}
+		err = c.writeSpan(ctx, kv, key, rec, rev)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return fmt.Errorf("span of %s: %w", conference, err)
+		}
+	}
+	return fmt.Errorf("span of %s: still contended after %d attempts", conference, placeAttempts)
+}
+
+// Span lists the replicas serving participants of conference, the owner
+// first, with their participants in it as the span record has them.
+func (c *Cluster) Span(ctx context.Context, conference string) ([]Replica, error) {
+	kv, err := c.spanBucket(ctx)
+	if err != nil {
+		return nil, err
+	}
+	owner, ok, err := c.Owner(ctx, conference)
+	if err != nil || !ok {
+		return nil, err
+	}
+	rec, _, err := c.readSpan(ctx, kv, placementKey(conference), conference, owner.ID)
+	if err != nil {
+		return nil, err
+	}
+	byID := map[string]Replica{}
+	for _, r := range c.Live() {
+		byID[r.ID] = r
+	}
+	out := []Replica{}
+	add := func(id string) {
+		if r, ok := byID[id]; ok {
+			r.Participants = rec.count(id)
+			out = append(out, r)
+		}
+	}
+	add(owner.ID)
+	for _, s := range rec.Replicas {
+		if s.ID != owner.ID {
+			add(s.ID)
+		}
+	}
+	return out, nil
+}
