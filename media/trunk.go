@@ -89,12 +89,16 @@ type trunkSet struct {
 // how many local clients are in its media, and the trunk they share.
 type memberLink struct {
 	conference string
-	clients    int
-	trunk      *trunk
-	opening    bool
-	local      bool
-	idle       *time.Timer
-	cancel     context.CancelFunc
+	// clients counts the local clients and, on the owner replica, the
+	// trunks of the other replicas (trunk_replica.go); people only the
+	// local clients.
+	clients int
+	people  int
+	trunk   *trunk
+	opening bool
+	local   bool
+	idle    *time.Timer
+	cancel  context.CancelFunc
 }
 
 func newTrunkSet(s *SFU, reg prometheus.Registerer) (*trunkSet, error) {
@@ -111,7 +115,11 @@ func newTrunkSet(s *SFU, reg prometheus.Registerer) (*trunkSet, error) {
 
 // localJoined runs when a local client joins a conference's media: the first
 // one opens the trunk to the host when the conference is hosted elsewhere.
-func (ts *trunkSet) localJoined(conference string) {
+func (ts *trunkSet) localJoined(conference string) { ts.linkJoined(conference, true) }
+
+// linkJoined counts a local client (person) or another replica's trunk in
+// the conference's link to its host.
+func (ts *trunkSet) linkJoined(conference string, person bool) {
 	if ts.sfu.opts.Cascade == nil {
 		return
 	}
@@ -126,6 +134,10 @@ func (ts *trunkSet) localJoined(conference string) {
 		ts.links[conference] = l
 	}
 	l.clients++
+	if person {
+		l.people++
+		ts.countLocked(l)
+	}
 	if l.idle != nil {
 		l.idle.Stop()
 		l.idle = nil
@@ -137,12 +149,18 @@ func (ts *trunkSet) localJoined(conference string) {
 
 // localLeft runs when a local client leaves; the trunk closes trunkGrace
 // after the last one.
-func (ts *trunkSet) localLeft(conference string) {
+func (ts *trunkSet) localLeft(conference string) { ts.linkLeft(conference, true) }
+
+func (ts *trunkSet) linkLeft(conference string, person bool) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	l, ok := ts.links[conference]
 	if !ok {
 		return
+	}
+	if person {
+		l.people--
+		ts.countLocked(l)
 	}
 	if l.clients--; l.clients > 0 {
 		return

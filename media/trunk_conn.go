@@ -408,7 +408,7 @@ func (t *trunk) close(reason string) {
 		}
 		t.set.removed(t)
 		if t.link.Swap(false) {
-			t.set.localLeft(t.conference)
+			t.set.linkLeft(t.conference, false)
 		}
 		t.log.Info("trunk closed", "reason", reason)
 	})

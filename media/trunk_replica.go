@@ -61,7 +61,24 @@ func (t *trunk) holdLink() {
 	if t.link.Swap(true) {
 		return
 	}
-	t.set.localJoined(t.conference)
+	t.set.linkJoined(t.conference, false)
+}
+
+// LocalCounter is implemented by a Cascade that wants to know how many
+// local clients each conference has on this SFU: a replica reports it so
+// that the node places the next participant (PlaceParticipant in
+// internal/cluster). LocalParticipants is called on every change, in
+// order, with the SFU's trunk lock held: it must not block nor call into
+// the SFU.
+type LocalCounter interface {
+	LocalParticipants(conference string, clients int)
+}
+
+// countLocked tells the cascade, if it counts, l's local clients.
+func (ts *trunkSet) countLocked(l *memberLink) {
+	if lc, ok := ts.sfu.opts.Cascade.(LocalCounter); ok {
+		lc.LocalParticipants(l.conference, l.people)
+	}
 }
 
 // ReplicaTrunkStats is what crossed this SFU's trunks to other replicas
