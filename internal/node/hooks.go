@@ -2,8 +2,8 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"slices"
 
 	"github.com/pion/webrtc/v4"
 
@@ -26,19 +26,13 @@ type logWatcher struct{ n *Node }
 
 // LogChanged has the SFU recheck who may take part (a removal or an end
 // closes their media), brings the Matrix room in line, and tells the
-// functions registered with OnLogChange.
+// functions registered with OnLogChange; the node's other replicas do the
+// same but for the Matrix room, which one replica keeps (cluster.go).
 func (w logWatcher) LogChanged(conference string) {
 	n := w.n
-	if n.sfu != nil {
-		n.sfu.Recheck(conference)
-	}
+	n.applyLogChange(conference)
 	n.syncBridge(conference)
-	n.hooksMu.Lock()
-	fns := slices.Clone(n.logHooks)
-	n.hooksMu.Unlock()
-	for _, fn := range fns {
-		fn(conference)
-	}
+	n.publish(topicLog, []byte(conference))
 }
 
 // signalReceiver implements federation.SignalReceiver: a verified signal of
@@ -49,7 +43,8 @@ type signalReceiver struct{ n *Node }
 // Matrix without the delivery waiting for the homeserver, and lines keep
 // their order), to every participant's client over its media WebSocket
 // (spec/client-api.md §3, POST /conferences/{id}/signals), and to the
-// functions registered with OnSignal.
+// functions registered with OnSignal; the node's other replicas hand it to
+// their clients and functions too (cluster.go).
 func (r signalReceiver) ReceiveSignal(sig federation.Signal) {
 	n := r.n
 	if n.bridge != nil {
@@ -58,16 +53,10 @@ func (r signalReceiver) ReceiveSignal(sig federation.Signal) {
 			Text: sig.Text, Ref: sig.Ref, Organisation: sig.Organisation, At: sig.At,
 		})
 	}
-	if n.sfu != nil {
-		if err := n.sfu.Broadcast(sig.Conference, sig); err != nil {
-			n.log.Warn("signal not broadcast", "conference", sig.Conference, "err", err)
-		}
-	}
-	n.hooksMu.Lock()
-	fns := slices.Clone(n.signalHooks)
-	n.hooksMu.Unlock()
-	for _, fn := range fns {
-		fn(sig)
+	n.applySignal(sig)
+	if n.replicas != nil {
+		b, _ := json.Marshal(sig)
+		n.publish(topicSignals, b)
 	}
 }
 

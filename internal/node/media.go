@@ -98,6 +98,9 @@ func (n *Node) serveMedia(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, err)
 		return
 	}
+	if n.routeToOwner(w, r, r.PathValue("id")) {
+		return
+	}
 	n.sfu.ServeSignal(w, r, r.PathValue("id"), federation.UserRef(u.ID, n.did), u.ShownName(), n.cfg.Node.Name)
 }
 

@@ -72,6 +72,7 @@ type Node struct {
 	bridge   *bridge.Bridge
 	accounts accounts.Authenticator
 	oidc     *accounts.OIDC // nil when OpenID Connect sign-in is off
+	replicas *replicaLink   // nil when the node is one process
 
 	stopOutbox context.CancelFunc
 	outboxDone chan struct{}
@@ -122,6 +123,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 	n.keys, err = identity.LoadOrGenerateKeyring(ctx, KeyStorage(cfg, n.store), n.now())
 	if err != nil {
 		return nil, fmt.Errorf("node keys: %w", err)
+	}
+	if err := n.openCluster(ctx); err != nil {
+		return nil, err
 	}
 	n.tlsConf, err = serverTLS(cfg, n.log)
 	if err != nil {
@@ -320,6 +324,9 @@ func (n *Node) Start() error {
 			return fmt.Errorf("bridge: %w", err)
 		}
 	}
+	if n.replicas != nil {
+		n.replicas.startLoad(n.sfu.Sessions)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.stopOutbox, n.outboxDone = cancel, make(chan struct{})
 	go func() {
@@ -336,6 +343,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.HTTP.ShutdownTimeout)
 	defer cancel()
 	var errs []error
+	n.drain(ctx)
 	if n.stopOutbox != nil {
 		// Delivery resumes from the store at the next start.
 		n.stopOutbox()
@@ -352,6 +360,10 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	// http.Server.Shutdown does not wait for handlers of HTTP/2 streams, and
 	// media WebSockets only end when the SFU closes them: wait for every
 	// handler ourselves before the store goes away under them.
+	if n.replicas != nil {
+		// Proxied WebSockets are hijacked: Shutdown does not end them.
+		n.replicas.endProxies()
+	}
 	n.closeSFU()
 	done := make(chan struct{})
 	go func() {
@@ -398,6 +410,9 @@ func (n *Node) closeResources() error {
 			n.bridge.Stop()
 		}
 		n.closeSFU()
+		if n.replicas != nil {
+			n.replicas.close()
+		}
 		if n.store != nil {
 			n.closeErr = n.store.Close()
 		}
