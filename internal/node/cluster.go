@@ -45,6 +45,8 @@ type replicaLink struct {
 
 	loadStop context.CancelFunc
 	loadDone chan struct{}
+
+	span *spanCascade // the SFU's cascade (replicatrunk.go)
 }
 
 // proxyContext is the context that ends the proxied connections of now.
@@ -152,6 +154,9 @@ func (l *replicaLink) startLoad(sessions func() int) {
 }
 
 func (l *replicaLink) close() {
+	if l.span != nil {
+		l.span.stop()
+	}
 	if l.loadStop != nil {
 		l.loadStop()
 		<-l.loadDone
@@ -234,7 +239,7 @@ func (n *Node) routeToOwner(w http.ResponseWriter, r *http.Request, conference s
 		}
 		return false
 	}
-	owner, err := l.c.Place(r.Context(), conference)
+	owner, err := n.placeParticipant(r.Context(), conference)
 	if err != nil {
 		// NATS is away: serving here keeps the conference usable for the
 		// clients of this replica rather than refusing everyone.

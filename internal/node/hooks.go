@@ -70,6 +70,14 @@ func (t trunkAnswerer) AnswerTrunk(ctx context.Context, conference, peer string,
 	if t.n.sfu == nil {
 		return "", httpapi.NotFound("this node runs no SFU")
 	}
+	if l := t.n.replicas; l != nil {
+		// Only the conference's owner replica holds its trunks to other
+		// organisations (docs/replicas.md, "Spanning").
+		answer, forwarded, err := forwardFederationTrunk(ctx, l.c, l.client(), conference, peer, offer.SDP, offer.Relay)
+		if forwarded || err != nil {
+			return answer, err
+		}
+	}
 	answer, err := t.n.sfu.AcceptTrunk(ctx, conference, peer, offer.SDP, offer.Relay)
 	if errors.Is(err, media.ErrBadTrunkOffer) {
 		return "", httpapi.BadRequest("%v", err)

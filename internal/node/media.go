@@ -41,7 +41,7 @@ func (n *Node) newSFU() (*media.SFU, error) {
 		ICEServers:      ice,
 		Registry:        n.registry,
 		IncludeLoopback: n.cfg.Media.LoopbackCandidates,
-		Cascade:         cascade{n},
+		Cascade:         n.mediaCascade(),
 		Organisations:   n.fed,
 	})
 	if err != nil {

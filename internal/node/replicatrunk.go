@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -53,19 +54,60 @@ type spanCascade struct {
 	fed    cascade
 	cl     *cluster.Cluster
 	client *http.Client
-	log    interface {
-		Warn(string, ...any)
-	}
+	log    *slog.Logger
 
 	mu      sync.Mutex
 	counts  map[string]int
 	pending map[string]bool
 	kick    chan struct{}
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
 
-func newSpanCascade(n *Node, cl *cluster.Cluster) *spanCascade {
-	return &spanCascade{fed: cascade{n}, cl: cl, client: n.client, log: n.log,
-		counts: map[string]int{}, pending: map[string]bool{}, kick: make(chan struct{}, 1)}
+// mediaCascade is the SFU's Cascade: federation's for a node of one
+// process, spanCascade for a replica.
+func (n *Node) mediaCascade() media.Cascade {
+	l := n.replicas
+	if l == nil {
+		return cascade{n}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &spanCascade{fed: cascade{n}, cl: l.c, client: l.client(), log: n.log,
+		counts: map[string]int{}, pending: map[string]bool{}, kick: make(chan struct{}, 1),
+		cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		c.runCounts(ctx)
+	}()
+	l.span = c
+	return c
+}
+
+// stop ends the writing of counts.
+func (c *spanCascade) stop() {
+	c.cancel()
+	<-c.done
+}
+
+// client is the HTTP client of requests to the other replicas' internal
+// URLs.
+func (l *replicaLink) client() *http.Client {
+	return &http.Client{Transport: l.transport, Timeout: 20 * time.Second}
+}
+
+// replicaRoutes mounts the internal routes of a replica.
+func (n *Node) replicaRoutes() {
+	if n.replicas == nil {
+		return
+	}
+	n.Handle("POST "+ReplicaTrunkPath, n.serveReplicaTrunk(n.replicas.c))
+}
+
+// placeParticipant is the replica that is to serve a new participant's
+// media WebSocket for conference: the owner while it has room, else the
+// replicas the conference spans (cluster.PlaceParticipant).
+func (n *Node) placeParticipant(ctx context.Context, conference string) (cluster.Replica, error) {
+	return n.replicas.c.PlaceParticipant(ctx, conference)
 }
 
 // ownerElsewhere returns the replica owning conference when it is not this

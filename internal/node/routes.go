@@ -60,6 +60,7 @@ func newRegistry(version string) (*prometheus.Registry, *metrics, error) {
 }
 
 func (n *Node) routes() {
+	n.replicaRoutes()
 	n.Handle("GET /.well-known/did.json", n.keys.DocumentHandler(n.did, n.FederationEndpoint()))
 	n.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
