@@ -289,6 +289,11 @@ func (c *client) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 			continue
 		}
 		p.size = len(pkt.Payload)
+		if !exact(tr.Kind().String(), pkt.Payload, p) {
+			s.mu.Lock()
+			s.mismatched++
+			s.mu.Unlock()
+		}
 		s.record(p, at, c.win)
 	}
 }

@@ -107,6 +107,10 @@ type Report struct {
 	// Flows are the payload bytes each subscription received in the window,
 	// with the nodes of both ends: what crossing trunks had to carry.
 	Flows []Flow `json:"flows"`
+	// PayloadMismatches counts received payloads that were not byte for
+	// byte what their publisher sent (see exact); 0 unless the SFU
+	// corrupts media.
+	PayloadMismatches int64 `json:"payload_mismatches"`
 }
 
 // Flow is one subscription's received payload bytes.
@@ -361,6 +365,7 @@ func report(clients []*client) Report {
 				continue
 			}
 			r.PacketsReceived += s.received
+			r.PayloadMismatches += s.mismatched
 			r.PacketsLost += max(t.inWindow-s.received, 0)
 			r.Flows = append(r.Flows, Flow{Track: t.owner + "/" + t.kind, PublisherNode: t.node, SubscriberNode: nodeOf(c.p.URL), Bytes: s.bytes})
 			latencies = append(latencies, s.latenciesNS...)
