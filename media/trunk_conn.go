@@ -288,6 +288,14 @@ func (t *trunk) onICEState(s webrtc.ICEConnectionState) {
 	t.log.Debug("trunk ice state", "state", s.String())
 	switch s {
 	case webrtc.ICEConnectionStateDisconnected, webrtc.ICEConnectionStateFailed:
+		if t.member && t.replica {
+			// Between replicas a lost path is a dead owner, whose
+			// conference moves: a new trunk finds its new owner, where
+			// an ICE restart would only knock at the dead one
+			// (trunk_replica.go).
+			go t.close("owner replica unreachable")
+			return
+		}
 		if t.member && t.startRestart() {
 			t.set.wg.Add(1)
 			go func() {

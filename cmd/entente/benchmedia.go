@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -41,7 +42,20 @@ for all (media.udp_port). After the run, udp_floor gives the CPU one thread of
 this machine spends, without any WebRTC, to send a datagram of the run's mean
 size to as many loopback sockets as a track has subscribers: with sendto (as
 pion sends) and with sendmmsg. No SFU forwards a packet here for less than the
-sendmmsg figure.`,
+sendmmsg figure.
+
+With --replicas N (2 or 3), the node is one node run as N replica processes
+(entente serve, cluster.nats_url) on 127.0.0.1, sharing a PostgreSQL schema
+made for the run (--database-url, default $ENTENTE_TEST_DATABASE_URL) and
+coordinating through NATS with JetStream (--nats-url, default
+$ENTENTE_TEST_NATS_URL). The --meeting runs twice on fresh replicas: with
+cluster.max_participants at its size, so it fits on one replica, then at half
+of it, so it spans two replicas joined by a trunk. The WebSockets arrive at
+the replicas in turn, as from a load balancer. CPU is the replica processes'
+(from /proc). Then the replica that owns the spanning meeting is killed
+(SIGKILL): its clients reconnect by themselves to the next replica, and
+kill_to_media_ms is, per client cut, the time until every track of the
+others flows to it again.`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGTERM, syscall.SIGINT)
@@ -49,8 +63,28 @@ sendmmsg figure.`,
 			if clientsOnly {
 				return scenario.RunClients(ctx, os.Stdin, a.stdout)
 			}
+			if o.Replicas != 0 {
+				if o.DatabaseURL == "" {
+					o.DatabaseURL = lookupEnv(a.environ, "ENTENTE_TEST_DATABASE_URL")
+				}
+				if o.NATSURL == "" {
+					o.NATSURL = lookupEnv(a.environ, "ENTENTE_TEST_NATS_URL")
+				}
+			}
 			if err := o.Validate(); err != nil {
 				return usageError{err}
+			}
+			if o.Replicas != 0 {
+				res, err := scenario.RunReplicas(ctx, o, scenario.Env{
+					Stderr: a.stderr, Version: version, Environ: a.environ,
+					ClientsArgs: []string{"bench", "media", "--clients-only"},
+				})
+				if err != nil {
+					return err
+				}
+				enc := json.NewEncoder(a.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(res)
 			}
 			res, err := scenario.Run(ctx, o, scenario.Env{
 				Stderr: a.stderr, Version: version, Environ: a.environ,
@@ -75,6 +109,19 @@ sendmmsg figure.`,
 	c.Flags().IntVar(&o.Video, "video", -1, "with --meeting: how many participants also publish a camera (default all); everyone publishes audio")
 	c.Flags().StringVar(&o.UDP, "udp", scenario.UDPPerConnection, "how each node uses UDP for media, as media.udp_port: per-connection (a port per peer connection, the default of media.udp_port 0) or shared (one port per node)")
 	c.Flags().StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the nodes over the measurement window to this file (go tool pprof)")
+	c.Flags().IntVar(&o.Replicas, "replicas", 0, "run the node as this many replica processes (2 or 3) over PostgreSQL and NATS; needs --meeting")
+	c.Flags().StringVar(&o.DatabaseURL, "database-url", "", "with --replicas: PostgreSQL server for the node's store (default $ENTENTE_TEST_DATABASE_URL)")
+	c.Flags().StringVar(&o.NATSURL, "nats-url", "", "with --replicas: NATS server with JetStream (default $ENTENTE_TEST_NATS_URL)")
 	_ = c.Flags().MarkHidden("clients-only")
 	return c
+}
+
+// lookupEnv returns the value of key in environ, "" if absent.
+func lookupEnv(environ []string, key string) string {
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, key+"="); ok {
+			return v
+		}
+	}
+	return ""
 }

@@ -275,3 +275,23 @@ func (c *Cluster) Span(ctx context.Context, conference string) ([]Replica, error
 	}
 	return out, nil
 }
+
+// RecordedOwner reads, without joining the roster, the replica that the
+// placement bucket of the node with nodeKey names for conference: for tools
+// that watch a node from outside (bench media --replicas), never for
+// routing, which must also know whether that replica is alive (Owner).
+func RecordedOwner(ctx context.Context, js jetstream.JetStream, nodeKey, conference string) (string, error) {
+	kv, err := js.KeyValue(ctx, "entente_"+nodeKey+"_placement")
+	if err != nil {
+		return "", fmt.Errorf("placement bucket: %w", err)
+	}
+	e, err := kv.Get(ctx, placementKey(conference))
+	if err != nil {
+		return "", fmt.Errorf("placement of %s: %w", conference, err)
+	}
+	var rec placementRecord
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return "", fmt.Errorf("placement of %s: %w", conference, err)
+	}
+	return rec.Replica, nil
+}

@@ -45,7 +45,7 @@ type Options struct {
 	// "serve".
 	Command []string
 	// Env is added to the replicas' environment (a test binary's switch to
-	// run main, for instance).
+	// run main, for instance); the replicas' settings override it.
 	Env []string
 	// Replicas is how many processes to start (at least 1).
 	Replicas int
@@ -167,7 +167,7 @@ func (n *Node) adminConfig() config.Config {
 
 func (n *Node) replicaEnv(r *Replica, port int) []string {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	return append([]string{
+	return []string{
 		"ENTENTE_NODE_NAME=" + n.opts.Name,
 		"ENTENTE_NODE_PUBLIC_URL=" + n.PublicURL,
 		"ENTENTE_NODE_DATA_DIR=" + filepath.Join(n.opts.Dir, r.ID),
@@ -183,14 +183,17 @@ func (n *Node) replicaEnv(r *Replica, port int) []string {
 		fmt.Sprintf("ENTENTE_CLUSTER_MAX_PARTICIPANTS=%d", max(n.opts.MaxParticipants, 1)),
 		"ENTENTE_MEDIA_LOOPBACK_CANDIDATES=true",
 		"ENTENTE_LOG_FORMAT=text",
-	}, n.opts.Env...)
+		"ENTENTE_LOG_LEVEL=info",
+	}
 }
 
 // start runs r's process and waits for it to be ready.
 func (n *Node) start(ctx context.Context, r *Replica) error {
 	args := append(append([]string{}, n.opts.Command[1:]...), "serve")
 	cmd := exec.Command(n.opts.Command[0], args...)
-	cmd.Env = append(os.Environ(), r.Env...)
+	// The replica's own settings come last: they win over any of the
+	// same name in the environment.
+	cmd.Env = append(append(os.Environ(), n.opts.Env...), r.Env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return err
@@ -386,4 +389,27 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Owner returns the index of the replica that owns conference.
+func (n *Node) Owner(ctx context.Context, conference string) (int, error) {
+	nc, err := nats.Connect(n.opts.NATSURL, nats.Timeout(5*time.Second))
+	if err != nil {
+		return 0, fmt.Errorf("NATS: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, err
+	}
+	id, err := cluster.RecordedOwner(ctx, js, cluster.NodeKeyFor(n.DID), conference)
+	if err != nil {
+		return 0, err
+	}
+	for i, r := range n.Replicas {
+		if r.ID == id {
+			return i, nil
+		}
+	}
+	return 0, fmt.Errorf("conference %s is placed on %q, not one of this node's replicas", conference, id)
 }

@@ -35,6 +35,10 @@ type Participant struct {
 	Simulcast bool `json:"simulcast"`
 	// Subscribe receives every track of the other participants.
 	Subscribe bool `json:"subscribe"`
+	// Fallback are URLs the participant reconnects to, after URL, when its
+	// signalling breaks during a failover (the other replicas behind one
+	// load balancer).
+	Fallback []string `json:"fallback,omitempty"`
 }
 
 // Plan is a whole run.
@@ -43,6 +47,9 @@ type Plan struct {
 	CAPEM        string        `json:"ca_pem"`
 	Duration     time.Duration `json:"duration"`
 	Participants []Participant `json:"participants"`
+	// Failover, after the measurement, has the caller kill a replica and
+	// measures the clients' recovery (failover.go).
+	Failover bool `json:"failover,omitempty"`
 }
 
 // Bounds of a run, so that it always ends.
@@ -111,6 +118,8 @@ type Report struct {
 	// byte what their publisher sent (see exact); 0 unless the SFU
 	// corrupts media.
 	PayloadMismatches int64 `json:"payload_mismatches"`
+	// Failover is set with Plan.Failover.
+	Failover *FailoverReport `json:"failover,omitempty"`
 }
 
 // Flow is one subscription's received payload bytes.
@@ -128,6 +137,9 @@ const (
 	// WindowStart and WindowEnd bracket the measurement.
 	WindowStart Phase = iota + 1
 	WindowEnd
+	// FailoverReady: with Plan.Failover, the clients are ready for the
+	// caller to kill a replica (failover.go).
+	FailoverReady
 )
 
 // Run connects every participant, waits for media to flow, measures for
@@ -207,11 +219,15 @@ func Run(ctx context.Context, plan Plan, at func(Phase)) (Report, error) {
 	if err := drain(ctx, clk, win, end, quiet, drainLimit, fail); err != nil {
 		return Report{}, err
 	}
+	rep := report(clients)
+	if plan.Failover {
+		rep.Failover = failover(ctx, httpClient, clk, clients, expected, at)
+	}
 	cancel()
 	for _, c := range clients {
 		c.close()
 	}
-	return report(clients), nil
+	return rep, nil
 }
 
 func connectAll(ctx context.Context, httpClient *http.Client, clients []*client) error {

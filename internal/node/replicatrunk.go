@@ -111,10 +111,12 @@ func (n *Node) placeParticipant(ctx context.Context, conference string) (cluster
 }
 
 // ownerElsewhere returns the replica owning conference when it is not this
-// one.
+// one. It places the conference when its owner died: a replica whose trunk
+// to a dead owner closed must find the same new owner as the clients that
+// reconnect (Place is atomic), or the conference would split in two.
 func (c *spanCascade) ownerElsewhere(ctx context.Context, conference string) (cluster.Replica, bool, error) {
-	owner, ok, err := c.cl.Owner(ctx, conference)
-	if err != nil || !ok || owner.ID == c.cl.Self().ID {
+	owner, err := c.cl.Place(ctx, conference)
+	if err != nil || owner.ID == c.cl.Self().ID {
 		return cluster.Replica{}, false, err
 	}
 	return owner, true, nil
