@@ -68,8 +68,8 @@ func meeting(t *testing.T, n *Node, names ...string) (string, map[string]string)
 	if err := n.API(n.Replicas[0].URL, tokens[names[0]], "POST", "/conferences", map[string]any{"title": "Replicas"}, &c); err != nil {
 		t.Fatal(err)
 	}
-	for i, name := range names[1:] {
-		r := n.Replicas[(i+1)%len(n.Replicas)]
+	for i, name := range names {
+		r := n.Replicas[i%len(n.Replicas)]
 		if err := n.API(r.URL, tokens[name], "POST", "/conferences/"+url.PathEscape(c.ID)+"/join", struct{}{}, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -82,7 +82,7 @@ func mediaURL(base, conf string) string {
 }
 
 func (n *Node) participant(t *testing.T, name, token, base, conf string) *Participant {
-	p := &Participant{Name: name, Token: token, URL: mediaURL(base, conf), HTTP: n.HTTPClient()}
+	p := &Participant{Name: name, Token: token, URL: mediaURL(base, conf), HTTP: n.WebSocketClient()}
 	p.Start()
 	t.Cleanup(p.Close)
 	return p
@@ -94,14 +94,16 @@ func hears(t *testing.T, p *Participant, since time.Time, others ...*Participant
 	t.Helper()
 	var last time.Time
 	for _, o := range others {
-		testwait.Until(t, generous, func() bool {
+		if !testwait.For(generous, func() bool {
 			pk, ok := p.ReceivedFromSince(o, since)
 			if ok && pk.At.After(last) {
 				last = pk.At
 			}
 			return ok
-		}, "%s receives no media from %s sent after %s (sessions %d, last error %v)",
-			p.Name, o.Name, since.Format(time.StampMilli), p.Sessions(), p.LastError())
+		}) {
+			t.Fatalf("after %s: %s receives no media from %s sent after %s (sessions %d, last error %v)",
+				generous, p.Name, o.Name, since.Format(time.StampMilli), p.Sessions(), p.LastError())
+		}
 	}
 	return last
 }

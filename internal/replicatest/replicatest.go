@@ -257,6 +257,14 @@ func (n *Node) HTTPClient() *http.Client {
 	}}
 }
 
+// WebSocketClient trusts the node's CA and has no overall timeout, which
+// would end a WebSocket (the dial has its own).
+func (n *Node) WebSocketClient() *http.Client {
+	c := n.HTTPClient()
+	c.Timeout = 0
+	return c
+}
+
 // API calls the client API at base (a replica's URL or the public URL) as
 // the holder of token, and decodes a JSON answer into out when not nil.
 func (n *Node) API(base, token, method, path string, body any, out any) error {
