@@ -170,7 +170,7 @@ func TestReplicaTrunkRouteRefusesUnsignedRequests(t *testing.T) {
 			cluster.HeaderDigest: "sha-256=AAAA", cluster.HeaderSignature: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
 		}, "replica link: signature does not match"},
 	} {
-		req, err := http.NewRequest(http.MethodPost, n.Replicas[0].URL+"/internal/v1/trunk", bytes.NewReader(body))
+		req, err := http.NewRequest(http.MethodPost, n.Replicas[0].URL+"/internal/v1/trunks", bytes.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -43,7 +43,9 @@ type Replica struct {
 	ID           string `json:"id"`
 	InternalURL  string `json:"internal_url"`
 	Participants int    `json:"participants"`
-	Draining     bool   `json:"draining,omitempty"`
+	// MaxParticipants is the replica's capacity (cluster.max_participants).
+	MaxParticipants int  `json:"max_participants"`
+	Draining        bool `json:"draining,omitempty"`
 }
 
 // Options configure Open.
@@ -116,7 +118,7 @@ func Open(ctx context.Context, opts Options, log *slog.Logger) (*Cluster, error)
 	c := &Cluster{
 		opts:     opts,
 		log:      log.With("replica", opts.ReplicaID),
-		self:     Replica{ID: opts.ReplicaID, InternalURL: opts.InternalURL},
+		self:     Replica{ID: opts.ReplicaID, InternalURL: opts.InternalURL, MaxParticipants: opts.MaxParticipants},
 		seen:     map[string]seenReplica{},
 		subjects: "entente." + opts.NodeKey + ".",
 	}

@@ -219,3 +219,39 @@ func TestOpenRefusesNATSWithoutServer(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestChoosePrefersRoom(t *testing.T) {
+	c := &Cluster{self: Replica{ID: "a"}, seen: map[string]seenReplica{}}
+	now := time.Now()
+	set := func(rs ...Replica) {
+		c.seen = map[string]seenReplica{}
+		for _, r := range rs {
+			if r.ID == "a" {
+				c.self = r
+			}
+			c.seen[r.ID] = seenReplica{r: r, at: now}
+		}
+	}
+	cases := []struct {
+		name string
+		rs   []Replica
+		want string
+	}{
+		{"fewest participants", []Replica{{ID: "a", Participants: 5, MaxParticipants: 10}, {ID: "b", Participants: 2, MaxParticipants: 10}}, "b"},
+		{"self on a tie", []Replica{{ID: "a", Participants: 2, MaxParticipants: 10}, {ID: "b", Participants: 2, MaxParticipants: 10}}, "a"},
+		{"room beats fewer", []Replica{{ID: "a", Participants: 4, MaxParticipants: 4}, {ID: "b", Participants: 9, MaxParticipants: 100}}, "b"},
+		{"all full: least full", []Replica{{ID: "a", Participants: 12, MaxParticipants: 10}, {ID: "b", Participants: 30, MaxParticipants: 20}}, "a"},
+		{"draining skipped", []Replica{{ID: "a", Participants: 0, MaxParticipants: 10, Draining: true}, {ID: "b", Participants: 9, MaxParticipants: 10}}, "b"},
+	}
+	for _, tc := range cases {
+		set(tc.rs...)
+		got, err := c.choose()
+		if err != nil || got.ID != tc.want {
+			t.Errorf("%s: chose %+v, %v; want %s", tc.name, got, err, tc.want)
+		}
+	}
+	set(Replica{ID: "a", Draining: true})
+	if _, err := c.choose(); err != ErrNoReplica {
+		t.Fatalf("all draining: err = %v, want ErrNoReplica", err)
+	}
+}

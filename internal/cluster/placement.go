@@ -85,19 +85,32 @@ func (c *Cluster) Place(ctx context.Context, conference string) (Replica, error)
 	return Replica{}, fmt.Errorf("placement of %s: still contended after %d attempts", conference, placeAttempts)
 }
 
-// choose picks the live, not draining replica with the most room: fewest
-// participants relative to its capacity, this replica on a tie (no proxy
-// hop), then by ID.
+// choose picks the live, not draining replica with the most room: among
+// those below their capacity the one with the fewest participants (this
+// replica on a tie: no proxy hop), and when every one is full the least
+// full for its capacity.
 func (c *Cluster) choose() (Replica, error) {
+	self := c.Self()
 	var best Replica
 	found := false
-	self := c.Self()
-	for _, r := range c.Live() {
-		if r.Draining {
-			continue
+	better := func(r Replica) bool {
+		if !found {
+			return true
 		}
-		if !found || r.Participants < best.Participants ||
-			(r.Participants == best.Participants && r.ID == self.ID) {
+		rRoom, bRoom := r.Participants < capacity(r), best.Participants < capacity(best)
+		switch {
+		case rRoom != bRoom:
+			return rRoom
+		case !rRoom:
+			// Both full: compare fill ratios without division.
+			return r.Participants*capacity(best) < best.Participants*capacity(r)
+		case r.Participants != best.Participants:
+			return r.Participants < best.Participants
+		}
+		return r.ID == self.ID
+	}
+	for _, r := range c.Live() {
+		if !r.Draining && better(r) {
 			best, found = r, true
 		}
 	}
@@ -106,6 +119,8 @@ func (c *Cluster) choose() (Replica, error) {
 	}
 	return best, nil
 }
+
+func capacity(r Replica) int { return max(1, r.MaxParticipants) }
 
 // Drain stops this replica taking conferences and releases those it runs,
 // so that their next connection places them on another replica. The

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"encoding/json"
-	"errors"
 
 	"github.com/pion/webrtc/v4"
 
@@ -12,7 +11,6 @@ import (
 	"github.com/entente-org/entente/internal/accounts"
 	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/internal/localuser"
-	"github.com/entente-org/entente/media"
 )
 
 // This file is what the node does when federation or the SFU asks it
@@ -64,25 +62,13 @@ func (r signalReceiver) ReceiveSignal(sig federation.Signal) {
 type trunkAnswerer struct{ n *Node }
 
 // AnswerTrunk answers a member node's trunk offer with the SFU, which is
-// created after federation; an offer the SFU cannot use is the member's
-// error.
+// created after federation, on the replica that runs the conference
+// (replicatrunk.go); an offer the SFU cannot use is the member's error.
 func (t trunkAnswerer) AnswerTrunk(ctx context.Context, conference, peer string, offer federation.TrunkOffer) (string, error) {
 	if t.n.sfu == nil {
 		return "", httpapi.NotFound("this node runs no SFU")
 	}
-	if l := t.n.replicas; l != nil {
-		// Only the conference's owner replica holds its trunks to other
-		// organisations (docs/replicas.md, "Spanning").
-		answer, forwarded, err := forwardFederationTrunk(ctx, l.c, l.client(), conference, peer, offer.SDP, offer.Relay)
-		if forwarded || err != nil {
-			return answer, err
-		}
-	}
-	answer, err := t.n.sfu.AcceptTrunk(ctx, conference, peer, offer.SDP, offer.Relay)
-	if errors.Is(err, media.ErrBadTrunkOffer) {
-		return "", httpapi.BadRequest("%v", err)
-	}
-	return answer, err
+	return t.n.answerTrunk(ctx, conference, peer, offer)
 }
 
 // turnCredentials implements media.UserICEServers with the embedded TURN

@@ -34,8 +34,8 @@ func (n *Node) mountLiveKit() error {
 		return err
 	}
 	h := n.livekit.Handler()
-	n.Handle("GET /rtc", h)
-	n.Handle("GET /rtc/validate", h)
+	n.Handle("GET /rtc", n.routeLiveKit(h))
+	n.Handle("GET /rtc/validate", n.routeLiveKit(h))
 	n.Handle("GET /rtc/v1", h)
 	n.Handle("GET /rtc/v1/validate", h)
 	n.Handle("POST "+livekit.RoomServicePath, h)
@@ -97,4 +97,19 @@ func (n *Node) LiveKitCredentials() (key, secret string, ok bool) {
 	}
 	secret, err := n.cfg.LiveKit.Secret()
 	return n.cfg.LiveKit.APIKey, secret, err == nil
+}
+
+// routeLiveKit sends a LiveKit connection to the replica running the
+// conference its token grants (docs/replicas.md); a token that does not
+// verify is refused here by h, as on a single process.
+func (n *Node) routeLiveKit(h http.Handler) http.Handler {
+	if n.replicas == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if conf, err := n.livekit.ConferenceOf(r); err == nil && n.routeToOwner(w, r, conf) {
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
