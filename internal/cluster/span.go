@@ -75,15 +75,12 @@ func (c *Cluster) spanBucket(ctx context.Context) (jetstream.KeyValue, error) {
 	return c.spans.kv, c.spans.err
 }
 
-// MaxParticipants is how many participants a replica takes before a
-// conference spans onto another (cluster.max_participants).
-func (c *Cluster) MaxParticipants() int { return c.opts.MaxParticipants }
-
 // PlaceParticipant returns the replica that is to serve a new participant of
 // conference: its owner (Place) while the owner has room, otherwise a
 // replica the conference already spans that has room, otherwise the least
 // loaded other live replica, which the conference then spans. A replica has
-// room while its load is below MaxParticipants; its load is the larger of
+// room while its load is below the capacity it announces
+// (cluster.max_participants); its load is the larger of
 // its last heartbeat's count and its participants in this conference as
 // the span record has them (the record knows a join at once, the roster at
 // the next heartbeat). The chosen replica's count is raised at once, so
@@ -135,12 +132,11 @@ func (c *Cluster) chooseForSpan(owner Replica, rec spanRecord) Replica {
 	for _, r := range live {
 		byID[r.ID] = r
 	}
-	limit := c.opts.MaxParticipants
-	if load(owner) < limit {
+	if load(owner) < capacity(owner) {
 		return owner
 	}
 	for _, s := range rec.Replicas {
-		if r, ok := byID[s.ID]; ok && s.ID != owner.ID && !r.Draining && load(r) < limit {
+		if r, ok := byID[s.ID]; ok && s.ID != owner.ID && !r.Draining && load(r) < capacity(r) {
 			return r
 		}
 	}
@@ -154,7 +150,7 @@ func (c *Cluster) chooseForSpan(owner Replica, rec spanRecord) Replica {
 			best, found = r, true
 		}
 	}
-	if !found || (load(best) >= limit && load(owner) <= load(best)) {
+	if !found || (load(best) >= capacity(best) && load(owner) <= load(best)) {
 		return owner
 	}
 	return best
