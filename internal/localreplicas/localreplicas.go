@@ -95,6 +95,8 @@ type Replica struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
+	// exitErr is the process's end, read after done is closed.
+	exitErr error
 }
 
 // Start starts the node's replicas and returns once every one is ready.
@@ -212,11 +214,11 @@ func (n *Node) start(ctx context.Context, r *Replica) error {
 			if strings.Contains(line, "node ready") {
 				once.Do(func() { close(ready) })
 			}
-			if w := n.opts.Log; w != nil && (strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR")) {
+			if w := n.opts.Log; w != nil && (strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") || strings.Contains(line, "DATA RACE")) {
 				fmt.Fprintf(w, "replica %s: %s\n", r.ID, line)
 			}
 		}
-		_ = cmd.Wait()
+		r.exitErr = cmd.Wait()
 		close(done)
 	}()
 	r.mu.Lock()
@@ -292,6 +294,7 @@ func (n *Node) CPU() (time.Duration, error) {
 // admin handle, removes the node's NATS buckets and drops its schema.
 func (n *Node) Close() error {
 	var wg sync.WaitGroup
+	stopErrs := make([]error, len(n.Replicas))
 	for i, r := range n.Replicas {
 		if !n.Running(i) {
 			continue
@@ -303,14 +306,19 @@ func (n *Node) Close() error {
 			_ = cmd.Process.Signal(syscall.SIGTERM)
 			select {
 			case <-done:
+				if r.exitErr != nil {
+					// A replica stopped with SIGTERM drains and exits 0.
+					stopErrs[i] = fmt.Errorf("replica %s stopped badly: %w", r.ID, r.exitErr)
+				}
 			case <-time.After(10 * time.Second):
 				_ = cmd.Process.Kill()
 				<-done
+				stopErrs[i] = fmt.Errorf("replica %s did not stop within 10 s of SIGTERM", r.ID)
 			}
 		})
 	}
 	wg.Wait()
-	var errs []error
+	errs := stopErrs
 	if n.Admin != nil {
 		errs = append(errs, n.Admin.Shutdown(context.Background()))
 	}
