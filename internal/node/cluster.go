@@ -219,6 +219,17 @@ func (n *Node) applyClusterSignal(b []byte) {
 // false the request is this replica's to serve. A request another replica
 // proxied here is served here once its link signature holds.
 func (n *Node) routeToOwner(w http.ResponseWriter, r *http.Request, conference string) bool {
+	return n.route(w, r, conference, true)
+}
+
+// routeToRunning sends a request about conference to the replica running
+// it, if one does; unlike routeToOwner it never places the conference (a
+// RoomService call on a conference without media is answered anywhere).
+func (n *Node) routeToRunning(w http.ResponseWriter, r *http.Request, conference string) bool {
+	return n.route(w, r, conference, false)
+}
+
+func (n *Node) route(w http.ResponseWriter, r *http.Request, conference string, place bool) bool {
 	l := n.replicas
 	if l == nil {
 		return false
@@ -234,7 +245,17 @@ func (n *Node) routeToOwner(w http.ResponseWriter, r *http.Request, conference s
 		}
 		return false
 	}
-	owner, err := l.c.Place(r.Context(), conference)
+	var owner cluster.Replica
+	var err error
+	if place {
+		owner, err = l.c.Place(r.Context(), conference)
+	} else {
+		var ok bool
+		owner, ok, err = l.c.Owner(r.Context(), conference)
+		if err == nil && !ok {
+			return false
+		}
+	}
 	if err != nil {
 		// NATS is away: serving here keeps the conference usable for the
 		// clients of this replica rather than refusing everyone.
