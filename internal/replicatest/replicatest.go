@@ -83,6 +83,10 @@ type Node struct {
 type Options struct {
 	// Env adds ENTENTE_* settings to every replica.
 	Env []string
+	// CA and CAFile, when set, issue the replicas' certificates and are
+	// trusted for peers: those of the nodes a test federates with.
+	CA     *devcert.CA
+	CAFile string
 }
 
 // Replica is one `entente serve` process.
@@ -105,13 +109,16 @@ func Start(t testing.TB, bin string, n int, opts Options) *Node {
 	natsURL := NATSURL(t)
 	dbURL := storetest.PostgresURL(t)
 	dir := t.TempDir()
-	ca, err := devcert.NewCA("Entente replica test CA", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM, 0o600); err != nil {
-		t.Fatal(err)
+	ca, caFile := opts.CA, opts.CAFile
+	if ca == nil {
+		var err error
+		if ca, err = devcert.NewCA("Entente replica test CA", time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		caFile = filepath.Join(dir, "ca.pem")
+		if err := os.WriteFile(caFile, ca.PEM, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	bal, err := NewBalancer()
 	if err != nil {
