@@ -51,7 +51,7 @@ func TestPeerTrunkForwardedToTheConferencesReplica(t *testing.T) {
 
 	// Alice's first connection places the conference; its replica then
 	// leaves the load balancer (it still answers its internal_url).
-	alice := n.participant(t, "alice", tokens["alice"], n.Replicas[0].URL, conf)
+	alice := n.participant(t, "alice", tokens["alice"], n.PublicURL, conf)
 	own := owner(t, n, conf, "")
 	n.Balancer.Remove(own.Addr)
 	agencyURL := "https://" + agency.Addr().String()
@@ -77,5 +77,22 @@ func TestPeerTrunkForwardedToTheConferencesReplica(t *testing.T) {
 	}
 	if !own.HasLog("trunk", conf) {
 		t.Fatalf("%s, which runs the conference, shows no trunk:\n%s", own.ID, own.Logs(40))
+	}
+
+	// The replica running the conference dies: the agency's trunk comes
+	// back to the survivor that takes the conference over.
+	killed := time.Now()
+	own.Kill(t)
+	last := hears(t, b, killed, alice)
+	if l := hears(t, alice, killed, b); l.After(last) {
+		last = l
+	}
+	next := owner(t, n, conf, own.ID)
+	t.Logf("SIGKILL of %s to media flowing again between the node and the agency through %s: %s",
+		own.ID, next.ID, last.Sub(killed).Round(time.Millisecond))
+	for _, p := range []*Participant{alice, b} {
+		if err := p.CheckPayloads(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
