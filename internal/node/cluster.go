@@ -243,6 +243,14 @@ func (n *Node) route(w http.ResponseWriter, r *http.Request, conference string, 
 			httpapi.WriteError(w, httpapi.Unavailable(time.Second, "this replica is draining; connect again"))
 			return true
 		}
+		// The conference may have moved since the other replica looked:
+		// serving it here too would split it in two.
+		if place {
+			if o, err := l.c.Place(r.Context(), conference); err == nil && o.ID != l.c.Self().ID {
+				httpapi.WriteError(w, httpapi.Unavailable(time.Second, "conference %s moved to another replica; connect again", conference))
+				return true
+			}
+		}
 		return false
 	}
 	var owner cluster.Replica
