@@ -50,7 +50,9 @@ func NATSURL(t testing.TB) string {
 	return u
 }
 
-// Build compiles cmd/entente into dir and returns the binary's path.
+// Build compiles cmd/entente into dir and returns the binary's path; with
+// the race detector when the caller runs with it, so that a data race in a
+// replica fails the test that started it.
 func Build(dir string) (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
@@ -58,7 +60,11 @@ func Build(dir string) (string, error) {
 	}
 	root := filepath.Dir(strings.TrimSpace(string(out)))
 	bin := filepath.Join(dir, "entente")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/entente")
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "./cmd/entente")...)
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/entente: %v\n%s", err, b)
@@ -190,6 +196,9 @@ func (r *Replica) start(t testing.TB) {
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-r.exited
+		if race := r.logs.find([]string{"WARNING: DATA RACE"}); race != "" {
+			t.Errorf("%s: data race:\n%s", r.ID, r.logs.tail(200))
+		}
 		if t.Failed() {
 			t.Logf("--- %s log (last lines)\n%s", r.ID, r.logs.tail(60))
 		}
