@@ -237,6 +237,24 @@ func (c *Cluster) SetConferenceLoad(ctx context.Context, conference string, n in
 	return fmt.Errorf("span of %s: still contended after %d attempts", conference, placeAttempts)
 }
 
+// InSpan reports whether the span record of conference, under its current
+// owner, counts this replica among those serving it.
+func (c *Cluster) InSpan(ctx context.Context, conference string) (bool, error) {
+	kv, err := c.spanBucket(ctx)
+	if err != nil {
+		return false, err
+	}
+	owner, ok, err := c.Owner(ctx, conference)
+	if err != nil || !ok {
+		return false, err
+	}
+	rec, _, err := c.readSpan(ctx, kv, placementKey(conference), conference, owner.ID)
+	if err != nil {
+		return false, err
+	}
+	return rec.share(c.Self().ID) != nil, nil
+}
+
 // Span lists the replicas serving participants of conference, the owner
 // first, with their participants in it as the span record has them.
 func (c *Cluster) Span(ctx context.Context, conference string) ([]Replica, error) {

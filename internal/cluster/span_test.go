@@ -85,6 +85,14 @@ func TestPlaceParticipantSpans(t *testing.T) {
 	if got := spanOf(t, a, conf); got != "a:2 b:2 " {
 		t.Fatalf("span after c left = %q, want a:2 b:2", got)
 	}
+	for _, r := range []struct {
+		c    *Cluster
+		want bool
+	}{{a, true}, {b, true}, {c, false}} {
+		if in, err := r.c.InSpan(ctx, conf); err != nil || in != r.want {
+			t.Fatalf("%s: InSpan = %v, %v; want %v", r.c.Self().ID, in, err, r.want)
+		}
+	}
 	// A dead replica drops out of the span: b dies without a word.
 	b.stop()
 	<-b.done

@@ -224,6 +224,17 @@ func (n *Node) applyClusterSignal(b []byte) {
 // false the request is this replica's to serve. A request another replica
 // proxied here is served here once its link signature holds.
 func (n *Node) routeToOwner(w http.ResponseWriter, r *http.Request, conference string) bool {
+	return n.route(w, r, conference, true)
+}
+
+// routeToRunning sends a request about conference to the replica running
+// it, if one does; unlike routeToOwner it never places the conference (a
+// RoomService call on a conference without media is answered anywhere).
+func (n *Node) routeToRunning(w http.ResponseWriter, r *http.Request, conference string) bool {
+	return n.route(w, r, conference, false)
+}
+
+func (n *Node) route(w http.ResponseWriter, r *http.Request, conference string, place bool) bool {
 	l := n.replicas
 	if l == nil {
 		return false
@@ -237,9 +248,30 @@ func (n *Node) routeToOwner(w http.ResponseWriter, r *http.Request, conference s
 			httpapi.WriteError(w, httpapi.Unavailable(time.Second, "this replica is draining; connect again"))
 			return true
 		}
+		// The conference may have moved since the other replica looked:
+		// serving it here too would split it in two.
+		// A replica the conference spans serves its participants too.
+		if place {
+			if o, err := l.c.Place(r.Context(), conference); err == nil && o.ID != l.c.Self().ID && !n.spannedHere(r.Context(), conference) {
+				httpapi.WriteError(w, httpapi.Unavailable(time.Second, "conference %s moved to another replica; connect again", conference))
+				return true
+			}
+		}
 		return false
 	}
-	owner, err := n.placeParticipant(r.Context(), conference)
+	var owner cluster.Replica
+	var err error
+	if place {
+		// A participant goes where the conference has room: its owner,
+		// or a replica it spans (spantrunk.go).
+		owner, err = n.placeParticipant(r.Context(), conference)
+	} else {
+		var ok bool
+		owner, ok, err = l.c.Owner(r.Context(), conference)
+		if err == nil && !ok {
+			return false
+		}
+	}
 	if err != nil {
 		// NATS is away: serving here keeps the conference usable for the
 		// clients of this replica rather than refusing everyone.

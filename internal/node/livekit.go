@@ -38,7 +38,7 @@ func (n *Node) mountLiveKit() error {
 	n.Handle("GET /rtc/validate", n.routeLiveKit(h))
 	n.Handle("GET /rtc/v1", h)
 	n.Handle("GET /rtc/v1/validate", h)
-	n.Handle("POST "+livekit.RoomServicePath, h)
+	n.Handle("POST "+livekit.RoomServicePath, n.routeRoomService(h))
 	n.Handle("POST /api/v1/conferences/{id}/livekit-token", n.guestGate(http.HandlerFunc(n.serveLiveKitToken)))
 	return nil
 }
@@ -108,6 +108,20 @@ func (n *Node) routeLiveKit(h http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if conf, err := n.livekit.ConferenceOf(r); err == nil && n.routeToOwner(w, r, conf) {
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// routeRoomService sends a RoomService call to the replica running the
+// conference its token names, where the participants' sessions are.
+func (n *Node) routeRoomService(h http.Handler) http.Handler {
+	if n.replicas == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if conf, err := n.livekit.AdminRoomOf(r); err == nil && n.routeToRunning(w, r, conf) {
 			return
 		}
 		h.ServeHTTP(w, r)

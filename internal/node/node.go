@@ -46,6 +46,10 @@ type Options struct {
 	RetryBase time.Duration
 	// MinRefetch shortens the resolver's minimum refetch interval in tests.
 	MinRefetch time.Duration
+	// Tool opens the node for a command-line tool (users, peers, conf):
+	// it reads and writes the store but does not join the replicas of a
+	// node run as several (cluster.nats_url), as it serves nothing.
+	Tool bool
 }
 
 // Node is one running institution node.
@@ -124,8 +128,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 	if err != nil {
 		return nil, fmt.Errorf("node keys: %w", err)
 	}
-	if err := n.openCluster(ctx); err != nil {
-		return nil, err
+	if !opts.Tool {
+		if err := n.openCluster(ctx); err != nil {
+			return nil, err
+		}
 	}
 	n.tlsConf, err = serverTLS(cfg, n.log)
 	if err != nil {

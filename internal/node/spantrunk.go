@@ -158,6 +158,16 @@ func (c *spanCascade) runCounts(ctx context.Context) {
 	}
 }
 
+// spannedHere reports whether conference spans this replica: another
+// replica proxied a participant here after PlaceParticipant chose it.
+func (n *Node) spannedHere(ctx context.Context, conference string) bool {
+	in, err := n.replicas.c.InSpan(ctx, conference)
+	if err != nil {
+		n.log.Warn("span of the conference not read", "conference", conference, "err", err)
+	}
+	return in
+}
+
 // acceptReplicaTrunk answers the trunk offer of the replica that signed r,
 // for a conference this replica runs.
 func (n *Node) acceptReplicaTrunk(r *http.Request, t replicaTrunk) (string, error) {

@@ -50,7 +50,9 @@ func NATSURL(t testing.TB) string {
 	return u
 }
 
-// Build compiles cmd/entente into dir and returns the binary's path.
+// Build compiles cmd/entente into dir and returns the binary's path; with
+// the race detector when the caller runs with it, so that a data race in a
+// replica fails the test that started it.
 func Build(dir string) (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
@@ -58,7 +60,11 @@ func Build(dir string) (string, error) {
 	}
 	root := filepath.Dir(strings.TrimSpace(string(out)))
 	bin := filepath.Join(dir, "entente")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/entente")
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "./cmd/entente")...)
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/entente: %v\n%s", err, b)
@@ -83,6 +89,10 @@ type Node struct {
 type Options struct {
 	// Env adds ENTENTE_* settings to every replica.
 	Env []string
+	// CA and CAFile, when set, issue the replicas' certificates and are
+	// trusted for peers: those of the nodes a test federates with.
+	CA     *devcert.CA
+	CAFile string
 }
 
 // Replica is one `entente serve` process.
@@ -105,13 +115,16 @@ func Start(t testing.TB, bin string, n int, opts Options) *Node {
 	natsURL := NATSURL(t)
 	dbURL := storetest.PostgresURL(t)
 	dir := t.TempDir()
-	ca, err := devcert.NewCA("Entente replica test CA", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM, 0o600); err != nil {
-		t.Fatal(err)
+	ca, caFile := opts.CA, opts.CAFile
+	if ca == nil {
+		var err error
+		if ca, err = devcert.NewCA("Entente replica test CA", time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		caFile = filepath.Join(dir, "ca.pem")
+		if err := os.WriteFile(caFile, ca.PEM, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	bal, err := NewBalancer()
 	if err != nil {
@@ -183,6 +196,9 @@ func (r *Replica) start(t testing.TB) {
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-r.exited
+		if race := r.logs.find([]string{"WARNING: DATA RACE"}); race != "" {
+			t.Errorf("%s: data race:\n%s", r.ID, r.logs.tail(200))
+		}
 		if t.Failed() {
 			t.Logf("--- %s log (last lines)\n%s", r.ID, r.logs.tail(60))
 		}
