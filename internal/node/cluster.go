@@ -110,7 +110,10 @@ func (n *Node) openCluster(ctx context.Context) error {
 	}}
 	link.proxyCtx, link.stopProxies = context.WithCancel(context.Background())
 	for topic, fn := range map[string]func([]byte){
-		topicLog:     func(b []byte) { n.applyLogChange(string(b)) },
+		topicLog: func(b []byte) {
+			n.applyLogChange(string(b))
+			n.syncBridge(string(b))
+		},
 		topicSignals: n.applyClusterSignal,
 	} {
 		unsub, err := c.Subscribe(topic, fn)
@@ -216,6 +219,7 @@ func (n *Node) applyClusterSignal(b []byte) {
 		n.log.Warn("unreadable signal from another replica", "err", err)
 		return
 	}
+	n.queueForBridge(sig)
 	n.applySignal(sig)
 }
 

@@ -6,7 +6,6 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
-	"github.com/entente-org/entente/bridge"
 	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/internal/accounts"
 	"github.com/entente-org/entente/internal/httpapi"
@@ -25,7 +24,7 @@ type logWatcher struct{ n *Node }
 // LogChanged has the SFU recheck who may take part (a removal or an end
 // closes their media), brings the Matrix room in line, and tells the
 // functions registered with OnLogChange; the node's other replicas do the
-// same but for the Matrix room, which one replica keeps (cluster.go).
+// same (cluster.go).
 func (w logWatcher) LogChanged(conference string) {
 	n := w.n
 	n.applyLogChange(conference)
@@ -45,12 +44,7 @@ type signalReceiver struct{ n *Node }
 // their clients and functions too (cluster.go).
 func (r signalReceiver) ReceiveSignal(sig federation.Signal) {
 	n := r.n
-	if n.bridge != nil {
-		n.bridge.QueueSignal(bridge.Signal{
-			Conference: sig.Conference, ID: sig.ID, Kind: sig.Kind, User: sig.User, As: sig.As,
-			Text: sig.Text, Ref: sig.Ref, Organisation: sig.Organisation, At: sig.At,
-		})
-	}
+	n.queueForBridge(sig)
 	n.applySignal(sig)
 	if n.replicas != nil {
 		b, _ := json.Marshal(sig)
