@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -26,15 +27,32 @@ type spanRecord struct {
 	// last written; a new owner starts a new record.
 	Owner string `json:"owner"`
 	// Replicas are the replicas serving participants of the conference, in
-	// the order they joined it, with how many each serves: reported by the
-	// replica itself (SetConferenceLoad), or reserved by PlaceParticipant
-	// for a participant on its way.
+	// the order they joined it, with how many each serves as the replica
+	// itself reported (SetConferenceLoad), and how many PlaceParticipant
+	// sent it that have not arrived yet.
 	Replicas []spanShare `json:"replicas"`
 }
 
 type spanShare struct {
 	ID           string `json:"id"`
 	Participants int    `json:"participants"`
+	// Pending participants are on their way; PendingAt (Unix
+	// milliseconds) is the last one's placement. Those not arrived within
+	// pendingTTL never will (a dropped connection).
+	Pending   int   `json:"pending,omitempty"`
+	PendingAt int64 `json:"pending_at,omitempty"`
+}
+
+// pendingTTL is how long a placed participant is counted before it
+// arrives: a WebSocket's proxying, authentication and join.
+const pendingTTL = 20 * time.Second
+
+// pending is the share's participants still on their way at now.
+func (s *spanShare) pending(now time.Time) int {
+	if s.Pending > 0 && now.Sub(time.UnixMilli(s.PendingAt)) > pendingTTL {
+		return 0
+	}
+	return s.Pending
 }
 
 func (r *spanRecord) share(id string) *spanShare {
@@ -46,9 +64,11 @@ func (r *spanRecord) share(id string) *spanShare {
 	return nil
 }
 
+// count is how many participants of the conference replica id serves or
+// is about to.
 func (r *spanRecord) count(id string) int {
 	if s := r.share(id); s != nil {
-		return s.Participants
+		return s.Participants + s.pending(time.Now())
 	}
 	return 0
 }
@@ -82,10 +102,11 @@ func (c *Cluster) spanBucket(ctx context.Context) (jetstream.KeyValue, error) {
 // room while its load is below the capacity it announces
 // (cluster.max_participants); its load is the larger of
 // its last heartbeat's count and its participants in this conference as
-// the span record has them (the record knows a join at once, the roster at
-// the next heartbeat). The chosen replica's count is raised at once, so
-// that participants arriving together do not all fit into the last place;
-// the replica corrects it when the participant joins (SetConferenceLoad).
+// the span record has them, those on their way included (the record knows
+// a placement at once, the roster at the next heartbeat). The chosen
+// replica's pending count is raised at once, so that participants arriving
+// together do not all fit into the last place; it falls as the replica
+// reports them arrived (SetConferenceLoad), or after pendingTTL.
 // When every live replica is full the least loaded serves anyway: a full
 // node degrades, it does not refuse.
 func (c *Cluster) PlaceParticipant(ctx context.Context, conference string) (Replica, error) {
@@ -109,7 +130,8 @@ func (c *Cluster) PlaceParticipant(ctx context.Context, conference string) (Repl
 			rec.Replicas = append(rec.Replicas, spanShare{ID: target.ID})
 			s = &rec.Replicas[len(rec.Replicas)-1]
 		}
-		s.Participants++
+		now := time.Now()
+		s.Pending, s.PendingAt = s.pending(now)+1, now.UnixMilli()
 		if err := c.writeSpan(ctx, kv, key, rec, rev); err != nil {
 			if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 				continue
@@ -194,8 +216,9 @@ func (c *Cluster) writeSpan(ctx context.Context, kv jetstream.KeyValue, key stri
 }
 
 // SetConferenceLoad records that this replica serves n participants of
-// conference, correcting what PlaceParticipant reserved; n == 0 takes this
-// replica out of the conference's span.
+// conference: a rise is participants PlaceParticipant sent here that
+// arrived. With none left nor on the way, this replica leaves the
+// conference's span.
 func (c *Cluster) SetConferenceLoad(ctx context.Context, conference string, n int) error {
 	kv, err := c.spanBucket(ctx)
 	if err != nil {
@@ -221,10 +244,20 @@ func (c *Cluster) SetConferenceLoad(ctx context.Context, conference string, n in
 			return nil
 		case s == nil:
 			rec.Replicas = append(rec.Replicas, spanShare{ID: self, Participants: n})
-		case n == 0:
-			rec.Replicas = slices.DeleteFunc(rec.Replicas, func(s spanShare) bool { return s.ID == self })
 		default:
-			s.Participants = n
+			// Those who arrived were pending; those still on their way
+			// stay counted.
+			pending := s.pending(time.Now())
+			if arrived := n - s.Participants; arrived > 0 {
+				pending = max(0, pending-arrived)
+			}
+			s.Participants, s.Pending = n, pending
+			if pending == 0 {
+				s.PendingAt = 0
+			}
+			if n == 0 && pending == 0 {
+				rec.Replicas = slices.DeleteFunc(rec.Replicas, func(s spanShare) bool { return s.ID == self })
+			}
 		}
 		err = c.writeSpan(ctx, kv, key, rec, rev)
 		if err == nil {

@@ -70,17 +70,31 @@ func TestPlaceParticipantSpans(t *testing.T) {
 	if got := spanOf(t, b, conf); got != "a:2 b:2 c:1 " {
 		t.Fatalf("span = %q, want a:2 b:2 c:1", got)
 	}
-	// b reports what it really serves: one left; the next participant
-	// fills its place before c gets another.
+	// b reports one of its two arrived: the other, on its way, still
+	// counts, and the next participant goes to c.
 	if err := b.SetConferenceLoad(ctx, conf, 1); err != nil {
 		t.Fatal(err)
+	}
+	if got := spanOf(t, a, conf); got != "a:2 b:2 c:1 " {
+		t.Fatalf("span after b's first arrival = %q, want a:2 b:2 c:1", got)
+	}
+	if got, err := a.PlaceParticipant(ctx, conf); err != nil || got.ID != "c" {
+		t.Fatalf("with b's second on its way: PlaceParticipant = %+v, %v; want c", got, err)
+	}
+	// Both arrived, then one left: b has room again and is asked first.
+	for _, n := range []int{2, 1} {
+		if err := b.SetConferenceLoad(ctx, conf, n); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if got, err := c.PlaceParticipant(ctx, conf); err != nil || got.ID != "b" {
 		t.Fatalf("after b's leave: PlaceParticipant = %+v, %v; want b", got, err)
 	}
-	// A replica with nobody left leaves the span.
-	if err := c.SetConferenceLoad(ctx, conf, 0); err != nil {
-		t.Fatal(err)
+	// A replica with nobody left, and nobody on the way, leaves the span.
+	for _, n := range []int{2, 0} {
+		if err := c.SetConferenceLoad(ctx, conf, n); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if got := spanOf(t, a, conf); got != "a:2 b:2 " {
 		t.Fatalf("span after c left = %q, want a:2 b:2", got)
