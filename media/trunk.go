@@ -261,7 +261,9 @@ func (ts *trunkSet) open(ctx context.Context, conference string) (*trunk, bool, 
 // here (spec/federation.md §10.2). peer is the member's DID, authenticated by
 // federation; relay is the member's permission to forward its participants'
 // media to other member nodes. A second offer from the same peer for the
-// same conference is an ICE restart and is answered on the same connection.
+// same conference is an ICE restart and is answered on the same connection,
+// unless it comes with another DTLS certificate: a new trunk then replaces
+// the old.
 func (s *SFU) AcceptTrunk(ctx context.Context, conference, peer, offerSDP string, relay bool) (string, error) {
 	if _, ok := ReplicaOf(peer); ok {
 		return "", fmt.Errorf("media: trunk peer %q: %w", peer, ErrBadTrunkOffer)
@@ -293,6 +295,11 @@ func (s *SFU) acceptTrunk(ctx context.Context, from trunkPeer, offerSDP string) 
 	ts.mu.Unlock()
 	if closed {
 		return "", errors.New("media: SFU is shutting down")
+	}
+	if existing != nil && !samePeer(remoteSDP(existing.pc), offerSDP) {
+		// A new member process (or a member that set up afresh after
+		// this end changed): a new trunk, not an ICE restart.
+		existing = nil
 	}
 	if existing != nil {
 		answer, err := existing.answer(ctx, offerSDP)

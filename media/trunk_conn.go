@@ -241,6 +241,9 @@ func (t *trunk) negotiate(ctx context.Context, restart bool) error {
 		return ctx.Err()
 	}
 	answer, err := t.set.sfu.opts.Cascade.Offer(ctx, t.conference, t.pc.LocalDescription().SDP)
+	if err == nil && restart && !samePeer(remoteSDP(t.pc), answer) {
+		err = errTrunkPeerChanged
+	}
 	if err != nil {
 		if rb := t.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); rb != nil {
 			t.log.Debug("roll back trunk offer", "err", rb)
@@ -345,6 +348,10 @@ func (t *trunk) restart() {
 		if err == nil && t.waitConnected(restartWait) {
 			t.sendState()
 			return
+		}
+		if errors.Is(err, errTrunkPeerChanged) {
+			t.log.Info("trunk host changed; setting up a new trunk", "err", err)
+			break
 		}
 		if err != nil {
 			t.log.Info("trunk ice restart failed", "attempt", attempt, "err", err)

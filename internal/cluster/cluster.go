@@ -304,6 +304,20 @@ func (c *Cluster) live(id string) (Replica, bool) {
 	return Replica{}, false
 }
 
+// Suspect takes a replica out of this replica's Live view until its next
+// heartbeat arrives: its internal_url refused a connection, which a
+// process that died does at once, while its heartbeat needs RosterTTL to
+// age out. A replica that is alive after all is back within a heartbeat.
+func (c *Cluster) Suspect(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.seen[id]; ok && id != c.self.ID {
+		s.at = time.Time{}
+		c.seen[id] = s
+		c.log.Warn("replica refused a connection; not placing on it until its next heartbeat", "suspect", id)
+	}
+}
+
 // SetLoad records how many participants this replica serves; placement
 // reads it from the next heartbeat.
 func (c *Cluster) SetLoad(participants int) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httputil"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/entente-org/entente/federation"
@@ -303,6 +305,12 @@ func (n *Node) route(w http.ResponseWriter, r *http.Request, conference string, 
 		Transport: l.transport,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			n.log.Warn("proxy to the conference's replica failed", "conference", conference, "to", owner.ID, "err", err)
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				// Its process is gone: the client's next try places the
+				// conference on a live replica, without waiting for the
+				// heartbeat to age out (docs/replicas.md, "Failover").
+				l.c.Suspect(owner.ID)
+			}
 			httpapi.WriteError(w, httpapi.Unavailable(time.Second, "the replica running this conference cannot be reached; connect again"))
 		},
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"syscall"
 
 	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/internal/cluster"
@@ -40,7 +41,20 @@ func (n *Node) answerTrunk(ctx context.Context, conference, peer string, offer f
 		if err != nil {
 			n.log.Warn("conference not placed; answering its trunk here", "conference", conference, "err", err)
 		} else if owner.ID != l.c.Self().ID {
-			return n.forwardTrunk(ctx, owner, replicaTrunk{Conference: conference, Peer: peer, SDP: offer.SDP, Relay: offer.Relay})
+			t := replicaTrunk{Conference: conference, Peer: peer, SDP: offer.SDP, Relay: offer.Relay}
+			answer, err := n.forwardTrunk(ctx, owner, t)
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				return answer, err
+			}
+			// The owner's process is gone: place the conference again
+			// and answer where it lands now.
+			l.c.Suspect(owner.ID)
+			if owner, err = l.c.Place(ctx, conference); err != nil {
+				return "", err
+			}
+			if owner.ID != l.c.Self().ID {
+				return n.forwardTrunk(ctx, owner, t)
+			}
 		}
 	}
 	answer, err := n.sfu.AcceptTrunk(ctx, conference, peer, offer.SDP, offer.Relay)
@@ -60,7 +74,8 @@ func (n *Node) forwardTrunk(ctx context.Context, owner cluster.Replica, t replic
 	n.replicas.c.SignRequest(req)
 	resp, err := (&http.Client{Transport: n.replicas.transport}).Do(req)
 	if err != nil {
-		return "", httpapi.Unavailable(0, "the replica running conference %s cannot be reached: %v", t.Conference, err)
+		return "", &httpapi.Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
+			Message: fmt.Sprintf("the replica running conference %s cannot be reached", t.Conference), Err: err}
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
