@@ -118,7 +118,13 @@ func (p *participant) Error(code, message string) {
 // Closed ends the connection; a removal is announced with a LeaveRequest
 // saying why, so that the client does not try to reconnect.
 func (p *participant) Closed(reason string) {
-	if reason != "" {
+	if reason == media.ReasonRestart {
+		// The replica is draining: the client rejoins at once, through the
+		// load balancer, on another replica (docs/replicas.md, "Drain").
+		p.send(&lk.SignalResponse{Message: &lk.SignalResponse_Leave{Leave: &lk.LeaveRequest{
+			CanReconnect: true, Reason: lk.DisconnectReason_SERVER_SHUTDOWN, Action: lk.LeaveRequest_RECONNECT,
+		}}})
+	} else if reason != "" {
 		why := lk.DisconnectReason_PARTICIPANT_REMOVED
 		switch reason {
 		case "ended":

@@ -180,3 +180,17 @@ func (roomService) MoveParticipant(context.Context, *lk.MoveParticipantRequest) 
 func (roomService) PerformRpc(context.Context, *lk.PerformRpcRequest) (*lk.PerformRpcResponse, error) {
 	return nil, unimplemented("PerformRpc")
 }
+
+// AdminRoomOf returns the room a RoomService call's verified token grants
+// roomAdmin on: a node of several replicas sends the call to the replica
+// running that conference, where its participants are.
+func (s *Server) AdminRoomOf(r *http.Request) (string, error) {
+	g, err := s.verifyAdmin(tokenOf(r))
+	if err != nil {
+		return "", err
+	}
+	if g.Video == nil || g.Video.Room == "" {
+		return "", refuse(http.StatusForbidden, "the access token grants no room")
+	}
+	return g.Video.Room, nil
+}

@@ -119,3 +119,14 @@ func (s *Server) verify(raw string) (Grant, error) {
 		CanPublish: vg.GetCanPublish(), CanSubscribe: vg.GetCanSubscribe(),
 	}, nil
 }
+
+// ConferenceOf returns the conference a /rtc request's access token grants,
+// once the token is verified: a node of several replicas sends the
+// connection to the replica that runs that conference.
+func (s *Server) ConferenceOf(r *http.Request) (string, error) {
+	g, err := s.verify(tokenOf(r))
+	if err != nil {
+		return "", err
+	}
+	return g.Conference, nil
+}

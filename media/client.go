@@ -439,7 +439,7 @@ func (c *client) unpublish(track string) {
 // first. The WebSocket closes once the outbox is flushed.
 func (c *client) stop(reason string) {
 	c.stopOnce.Do(func() {
-		if reason != "" {
+		if reason != "" && reason != ReasonRestart {
 			c.send(removedMsg{Type: "removed", Reason: reason})
 		}
 		c.mu.Lock()

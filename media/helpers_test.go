@@ -102,9 +102,10 @@ type testClient struct {
 	auto    bool
 	autoMax [2]int
 
-	mu     sync.Mutex
-	tracks []*testTrack
-	seen   []map[string]any
+	mu      sync.Mutex
+	tracks  []*testTrack
+	seen    []map[string]any
+	readErr error // why the read loop ended
 }
 
 type clientOptions struct {
@@ -248,6 +249,9 @@ func (c *testClient) readLoop() {
 	for {
 		_, data, err := c.ws.Read(c.ctx)
 		if err != nil {
+			c.mu.Lock()
+			c.readErr = err
+			c.mu.Unlock()
 			return
 		}
 		var m map[string]any

@@ -62,3 +62,33 @@ func (s *SFU) SetTrackMuted(conference, track string, muted bool) bool {
 	c.setMuted(t, muted)
 	return true
 }
+
+// ReasonRestart is the reason a session ends with when its replica is
+// drained: a native client's WebSocket closes with code 1012 (service
+// restart) and no `removed`, a Session's handler hears Closed(ReasonRestart).
+// The client is expected to reconnect at once (spec/client-api.md §5.1).
+const ReasonRestart = "restart"
+
+// Restart ends every local media session, native and translated, with
+// ReasonRestart, and reports how many there were. Trunks stay: they end
+// with the SFU.
+func (s *SFU) Restart() int {
+	s.mu.Lock()
+	found := make([]*client, 0, len(s.clients))
+	for c := range s.clients {
+		found = append(found, c)
+	}
+	s.mu.Unlock()
+	for _, c := range found {
+		c.stop(ReasonRestart)
+	}
+	return len(found)
+}
+
+// Sessions counts the local media sessions, native and translated: a
+// replica's load.
+func (s *SFU) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.clients)
+}

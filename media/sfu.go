@@ -316,7 +316,13 @@ func (c *client) writeLoop(ctx context.Context) {
 			reason := c.reason
 			c.outMu.Unlock()
 			code := websocket.StatusNormalClosure
-			if reason != "" {
+			switch reason {
+			case "":
+			case ReasonRestart:
+				// 1012: the client reconnects at once and lands on
+				// another replica (docs/replicas.md, "Drain").
+				code, reason = websocket.StatusServiceRestart, "service restart"
+			default:
 				code = websocket.StatusPolicyViolation
 			}
 			_ = c.ws.Close(code, reason)

@@ -90,12 +90,16 @@ type trunkSet struct {
 // how many local clients are in its media, and the trunk they share.
 type memberLink struct {
 	conference string
-	clients    int
-	trunk      *trunk
-	opening    bool
-	local      bool
-	idle       *time.Timer
-	cancel     context.CancelFunc
+	// clients counts the local clients and, on the owner replica, the
+	// trunks of the other replicas (trunk_replica.go); people only the
+	// local clients.
+	clients int
+	people  int
+	trunk   *trunk
+	opening bool
+	local   bool
+	idle    *time.Timer
+	cancel  context.CancelFunc
 }
 
 func newTrunkSet(s *SFU, reg prometheus.Registerer) (*trunkSet, error) {
@@ -112,7 +116,11 @@ func newTrunkSet(s *SFU, reg prometheus.Registerer) (*trunkSet, error) {
 
 // localJoined runs when a local client joins a conference's media: the first
 // one opens the trunk to the host when the conference is hosted elsewhere.
-func (ts *trunkSet) localJoined(conference string) {
+func (ts *trunkSet) localJoined(conference string) { ts.linkJoined(conference, true) }
+
+// linkJoined counts a local client (person) or another replica's trunk in
+// the conference's link to its host.
+func (ts *trunkSet) linkJoined(conference string, person bool) {
 	if ts.sfu.opts.Cascade == nil {
 		return
 	}
@@ -127,6 +135,10 @@ func (ts *trunkSet) localJoined(conference string) {
 		ts.links[conference] = l
 	}
 	l.clients++
+	if person {
+		l.people++
+		ts.countLocked(l)
+	}
 	if l.idle != nil {
 		l.idle.Stop()
 		l.idle = nil
@@ -138,12 +150,18 @@ func (ts *trunkSet) localJoined(conference string) {
 
 // localLeft runs when a local client leaves; the trunk closes trunkGrace
 // after the last one.
-func (ts *trunkSet) localLeft(conference string) {
+func (ts *trunkSet) localLeft(conference string) { ts.linkLeft(conference, true) }
+
+func (ts *trunkSet) linkLeft(conference string, person bool) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	l, ok := ts.links[conference]
 	if !ok {
 		return
+	}
+	if person {
+		l.people--
+		ts.countLocked(l)
 	}
 	if l.clients--; l.clients > 0 {
 		return
@@ -244,9 +262,27 @@ func (ts *trunkSet) open(ctx context.Context, conference string) (*trunk, bool, 
 // here (spec/federation.md §10.2). peer is the member's DID, authenticated by
 // federation; relay is the member's permission to forward its participants'
 // media to other member nodes. A second offer from the same peer for the
-// same conference is an ICE restart and is answered on the same connection.
+// same conference is an ICE restart and is answered on the same connection,
+// unless it comes with another DTLS certificate: a new trunk then replaces
+// the old.
 func (s *SFU) AcceptTrunk(ctx context.Context, conference, peer, offerSDP string, relay bool) (string, error) {
+	if _, ok := ReplicaOf(peer); ok {
+		return "", fmt.Errorf("media: trunk peer %q: %w", peer, ErrBadTrunkOffer)
+	}
+	return s.acceptTrunk(ctx, trunkPeer{conference: conference, name: peer, users: peer, relay: relay}, offerSDP)
+}
+
+// trunkPeer is who offers a trunk: its name in the trunk set, whose
+// participants it may announce (users of the node with that DID), and its
+// permission to have its media relayed.
+type trunkPeer struct {
+	conference, name, users string
+	relay, replica          bool
+}
+
+func (s *SFU) acceptTrunk(ctx context.Context, from trunkPeer, offerSDP string) (string, error) {
 	ts := s.trunks
+	conference, peer := from.conference, from.name
 	var parsed sdp.SessionDescription
 	if err := parsed.UnmarshalString(offerSDP); err != nil {
 		return "", fmt.Errorf("media: trunk offer from %s: %w: %v", peer, ErrBadTrunkOffer, err)
@@ -261,6 +297,11 @@ func (s *SFU) AcceptTrunk(ctx context.Context, conference, peer, offerSDP string
 	if closed {
 		return "", errors.New("media: SFU is shutting down")
 	}
+	if existing != nil && !samePeer(remoteSDP(existing.pc), offerSDP) {
+		// A new member process (or a member that set up afresh after
+		// this end changed): a new trunk, not an ICE restart.
+		existing = nil
+	}
 	if existing != nil {
 		answer, err := existing.answer(ctx, offerSDP)
 		if err != nil {
@@ -269,9 +310,13 @@ func (s *SFU) AcceptTrunk(ctx context.Context, conference, peer, offerSDP string
 		}
 		return answer, nil
 	}
-	t, err := ts.newTrunk(conference, peer, false, relay)
+	t, err := ts.newTrunk(conference, peer, false, from.relay)
 	if err != nil {
 		return "", err
+	}
+	t.users = from.users
+	if from.replica {
+		t.holdLink()
 	}
 	if err := t.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offerSDP}); err != nil {
 		t.close("bad offer")

@@ -60,6 +60,14 @@ type trunk struct {
 	// its `relay` messages (§10.5, trunk_relay.go).
 	relay     atomic.Bool
 	closeOnce sync.Once
+	// replica is set on a trunk between two replicas of this node
+	// (trunk_replica.go); users, on the host side, is the DID of the node
+	// whose users the peer may announce.
+	replica bool
+	users   string
+	// link is set on the owner's side of a replica trunk while it counts
+	// as a local participant of the conference's link to its host.
+	link atomic.Bool
 
 	negMu sync.Mutex
 
@@ -128,6 +136,7 @@ func (ts *trunkSet) newTrunk(conference, peer string, member, relay bool) (*trun
 	}
 	t := &trunk{
 		set: ts, conference: conference, peer: peer, member: member, relayKick: make(chan struct{}, 1),
+		users: peer, replica: isReplicaPeer(peer),
 		log: ts.log.With("conference", conference, "peer", peer), pc: pc, done: make(chan struct{}),
 		slots: map[string]*trunkSlot{}, offered: map[string]UpTrack{}, sent: map[string]*trackCounter{},
 		rx: map[string]*rxSlot{}, remote: map[string]*upTrack{}, people: map[string]*remoteParticipant{},
@@ -242,6 +251,9 @@ func (t *trunk) negotiate(ctx context.Context, restart bool) error {
 		return ctx.Err()
 	}
 	answer, err := t.set.sfu.opts.Cascade.Offer(ctx, t.conference, t.pc.LocalDescription().SDP)
+	if err == nil && restart && !samePeer(remoteSDP(t.pc), answer) {
+		err = errTrunkPeerChanged
+	}
 	if err != nil {
 		if rb := t.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); rb != nil {
 			t.log.Debug("roll back trunk offer", "err", rb)
@@ -289,6 +301,14 @@ func (t *trunk) onICEState(s webrtc.ICEConnectionState) {
 	t.log.Debug("trunk ice state", "state", s.String())
 	switch s {
 	case webrtc.ICEConnectionStateDisconnected, webrtc.ICEConnectionStateFailed:
+		if t.member && t.replica {
+			// Between replicas a lost path is a dead owner, whose
+			// conference moves: a new trunk finds its new owner, where
+			// an ICE restart would only knock at the dead one
+			// (trunk_replica.go).
+			go t.close("owner replica unreachable")
+			return
+		}
 		if t.member && t.startRestart() {
 			t.set.wg.Add(1)
 			go func() {
@@ -338,6 +358,10 @@ func (t *trunk) restart() {
 		if err == nil && t.waitConnected(restartWait) {
 			t.sendState()
 			return
+		}
+		if errors.Is(err, errTrunkPeerChanged) {
+			t.log.Info("trunk host changed; setting up a new trunk", "err", err)
+			break
 		}
 		if err != nil {
 			t.log.Info("trunk ice restart failed", "attempt", attempt, "err", err)
@@ -409,6 +433,9 @@ func (t *trunk) close(reason string) {
 			t.log.Debug("close trunk peer connection", "err", err)
 		}
 		t.set.removed(t)
+		if t.link.Swap(false) {
+			t.set.linkLeft(t.conference, false)
+		}
 		t.log.Info("trunk closed", "reason", reason)
 	})
 }

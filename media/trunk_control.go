@@ -88,10 +88,14 @@ func (t *trunk) ownDown(d Down) bool {
 
 // mayOffer says whether a local track may cross to the peer: never back to
 // the trunk it came from, and a member's tracks go to other members only
-// when that member allowed relaying (§10.5).
+// when that member allowed relaying (§10.5). Another replica of this node
+// is not another member: it gets every track its users could get here.
 func (t *trunk) mayOffer(up *upTrack) bool {
 	if t.carriesIn(up) {
 		return false
+	}
+	if t.replica {
+		return true
 	}
 	origin := t.set.originOf(t.conference, up)
 	return origin == nil || (origin != t && origin.relay.Load())

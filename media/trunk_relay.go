@@ -97,7 +97,7 @@ func (t *trunk) restateRelay() {
 
 // setRelay applies a member's `relay` message on the host side.
 func (t *trunk) setRelay(relay bool) {
-	if t.member || t.isClosed() {
+	if t.member || t.replica || t.isClosed() {
 		return
 	}
 	if t.relay.Swap(relay) == relay {
@@ -122,7 +122,8 @@ func (ts *trunkSet) relayChanged(from *trunk, relay bool) {
 	}
 	from.mu.Unlock()
 	for _, o := range ts.conferenceTrunks(from.conference) {
-		if o == from {
+		if o == from || o.replica {
+			// The node's own replicas are not other members.
 			continue
 		}
 		// Withheld: the media stops before anything else is said.
@@ -173,6 +174,10 @@ func (t *trunk) withdraw(track UpTrack) {
 // marked when p's own node does not let the host relay its media, so that
 // the peer's users know why they see and hear nothing of p.
 func (t *trunk) described(p Participant) Participant {
+	if t.replica && !t.member {
+		// Another replica of this node shows p as this one does.
+		return p
+	}
 	p.MediaWithheld = false
 	if t.member {
 		return p

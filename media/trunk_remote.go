@@ -66,7 +66,7 @@ func (t *trunk) applyState(m trunkStateMsg) {
 // waiting until the log changes. Its organisation is named by this node
 // (spec/federation.md §2.1).
 func (t *trunk) addParticipant(p Participant) {
-	if p.User == "" || (!t.member && !strings.HasSuffix(p.User, "@"+t.peer)) {
+	if p.User == "" || (!t.member && !strings.HasSuffix(p.User, "@"+t.users)) {
 		t.log.Warn("trunk participant refused", "user", p.User)
 		return
 	}

@@ -29,7 +29,7 @@ func (a *app) withNode(ctx context.Context, path string, fn func(n *node.Node) e
 	if err != nil {
 		return err
 	}
-	n, err := node.New(ctx, cfg, node.Options{Logger: slog.New(slog.DiscardHandler), Version: version})
+	n, err := node.New(ctx, cfg, node.Options{Logger: slog.New(slog.DiscardHandler), Version: version, Tool: true})
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -49,7 +50,20 @@ the node's LiveKit signalling at /rtc with a token minted with the node's
 credentials, publishing and receiving the same synthetic tracks. --clients
 both measures the same scenario with native clients, then with LiveKit
 clients, on the same nodes and each kind in conferences of its own, and
-prints {"native": report, "livekit": report}.`,
+prints {"native": report, "livekit": report}.
+
+With --replicas N (2 or 3), the node is one node run as N replica processes
+(entente serve, cluster.nats_url) on 127.0.0.1, sharing a PostgreSQL schema
+made for the run (--database-url, default $ENTENTE_TEST_DATABASE_URL) and
+coordinating through NATS with JetStream (--nats-url, default
+$ENTENTE_TEST_NATS_URL). The --meeting runs twice on fresh replicas: with
+cluster.max_participants at its size, so it fits on one replica, then at half
+of it, so it spans two replicas joined by a trunk. The WebSockets arrive at
+the replicas in turn, as from a load balancer. CPU is the replica processes'
+(from /proc). Then the replica that owns the spanning meeting is killed
+(SIGKILL): its clients reconnect by themselves to the next replica, and
+kill_to_media_ms is, per client cut, the time until every track of the
+others flows to it again.`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGTERM, syscall.SIGINT)
@@ -57,8 +71,28 @@ prints {"native": report, "livekit": report}.`,
 			if clientsOnly {
 				return scenario.RunClients(ctx, os.Stdin, a.stdout)
 			}
+			if o.Replicas != 0 {
+				if o.DatabaseURL == "" {
+					o.DatabaseURL = lookupEnv(a.environ, "ENTENTE_TEST_DATABASE_URL")
+				}
+				if o.NATSURL == "" {
+					o.NATSURL = lookupEnv(a.environ, "ENTENTE_TEST_NATS_URL")
+				}
+			}
 			if err := o.Validate(); err != nil {
 				return usageError{err}
+			}
+			if o.Replicas != 0 {
+				res, err := scenario.RunReplicas(ctx, o, scenario.Env{
+					Stderr: a.stderr, Version: version, Environ: a.environ,
+					ClientsArgs: []string{"bench", "media", "--clients-only"},
+				})
+				if err != nil {
+					return err
+				}
+				enc := json.NewEncoder(a.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(res)
 			}
 			res, err := scenario.Run(ctx, o, scenario.Env{
 				Stderr: a.stderr, Version: version, Environ: a.environ,
@@ -87,6 +121,19 @@ prints {"native": report, "livekit": report}.`,
 	c.Flags().StringVar(&o.UDP, "udp", scenario.UDPPerConnection, "how each node uses UDP for media, as media.udp_port: per-connection (a port per peer connection, the default of media.udp_port 0) or shared (one port per node)")
 	c.Flags().StringVar(&o.Clients, "clients", scenario.ClientsNative, "kind of client: native (Entente's signalling), livekit (LiveKit's Go SDK at /rtc), or both, measured one after the other")
 	c.Flags().StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the nodes over the measurement window to this file (go tool pprof); with --clients both, one file per kind, its name suffixed -native or -livekit")
+	c.Flags().IntVar(&o.Replicas, "replicas", 0, "run the node as this many replica processes (2 or 3) over PostgreSQL and NATS; needs --meeting")
+	c.Flags().StringVar(&o.DatabaseURL, "database-url", "", "with --replicas: PostgreSQL server for the node's store (default $ENTENTE_TEST_DATABASE_URL)")
+	c.Flags().StringVar(&o.NATSURL, "nats-url", "", "with --replicas: NATS server with JetStream (default $ENTENTE_TEST_NATS_URL)")
 	_ = c.Flags().MarkHidden("clients-only")
 	return c
+}
+
+// lookupEnv returns the value of key in environ, "" if absent.
+func lookupEnv(environ []string, key string) string {
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, key+"="); ok {
+			return v
+		}
+	}
+	return ""
 }

@@ -237,3 +237,70 @@ func fmtOpt(v *float64) string {
 func near(got, want float64) bool {
 	return math.Abs(got-want) <= 0.002+want*1e-3
 }
+
+func TestBenchMediaReplicasRefusals(t *testing.T) {
+	env := []string{"ENTENTE_TEST_DATABASE_URL=postgres://db.invalid/x", "ENTENTE_TEST_NATS_URL=nats://nats.invalid:4222"}
+	for _, tc := range []struct {
+		env  []string
+		args []string
+		want string
+	}{
+		{env, []string{"--replicas", "1", "--meeting", "4"}, "--replicas must be between 2 and 3, got 1"},
+		{env, []string{"--replicas", "4", "--meeting", "4"}, "--replicas must be between 2 and 3, got 4"},
+		{env, []string{"--replicas", "2"}, "--replicas needs --meeting"},
+		{env, []string{"--replicas", "2", "--meeting", "4", "--nodes", "2"}, "--replicas runs one node: --nodes must be 1, got 2"},
+		{env, []string{"--replicas", "2", "--meeting", "4", "--conferences", "2"}, "--replicas runs one meeting: --conferences must be 1, got 2"},
+		{env, []string{"--replicas", "2", "--meeting", "4", "--clients", "livekit"}, "--replicas measures native clients: --clients livekit is not supported with it"},
+		{env, []string{"--replicas", "2", "--meeting", "4", "--udp", "shared"}, "--udp shared is not supported with it"},
+		{env, []string{"--replicas", "2", "--meeting", "4", "--cpuprofile", "x.prof"}, "--cpuprofile profiles this process"},
+		{nil, []string{"--replicas", "2", "--meeting", "4", "--nats-url", "nats://x:4222"}, "--replicas needs PostgreSQL: --database-url or ENTENTE_TEST_DATABASE_URL"},
+		{nil, []string{"--replicas", "2", "--meeting", "4", "--database-url", "postgres://x/y"}, "--replicas needs NATS with JetStream: --nats-url or ENTENTE_TEST_NATS_URL"},
+		{nil, []string{"--meeting", "4", "--nats-url", "nats://x:4222"}, "--database-url and --nats-url go with --replicas"},
+	} {
+		r := runCLI(t, tc.env, append([]string{"bench", "media"}, tc.args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) || r.stdout != "" {
+			t.Errorf("%v: code %d, stderr %q, stdout %q; want code 2 and %q", tc.args, r.code, r.stderr, r.stdout, tc.want)
+		}
+	}
+}
+
+// A short run of --replicas 2: the meeting fits on one replica, then spans
+// two, every subscription carries exact media in both, and the clients cut
+// by the owner's SIGKILL all receive media again.
+func TestBenchMediaReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts replica processes and WebRTC clients")
+	}
+	dbURL, natsURL := replicaServices(t)
+	env := append(os.Environ(), "ENTENTE_TEST_RUN_MAIN=1")
+	r := runCLI(t, env, "bench", "media", "--replicas", "2", "--meeting", "4", "--duration", "2s",
+		"--database-url", dbURL, "--nats-url", natsURL)
+	if r.code != 0 {
+		t.Fatalf("code %d, stderr %q", r.code, r.stderr)
+	}
+	var got scenario.ReplicaReport
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatal(err)
+	}
+	for name, run := range map[string]scenario.ReplicaRun{"fits_on_one": got.FitsOnOne, "spans_two": got.SpansTwo} {
+		if run.Subscriptions != 24 || run.SubscriptionsNoMedia != 0 || run.PayloadMismatches != 0 || run.ServerCPUPerPacket == nil {
+			t.Fatalf("%s: %+v", name, run)
+		}
+		serving := 0
+		for _, f := range run.ForwardedPackets {
+			if f > 0 {
+				serving++
+			}
+		}
+		if want := map[string]int{"fits_on_one": 1, "spans_two": 2}[name]; serving != want {
+			t.Fatalf("%s: %d replicas forwarded media (%v), want %d", name, serving, run.ForwardedPackets, want)
+		}
+	}
+	if got.FitsOnOne.MaxParticipants != 4 || got.SpansTwo.MaxParticipants != 2 || got.FitsOnOne.TrunkPackets != 0 || got.SpansTwo.TrunkPackets == 0 {
+		t.Fatalf("fits %+v, spans %+v", got.FitsOnOne, got.SpansTwo)
+	}
+	f := got.Failover
+	if f == nil || f.Clients == 0 || f.MediaAgain.N != f.Clients || f.MediaAgain.Max <= 0 {
+		t.Fatalf("failover %+v", f)
+	}
+}

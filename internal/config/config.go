@@ -31,6 +31,7 @@ type Config struct {
 	Auth       Auth       `yaml:"auth"`
 	OIDC       OIDC       `yaml:"oidc"`
 	LiveKit    LiveKit    `yaml:"livekit"`
+	Cluster    Cluster    `yaml:"cluster"`
 	Log        Log        `yaml:"log"`
 }
 
@@ -223,6 +224,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if err := c.LiveKit.validate(); err != nil {
+		return err
+	}
+	if err := c.validateCluster(); err != nil {
 		return err
 	}
 	switch c.Log.Format {

@@ -18,6 +18,10 @@ func writeFile(t *testing.T, body string) string {
 	return p
 }
 
+// clusterOn and clusterStore make a replica of a node (docs/replicas.md).
+const clusterOn = "cluster:\n  nats_url: nats://nats.example:4222\n  internal_url: https://10.0.0.5:8443\n"
+const clusterStore = "database:\n  url: postgres://db.example/entente\nkeys:\n  storage: database\n"
+
 const minimal = `
 node:
   name: Ministry of Digital Affairs
@@ -102,6 +106,13 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 		{"env bool", minimal, []string{"ENTENTE_FEDERATION_ALLOW_PRIVATE_ADDRESSES=maybe"}, `federation.allow_private_addresses: from ENTENTE_FEDERATION_ALLOW_PRIVATE_ADDRESSES: not a boolean: "maybe"`},
 		{"env duration", minimal, []string{"ENTENTE_KEYS_ROTATION_OVERLAP=week"}, `keys.rotation_overlap: from ENTENTE_KEYS_ROTATION_OVERLAP: not a duration`},
 		{"not yaml", "node: [\n", nil, "config file"},
+		{"cluster without postgres", minimal + clusterOn, nil, "database.url: a PostgreSQL URL is required when cluster.nats_url is set"},
+		{"cluster with file keys", minimal + clusterOn + "database:\n  url: postgres://db.example/entente\n", nil, `keys.storage: must be "database" when cluster.nats_url is set: every replica signs with the same keys, got "file"`},
+		{"cluster without internal url", minimal + clusterOn + clusterStore, []string{"ENTENTE_CLUSTER_INTERNAL_URL="}, "cluster.internal_url: required when cluster.nats_url is set"},
+		{"cluster internal url http", minimal + clusterOn + clusterStore, []string{"ENTENTE_CLUSTER_INTERNAL_URL=http://10.0.0.5:8443"}, `cluster.internal_url: must be an https URL with a host and no path, got "http://10.0.0.5:8443"`},
+		{"cluster nats url", minimal + clusterOn + clusterStore, []string{"ENTENTE_CLUSTER_NATS_URL=127.0.0.1:4222"}, `cluster.nats_url: must be a nats:// or tls:// URL with a host, got "127.0.0.1:4222"`},
+		{"cluster max participants", minimal, []string{"ENTENTE_CLUSTER_MAX_PARTICIPANTS=0"}, "cluster.max_participants: must be between 1 and 100000, got 0"},
+		{"internal url without nats", minimal, []string{"ENTENTE_CLUSTER_INTERNAL_URL=https://10.0.0.5:8443"}, "cluster.nats_url: required with cluster.internal_url"},
 		{"bridge without homeserver", minimal + "bridge:\n  enabled: true\n", nil, `bridge.homeserver_url: must be an http(s) URL with a host, got ""`},
 		{"bridge without domain", minimal + bridgeOn, []string{"ENTENTE_BRIDGE_HOMESERVER_DOMAIN="}, `bridge.homeserver_domain: must be the homeserver's server name, got ""`},
 		{"bridge without registration", minimal + bridgeOn, []string{"ENTENTE_BRIDGE_REGISTRATION="}, "bridge.registration: required when the bridge is enabled"},
@@ -204,5 +215,19 @@ func TestBridgeSettings(t *testing.T) {
 	// A disabled bridge is not checked: nodes without Matrix need no settings.
 	if _, err := Load(writeFile(t, minimal+"bridge:\n  listen: nowhere\n"), nil); err != nil {
 		t.Fatalf("disabled bridge with a bad listen address: %v", err)
+	}
+}
+
+func TestClusterReplica(t *testing.T) {
+	c, err := Load(writeFile(t, minimal+clusterOn+clusterStore), []string{"ENTENTE_CLUSTER_REPLICA_ID=replica-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Cluster.Enabled() || c.Cluster.NATSURL != "nats://nats.example:4222" || c.Cluster.ReplicaID != "replica-2" ||
+		c.Cluster.InternalURL != "https://10.0.0.5:8443" || c.Cluster.MaxParticipants != 200 {
+		t.Fatalf("cluster = %+v", c.Cluster)
+	}
+	if c, _ := Load(writeFile(t, minimal), nil); c.Cluster.Enabled() {
+		t.Fatal("a node without cluster settings runs as replicas")
 	}
 }

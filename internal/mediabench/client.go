@@ -48,6 +48,19 @@ type client struct {
 	user   string
 	tracks []*localTrack
 	subs   map[string]*subscription // by the SFU's track id
+
+	// Failover (failover.go): once armed, a broken signalling connection
+	// makes the client reconnect instead of failing the run. A session is
+	// one connection; its context ends its goroutines.
+	armed      atomic.Bool
+	httpClient *http.Client
+	runCtx     context.Context
+	expected   int
+	recon      sync.WaitGroup
+	sessCancel context.CancelFunc
+	sessDone   <-chan struct{}
+	cutNS      int64 // first cut, clock time; 0 if none
+	againNS    int64 // every expected track flowing again after the last cut
 }
 
 func newClient(p Participant, pubAPI, subAPI *webrtc.API, c clock, w *window, fail chan error) *client {
@@ -62,10 +75,20 @@ func (c *client) connect(ctx context.Context, httpClient *http.Client, limit tim
 	if c.p.Kind == KindLiveKit {
 		return c.connectLiveKit(ctx, limit)
 	}
+	c.httpClient, c.runCtx = httpClient, ctx
+	return c.connectTo(ctx, c.p.URL, limit)
+}
+
+// connectTo is connect at url, in a new session.
+func (c *client) connectTo(ctx context.Context, url string, limit time.Duration) error {
+	ctx, endSession := context.WithCancel(ctx)
+	c.mu.Lock()
+	c.sessCancel, c.sessDone = endSession, ctx.Done()
+	c.mu.Unlock()
 	dctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	ws, resp, err := websocket.Dial(dctx, c.p.URL, &websocket.DialOptions{
-		HTTPClient: httpClient,
+	ws, resp, err := websocket.Dial(dctx, url, &websocket.DialOptions{
+		HTTPClient: c.httpClient,
 		HTTPHeader: http.Header{"Authorization": {"Bearer " + c.p.Token}},
 	})
 	if err != nil {
@@ -74,14 +97,21 @@ func (c *client) connect(ctx context.Context, httpClient *http.Client, limit tim
 		}
 		return fmt.Errorf("%s: signalling: %w", c.p.Name, err)
 	}
-	c.ws = ws
 	ws.SetReadLimit(readLimit)
-	if c.pub, err = c.pubAPI.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	pub, err := c.pubAPI.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		_ = ws.CloseNow()
 		return fmt.Errorf("%s: publish connection: %w", c.p.Name, err)
 	}
-	if c.sub, err = c.subAPI.NewPeerConnection(webrtc.Configuration{}); err != nil {
+	sub, err := c.subAPI.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		_ = ws.CloseNow()
+		_ = pub.Close()
 		return fmt.Errorf("%s: subscribe connection: %w", c.p.Name, err)
 	}
+	c.mu.Lock()
+	c.ws, c.pub, c.sub = ws, pub, sub
+	c.mu.Unlock()
 	c.pub.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		if s == webrtc.PeerConnectionStateConnected {
 			closeOnce(c.pubUp)
@@ -173,7 +203,11 @@ func (c *client) readLoop(ctx context.Context) {
 	for range maxSignalFrames {
 		_, data, err := c.ws.Read(ctx)
 		if err != nil {
-			if ctx.Err() == nil {
+			switch {
+			case ctx.Err() != nil:
+			case c.armed.Load():
+				c.cut(c.runCtx)
+			default:
 				c.failed(fmt.Errorf("%s: signalling read: %w", c.p.Name, err))
 			}
 			return
@@ -303,12 +337,19 @@ func (c *client) readTrack(tr *webrtc.TrackRemote, s *subscription) {
 			continue
 		}
 		p.size = len(pkt.Payload)
+		if !exact(tr.Kind().String(), pkt.Payload, p) {
+			s.mu.Lock()
+			s.mismatched++
+			s.mu.Unlock()
+		}
 		s.record(p, at, c.win)
 	}
 }
 
-// close ends the client's connections and waits for its goroutines.
+// close ends the client's connections and waits for its goroutines; the
+// run's context has ended, so a reconnection stops first.
 func (c *client) close() {
+	c.recon.Wait()
 	if c.room != nil {
 		c.room.Disconnect()
 	}

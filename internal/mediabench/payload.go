@@ -99,3 +99,19 @@ func parseBenchHeader(p []byte, off int) (parsed, error) {
 		sentNS: int64(binary.BigEndian.Uint64(p[off+6:])),
 	}, nil
 }
+
+// exact reports whether payload p, parsed as r, is byte for byte what the
+// publisher built for it. In VP8 the SFU rewrites the picture ID of the
+// payload descriptor (a simulcast switch must not break its sequence), so
+// only the descriptor's first two bytes count; everything after it must be
+// equal.
+func exact(kind string, p []byte, r parsed) bool {
+	var want []byte
+	if kind == "video" {
+		want = appendVideoPayload(nil, r.seq, r.sentNS, r.keyframe, len(p))
+		return len(want) == len(p) && string(want[:2]) == string(p[:2]) &&
+			string(want[vp8DescriptorLen:]) == string(p[vp8DescriptorLen:])
+	}
+	want = appendAudioPayload(nil, r.seq, r.sentNS, len(p))
+	return string(want) == string(p)
+}

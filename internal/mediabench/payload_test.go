@@ -165,3 +165,29 @@ func TestDrainWaitsForLatePackets(t *testing.T) {
 		t.Fatalf("drain with endless arrivals took %v, want its limit of 300ms", took)
 	}
 }
+
+func TestExactPayload(t *testing.T) {
+	video := appendVideoPayload(nil, 7, 123456789, true, 300)
+	r, err := parseVideoPayload(video)
+	if err != nil || !exact("video", video, r) {
+		t.Fatalf("a video payload as sent is not exact: %v", err)
+	}
+	rewritten := append([]byte(nil), video...)
+	rewritten[2], rewritten[3] = 0x80|0x12, 0x34 // the SFU's picture ID
+	if !exact("video", rewritten, r) {
+		t.Fatalf("a rewritten picture ID made the payload inexact")
+	}
+	rewritten[len(rewritten)-1] = 1
+	if exact("video", rewritten, r) {
+		t.Fatalf("a changed padding byte went unnoticed")
+	}
+	audio := appendAudioPayload(nil, 9, 42, 160)
+	ra, err := parseAudioPayload(audio)
+	if err != nil || !exact("audio", audio, ra) {
+		t.Fatalf("an audio payload as sent is not exact: %v", err)
+	}
+	audio[20] ^= 0xff
+	if exact("audio", audio, ra) {
+		t.Fatalf("a changed audio byte went unnoticed")
+	}
+}

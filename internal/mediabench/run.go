@@ -38,6 +38,10 @@ type Participant struct {
 	// Kind is KindNative (the default) or KindLiveKit: then URL is the
 	// node's LiveKit URL and Token a LiveKit access token.
 	Kind string `json:"kind,omitempty"`
+	// Fallback are URLs the participant reconnects to, after URL, when its
+	// signalling breaks during a failover (the other replicas behind one
+	// load balancer).
+	Fallback []string `json:"fallback,omitempty"`
 }
 
 // Plan is a whole run.
@@ -46,6 +50,9 @@ type Plan struct {
 	CAPEM        string        `json:"ca_pem"`
 	Duration     time.Duration `json:"duration"`
 	Participants []Participant `json:"participants"`
+	// Failover, after the measurement, has the caller kill a replica and
+	// measures the clients' recovery (failover.go).
+	Failover bool `json:"failover,omitempty"`
 }
 
 // Bounds of a run, so that it always ends.
@@ -113,6 +120,12 @@ type Report struct {
 	// Flows are the payload bytes each subscription received in the window,
 	// with the nodes of both ends: what crossing trunks had to carry.
 	Flows []Flow `json:"flows"`
+	// PayloadMismatches counts received payloads that were not byte for
+	// byte what their publisher sent (see exact); 0 unless the SFU
+	// corrupts media.
+	PayloadMismatches int64 `json:"payload_mismatches"`
+	// Failover is set with Plan.Failover.
+	Failover *FailoverReport `json:"failover,omitempty"`
 }
 
 // Flow is one subscription's received payload bytes.
@@ -130,6 +143,9 @@ const (
 	// WindowStart and WindowEnd bracket the measurement.
 	WindowStart Phase = iota + 1
 	WindowEnd
+	// FailoverReady: with Plan.Failover, the clients are ready for the
+	// caller to kill a replica (failover.go).
+	FailoverReady
 )
 
 // Run connects every participant, waits for media to flow, measures for
@@ -209,11 +225,15 @@ func Run(ctx context.Context, plan Plan, at func(Phase)) (Report, error) {
 	if err := drain(ctx, clk, win, end, quiet, drainLimit, fail); err != nil {
 		return Report{}, err
 	}
+	rep := report(clients)
+	if plan.Failover {
+		rep.Failover = failover(ctx, httpClient, clk, clients, expected, at)
+	}
 	cancel()
 	for _, c := range clients {
 		c.close()
 	}
-	return report(clients), nil
+	return rep, nil
 }
 
 func connectAll(ctx context.Context, httpClient *http.Client, clients []*client) error {
@@ -367,6 +387,7 @@ func report(clients []*client) Report {
 				continue
 			}
 			r.PacketsReceived += s.received
+			r.PayloadMismatches += s.mismatched
 			r.PacketsLost += max(t.inWindow-s.received, 0)
 			r.Flows = append(r.Flows, Flow{Track: t.owner + "/" + t.kind, PublisherNode: t.node, SubscriberNode: nodeOf(c.p.URL), Bytes: s.bytes})
 			latencies = append(latencies, s.latenciesNS...)

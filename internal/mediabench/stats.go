@@ -68,6 +68,9 @@ type subscription struct {
 	firstAnyNS  int64    // first packet at all, 0 if none
 	firstKeyNS  int64    // first decodable video frame, 0 if none
 	latenciesNS []int64
+	// mismatched counts payloads that differ from what their publisher
+	// sent, past what the SFU may rewrite (payload.go, exact).
+	mismatched int64
 }
 
 // record notes one received payload; retransmissions count once.

@@ -237,3 +237,17 @@ func writeInviteError(w http.ResponseWriter, err error) {
 			Message: "the Matrix homeserver refused or did not answer the invitation: " + err.Error()})
 	}
 }
+
+// queueForBridge hands a signal to the Matrix bridge's queue, when the
+// bridge runs here: chat reaches Matrix without the delivery waiting for
+// the homeserver, and lines keep their order. Of a node's replicas, one
+// runs the bridge (docs/replicas.md) and hears every signal.
+func (n *Node) queueForBridge(sig federation.Signal) {
+	if n.bridge == nil {
+		return
+	}
+	n.bridge.QueueSignal(bridge.Signal{
+		Conference: sig.Conference, ID: sig.ID, Kind: sig.Kind, User: sig.User, As: sig.As,
+		Text: sig.Text, Ref: sig.Ref, Organisation: sig.Organisation, At: sig.At,
+	})
+}

@@ -2,18 +2,14 @@ package node
 
 import (
 	"context"
-	"errors"
-	"slices"
+	"encoding/json"
 
 	"github.com/pion/webrtc/v4"
 
-	"github.com/entente-org/entente/bridge"
 	"github.com/entente-org/entente/federation"
 	"github.com/entente-org/entente/internal/accounts"
 	"github.com/entente-org/entente/internal/httpapi"
 	"github.com/entente-org/entente/internal/localuser"
-	"github.com/entente-org/entente/livekit"
-	"github.com/entente-org/entente/media"
 )
 
 // This file is what the node does when federation or the SFU asks it
@@ -27,19 +23,13 @@ type logWatcher struct{ n *Node }
 
 // LogChanged has the SFU recheck who may take part (a removal or an end
 // closes their media), brings the Matrix room in line, and tells the
-// functions registered with OnLogChange.
+// functions registered with OnLogChange; the node's other replicas do the
+// same (cluster.go).
 func (w logWatcher) LogChanged(conference string) {
 	n := w.n
-	if n.sfu != nil {
-		n.sfu.Recheck(conference)
-	}
+	n.applyLogChange(conference)
 	n.syncBridge(conference)
-	n.hooksMu.Lock()
-	fns := slices.Clone(n.logHooks)
-	n.hooksMu.Unlock()
-	for _, fn := range fns {
-		fn(conference)
-	}
+	n.publish(topicLog, []byte(conference))
 }
 
 // signalReceiver implements federation.SignalReceiver: a verified signal of
@@ -49,35 +39,16 @@ type signalReceiver struct{ n *Node }
 // ReceiveSignal hands the signal to the Matrix bridge's queue (chat reaches
 // Matrix without the delivery waiting for the homeserver, and lines keep
 // their order), to every participant's client over its media WebSocket
-// (spec/client-api.md §3, POST /conferences/{id}/signals), chat to the
-// LiveKit participants as data packets (§8.6), and to the
-// functions registered with OnSignal.
+// (spec/client-api.md §3, POST /conferences/{id}/signals), and to the
+// functions registered with OnSignal; the node's other replicas hand it to
+// their clients and functions too (cluster.go).
 func (r signalReceiver) ReceiveSignal(sig federation.Signal) {
 	n := r.n
-	if n.bridge != nil {
-		n.bridge.QueueSignal(bridge.Signal{
-			Conference: sig.Conference, ID: sig.ID, Kind: sig.Kind, User: sig.User, As: sig.As,
-			Text: sig.Text, Ref: sig.Ref, Organisation: sig.Organisation, At: sig.At,
-		})
-	}
-	if n.sfu != nil {
-		if err := n.sfu.Broadcast(sig.Conference, sig); err != nil {
-			n.log.Warn("signal not broadcast", "conference", sig.Conference, "err", err)
-		}
-	}
-	if n.livekit != nil {
-		switch sig.Kind {
-		case federation.SignalChat, federation.SignalChatEdit, federation.SignalChatRedact:
-			n.livekit.DeliverChat(sig.Conference, livekit.ChatLine{
-				ID: sig.ID, User: sig.User, Kind: sig.Kind, Text: sig.Text, Ref: sig.Ref, At: sig.At,
-			})
-		}
-	}
-	n.hooksMu.Lock()
-	fns := slices.Clone(n.signalHooks)
-	n.hooksMu.Unlock()
-	for _, fn := range fns {
-		fn(sig)
+	n.queueForBridge(sig)
+	n.applySignal(sig)
+	if n.replicas != nil {
+		b, _ := json.Marshal(sig)
+		n.publish(topicSignals, b)
 	}
 }
 
@@ -85,17 +56,13 @@ func (r signalReceiver) ReceiveSignal(sig federation.Signal) {
 type trunkAnswerer struct{ n *Node }
 
 // AnswerTrunk answers a member node's trunk offer with the SFU, which is
-// created after federation; an offer the SFU cannot use is the member's
-// error.
+// created after federation, on the replica that runs the conference
+// (replicatrunk.go); an offer the SFU cannot use is the member's error.
 func (t trunkAnswerer) AnswerTrunk(ctx context.Context, conference, peer string, offer federation.TrunkOffer) (string, error) {
 	if t.n.sfu == nil {
 		return "", httpapi.NotFound("this node runs no SFU")
 	}
-	answer, err := t.n.sfu.AcceptTrunk(ctx, conference, peer, offer.SDP, offer.Relay)
-	if errors.Is(err, media.ErrBadTrunkOffer) {
-		return "", httpapi.BadRequest("%v", err)
-	}
-	return answer, err
+	return t.n.answerTrunk(ctx, conference, peer, offer)
 }
 
 // turnCredentials implements media.UserICEServers with the embedded TURN

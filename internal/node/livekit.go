@@ -41,11 +41,11 @@ func (n *Node) mountLiveKit() error {
 		return err
 	}
 	h := n.livekit.Handler()
-	n.Handle("GET /rtc", h)
-	n.Handle("GET /rtc/validate", h)
+	n.Handle("GET /rtc", n.routeLiveKit(h))
+	n.Handle("GET /rtc/validate", n.routeLiveKit(h))
 	n.Handle("GET /rtc/v1", h)
 	n.Handle("GET /rtc/v1/validate", h)
-	n.Handle("POST "+livekit.RoomServicePath, h)
+	n.Handle("POST "+livekit.RoomServicePath, n.routeRoomService(h))
 	n.Handle("POST /api/v1/conferences/{id}/livekit-token", n.guestGate(http.HandlerFunc(n.serveLiveKitToken)))
 	n.mountFocus()
 	return nil
@@ -120,4 +120,33 @@ func (n *Node) LiveKitCredentials() (key, secret string, ok bool) {
 	}
 	secret, err := n.cfg.LiveKit.Secret()
 	return n.cfg.LiveKit.APIKey, secret, err == nil
+}
+
+// routeLiveKit sends a LiveKit connection to the replica running the
+// conference its token grants (docs/replicas.md); a token that does not
+// verify is refused here by h, as on a single process.
+func (n *Node) routeLiveKit(h http.Handler) http.Handler {
+	if n.replicas == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if conf, err := n.livekit.ConferenceOf(r); err == nil && n.routeToOwner(w, r, conf) {
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// routeRoomService sends a RoomService call to the replica running the
+// conference its token names, where the participants' sessions are.
+func (n *Node) routeRoomService(h http.Handler) http.Handler {
+	if n.replicas == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if conf, err := n.livekit.AdminRoomOf(r); err == nil && n.routeToRunning(w, r, conf) {
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -41,7 +41,7 @@ func (n *Node) newSFU() (*media.SFU, error) {
 		ICEServers:      ice,
 		Registry:        n.registry,
 		IncludeLoopback: n.cfg.Media.LoopbackCandidates,
-		Cascade:         cascade{n},
+		Cascade:         n.mediaCascade(),
 		Organisations:   n.fed,
 	})
 	if err != nil {
@@ -96,6 +96,9 @@ func (n *Node) serveMedia(w http.ResponseWriter, r *http.Request) {
 	u, err := n.accounts.Authenticate(r)
 	if err != nil {
 		httpapi.WriteError(w, err)
+		return
+	}
+	if n.routeToOwner(w, r, r.PathValue("id")) {
 		return
 	}
 	n.sfu.ServeSignal(w, r, r.PathValue("id"), federation.UserRef(u.ID, n.did), u.ShownName(), n.cfg.Node.Name)

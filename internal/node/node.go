@@ -46,6 +46,10 @@ type Options struct {
 	RetryBase time.Duration
 	// MinRefetch shortens the resolver's minimum refetch interval in tests.
 	MinRefetch time.Duration
+	// Tool opens the node for a command-line tool (users, peers, conf):
+	// it reads and writes the store but does not join the replicas of a
+	// node run as several (cluster.nats_url), as it serves nothing.
+	Tool bool
 }
 
 // Node is one running institution node.
@@ -75,6 +79,7 @@ type Node struct {
 	bridge      *bridge.Bridge
 	accounts    accounts.Authenticator
 	oidc        *accounts.OIDC // nil when OpenID Connect sign-in is off
+	replicas    *replicaLink   // nil when the node is one process
 
 	stopOutbox context.CancelFunc
 	outboxDone chan struct{}
@@ -125,6 +130,11 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 	n.keys, err = identity.LoadOrGenerateKeyring(ctx, KeyStorage(cfg, n.store), n.now())
 	if err != nil {
 		return nil, fmt.Errorf("node keys: %w", err)
+	}
+	if !opts.Tool {
+		if err := n.openCluster(ctx); err != nil {
+			return nil, err
+		}
 	}
 	n.tlsConf, err = serverTLS(cfg, n.log)
 	if err != nil {
@@ -337,6 +347,9 @@ func (n *Node) Start() error {
 			return fmt.Errorf("bridge: %w", err)
 		}
 	}
+	if n.replicas != nil {
+		n.replicas.startLoad(n.sfu.Sessions)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.stopOutbox, n.outboxDone = cancel, make(chan struct{})
 	go func() {
@@ -353,6 +366,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.HTTP.ShutdownTimeout)
 	defer cancel()
 	var errs []error
+	n.drain(ctx)
 	if n.stopOutbox != nil {
 		// Delivery resumes from the store at the next start.
 		n.stopOutbox()
@@ -369,6 +383,10 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	// http.Server.Shutdown does not wait for handlers of HTTP/2 streams, and
 	// media WebSockets only end when the SFU closes them: wait for every
 	// handler ourselves before the store goes away under them.
+	if n.replicas != nil {
+		// Proxied WebSockets are hijacked: Shutdown does not end them.
+		n.replicas.endProxies()
+	}
 	n.closeSFU()
 	done := make(chan struct{})
 	go func() {
@@ -415,6 +433,9 @@ func (n *Node) closeResources() error {
 			n.bridge.Stop()
 		}
 		n.closeSFU()
+		if n.replicas != nil {
+			n.replicas.close()
+		}
 		if n.store != nil {
 			n.closeErr = n.store.Close()
 		}

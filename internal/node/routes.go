@@ -87,6 +87,9 @@ func (n *Node) routes() {
 	n.Handle("POST /api/v1/guests", n.redeemGuestLink(accounts.NewGuestLimiter(n.now)))
 	// Guests reach only what guestGate lets through.
 	n.Handle("GET /api/v1/conferences/{id}/media", n.guestGate(http.HandlerFunc(n.serveMedia)))
+	if n.replicas != nil {
+		n.Handle("POST "+trunkPath, http.HandlerFunc(n.serveReplicaTrunk))
+	}
 	if n.bridge != nil {
 		n.Handle("POST /api/v1/matrix/openid", http.HandlerFunc(n.bridge.OpenIDLogin))
 		n.Handle("POST /admin/v1/conferences/{id}/matrix", http.HandlerFunc(n.servePortal))

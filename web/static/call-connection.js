@@ -6,6 +6,7 @@ import { MediaSession } from './call-media.js';
 import { callMembership } from './widget.js';
 
 export const LOBBY_POLL = 2000;
+const FIRST_BACKOFF = 250;
 const MAX_BACKOFF = 15000;
 const END = {
   ended: 'call.end.ended', removed: 'call.end.removed', denied: 'call.end.denied',
@@ -25,8 +26,13 @@ export function connection(c) {
 
   // reconnect runs when the WebSocket or a peer connection failed. The
   // roster says whether to try again: we may have been removed, or the
-  // conference ended, while we could not hear it.
-  async function reconnect() {
+  // conference ended, while we could not hear it. A replica of the node
+  // going away says 'restart' (WebSocket 1012): the conference is already
+  // waiting on another replica, so the client comes back at once. Other
+  // failures back off from a quarter of a second, with jitter so that a
+  // whole conference whose replica died does not come back in one burst,
+  // and the first tries fit in the few seconds a failover takes.
+  async function reconnect(why) {
     if (c.stopped) return;
     c.session = null;
     stage.clear();
@@ -35,9 +41,10 @@ export function connection(c) {
     if (c.cam) stage.show(me.user, 'camera', c.cam, '');
     stage.setVideoMuted(me.user, 'camera', !c.camOn());
     if (c.screen) stage.show(me.user, 'screen', c.screen, '');
-    const delay = Math.min(MAX_BACKOFF, 1000 * 2 ** c.attempt);
+    const delay = why === 'restart' ? 0
+      : Math.min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** c.attempt) * (0.8 + 0.4 * Math.random());
     c.attempt++;
-    say(c.status, 'call.reconnecting', { seconds: Math.round(delay / 1000) });
+    say(c.status, 'call.reconnecting', { seconds: Math.ceil(delay / 1000) });
     c.later(async () => {
       const where = await admission();
       if (where === 'in') connect();

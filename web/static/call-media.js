@@ -84,9 +84,11 @@ export class MediaSession {
       this.chain = this.chain.then(() => this.handle(msg)).catch((err) => this.fail('signalling: ' + err.message));
     };
     // After the messages before it: a `removed` just received must end
-    // the call, not be dropped for a reconnection.
+    // the call, not be dropped for a reconnection. 1012 (service restart)
+    // is a replica of the node draining: reconnect at once.
+    const why = { 1008: 'policy', 1012: 'restart' };
     this.ws.onclose = (e) => {
-      this.chain = this.chain.then(() => this.fail(e.code === 1008 ? 'policy' : 'closed'));
+      this.chain = this.chain.then(() => this.fail(why[e.code] || 'closed'));
     };
   }
 

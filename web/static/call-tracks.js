@@ -99,7 +99,7 @@ export function mediaEvents(c) {
       // this session over; this page must not take it back.
       c.finish(reason === 'ended' || reason === 'replaced' ? reason : 'removed');
     },
-    failed: () => c.reconnect(),
+    failed: (why) => c.reconnect(why),
   };
 
   return { handlers };

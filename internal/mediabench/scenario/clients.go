@@ -21,6 +21,13 @@ import (
 // runClients runs plan in a child process and samples this process at
 // the window's ends, which the child announces on its standard output.
 func runClients(ctx context.Context, env Env, nodes []*node.Node, plan mediabench.Plan, cpuProfile string) (before, after serverSample, rep mediabench.Report, err error) {
+	return runClientsSampled(ctx, env, plan, cpuProfile, func() (serverSample, error) { return sampleServer(nodes) }, nil)
+}
+
+// runClientsSampled is runClients with the servers sampled by sample;
+// failover, if not nil, runs when the clients are ready for a replica's
+// death (Plan.Failover).
+func runClientsSampled(ctx context.Context, env Env, plan mediabench.Plan, cpuProfile string, sample func() (serverSample, error), failover func()) (before, after serverSample, rep mediabench.Report, err error) {
 	self, err := os.Executable()
 	if err != nil {
 		return before, after, rep, fmt.Errorf("clients process: %w", err)
@@ -51,7 +58,7 @@ func runClients(ctx context.Context, env Env, nodes []*node.Node, plan mediabenc
 	for sc.Scan() && err == nil {
 		switch line := sc.Text(); {
 		case line == lineWindowStart:
-			before, err = sampleServer(nodes)
+			before, err = sample()
 			sawStart = true
 			if err == nil && cpuProfile != "" {
 				var stop func() error
@@ -60,10 +67,14 @@ func runClients(ctx context.Context, env Env, nodes []*node.Node, plan mediabenc
 				}
 			}
 		case line == lineWindowEnd:
-			after, err = sampleServer(nodes)
+			after, err = sample()
 			sawEnd = true
 			if perr := stopProfile(); err == nil {
 				err = perr
+			}
+		case line == lineFailoverReady:
+			if failover != nil {
+				failover()
 			}
 		case strings.HasPrefix(line, "{"):
 			err = json.Unmarshal([]byte(line), &rep)
@@ -125,6 +136,8 @@ func RunClients(ctx context.Context, in io.Reader, out io.Writer) error {
 			fmt.Fprintln(out, lineWindowStart)
 		case mediabench.WindowEnd:
 			fmt.Fprintln(out, lineWindowEnd)
+		case mediabench.FailoverReady:
+			fmt.Fprintln(out, lineFailoverReady)
 		}
 	})
 	if err != nil {

@@ -36,6 +36,11 @@ type Options struct {
 	// ClientsLiveKit, or ClientsBoth for the same scenario measured with
 	// each, one after the other.
 	Clients string
+	// Replicas, when not 0, runs one node as that many replica processes
+	// over PostgreSQL (DatabaseURL) and NATS (NATSURL): replicas.go.
+	Replicas    int
+	DatabaseURL string
+	NATSURL     string
 }
 
 // Values of --clients.
@@ -93,6 +98,8 @@ const (
 	// Lines the clients process writes; see RunClients.
 	lineWindowStart = "window-start"
 	lineWindowEnd   = "window-end"
+	// lineFailoverReady asks for the replica's kill (--replicas).
+	lineFailoverReady = "failover-ready"
 )
 
 // Validate refuses scenarios that would not end or mean nothing, naming the
@@ -126,6 +133,13 @@ func (o Options) Validate() error {
 	}
 	if o.Video < -1 {
 		return fmt.Errorf("--video cannot be negative, got %d", o.Video)
+	}
+	if o.Replicas != 0 {
+		if err := o.validateReplicas(); err != nil {
+			return err
+		}
+	} else if o.DatabaseURL != "" || o.NATSURL != "" {
+		return fmt.Errorf("--database-url and --nats-url go with --replicas")
 	}
 	if o.Meeting == 0 && (o.Publishers < 1 || o.Subscribers < 1) {
 		return fmt.Errorf("--publishers and --subscribers must each be at least 1 (or use --meeting)")

@@ -18,6 +18,7 @@ type serverSample struct {
 	forwarded      []int64
 	forwardedBytes []int64
 	trunkBytes     []int64
+	trunkPackets   []int64
 	rcvbufErrors   int64
 }
 
