@@ -255,3 +255,34 @@ func TestChoosePrefersRoom(t *testing.T) {
 		t.Fatalf("all draining: err = %v, want ErrNoReplica", err)
 	}
 }
+
+func TestSuspectLastsUntilTheNextHeartbeat(t *testing.T) {
+	url := natsURL(t)
+	key := testKey(t)
+	a := open(t, url, key, "a", secret())
+	defer a.Close()
+	b := open(t, url, key, "b", secret())
+	defer b.Close()
+	has := func(id string) bool {
+		for _, r := range a.Live() {
+			if r.ID == id {
+				return true
+			}
+		}
+		return false
+	}
+	testwait.Until(t, 10*time.Second, func() bool { return has("b") }, "a does not see b")
+	a.Suspect("b")
+	if has("b") {
+		t.Fatal("a suspected replica is still live")
+	}
+	if got, err := a.Place(context.Background(), "c-suspect"); err != nil || got.ID != "a" {
+		t.Fatalf("Place = %+v, %v; want a", got, err)
+	}
+	// b is alive after all: its next heartbeat brings it back.
+	testwait.Until(t, 10*time.Second, func() bool { return has("b") }, "b's heartbeat did not bring it back")
+	a.Suspect("a") // never itself
+	if !has("a") {
+		t.Fatal("a replica suspected itself")
+	}
+}

@@ -257,6 +257,10 @@ func TestOwnerKilled(t *testing.T) {
 	killed := time.Now()
 	own.Kill(t)
 	n.Balancer.Remove(own.Addr)
+	for _, p := range []*Participant{alice, bruno} {
+		testwait.Until(t, generous, func() bool { return p.Sessions() >= 2 },
+			"%s did not reconnect after the SIGKILL", p.Name)
+	}
 	last := hears(t, alice, killed, bruno)
 	if l := hears(t, bruno, killed, alice); l.After(last) {
 		last = l
@@ -297,8 +301,15 @@ func TestDrainDropsNoCall(t *testing.T) {
 	stopped := time.Now()
 	n.Balancer.Remove(own.Addr) // as Kubernetes does for a terminating pod
 	own.Terminate(t)
-	last := hears(t, alice, stopped, bruno)
-	if l := hears(t, bruno, stopped, alice); l.After(last) {
+	// Packets sent just after the signal may still take the old path:
+	// media counts only once both clients have come back.
+	for _, p := range []*Participant{alice, bruno} {
+		testwait.Until(t, generous, func() bool { return p.Sessions() >= 2 },
+			"%s did not reconnect after the drain", p.Name)
+	}
+	back := time.Now()
+	last := hears(t, alice, back, bruno)
+	if l := hears(t, bruno, back, alice); l.After(last) {
 		last = l
 	}
 	next := owner(t, n, conf, own.ID)

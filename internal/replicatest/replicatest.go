@@ -11,10 +11,8 @@ package replicatest
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -310,13 +308,6 @@ func (n *Node) API(base, token, method, path string, body any, out any) error {
 		return json.Unmarshal(data, out)
 	}
 	return nil
-}
-
-// RandomName is a short random name for test data.
-func RandomName(prefix string) string {
-	b := make([]byte, 4)
-	rand.Read(b)
-	return prefix + hex.EncodeToString(b)
 }
 
 // logs keeps a process's log lines and lets tests wait for one.
