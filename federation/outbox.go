@@ -40,6 +40,15 @@ func (s *Service) enqueue(ctx context.Context, tx store.Tx, destination string, 
 
 // notifyOutbox wakes the delivery loop after a commit.
 func (s *Service) notifyOutbox() {
+	s.WakeOutbox()
+	if s.outboxWritten != nil {
+		s.outboxWritten()
+	}
+}
+
+// WakeOutbox makes the outbox look for due messages now: another replica of
+// the node queued one (Options.OutboxWritten).
+func (s *Service) WakeOutbox() {
 	select {
 	case s.wake <- struct{}{}:
 	default:

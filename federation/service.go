@@ -46,6 +46,10 @@ type Options struct {
 	// renewed every third of it while delivering. Zero:
 	// DefaultDeliveryLease.
 	DeliveryLease time.Duration
+	// OutboxWritten, when set, is called after a message is queued, so that
+	// the node can wake its other replicas' outboxes (WakeOutbox): one of
+	// them may hold the destination's lease. It must not block.
+	OutboxWritten func()
 	// Limits bound what each trusted peer may ask of this node (spec §3.4).
 	Limits PeerLimits
 	// LogWatcher, when set, is told when a conference's log or replica has
@@ -63,6 +67,9 @@ type Options struct {
 // Service is one node's federation: its trust list, the conferences it hosts
 // or takes part in, its inbox and its outbox.
 type Service struct {
+	// outboxWritten is Options.OutboxWritten.
+	outboxWritten func()
+
 	did      string
 	name     string
 	store    store.Store
@@ -114,9 +121,10 @@ func NewService(o Options) (*Service, error) {
 		leases:     leases{held: make(map[string]store.OutboxLease)},
 		reach:      reachability{silent: make(map[string]int), heard: make(map[string]time.Time)},
 
-		logWatcher: o.LogWatcher,
-		signals:    o.Signals,
-		trunks:     o.Trunks,
+		logWatcher:    o.LogWatcher,
+		signals:       o.Signals,
+		trunks:        o.Trunks,
+		outboxWritten: o.OutboxWritten,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

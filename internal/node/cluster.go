@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 const (
 	topicLog     = "log"     // a conference's log grew: its ID
 	topicSignals = "signals" // a verified signal: federation.Signal as JSON
+	topicOutbox  = "outbox"  // a message was queued: the replica holding its lease delivers it
 )
 
 // replicaLink is this replica's side of the cluster: nil when the node is
@@ -38,6 +40,10 @@ type replicaLink struct {
 	c         *cluster.Cluster
 	transport *http.Transport // to the other replicas' internal_url
 	unsub     []func()
+	// started is set once the node is built (Node.Start): what the other
+	// replicas publish before is ignored, since the node then has no
+	// clients to tell and reads the store afresh anyway.
+	started atomic.Bool
 
 	// proxyCtx ends the WebSockets this replica proxies to others when
 	// cancelled (drain, shutdown): their clients reconnect through the
@@ -118,8 +124,13 @@ func (n *Node) openCluster(ctx context.Context) error {
 			n.syncBridge(string(b))
 		},
 		topicSignals: n.applyClusterSignal,
+		topicOutbox:  func([]byte) { n.fed.WakeOutbox() },
 	} {
-		unsub, err := c.Subscribe(topic, fn)
+		unsub, err := c.Subscribe(topic, func(b []byte) {
+			if link.started.Load() {
+				fn(b)
+			}
+		})
 		if err != nil {
 			c.Close()
 			return fmt.Errorf("cluster.nats_url: %w", err)

@@ -170,6 +170,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Node, err err
 		// Every replica of the node delivers under leases of this length.
 		DeliveryLease:  cfg.Federation.DeliveryLease,
 		DeliveryHolder: deliveryHolder(n.store),
+		OutboxWritten:  func() { n.publish(topicOutbox, nil) },
 		Limits: federation.PeerLimits{
 			MessagesPerSecond: float64(cfg.Federation.PeerMessagesPerSecond),
 			Burst:             cfg.Federation.PeerBurst,
@@ -315,6 +316,9 @@ func (n *Node) Addr() net.Addr {
 
 // Start begins serving HTTPS. It returns once the listener is open.
 func (n *Node) Start() error {
+	if n.replicas != nil {
+		n.replicas.started.Store(true)
+	}
 	if n.listener == nil {
 		l, err := net.Listen("tcp", n.cfg.HTTP.Listen)
 		if err != nil {
