@@ -605,7 +605,8 @@ func TestHelmChartOptions(t *testing.T) {
 }
 
 // The chart refuses values with which a node could not run, naming the
-// value.
+// value: its schema (values.schema.json) refuses misspelt and mistyped
+// values, its templates what only makes sense together.
 func TestHelmChartRefuses(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -622,7 +623,9 @@ func TestHelmChartRefuses(t *testing.T) {
 		{"plain HTTP", chartValues(map[string]any{"node": map[string]any{"publicURL": "http://visio.interior.example"}}),
 			`node.publicURL must be the node's https:// URL, got "http://visio.interior.example"`},
 		{"no certificate", chartValues(map[string]any{"tls": map[string]any{"existingSecret": ""}}), "tls.existingSecret is required"},
-		{"zero replicas", chartValues(map[string]any{"replicaCount": 0}), "replicaCount must be at least 1, got 0"},
+		{"zero replicas", chartValues(map[string]any{"replicaCount": 0}), "at '/replicaCount': minimum: got 0, want 1"},
+		{"misspelt value", chartValues(map[string]any{"replicas": 3}), "additional properties 'replicas' not allowed"},
+		{"misspelt nested value", chartValues(map[string]any{"nats": map[string]any{"URL": chartNATSURL}}), "at '/nats': additional properties 'URL' not allowed"},
 		{"two addresses for three replicas", func() map[string]any {
 			v := threeReplicas()
 			v["media"] = map[string]any{"publicIPs": []any{"203.0.113.10", "203.0.113.11"}}
@@ -642,6 +645,28 @@ func TestHelmChartRefuses(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %q, want it to say %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// "helm lint --strict": the chart's metadata, values and rendered objects
+// pass Helm's own checks, as they would before a chart is published.
+func TestHelmChartLints(t *testing.T) {
+	for name, values := range map[string]map[string]any{
+		"one replica":    chartValues(nil),
+		"three replicas": threeReplicas(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			lint := action.NewLint()
+			lint.Strict = true
+			lint.Namespace = chartNamespace
+			res := lint.Run([]string{chartDir}, values)
+			for _, m := range res.Messages {
+				t.Log(m)
+			}
+			if action.HasWarningsOrErrors(res) {
+				t.Errorf("helm lint --strict: %v", res.Errors)
 			}
 		})
 	}
