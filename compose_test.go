@@ -116,7 +116,8 @@ func envValue(t *testing.T, s types.ServiceConfig, name string) string {
 func TestComposeServices(t *testing.T) {
 	p := mustLoadCompose(t, testPasswords())
 
-	want := []string{"agency", "agency-db", "certs", "ministry", "ministry-1", "ministry-2", "ministry-db", "ministry-nats"}
+	want := []string{"agency", "agency-db", "agency-trusts-ministry", "certs", "ministry", "ministry-1", "ministry-2",
+		"ministry-db", "ministry-nats", "ministry-trusts-agency"}
 	if got := slices.Sorted(maps.Keys(p.Services)); !slices.Equal(got, want) {
 		t.Fatalf("services = %v, want %v", got, want)
 	}
@@ -127,8 +128,8 @@ func TestComposeServices(t *testing.T) {
 		}
 	}
 	slices.Sort(built)
-	if want := []string{"agency", "ministry-1", "ministry-2"}; !slices.Equal(built, want) {
-		t.Fatalf("services built from the repository = %v, want the node replicas %v", built, want)
+	if want := []string{"agency", "agency-trusts-ministry", "ministry-1", "ministry-2", "ministry-trusts-agency"}; !slices.Equal(built, want) {
+		t.Fatalf("services built from the repository = %v, want the node replicas and the trust jobs %v", built, want)
 	}
 }
 
@@ -481,7 +482,7 @@ func TestComposeHealthchecks(t *testing.T) {
 	}
 	for name, s := range p.Services {
 		t.Run(name, func(t *testing.T) {
-			if name == "certs" {
+			if _, trust := composeTrust[name]; trust || name == "certs" {
 				// One-shot: others wait for it to complete, not to be healthy.
 				if s.Restart != types.RestartPolicyNo {
 					t.Errorf("restart = %q, want no", s.Restart)
