@@ -249,3 +249,94 @@ func readHAProxyConfig(t *testing.T, path string) haproxyConfig {
 	}
 	return cfg
 }
+
+// Each institution's public URL leads to one service, known on the network
+// by the URL's host name and published on the same port as inside, so that the
+// URL works from the other institution's containers as from this machine.
+func TestComposePublicEntry(t *testing.T) {
+	p := mustLoadCompose(t, testPasswords())
+
+	for _, r := range composeReplicas {
+		t.Run(r.service, func(t *testing.T) {
+			u, _ := url.Parse(r.publicURL)
+			entry := p.Services[composeEntry[r.institution]]
+			if n := entry.Networks["federation"]; n == nil || !slices.Contains(n.Aliases, u.Hostname()) {
+				t.Errorf("the federation network does not know %s by %s", entry.Name, u.Hostname())
+			}
+			var tcp []types.ServicePortConfig
+			for _, port := range entry.Ports {
+				if port.Protocol == "tcp" {
+					tcp = append(tcp, port)
+				}
+			}
+			if len(tcp) != 1 || tcp[0].Published != u.Port() || tcp[0].Target != mustPort(t, u.Port()) {
+				t.Errorf("%s TCP ports = %+v, want exactly %s -> %s", entry.Name, tcp, u.Port(), u.Port())
+			}
+			// A replica behind the load balancer publishes no TCP port of its
+			// own: the node has one address.
+			if entry.Name != r.service {
+				for _, port := range p.Services[r.service].Ports {
+					if port.Protocol == "tcp" {
+						t.Errorf("%s publishes TCP port %s beside its load balancer", r.service, port.Published)
+					}
+				}
+			}
+		})
+	}
+}
+
+// The ministry's load balancer passes TLS through to its two replicas, and
+// only to ready ones.
+func TestComposeLoadBalancer(t *testing.T) {
+	p := mustLoadCompose(t, testPasswords())
+	lb := p.Services["ministry"]
+	if !strings.HasPrefix(lb.Image, "haproxy:") {
+		t.Fatalf("ministry image = %q, want haproxy:*", lb.Image)
+	}
+	var cfgFile string
+	for _, v := range lb.Volumes {
+		if v.Type == types.VolumeTypeBind && v.Target == "/usr/local/etc/haproxy/haproxy.cfg" && v.ReadOnly {
+			cfgFile = v.Source
+		}
+	}
+	if want, _ := filepath.Abs(filepath.Join("deploy", "compose", "haproxy.cfg")); cfgFile != want {
+		t.Fatalf("haproxy.cfg mounted from %q, want %q read-only", cfgFile, want)
+	}
+	for _, replica := range []string{"ministry-1", "ministry-2"} {
+		if dep, ok := lb.DependsOn[replica]; !ok || dep.Condition != types.ServiceConditionStarted {
+			t.Errorf("depends_on = %+v, want %s started", lb.DependsOn, replica)
+		}
+	}
+	if got := namedVolumeAt(lb, "/certs"); got != "certs" {
+		t.Errorf("the load balancer verifies the replicas against the CA: certs volume at /certs, got %q", got)
+	}
+
+	hc := readHAProxyConfig(t, cfgFile)
+	if got := hc.section("defaults").all("mode"); !slices.Equal(got, []string{"tcp"}) {
+		t.Errorf("defaults mode = %q, want tcp: TLS must pass through to the replicas", got)
+	}
+	front := hc.section("frontend ministry")
+	if got := front.all("bind"); !slices.Equal(got, []string{":8441"}) {
+		t.Errorf("frontend ministry bind = %q, want [:8441] without TLS termination", got)
+	}
+	if got := front.all("default_backend"); !slices.Equal(got, []string{"ministry"}) {
+		t.Errorf("frontend ministry default_backend = %q, want ministry", got)
+	}
+	back := hc.section("backend ministry")
+	want := []string{"ministry-1 ministry-1:8441", "ministry-2 ministry-2:8441"}
+	if got := back.all("server"); !slices.Equal(got, want) {
+		t.Errorf("backend ministry servers = %q, want %q", got, want)
+	}
+	if got := back.all("http-check"); !slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, "send meth GET uri /readyz ") }) {
+		t.Errorf("backend ministry http-check = %q, want a GET of /readyz", got)
+	}
+	ds := strings.Fields(strings.Join(back.all("default-server"), " "))
+	for _, want := range []string{"check", "check-ssl", "ca-file", "/certs/ca.pem", "check-sni", "ministry.entente.test"} {
+		if !slices.Contains(ds, want) {
+			t.Errorf("backend ministry default-server %q lacks %s", ds, want)
+		}
+	}
+	if got := hc.section("frontend health").all("monitor-uri"); !slices.Equal(got, []string{"/healthz"}) {
+		t.Errorf("frontend health monitor-uri = %q, want /healthz (the compose healthcheck)", got)
+	}
+}

@@ -16,8 +16,6 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
-
-	"github.com/entente-org/entente/internal/config"
 )
 
 const composeFile = "docker-compose.yml"
@@ -190,77 +188,6 @@ func TestComposeNodeUsesItsOwnDatabase(t *testing.T) {
 	}
 }
 
-// The ministry's two replicas are one node: the same name, public URL,
-// database and NATS with JetStream, each with its own replica id and the
-// internal URL on which the other reaches it. The agency's single replica
-// has no replica settings.
-func TestComposeReplicasAreOneNode(t *testing.T) {
-	p := mustLoadCompose(t, testPasswords())
-
-	ids := map[string]string{}
-	internal := map[string]string{}
-	for _, r := range composeReplicas {
-		t.Run(r.service, func(t *testing.T) {
-			s := p.Services[r.service]
-			if r.nats == "" {
-				for k := range s.Environment {
-					if strings.HasPrefix(k, "ENTENTE_CLUSTER_") {
-						t.Errorf("%s is set on a node with one replica", k)
-					}
-				}
-				return
-			}
-			natsURL, err := url.Parse(envValue(t, s, "ENTENTE_CLUSTER_NATS_URL"))
-			if err != nil || natsURL.Scheme != "nats" || natsURL.Hostname() != r.nats || natsURL.Port() != "4222" {
-				t.Errorf("ENTENTE_CLUSTER_NATS_URL = %v (%v), want nats://%s:4222", natsURL, err, r.nats)
-			}
-			nats, ok := p.Services[r.nats]
-			if !ok {
-				t.Fatalf("NATS service %s is missing", r.nats)
-			}
-			if !strings.HasPrefix(nats.Image, "nats:2") {
-				t.Errorf("%s image = %q, want nats:2*", r.nats, nats.Image)
-			}
-			if !slices.Contains(nats.Command, "-js") {
-				t.Errorf("%s command = %q, want JetStream (-js)", r.nats, nats.Command)
-			}
-			if got, want := nats.Command, []string{"-js", "-sd", "/data", "-m", "8222"}; !slices.Equal(got, want) {
-				t.Errorf("%s command = %q, want %q", r.nats, got, want)
-			}
-			if vol := namedVolumeAt(nats, "/data"); vol == "" {
-				t.Errorf("%s keeps its JetStream store in no named volume at /data", r.nats)
-			}
-			if dep, ok := s.DependsOn[r.nats]; !ok || dep.Condition != types.ServiceConditionHealthy {
-				t.Errorf("depends_on = %+v, want %s healthy", s.DependsOn, r.nats)
-			}
-
-			if got := envValue(t, s, "ENTENTE_CLUSTER_REPLICA_ID"); got != r.replicaID {
-				t.Errorf("ENTENTE_CLUSTER_REPLICA_ID = %q, want %q", got, r.replicaID)
-			}
-			got := envValue(t, s, "ENTENTE_CLUSTER_INTERNAL_URL")
-			if got != r.internalURL {
-				t.Errorf("ENTENTE_CLUSTER_INTERNAL_URL = %q, want %q", got, r.internalURL)
-			}
-			// The other replicas reach it by its service name, on the port it
-			// listens on.
-			if u, err := url.Parse(got); err != nil || u.Scheme != "https" || u.Hostname() != r.service || ":"+u.Port() != r.listen {
-				t.Errorf("ENTENTE_CLUSTER_INTERNAL_URL = %q, want https://%s%s", got, r.service, r.listen)
-			}
-			if other, dup := ids[r.replicaID]; dup {
-				t.Errorf("replica id %q also belongs to %s", r.replicaID, other)
-			}
-			ids[r.replicaID] = r.service
-			if other, dup := internal[got]; dup {
-				t.Errorf("internal URL %q also belongs to %s", got, other)
-			}
-			internal[got] = r.service
-		})
-	}
-	if len(ids) != 2 {
-		t.Errorf("replica ids %v, want the ministry's two", ids)
-	}
-}
-
 func TestComposeNodeSettings(t *testing.T) {
 	p := mustLoadCompose(t, testPasswords())
 
@@ -286,135 +213,6 @@ func TestComposeNodeSettings(t *testing.T) {
 				t.Errorf("no named volume mounted at %s; volumes = %+v", nodeDataDir, s.Volumes)
 			}
 		})
-	}
-}
-
-// Each institution's public URL leads to one service, known on the network
-// by the URL's host name and published on the same port as inside, so that the
-// URL works from the other institution's containers as from this machine.
-func TestComposePublicEntry(t *testing.T) {
-	p := mustLoadCompose(t, testPasswords())
-
-	for _, r := range composeReplicas {
-		t.Run(r.service, func(t *testing.T) {
-			u, _ := url.Parse(r.publicURL)
-			entry := p.Services[composeEntry[r.institution]]
-			if n := entry.Networks["federation"]; n == nil || !slices.Contains(n.Aliases, u.Hostname()) {
-				t.Errorf("the federation network does not know %s by %s", entry.Name, u.Hostname())
-			}
-			var tcp []types.ServicePortConfig
-			for _, port := range entry.Ports {
-				if port.Protocol == "tcp" {
-					tcp = append(tcp, port)
-				}
-			}
-			if len(tcp) != 1 || tcp[0].Published != u.Port() || tcp[0].Target != mustPort(t, u.Port()) {
-				t.Errorf("%s TCP ports = %+v, want exactly %s -> %s", entry.Name, tcp, u.Port(), u.Port())
-			}
-			// A replica behind the load balancer publishes no TCP port of its
-			// own: the node has one address.
-			if entry.Name != r.service {
-				for _, port := range p.Services[r.service].Ports {
-					if port.Protocol == "tcp" {
-						t.Errorf("%s publishes TCP port %s beside its load balancer", r.service, port.Published)
-					}
-				}
-			}
-		})
-	}
-}
-
-// The ministry's load balancer passes TLS through to its two replicas, and
-// only to ready ones.
-func TestComposeLoadBalancer(t *testing.T) {
-	p := mustLoadCompose(t, testPasswords())
-	lb := p.Services["ministry"]
-	if !strings.HasPrefix(lb.Image, "haproxy:") {
-		t.Fatalf("ministry image = %q, want haproxy:*", lb.Image)
-	}
-	var cfgFile string
-	for _, v := range lb.Volumes {
-		if v.Type == types.VolumeTypeBind && v.Target == "/usr/local/etc/haproxy/haproxy.cfg" && v.ReadOnly {
-			cfgFile = v.Source
-		}
-	}
-	if want, _ := filepath.Abs(filepath.Join("deploy", "compose", "haproxy.cfg")); cfgFile != want {
-		t.Fatalf("haproxy.cfg mounted from %q, want %q read-only", cfgFile, want)
-	}
-	for _, replica := range []string{"ministry-1", "ministry-2"} {
-		if dep, ok := lb.DependsOn[replica]; !ok || dep.Condition != types.ServiceConditionStarted {
-			t.Errorf("depends_on = %+v, want %s started", lb.DependsOn, replica)
-		}
-	}
-	if got := namedVolumeAt(lb, "/certs"); got != "certs" {
-		t.Errorf("the load balancer verifies the replicas against the CA: certs volume at /certs, got %q", got)
-	}
-
-	hc := readHAProxyConfig(t, cfgFile)
-	if got := hc.section("defaults").all("mode"); !slices.Equal(got, []string{"tcp"}) {
-		t.Errorf("defaults mode = %q, want tcp: TLS must pass through to the replicas", got)
-	}
-	front := hc.section("frontend ministry")
-	if got := front.all("bind"); !slices.Equal(got, []string{":8441"}) {
-		t.Errorf("frontend ministry bind = %q, want [:8441] without TLS termination", got)
-	}
-	if got := front.all("default_backend"); !slices.Equal(got, []string{"ministry"}) {
-		t.Errorf("frontend ministry default_backend = %q, want ministry", got)
-	}
-	back := hc.section("backend ministry")
-	want := []string{"ministry-1 ministry-1:8441", "ministry-2 ministry-2:8441"}
-	if got := back.all("server"); !slices.Equal(got, want) {
-		t.Errorf("backend ministry servers = %q, want %q", got, want)
-	}
-	if got := back.all("http-check"); !slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, "send meth GET uri /readyz ") }) {
-		t.Errorf("backend ministry http-check = %q, want a GET of /readyz", got)
-	}
-	ds := strings.Fields(strings.Join(back.all("default-server"), " "))
-	for _, want := range []string{"check", "check-ssl", "ca-file", "/certs/ca.pem", "check-sni", "ministry.entente.test"} {
-		if !slices.Contains(ds, want) {
-			t.Errorf("backend ministry default-server %q lacks %s", ds, want)
-		}
-	}
-	if got := hc.section("frontend health").all("monitor-uri"); !slices.Equal(got, []string{"/healthz"}) {
-		t.Errorf("frontend health monitor-uri = %q, want /healthz (the compose healthcheck)", got)
-	}
-}
-
-// Every replica receives media on a UDP port of its own, published on the
-// same number, and says so in media.udp_port.
-func TestComposeMediaPorts(t *testing.T) {
-	p := mustLoadCompose(t, testPasswords())
-
-	seen := map[string]string{}
-	for _, r := range composeReplicas {
-		s := p.Services[r.service]
-		if got := envValue(t, s, "ENTENTE_MEDIA_UDP_PORT"); got != r.udpPort {
-			t.Errorf("%s ENTENTE_MEDIA_UDP_PORT = %q, want %s", r.service, got, r.udpPort)
-		}
-		var udp []types.ServicePortConfig
-		for _, port := range s.Ports {
-			if port.Protocol == "udp" {
-				udp = append(udp, port)
-			}
-		}
-		if len(udp) != 1 || udp[0].Published != r.udpPort || udp[0].Target != mustPort(t, r.udpPort) {
-			t.Errorf("%s UDP ports = %+v, want exactly %s -> %s/udp", r.service, udp, r.udpPort, r.udpPort)
-		}
-		if other, dup := seen[r.udpPort]; dup {
-			t.Errorf("%s and %s share the UDP port %s", other, r.service, r.udpPort)
-		}
-		seen[r.udpPort] = r.service
-	}
-}
-
-func TestComposeMediaPublicIP(t *testing.T) {
-	env := testPasswords()
-	env["MEDIA_PUBLIC_IP"] = "192.0.2.7"
-	p := mustLoadCompose(t, env)
-	for _, r := range composeReplicas {
-		if got := envValue(t, p.Services[r.service], "ENTENTE_MEDIA_PUBLIC_IPS"); got != "192.0.2.7" {
-			t.Errorf("%s ENTENTE_MEDIA_PUBLIC_IPS = %q, want MEDIA_PUBLIC_IP", r.service, got)
-		}
 	}
 }
 
@@ -636,21 +434,5 @@ func TestComposeNodeEnvironmentIsValidConfig(t *testing.T) {
 				t.Errorf("log.format = %q, want json", cfg.Log.Format)
 			}
 		})
-	}
-}
-
-func TestDeployExampleConfigLoads(t *testing.T) {
-	cfg, err := config.Load(filepath.Join("deploy", "entente.example.yaml"), nil)
-	if err != nil {
-		t.Fatalf("deploy example: %v", err)
-	}
-	// The example describes a node running from the image: its data must be
-	// in the image's volume and it must listen on the exposed port.
-	if cfg.Node.DataDir != nodeDataDir || cfg.HTTP.Listen != ":8443" {
-		t.Errorf("data_dir %q, listen %q; want %s and :8443", cfg.Node.DataDir, cfg.HTTP.Listen, nodeDataDir)
-	}
-	if cfg.HTTP.TLSCert == "" || cfg.Database.URL != "" || cfg.Keys.Storage != "database" {
-		t.Errorf("tls_cert %q, database.url %q, keys.storage %q; want a real certificate, the URL left to the environment, keys in the database",
-			cfg.HTTP.TLSCert, cfg.Database.URL, cfg.Keys.Storage)
 	}
 }

@@ -7,9 +7,12 @@ package entente_test
 import (
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/entente-org/entente/internal/config"
 )
 
 const (
@@ -230,5 +233,21 @@ func TestDockerfileContextExcludesSecretsAndHistory(t *testing.T) {
 		if patterns[needed] {
 			t.Errorf(".dockerignore excludes %s, which the build needs", needed)
 		}
+	}
+}
+
+func TestDeployExampleConfigLoads(t *testing.T) {
+	cfg, err := config.Load(filepath.Join("deploy", "entente.example.yaml"), nil)
+	if err != nil {
+		t.Fatalf("deploy example: %v", err)
+	}
+	// The example describes a node running from the image: its data must be
+	// in the image's volume and it must listen on the exposed port.
+	if cfg.Node.DataDir != nodeDataDir || cfg.HTTP.Listen != ":8443" {
+		t.Errorf("data_dir %q, listen %q; want %s and :8443", cfg.Node.DataDir, cfg.HTTP.Listen, nodeDataDir)
+	}
+	if cfg.HTTP.TLSCert == "" || cfg.Database.URL != "" || cfg.Keys.Storage != "database" {
+		t.Errorf("tls_cert %q, database.url %q, keys.storage %q; want a real certificate, the URL left to the environment, keys in the database",
+			cfg.HTTP.TLSCert, cfg.Database.URL, cfg.Keys.Storage)
 	}
 }
