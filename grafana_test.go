@@ -418,3 +418,39 @@ func readmeListsExported(t *testing.T, page string) {
 		}
 	}
 }
+
+// A node with several replicas is watched replica by replica: every query of
+// what an operator watches first keeps the instance label (one scrape target,
+// so one replica) instead of summing the replicas away.
+func TestDashboardChartsEachReplica(t *testing.T) {
+	perReplica := []string{
+		"entente_conferences", "entente_conference_participants",
+		"entente_media_forwarded_packets_total",
+		"entente_media_trunk_sent_bytes_total", "entente_media_trunk_received_bytes_total",
+		"entente_federation_outbox_messages", "entente_federation_outbox_oldest_pending_age_seconds",
+		"entente_federation_deliveries_total",
+	}
+	// An aggregation that keeps the instance label: "by (…instance…)".
+	keepsInstance := regexp.MustCompile(`\bby\s*\(([^)]*\b)?instance\b`)
+	aggregates := regexp.MustCompile(`\b(sum|max|min|avg|count|topk|bottomk|quantile)\s*(\(|by|without)`)
+	charted := map[string]bool{}
+	for file, d := range loadDashboards(t) {
+		exprs, _ := d.queries(t, file)
+		for _, q := range exprs {
+			for _, name := range metricNames(q.expr) {
+				if !slices.Contains(perReplica, name) {
+					continue
+				}
+				charted[name] = true
+				if aggregates.MatchString(q.expr) && !keepsInstance.MatchString(q.expr) {
+					t.Errorf("%s: panel %q adds the replicas of %s together: %s", file, q.where, name, q.expr)
+				}
+			}
+		}
+	}
+	for _, name := range perReplica {
+		if !charted[name] {
+			t.Errorf("no dashboard charts %s", name)
+		}
+	}
+}
