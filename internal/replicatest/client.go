@@ -173,7 +173,7 @@ type serverMessage struct {
 
 // session runs one signalling connection until it ends, and returns its
 // close code (0 when none was received).
-func (p *Participant) session(ctx context.Context) (int, error) {
+func (p *Participant) session(ctx context.Context) (code int, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
@@ -185,6 +185,11 @@ func (p *Participant) session(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("%s: dial: %w", p.Name, err)
 	}
 	defer ws.CloseNow()
+	defer func() {
+		if code == 0 && err != nil {
+			code = closeStatus(ctx, ws)
+		}
+	}()
 	ws.SetReadLimit(1 << 20)
 	api, err := newAPI()
 	if err != nil {
@@ -279,6 +284,20 @@ func (p *Participant) session(ctx context.Context) (int, error) {
 			p.mu.Unlock()
 		case "error":
 			return 0, fmt.Errorf("%s: server refused: %s: %s", p.Name, m.Code, m.Msg)
+		}
+	}
+}
+
+// closeStatus is the code the server closes ws with, after the session
+// failed otherwise: a server that is going away may refuse a request or
+// break a write just before its close frame arrives. -1: no close frame
+// within a few seconds.
+func closeStatus(ctx context.Context, ws *websocket.Conn) int {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	for {
+		if _, _, err := ws.Read(ctx); err != nil {
+			return int(websocket.CloseStatus(err))
 		}
 	}
 }
