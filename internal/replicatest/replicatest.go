@@ -78,6 +78,8 @@ type Node struct {
 	CAFile    string
 	Replicas  []*Replica
 	Balancer  *Balancer
+	// DatabaseURL is the replicas' PostgreSQL, a schema of this test's own.
+	DatabaseURL string
 
 	env []string
 	dir string
@@ -137,7 +139,7 @@ func Start(t testing.TB, bin string, n int, opts Options) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	node := &Node{Bin: bin, PublicURL: "https://" + bal.Addr(), CA: ca, CAFile: caFile, Balancer: bal, dir: dir}
+	node := &Node{Bin: bin, PublicURL: "https://" + bal.Addr(), CA: ca, CAFile: caFile, Balancer: bal, DatabaseURL: dbURL, dir: dir}
 	node.env = append([]string{
 		"ENTENTE_NODE_NAME=Ministry", "ENTENTE_NODE_PUBLIC_URL=" + node.PublicURL,
 		"ENTENTE_DATABASE_URL=" + dbURL, "ENTENTE_KEYS_STORAGE=database",
@@ -222,6 +224,9 @@ func (r *Replica) Terminate(t testing.TB) {
 		t.Fatal(err)
 	}
 }
+
+// Pid is the process's id, which names it in the outbox leases it holds.
+func (r *Replica) Pid() int { return r.cmd.Process.Pid }
 
 // Exited is closed when the process has ended; ExitErr is then its status.
 func (r *Replica) Exited() <-chan struct{} { return r.exited }
