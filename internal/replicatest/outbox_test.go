@@ -78,8 +78,8 @@ func TestReplicaKilledMidOutbox(t *testing.T) {
 		testwait.Until(t, generous, arrived, "%s at the ministry", what)
 		// Its receipt is back: nothing of it can land anywhere else.
 		testwait.Until(t, generous, func() bool {
-			n, err := agency.Store().CountOutbox(ctx, store.OutboxPending)
-			return err == nil && n == 0
+			pending, err := agency.Store().CountOutbox(ctx, store.OutboxPending)
+			return err == nil && pending == 0
 		}, "the ministry's receipt for %s at the agency", what)
 		after := federationRequests(t, n)
 		for i, o := range n.Replicas {
@@ -140,8 +140,8 @@ func TestReplicaKilledMidOutbox(t *testing.T) {
 		return err1 == nil && err2 == nil && got.HeadSeq == want.HeadSeq
 	}
 	nothingPending := func() bool {
-		n, err := ministry.CountOutbox(ctx, store.OutboxPending)
-		return err == nil && n == 0
+		pending, err := ministry.CountOutbox(ctx, store.OutboxPending)
+		return err == nil && pending == 0
 	}
 	moderate(beforeCut)
 	testwait.Until(t, generous, agencyHasAll, "the first %d moderation records at the agency", beforeCut)
