@@ -446,6 +446,8 @@ func newAPI(mux ice.UDPMux) (*webrtc.API, error) {
 		return nil, fmt.Errorf("media engine: %w", err)
 	}
 	ir := &interceptor.Registry{}
+	// Innermost: it sees the NACK responder's retransmissions (rtx.go).
+	ir.Add(repairedRIDFactory{})
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		return nil, fmt.Errorf("interceptors: %w", err)
 	}
