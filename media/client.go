@@ -288,7 +288,13 @@ func (c *client) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceive
 	reader := t.claimLayer(layer, remote)
 	if reader == nil {
 		// pion re-bound this TrackRemote to a second SSRC carrying the
-		// same rid; its reader follows it (readLayer).
+		// same rid; its reader follows it (readLayer). Two faults of pion
+		// v4.2.26 remain here: receiveForRid writes the TrackRemote's
+		// params under its lock while TrackRemote.Read reads them without
+		// it (checkAndUpdateTrack), a data race; and the reader stays
+		// blocked on the old SSRC's stream until that delivers once more.
+		// A pion publisher whose NACK responder copies the rid onto RTX
+		// packets triggers this; browsers label RTX with the repaired rid.
 		c.log.Debug("layer stream replaced", "track", t.ID(), "rid", remote.RID(), "ssrc", remote.SSRC(), "codec", remote.Codec().MimeType)
 		return
 	}
