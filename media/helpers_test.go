@@ -22,6 +22,8 @@ import (
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/entente-org/entente/internal/repairedrid"
 )
 
 // fakeMembership refuses the (conference, user) pairs it was told to.
@@ -123,6 +125,8 @@ func clientAPI(t *testing.T, drop func(*rtp.Header) bool) *webrtc.API {
 		t.Fatal(err)
 	}
 	ir := &interceptor.Registry{}
+	// Retransmissions carry the repaired rid, as a browser's do.
+	ir.Add(repairedrid.Factory{})
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		t.Fatal(err)
 	}

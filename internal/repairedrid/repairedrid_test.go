@@ -1,4 +1,4 @@
-package mediabench
+package repairedrid
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 )
 
 func TestRetransmissionsCarryTheRepairedRID(t *testing.T) {
-	i, err := repairedRIDFactory{}.NewInterceptor("")
+	i, err := Factory{}.NewInterceptor("")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,6 @@
-package mediabench
+// Package repairedrid labels a pion sender's retransmissions as a
+// browser's are, for Entente's test and benchmark clients.
+package repairedrid
 
 import (
 	"github.com/pion/interceptor"
@@ -6,7 +8,7 @@ import (
 	"github.com/pion/sdp/v3"
 )
 
-// repairedRIDFactory makes the interceptor that labels retransmissions as a
+// Factory makes the interceptor that labels retransmissions as a
 // browser does. pion's NACK responder sends each retransmission on the RTX
 // stream with the original packet's header extensions, so a simulcast
 // layer's RTX packets carry its rtp-stream-id. RFC 8852 §3.2 wants the
@@ -16,9 +18,10 @@ import (
 // recognised as the layer's repair stream. Registered before the default
 // interceptors, it is the innermost writer and sees the responder's
 // retransmissions.
-type repairedRIDFactory struct{}
+type Factory struct{}
 
-func (repairedRIDFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
+// NewInterceptor implements interceptor.Factory.
+func (Factory) NewInterceptor(string) (interceptor.Interceptor, error) {
 	return &repairedRID{}, nil
 }
 
