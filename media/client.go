@@ -285,8 +285,21 @@ func (c *client) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceive
 		conf.publish(t)
 		c.log.Info("track published", "track", t.ID(), "kind", t.info.Kind, "source", t.info.Source)
 	}
+	reader := t.claimLayer(layer, remote)
+	if reader == nil {
+		// pion re-bound this TrackRemote to a second SSRC carrying the
+		// same rid; its reader follows it (readLayer). Two faults of pion
+		// v4.2.26 remain here: receiveForRid writes the TrackRemote's
+		// params under its lock while TrackRemote.Read reads them without
+		// it (checkAndUpdateTrack), a data race; and the reader stays
+		// blocked on the old SSRC's stream until that delivers once more.
+		// A pion publisher whose NACK responder copies the rid onto RTX
+		// packets triggers this; browsers label RTX with the repaired rid.
+		c.log.Debug("layer stream replaced", "track", t.ID(), "rid", remote.RID(), "ssrc", remote.SSRC(), "codec", remote.Codec().MimeType)
+		return
+	}
 	go drainRTCP(receiver, remote.RID())
-	t.readLayer(layer, uint32(remote.SSRC()), remote)
+	t.readFrom(layer, uint32(remote.SSRC()), reader)
 }
 
 func (c *client) newUpTrack(a publishedTrack, remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) *upTrack {

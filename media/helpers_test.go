@@ -22,6 +22,8 @@ import (
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/entente-org/entente/internal/repairedrid"
 )
 
 // fakeMembership refuses the (conference, user) pairs it was told to.
@@ -123,6 +125,8 @@ func clientAPI(t *testing.T, drop func(*rtp.Header) bool) *webrtc.API {
 		t.Fatal(err)
 	}
 	ir := &interceptor.Registry{}
+	// Retransmissions carry the repaired rid, as a browser's do.
+	ir.Add(repairedrid.Factory{})
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		t.Fatal(err)
 	}
@@ -388,8 +392,33 @@ type testTrack struct {
 	// drops its upper layers when its bandwidth or CPU runs short.
 	dropped [3]atomic.Bool
 
+	// bound, when captureBinds is set, receives each simulcast layer's
+	// binding to the publish connection, to send on other SSRCs.
+	captureBinds bool
+	bound        chan layerBinding
+
 	mu   sync.Mutex
 	sent map[string][]byte // layer+seq -> payload
+}
+
+// layerBinding is one simulcast layer's TrackLocalContext.
+type layerBinding struct {
+	rid string
+	ctx webrtc.TrackLocalContext
+}
+
+// bindSpy is a publisher's layer that reports its binding.
+type bindSpy struct {
+	*webrtc.TrackLocalStaticRTP
+	bound chan<- layerBinding
+}
+
+func (b bindSpy) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	c, err := b.TrackLocalStaticRTP.Bind(ctx)
+	if err == nil {
+		b.bound <- layerBinding{rid: b.RID(), ctx: ctx}
+	}
+	return c, err
 }
 
 func sentKey(layer byte, seq uint32) string {
@@ -425,11 +454,21 @@ func (c *testClient) publish(tracks ...*testTrack) {
 			}
 			tr.locals = append(tr.locals, l)
 		}
+		senders := make([]webrtc.TrackLocal, len(tr.locals))
+		if tr.captureBinds {
+			tr.bound = make(chan layerBinding, len(tr.locals))
+		}
+		for i, l := range tr.locals {
+			senders[i] = l
+			if tr.captureBinds {
+				senders[i] = bindSpy{TrackLocalStaticRTP: l, bound: tr.bound}
+			}
+		}
 		var err error
-		if tr.sender, err = c.pub.AddTrack(tr.locals[0]); err != nil {
+		if tr.sender, err = c.pub.AddTrack(senders[0]); err != nil {
 			c.t.Fatal(err)
 		}
-		for _, l := range tr.locals[1:] {
+		for _, l := range senders[1:] {
 			if err := tr.sender.AddEncoding(l); err != nil {
 				c.t.Fatal(err)
 			}

@@ -134,6 +134,14 @@ func (l *linkCounter) note(seq uint16, ts uint32, now int64, clockRate uint32) {
 	l.lastTransit = transit
 }
 
+// restart continues the count on a new stream of the same layer, whose
+// first packet has sequence number seq: nothing is counted lost across the
+// change, and its timestamps start a new transit reference.
+func (l *linkCounter) restart(seq uint16) {
+	l.lastSeq = seq - 1
+	l.lastTransit = 0
+}
+
 // reportCounter keeps the latest receiver report block about one
 // down-track.
 type reportCounter struct {

@@ -58,9 +58,9 @@ func (t *trunk) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver
 		t.set.recvPackets.Inc()
 		t.set.recvBytes.Add(float64(max(n-12, 0)))
 		l := &b.up.layers[b.layer]
-		l.slotRead.Lock()
+		l.forwardMu.Lock()
 		b.up.forward(b.layer, buf[:n], time.Now().UnixNano())
-		l.slotRead.Unlock()
+		l.forwardMu.Unlock()
 	}
 }
 

@@ -1,6 +1,7 @@
 package media
 
 import (
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -88,11 +89,15 @@ type upLayer struct {
 	pending      atomic.Bool
 	bitrate      atomic.Uint64
 
-	// slotRead is held by a trunk slot's reader while it forwards into this
-	// layer: while the peer moves the layer from one slot to another, the
-	// old slot's last packets and the new slot's first can arrive at once,
-	// and the fields below have one writer at a time (trunk.onTrack).
-	slotRead sync.Mutex
+	// reader is the goroutine reading a publisher's stream into the layer
+	// (readLayer).
+	reader atomic.Pointer[layerReader]
+	// forwardMu is held by whoever forwards into this layer: while a trunk
+	// peer moves the layer from one slot to another, or a publisher's
+	// layer moves to a new stream, the old stream's last packets and the
+	// new one's first can arrive at once, and the fields below have one
+	// writer at a time (trunk.onTrack, readLayer).
+	forwardMu sync.Mutex
 
 	windowStart int64
 	windowBytes uint64
@@ -261,11 +266,51 @@ type rtpReader interface {
 	Read(b []byte) (int, interceptor.Attributes, error)
 }
 
-// readLayer forwards one received stream until it ends. It is the only
-// goroutine touching the layer's non-atomic fields.
+// layerReader is the goroutine reading one received stream into a layer.
+type layerReader struct {
+	src rtpReader
+}
+
+// readLayer forwards one received stream until it ends or a newer stream
+// of the same layer replaces it. A layer has one reader at a time: pion
+// fires OnTrack again for a rid when a second SSRC arrives carrying that
+// rid (webrtc v4 RTPReceiver.receiveForRid), re-binding the same
+// TrackRemote to the new SSRC. The reader of that TrackRemote already
+// follows it, so the second call returns at once; it hands over to the
+// new SSRC itself when the first packet of it arrives. A different
+// TrackRemote for the layer replaces the current reader, which stops
+// before its next packet (forwardMu keeps the two from forwarding at
+// once).
 func (t *upTrack) readLayer(layer int, ssrc uint32, r rtpReader) {
-	t.layers[layer].ssrc.Store(ssrc)
+	if me := t.claimLayer(layer, r); me != nil {
+		t.readFrom(layer, ssrc, me)
+	}
+}
+
+// claimLayer makes r the stream read into layer, or returns nil if r is
+// already read by a live reader.
+func (t *upTrack) claimLayer(layer int, r rtpReader) *layerReader {
+	l := &t.layers[layer]
+	me := &layerReader{src: r}
+	for {
+		cur := l.reader.Load()
+		if cur != nil && cur.src == r {
+			return nil
+		}
+		if l.reader.CompareAndSwap(cur, me) {
+			return me
+		}
+	}
+}
+
+// readFrom is the loop of the reader me, which claimLayer returned.
+func (t *upTrack) readFrom(layer int, ssrc uint32, me *layerReader) {
+	l := &t.layers[layer]
+	r := me.src
+	defer l.reader.CompareAndSwap(me, nil)
+	l.ssrc.Store(ssrc)
 	buf := make([]byte, maxPacketSize)
+	pt := -1
 	for {
 		n, _, err := r.Read(buf)
 		if err != nil {
@@ -278,7 +323,36 @@ func (t *upTrack) readLayer(layer int, ssrc uint32, r rtpReader) {
 			// Unpublished: what still arrives has nowhere to go.
 			return
 		}
+		if n < 12 {
+			t.metrics.malformed.WithLabelValues("rtp").Inc()
+			continue
+		}
+		// The up-track's codec is fixed: a packet in another payload type
+		// (a publisher's RTX stream labelled with the rid instead of the
+		// repaired rid, RFC 8852 §3.2, which pion then reads in place of
+		// the layer) would reach subscribers as garbage.
+		if p := int(buf[1] & 0x7f); pt < 0 {
+			pt = p
+		} else if p != pt {
+			continue
+		}
+		l.forwardMu.Lock()
+		if l.reader.Load() != me {
+			l.forwardMu.Unlock()
+			return
+		}
+		if s := binary.BigEndian.Uint32(buf[8:12]); s != ssrc {
+			// The publisher moved the layer to a new SSRC: keyframe
+			// requests go there now, and subscribers need a keyframe of it.
+			ssrc = s
+			l.ssrc.Store(s)
+			l.link.restart(binary.BigEndian.Uint16(buf[2:4]))
+			t.log.Debug("layer moved to a new ssrc", "layer", layer, "ssrc", s)
+			l.lastPLI.Store(0)
+			go t.RequestKeyframe(layer)
+		}
 		t.forward(layer, buf[:n], time.Now().UnixNano())
+		l.forwardMu.Unlock()
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/entente-org/entente/internal/repairedrid"
 )
 
 // Participant is one synthetic client of a run.
@@ -446,6 +448,8 @@ func newAPI(mux ice.UDPMux) (*webrtc.API, error) {
 		return nil, fmt.Errorf("media engine: %w", err)
 	}
 	ir := &interceptor.Registry{}
+	// Innermost: it sees the NACK responder's retransmissions (repairedrid).
+	ir.Add(repairedrid.Factory{})
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		return nil, fmt.Errorf("interceptors: %w", err)
 	}
