@@ -188,7 +188,14 @@ func TestCascadeThreeNodes(t *testing.T) {
 	}
 }
 
-// A track crosses a trunk once, however many subscribe on the far side.
+// A track crosses a trunk once, however many subscribe on the far side: each
+// packet the publisher's node receives takes one sequence number on the
+// trunk. The packets are compared with what the up-track received, whose
+// sinks run as each packet arrives, not with what the publisher sent: on a
+// loaded machine the node lags behind the publisher by a few packets, more
+// at one end of the span than at the other. The retransmissions that answer
+// the peer's NACKs resend sequence numbers that already crossed, so they are
+// counted apart; a second binding of the track would double the first sends.
 func TestCascadeTrackCrossesOnce(t *testing.T) {
 	a, b := twoNodes(t, "conf-once")
 	pub := connect(t, b.testNode, "conf-once", "bob@did:web:b", clientOptions{})
@@ -198,26 +205,31 @@ func TestCascadeTrackCrossesOnce(t *testing.T) {
 	id := first.waitTrackAdded(video, pub.user)
 	first.waitMedia(id, 20, 20*time.Second)
 	tr := trunkOf(t, b, "conf-once", "did:web:a")
+	tr.mu.Lock()
+	up, ok := tr.offered[id].(*upTrack)
+	tr.mu.Unlock()
+	if !ok {
+		t.Fatalf("the trunk does not offer track %s", id)
+	}
 
 	perPacket := func(subs int) float64 {
 		t.Helper()
-		crossed0, sent0 := tr.sentOf(id)[0], sentTotal(video)
+		crossed0, resent0, received0 := tr.sentOf(id)[0], tr.resentOf(id)[0], up.layers[0].link.packets.Load()
 		published(t, video, 100)
-		crossed, sent := tr.sentOf(id)[0]-crossed0, sentTotal(video)-sent0
-		ratio := float64(crossed) / float64(sent)
-		t.Logf("%d subscribers: %d packets crossed for %d sent", subs, crossed, sent)
-		return ratio
+		crossed, resent, received := tr.sentOf(id)[0]-crossed0, tr.resentOf(id)[0]-resent0, up.layers[0].link.packets.Load()-received0
+		t.Logf("%d subscribers: %d packets crossed for %d received, and %d retransmissions", subs, crossed, received, resent)
+		return float64(crossed) / float64(received)
 	}
-	if r := perPacket(1); r < 0.8 || r > 1.05 {
-		t.Fatalf("with 1 subscriber, %.2f trunk packets per published packet, want 1", r)
+	if r := perPacket(1); r < 0.95 || r > 1.05 {
+		t.Fatalf("with 1 subscriber, %.2f trunk packets per received packet, want 1", r)
 	}
 	for i := 1; i < 10; i++ {
 		s := connect(t, a.testNode, "conf-once", "s"+string(rune('0'+i))+"@did:web:a", clientOptions{autoSubscribe: true})
 		s.waitTrackAdded(video, pub.user)
 	}
 	first.waitMedia(id, 20, 10*time.Second)
-	if r := perPacket(10); r < 0.8 || r > 1.05 {
-		t.Fatalf("with 10 subscribers, %.2f trunk packets per published packet, want 1", r)
+	if r := perPacket(10); r < 0.95 || r > 1.05 {
+		t.Fatalf("with 10 subscribers, %.2f trunk packets per received packet, want 1", r)
 	}
 }
 

@@ -1,6 +1,7 @@
 package media
 
 import (
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -136,6 +137,56 @@ func TestLayerSwitchContinuesSequenceNumbers(t *testing.T) {
 	for i := range want {
 		if w.seqs[i] != want[i] {
 			t.Fatalf("sent %v, want %v", w.seqs, want)
+		}
+	}
+}
+
+// srtpLateWriter discards its first writes, as pion does until the
+// subscriber's SRTP is up, and records the others.
+type srtpLateWriter struct {
+	seqWriter
+	discard int
+}
+
+func (w *srtpLateWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	if w.discard > 0 {
+		w.discard--
+		return 0, nil
+	}
+	return w.seqWriter.WriteRTP(h, payload)
+}
+
+// A start whose keyframe the writer discarded sends nothing after it: the
+// subscriber's SRTP may come up during the replay, and it must not get the
+// delta frames that follow first. The next packet starts over at the
+// keyframe.
+func TestStartOverWhenTheKeyframeWasDiscarded(t *testing.T) {
+	up := newVideoTrack(t, []string{})
+	now := time.Now().UnixNano()
+	for seq := uint16(100); seq < 104; seq++ {
+		up.forward(0, vp8Packet(seq, seq == 100), now)
+	}
+	m, err := newMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newDownTrack(up, m, 0, 0, nil)
+	w := &srtpLateWriter{discard: 1}
+	d.writer, d.ssrc, d.pt = w, 99, 96
+	up.AddSink(d)
+	up.forward(0, vp8Packet(104, false), time.Now().UnixNano())
+	if len(w.seqs) != 0 {
+		t.Fatalf("sent %v after the keyframe was discarded, want nothing", w.seqs)
+	}
+	up.forward(0, vp8Packet(105, false), time.Now().UnixNano())
+	// 100 to 105, numbered on from the discarded write.
+	want := []uint16{101, 102, 103, 104, 105, 106}
+	if fmt.Sprint(w.seqs) != fmt.Sprint(want) {
+		t.Fatalf("sent %v, want %v", w.seqs, want)
+	}
+	for i, p := range w.payloads {
+		if key := p[1] == 0; key != (i == 0) {
+			t.Fatalf("packet %d sent is a keyframe: %v, want only the first", i, key)
 		}
 	}
 }

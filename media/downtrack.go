@@ -285,6 +285,11 @@ func (d *downTrack) WriteRTP(p *Packet) {
 				return
 			}
 			replay(d.up, p, key, d.scratch[:], d.startWith)
+			if d.current != p.Layer {
+				// The keyframe did not go out (write, below): nothing
+				// after it may.
+				return
+			}
 		} else {
 			d.switchTo(p)
 		}
@@ -322,10 +327,17 @@ func (d *downTrack) watchTarget() {
 }
 
 // startWith sends a packet replayed from the cache at the start, switching
-// to its layer at the keyframe. Called with d.mu held.
+// to its layer at the keyframe. Once a write has dropped the keyframe
+// (pion discards writes until the subscriber's SRTP is up, and write then
+// starts over), the packets after it are held back: the subscriber would
+// otherwise get delta frames first, should its SRTP come up meanwhile.
+// Called with d.mu held.
 func (d *downTrack) startWith(p *Packet) {
 	if p.Keyframe {
 		d.switchTo(p)
+	}
+	if d.current != p.Layer {
+		return
 	}
 	d.send(p)
 }

@@ -53,6 +53,6 @@ func (s *trunkSlot) resendAudio(seqOut uint16) bool {
 	}
 	h := rtp.Header{Marker: e.marker, Timestamp: e.ts}
 	s.level[0], s.hasLevel = e.level, e.hasLevel
-	s.write(&h, e.payload[:e.n], seqOut)
+	s.write(&h, e.payload[:e.n], seqOut, true)
 	return true
 }

@@ -113,9 +113,12 @@ type trunk struct {
 	cc *trunkCC
 }
 
-// trackCounter counts what of one track crossed this trunk, per layer.
+// trackCounter counts what of one track crossed this trunk, per layer:
+// packets counts each sequence number once, resent the retransmissions that
+// answered the peer's NACKs.
 type trackCounter struct {
 	packets [maxLayers]atomic.Uint64
+	resent  [maxLayers]atomic.Uint64
 	bytes   atomic.Uint64
 }
 

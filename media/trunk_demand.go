@@ -313,15 +313,26 @@ func (t *trunk) applyRates(m trunkRatesMsg) {
 	}
 }
 
-// sentOf reports how many packets of track crossed this trunk, per layer.
+// sentOf reports how many packets of track crossed this trunk, per layer,
+// each sequence number once.
 func (t *trunk) sentOf(track string) [maxLayers]uint64 {
+	return t.countOf(track, func(c *trackCounter, l int) uint64 { return c.packets[l].Load() })
+}
+
+// resentOf reports how many packets of track this trunk retransmitted for
+// the peer's NACKs, per layer.
+func (t *trunk) resentOf(track string) [maxLayers]uint64 {
+	return t.countOf(track, func(c *trackCounter, l int) uint64 { return c.resent[l].Load() })
+}
+
+func (t *trunk) countOf(track string, get func(*trackCounter, int) uint64) [maxLayers]uint64 {
 	var out [maxLayers]uint64
 	t.mu.Lock()
 	c, ok := t.sent[track]
 	t.mu.Unlock()
 	if ok {
 		for i := range out {
-			out[i] = c.packets[i].Load()
+			out[i] = get(c, i)
 		}
 	}
 	return out

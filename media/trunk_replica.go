@@ -93,7 +93,7 @@ func (s *SFU) ReplicaTrunkStats() TrunkStats {
 		t.mu.Lock()
 		for _, c := range t.sent {
 			for i := range c.packets {
-				st.PacketsSent += c.packets[i].Load()
+				st.PacketsSent += c.packets[i].Load() + c.resent[i].Load()
 			}
 			st.BytesSent += c.bytes.Load()
 		}

@@ -172,7 +172,7 @@ func (s *trunkSlot) send(p *Packet) {
 	}
 	s.history[seqOut%historySize] = sentPacket{seqOut: seqOut, seqIn: p.Header.SequenceNumber, layer: int8(p.Layer), tsOut: p.Header.Timestamp, valid: true}
 	s.level[0], s.hasLevel = p.AudioLevel, p.HasAudioLevel
-	s.write(p.Header, p.Payload, seqOut)
+	s.write(p.Header, p.Payload, seqOut, false)
 	if s.kind == webrtc.RTPCodecTypeAudio {
 		if s.sentAudio == nil {
 			s.sentAudio = &audioCache{}
@@ -184,8 +184,9 @@ func (s *trunkSlot) send(p *Packet) {
 // write sends one packet with the slot's SSRC. Of the publisher's header
 // extensions, whose IDs were negotiated on its own connection, only the
 // audio level crosses, under the trunk's ID, so the far node can tell who
-// speaks (spec/federation.md §10.3). Called with s.mu held.
-func (s *trunkSlot) write(h *rtp.Header, payload []byte, seq uint16) {
+// speaks (spec/federation.md §10.3). resent marks a retransmission of seq,
+// counted apart from first sends. Called with s.mu held.
+func (s *trunkSlot) write(h *rtp.Header, payload []byte, seq uint16, resent bool) {
 	s.out = rtp.Header{
 		Version:        2,
 		Marker:         h.Marker,
@@ -202,7 +203,11 @@ func (s *trunkSlot) write(h *rtp.Header, payload []byte, seq uint16) {
 		_ = s.out.SetExtension(s.levelID, s.level[:])
 	}
 	if n, err := s.writer.WriteRTP(&s.out, payload); err == nil && n > 0 {
-		s.counter.packets[s.layer].Add(1)
+		if resent {
+			s.counter.resent[s.layer].Add(1)
+		} else {
+			s.counter.packets[s.layer].Add(1)
+		}
 		s.counter.bytes.Add(uint64(len(payload)))
 		s.trunk.set.sentPackets.Inc()
 		s.trunk.set.sentBytes.Add(float64(len(payload)))
@@ -264,6 +269,6 @@ func (s *trunkSlot) retransmit(seqOut uint16) bool {
 		return false
 	}
 	s.hasLevel = false
-	s.write(&h, payload, seqOut)
+	s.write(&h, payload, seqOut, true)
 	return true
 }

@@ -86,10 +86,12 @@ type Node struct {
 	DID, PublicURL string
 	CA             *devcert.CA
 	CAFile         string
-	Replicas       []*Replica
+	// DatabaseURL is the replicas' PostgreSQL: its search_path is the
+	// node's own schema.
+	DatabaseURL string
+	Replicas    []*Replica
 
 	opts     Options
-	dbURL    string
 	drop     func() error
 	certFile string
 	keyFile  string
@@ -126,7 +128,7 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	if n.certFile, n.keyFile, err = devcert.WriteFiles(filepath.Join(o.Dir, "tls"), certPEM, keyPEM); err != nil {
 		return nil, err
 	}
-	if n.dbURL, n.drop, err = schema(ctx, o.DatabaseURL); err != nil {
+	if n.DatabaseURL, n.drop, err = schema(ctx, o.DatabaseURL); err != nil {
 		return nil, err
 	}
 	for i := range o.Replicas {
@@ -157,7 +159,7 @@ func (n *Node) adminConfig() config.Config {
 	cfg.Node.Name = n.opts.Name
 	cfg.Node.PublicURL = n.PublicURL
 	cfg.Node.DataDir = filepath.Join(n.opts.Dir, "admin")
-	cfg.Database.URL = n.dbURL
+	cfg.Database.URL = n.DatabaseURL
 	cfg.Keys.Storage = "database"
 	cfg.HTTP.TLSCert, cfg.HTTP.TLSKey = n.certFile, n.keyFile
 	cfg.Federation.AllowPrivateAddresses = true
@@ -174,7 +176,7 @@ func (n *Node) replicaEnv(r *Replica) []string {
 		"ENTENTE_HTTP_TLS_CERT=" + n.certFile, "ENTENTE_HTTP_TLS_KEY=" + n.keyFile,
 		"ENTENTE_FEDERATION_CA_FILE=" + n.CAFile,
 		"ENTENTE_FEDERATION_ALLOW_PRIVATE_ADDRESSES=true",
-		"ENTENTE_DATABASE_URL=" + n.dbURL,
+		"ENTENTE_DATABASE_URL=" + n.DatabaseURL,
 		"ENTENTE_KEYS_STORAGE=database",
 		"ENTENTE_CLUSTER_NATS_URL=" + n.opts.NATSURL,
 		"ENTENTE_MEDIA_LOOPBACK_CANDIDATES=true",

@@ -140,6 +140,15 @@ func (r *Replica) stop(within time.Duration) error {
 	}
 }
 
+// Pid is the process's id (0 before it started).
+func (r *Replica) Pid() int {
+	cmd, _, err := r.process()
+	if err != nil {
+		return 0
+	}
+	return cmd.Process.Pid
+}
+
 // Exited is closed when the process has ended (nil before it started).
 func (r *Replica) Exited() <-chan struct{} {
 	r.mu.Lock()
@@ -185,11 +194,7 @@ func (n *Node) CPU() (time.Duration, error) {
 		if !r.Running() {
 			continue
 		}
-		cmd, _, err := r.process()
-		if err != nil {
-			return 0, err
-		}
-		d, err := processCPU(cmd.Process.Pid)
+		d, err := processCPU(r.Pid())
 		if err != nil {
 			return 0, fmt.Errorf("replica %s: %w", r.ID, err)
 		}

@@ -49,6 +49,16 @@ func (b *Balancer) Remove(addr string) {
 	b.addrs = slices.DeleteFunc(b.addrs, func(a string) bool { return a == addr })
 }
 
+// Drop ends every open connection, as a load balancer that is reconfigured
+// or restarted does: clients connect again, to the replicas in rotation now.
+func (b *Balancer) Drop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for c := range b.conns {
+		c.Close()
+	}
+}
+
 // Close stops listening and ends every connection.
 func (b *Balancer) Close() {
 	b.l.Close()

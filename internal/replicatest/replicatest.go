@@ -83,6 +83,8 @@ type Node struct {
 	CAFile    string
 	Replicas  []*Replica
 	Balancer  *Balancer
+	// DatabaseURL is the replicas' PostgreSQL, a schema of this test's own.
+	DatabaseURL string
 
 	local *localreplicas.Node
 }
@@ -138,7 +140,7 @@ func Start(t testing.TB, bin string, n int, opts Options) *Node {
 		t.Fatalf("%v\n%s", err, tails.String())
 	}
 	node := &Node{Bin: bin, PublicURL: local.PublicURL, CA: local.CA, CAFile: local.CAFile,
-		Replicas: replicas, Balancer: bal, local: local}
+		Replicas: replicas, Balancer: bal, DatabaseURL: local.DatabaseURL, local: local}
 	t.Cleanup(func() {
 		for _, r := range replicas {
 			if r.proc.Running() {
@@ -178,6 +180,9 @@ func (r *Replica) Terminate(t testing.TB) {
 		t.Fatal(err)
 	}
 }
+
+// Pid is the process's id, which names it in the outbox leases it holds.
+func (r *Replica) Pid() int { return r.proc.Pid() }
 
 // Exited is closed when the process has ended; ExitErr is then its status.
 func (r *Replica) Exited() <-chan struct{} { return r.proc.Exited() }
