@@ -1,17 +1,17 @@
 // Package localreplicas runs one Entente node as several `entente serve`
 // processes on 127.0.0.1 (docs/replicas.md), for `entente bench media
-// --replicas` and the tests of spanning and failover: a PostgreSQL schema
-// of its own, a local CA, keys in the database, and the replicas
-// coordinating through a NATS server with JetStream.
+// --replicas`, the tests of spanning and failover, and internal/replicatest:
+// a PostgreSQL schema of its own, TLS from a local CA, keys in the database,
+// and the replicas coordinating through a NATS server with JetStream under a
+// node key of their own, whose buckets Close removes.
 //
-// The replicas are real processes, so that one can be killed (SIGKILL) and
-// each one's CPU time read from /proc. An admin handle on the same store
-// (a node.Node that is never started and is no replica) creates the users,
-// conferences and tokens.
+// The replicas are real processes, so that one can be killed (SIGKILL) or
+// drained (SIGTERM) and each one's CPU time read from /proc. An admin handle
+// on the same store (a node.Node that is never started and is no replica),
+// opened only when first needed, creates the users, conferences and tokens.
 package localreplicas
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -20,12 +20,8 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -47,6 +43,10 @@ type Options struct {
 	// Env is added to the replicas' environment (a test binary's switch to
 	// run main, for instance); the replicas' settings override it.
 	Env []string
+	// Settings are ENTENTE_* settings of every replica; they override the
+	// node's own (below) but not those that make each replica itself
+	// (listen address, replica ID, internal_url, data directory).
+	Settings []string
 	// Replicas is how many processes to start (at least 1).
 	Replicas int
 	// DatabaseURL is the PostgreSQL server; the node gets a schema of its
@@ -54,15 +54,27 @@ type Options struct {
 	DatabaseURL string
 	// NATSURL is the NATS server with JetStream.
 	NATSURL string
-	// MaxParticipants is cluster.max_participants of every replica.
+	// MaxParticipants is cluster.max_participants of every replica; 0
+	// leaves the default.
 	MaxParticipants int
 	// Dir holds the CA, the certificates and the replicas' data
 	// directories.
 	Dir string
 	// Log receives the replicas' warnings and errors; nil discards them.
 	Log io.Writer
+	// Lines, when set, receives every line replica i writes to its
+	// standard error, as it comes.
+	Lines func(i int, line string)
 	// Name is the node's name.
 	Name string
+	// PublicURL is the node's (a load balancer's) address; by default the
+	// first replica's.
+	PublicURL string
+	// CA and CAFile, when set, issue the replicas' certificate and are
+	// trusted for peers: those of the nodes the node federates with. By
+	// default a CA of the node's own is made in Dir.
+	CA     *devcert.CA
+	CAFile string
 }
 
 // readyLimit bounds a replica's start.
@@ -74,32 +86,23 @@ type Node struct {
 	DID, PublicURL string
 	CA             *devcert.CA
 	CAFile         string
-	// Admin is a handle on the node's store and keys for preparing users
-	// and conferences; it serves nothing.
-	Admin    *node.Node
-	Replicas []*Replica
+	// DatabaseURL is the replicas' PostgreSQL: its search_path is the
+	// node's own schema.
+	DatabaseURL string
+	Replicas    []*Replica
 
 	opts     Options
-	dbURL    string
 	drop     func() error
 	certFile string
 	keyFile  string
+
+	adminMu sync.Mutex
+	admin   *node.Node
 }
 
-// Replica is one process of the node.
-type Replica struct {
-	ID  string
-	URL string // https://127.0.0.1:port, also its internal_url
-	Env []string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	// exitErr is the process's end, read after done is closed.
-	exitErr error
-}
-
-// Start starts the node's replicas and returns once every one is ready.
+// Start starts the node's replicas, one after the other (the first makes
+// the keys in the database, the others read them), and returns once every
+// one is ready.
 func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	if o.Replicas < 1 || len(o.Command) == 0 || o.DatabaseURL == "" || o.NATSURL == "" {
 		return nil, errors.New("localreplicas: a command, at least one replica, a database URL and a NATS URL are required")
@@ -107,14 +110,16 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	if o.Name == "" {
 		o.Name = "Replicated node"
 	}
-	n := &Node{opts: o}
+	n := &Node{opts: o, CA: o.CA, CAFile: o.CAFile}
 	defer func() {
 		if err != nil {
 			n.Close()
 		}
 	}()
-	if n.CA, n.CAFile, err = localfed.NewCA(o.Dir, "replicas", 24*time.Hour); err != nil {
-		return nil, err
+	if n.CA == nil {
+		if n.CA, n.CAFile, err = localfed.NewCA(o.Dir, "replicas", 24*time.Hour); err != nil {
+			return nil, err
+		}
 	}
 	certPEM, keyPEM, err := n.CA.Issue([]string{"127.0.0.1", "localhost"}, 24*time.Hour)
 	if err != nil {
@@ -123,30 +128,26 @@ func Start(ctx context.Context, o Options) (_ *Node, err error) {
 	if n.certFile, n.keyFile, err = devcert.WriteFiles(filepath.Join(o.Dir, "tls"), certPEM, keyPEM); err != nil {
 		return nil, err
 	}
-	if n.dbURL, n.drop, err = schema(ctx, o.DatabaseURL); err != nil {
+	if n.DatabaseURL, n.drop, err = schema(ctx, o.DatabaseURL); err != nil {
 		return nil, err
 	}
-	ports := make([]int, o.Replicas)
-	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
+	for i := range o.Replicas {
+		port, err := freePort()
+		if err != nil {
 			return nil, err
 		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		n.Replicas = append(n.Replicas, &Replica{ID: fmt.Sprintf("replica-%d", i+1), Addr: addr, URL: "https://" + addr})
 	}
-	// The first replica's address stands for the load balancer in the
-	// node's public URL: the DID is the same for all.
-	n.PublicURL = fmt.Sprintf("https://127.0.0.1:%d", ports[0])
+	n.PublicURL = o.PublicURL
+	if n.PublicURL == "" {
+		n.PublicURL = n.Replicas[0].URL
+	}
 	cfg := n.adminConfig()
 	n.DID = cfg.DID()
-	if n.Admin, err = node.New(ctx, cfg, node.Options{}); err != nil {
-		return nil, fmt.Errorf("admin handle: %w", err)
-	}
-	for i, port := range ports {
-		r := &Replica{ID: fmt.Sprintf("r%d", i+1), URL: fmt.Sprintf("https://127.0.0.1:%d", port)}
-		r.Env = n.replicaEnv(r, port)
-		n.Replicas = append(n.Replicas, r)
-	}
-	for _, r := range n.Replicas {
-		if err := n.start(ctx, r); err != nil {
+	for i, r := range n.Replicas {
+		r.Env = n.replicaEnv(r)
+		if err := n.start(ctx, i); err != nil {
 			return nil, err
 		}
 	}
@@ -158,7 +159,7 @@ func (n *Node) adminConfig() config.Config {
 	cfg.Node.Name = n.opts.Name
 	cfg.Node.PublicURL = n.PublicURL
 	cfg.Node.DataDir = filepath.Join(n.opts.Dir, "admin")
-	cfg.Database.URL = n.dbURL
+	cfg.Database.URL = n.DatabaseURL
 	cfg.Keys.Storage = "database"
 	cfg.HTTP.TLSCert, cfg.HTTP.TLSKey = n.certFile, n.keyFile
 	cfg.Federation.AllowPrivateAddresses = true
@@ -167,161 +168,52 @@ func (n *Node) adminConfig() config.Config {
 	return cfg
 }
 
-func (n *Node) replicaEnv(r *Replica, port int) []string {
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	return []string{
+// replicaEnv is r's settings: the node's, Options.Settings, then r's own.
+func (n *Node) replicaEnv(r *Replica) []string {
+	env := []string{
 		"ENTENTE_NODE_NAME=" + n.opts.Name,
 		"ENTENTE_NODE_PUBLIC_URL=" + n.PublicURL,
-		"ENTENTE_NODE_DATA_DIR=" + filepath.Join(n.opts.Dir, r.ID),
-		"ENTENTE_HTTP_LISTEN=" + addr,
 		"ENTENTE_HTTP_TLS_CERT=" + n.certFile, "ENTENTE_HTTP_TLS_KEY=" + n.keyFile,
 		"ENTENTE_FEDERATION_CA_FILE=" + n.CAFile,
 		"ENTENTE_FEDERATION_ALLOW_PRIVATE_ADDRESSES=true",
-		"ENTENTE_DATABASE_URL=" + n.dbURL,
+		"ENTENTE_DATABASE_URL=" + n.DatabaseURL,
 		"ENTENTE_KEYS_STORAGE=database",
 		"ENTENTE_CLUSTER_NATS_URL=" + n.opts.NATSURL,
-		"ENTENTE_CLUSTER_REPLICA_ID=" + r.ID,
-		"ENTENTE_CLUSTER_INTERNAL_URL=https://" + addr,
-		fmt.Sprintf("ENTENTE_CLUSTER_MAX_PARTICIPANTS=%d", max(n.opts.MaxParticipants, 1)),
 		"ENTENTE_MEDIA_LOOPBACK_CANDIDATES=true",
 		"ENTENTE_LOG_FORMAT=text",
 		"ENTENTE_LOG_LEVEL=info",
 	}
+	if n.opts.MaxParticipants > 0 {
+		env = append(env, fmt.Sprintf("ENTENTE_CLUSTER_MAX_PARTICIPANTS=%d", n.opts.MaxParticipants))
+	}
+	env = append(env, n.opts.Settings...)
+	return append(env,
+		"ENTENTE_HTTP_LISTEN="+r.Addr,
+		"ENTENTE_CLUSTER_REPLICA_ID="+r.ID,
+		"ENTENTE_CLUSTER_INTERNAL_URL="+r.URL,
+		"ENTENTE_NODE_DATA_DIR="+filepath.Join(n.opts.Dir, r.ID),
+	)
 }
 
-// start runs r's process and waits for it to be ready.
-func (n *Node) start(ctx context.Context, r *Replica) error {
-	args := append(append([]string{}, n.opts.Command[1:]...), "serve")
-	cmd := exec.Command(n.opts.Command[0], args...)
-	// The replica's own settings come last: they win over any of the
-	// same name in the environment.
-	cmd.Env = append(append(os.Environ(), n.opts.Env...), r.Env...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return err
-	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("replica %s: %w", r.ID, err)
-	}
-	ready := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		once := sync.Once{}
-		for sc.Scan() {
-			line := sc.Text()
-			if strings.Contains(line, "node ready") {
-				once.Do(func() { close(ready) })
-			}
-			if w := n.opts.Log; w != nil && (strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") || strings.Contains(line, "DATA RACE")) {
-				fmt.Fprintf(w, "replica %s: %s\n", r.ID, line)
-			}
-		}
-		r.exitErr = cmd.Wait()
-		close(done)
-	}()
-	r.mu.Lock()
-	r.cmd, r.done = cmd, done
-	r.mu.Unlock()
-	t := time.NewTimer(readyLimit)
-	defer t.Stop()
-	select {
-	case <-ready:
-		return nil
-	case <-done:
-		return fmt.Errorf("replica %s exited before it was ready (%v)", r.ID, cmd.ProcessState)
-	case <-t.C:
-		return fmt.Errorf("replica %s not ready within %s", r.ID, readyLimit)
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// Kill ends replica i with SIGKILL: no drain, no goodbye to the roster.
-func (n *Node) Kill(i int) error {
-	r := n.Replicas[i]
-	r.mu.Lock()
-	cmd, done := r.cmd, r.done
-	r.mu.Unlock()
-	if cmd == nil {
-		return fmt.Errorf("replica %s is not running", r.ID)
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		return fmt.Errorf("kill replica %s: %w", r.ID, err)
-	}
-	<-done
-	return nil
-}
-
-// Running reports whether replica i's process is alive.
-func (n *Node) Running(i int) bool {
-	r := n.Replicas[i]
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.done == nil {
-		return false
-	}
-	select {
-	case <-r.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// CPU is the CPU time (user and system) the running replicas have spent,
-// from /proc/<pid>/stat.
-func (n *Node) CPU() (time.Duration, error) {
-	var total time.Duration
-	for i, r := range n.Replicas {
-		if !n.Running(i) {
-			continue
-		}
-		r.mu.Lock()
-		pid := r.cmd.Process.Pid
-		r.mu.Unlock()
-		d, err := processCPU(pid)
-		if err != nil {
-			return 0, fmt.Errorf("replica %s: %w", r.ID, err)
-		}
-		total += d
-	}
-	return total, nil
-}
-
-// Close stops every replica (SIGTERM, then SIGKILL after 10 s), closes the
-// admin handle, removes the node's NATS buckets and drops its schema.
+// Close stops every running replica (SIGTERM, then SIGKILL after 10 s),
+// closes the admin handle, removes the node's NATS buckets and drops its
+// schema.
 func (n *Node) Close() error {
 	var wg sync.WaitGroup
 	stopErrs := make([]error, len(n.Replicas))
 	for i, r := range n.Replicas {
-		if !n.Running(i) {
+		if !r.Running() {
 			continue
 		}
-		wg.Go(func() {
-			r.mu.Lock()
-			cmd, done := r.cmd, r.done
-			r.mu.Unlock()
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-				if r.exitErr != nil {
-					// A replica stopped with SIGTERM drains and exits 0.
-					stopErrs[i] = fmt.Errorf("replica %s stopped badly: %w", r.ID, r.exitErr)
-				}
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-				stopErrs[i] = fmt.Errorf("replica %s did not stop within 10 s of SIGTERM", r.ID)
-			}
-		})
+		wg.Go(func() { stopErrs[i] = r.stop(10 * time.Second) })
 	}
 	wg.Wait()
 	errs := stopErrs
-	if n.Admin != nil {
-		errs = append(errs, n.Admin.Shutdown(context.Background()))
+	n.adminMu.Lock()
+	if n.admin != nil {
+		errs = append(errs, n.admin.Shutdown(context.Background()))
 	}
+	n.adminMu.Unlock()
 	if n.DID != "" {
 		errs = append(errs, deleteBuckets(n.opts.NATSURL, cluster.NodeKeyFor(n.DID)))
 	}

@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -16,16 +15,36 @@ import (
 	"github.com/entente-org/entente/internal/accounts"
 	"github.com/entente-org/entente/internal/localfed"
 	"github.com/entente-org/entente/internal/localuser"
+	"github.com/entente-org/entente/internal/node"
 )
+
+// adminNode opens the admin handle on the node's store and keys the first
+// time it is needed: the replicas have made the schema and the keys by then.
+func (n *Node) adminNode(ctx context.Context) (*node.Node, error) {
+	n.adminMu.Lock()
+	defer n.adminMu.Unlock()
+	if n.admin == nil {
+		a, err := node.New(ctx, n.adminConfig(), node.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("admin handle: %w", err)
+		}
+		n.admin = a
+	}
+	return n.admin, nil
+}
 
 // Conference creates a conference hosted by the node, organised by a new
 // local user, and returns its ID.
 func (n *Node) Conference(ctx context.Context, organiser, title string) (string, error) {
-	u, err := localfed.AddUser(ctx, n.Admin, organiser, organiser)
+	admin, err := n.adminNode(ctx)
 	if err != nil {
 		return "", err
 	}
-	conf, err := n.Admin.Federation().CreateConference(ctx, u, title, nil)
+	u, err := localfed.AddUser(ctx, admin, organiser, organiser)
+	if err != nil {
+		return "", err
+	}
+	conf, err := admin.Federation().CreateConference(ctx, u, title, nil)
 	if err != nil {
 		return "", fmt.Errorf("create conference: %w", err)
 	}
@@ -35,14 +54,18 @@ func (n *Node) Conference(ctx context.Context, organiser, title string) (string,
 // Participant adds a local user who joins conference, and returns the
 // user's reference and a bearer token.
 func (n *Node) Participant(ctx context.Context, conference, id, name string) (ref, token string, err error) {
-	var u localuser.User
-	if u, err = localfed.AddUser(ctx, n.Admin, id, name); err != nil {
+	admin, err := n.adminNode(ctx)
+	if err != nil {
 		return "", "", err
 	}
-	if _, _, err = n.Admin.Federation().Join(ctx, u, conference); err != nil {
+	var u localuser.User
+	if u, err = localfed.AddUser(ctx, admin, id, name); err != nil {
+		return "", "", err
+	}
+	if _, _, err = admin.Federation().Join(ctx, u, conference); err != nil {
 		return "", "", fmt.Errorf("%s joins: %w", id, err)
 	}
-	if token, err = accounts.IssueToken(ctx, n.Admin.Store(), u.ID, 24*time.Hour, time.Now()); err != nil {
+	if token, err = accounts.IssueToken(ctx, admin.Store(), u.ID, 24*time.Hour, time.Now()); err != nil {
 		return "", "", fmt.Errorf("token for %s: %w", id, err)
 	}
 	return federation.UserRef(u.ID, n.DID), token, nil
@@ -92,26 +115,4 @@ func (n *Node) Metric(ctx context.Context, i int, name string) (float64, error) 
 		}
 	}
 	return sum, sc.Err()
-}
-
-// processCPU reads a process's user and system time from /proc.
-func processCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("process CPU time: %w", err)
-	}
-	// The command name, in parentheses, may hold spaces: fields count from
-	// the last ')'.
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("process CPU time: /proc/%d/stat too short", pid)
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("process CPU time: /proc/%d/stat unreadable", pid)
-	}
-	// USER_HZ is 100 on every Linux platform Go supports.
-	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }

@@ -1,33 +1,31 @@
 // Package replicatest starts one Entente node as several real `entente
-// serve` processes (replicas) sharing a PostgreSQL schema of their own and a
-// NATS server with JetStream, behind a TCP load balancer, for tests and
-// benches of docs/replicas.md.
+// serve` processes (replicas) behind a TCP load balancer, for tests and
+// benches of docs/replicas.md. internal/localreplicas prepares the node
+// (its PostgreSQL schema, TLS, settings, NATS buckets) and runs the
+// processes; this package adds what tests need: failures and clean-up
+// through testing.TB, each replica's log kept to wait on, and the balancer.
 //
-// It runs a binary built once by the caller (Build), never the code in
-// process: what is tested is what is deployed. It must not import
-// internal/node or internal/cluster.
+// It runs a binary built once by the caller (Build), never the node's code
+// in process: users are made with the binary's CLI, placements read from
+// the replicas' logs, and localreplicas' admin handle is never opened.
 package replicatest
 
 import (
-	"bufio"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/entente-org/entente/internal/devcert"
+	"github.com/entente-org/entente/internal/localreplicas"
 	"github.com/entente-org/entente/store/storetest"
 )
 
@@ -38,12 +36,19 @@ const NATSURLEnv = "ENTENTE_TEST_NATS_URL"
 // or fails under CI=true.
 func NATSURL(t testing.TB) string {
 	t.Helper()
-	u := os.Getenv(NATSURLEnv)
+	return service(t, NATSURLEnv, "NATS with JetStream")
+}
+
+// service returns the server named by the variable env; without one the
+// test is skipped, or fails under CI=true.
+func service(t testing.TB, env, what string) string {
+	t.Helper()
+	u := os.Getenv(env)
 	if u == "" {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set: replica tests need NATS with JetStream (scripts/test-all starts one)", NATSURLEnv)
+			t.Fatalf("%s is not set: replica tests need %s (scripts/test-all starts one)", env, what)
 		}
-		t.Skipf("skipping replica tests: %s is not set (NATS with JetStream)", NATSURLEnv)
+		t.Skipf("skipping replica tests: %s is not set (%s)", env, what)
 	}
 	return u
 }
@@ -81,8 +86,7 @@ type Node struct {
 	// DatabaseURL is the replicas' PostgreSQL, a schema of this test's own.
 	DatabaseURL string
 
-	env []string
-	dir string
+	local *localreplicas.Node
 }
 
 // Options shape a Node.
@@ -101,138 +105,90 @@ type Replica struct {
 	Addr        string // 127.0.0.1:port
 	URL         string // https://Addr: this replica alone
 	InternalURL string
-	cmd         *exec.Cmd
-	env         []string
-	bin         string
 	logs        *logs
-	exited      chan struct{}
-	exitErr     error
+	proc        *localreplicas.Replica
 }
 
-// Start runs n replicas of one node and waits until each is ready.
+// Start runs n replicas of one node and waits until each is ready. When the
+// test ends, the replicas still running are killed, and the node's schema
+// and NATS buckets removed.
 func Start(t testing.TB, bin string, n int, opts Options) *Node {
 	t.Helper()
 	natsURL := NATSURL(t)
-	dbURL := storetest.PostgresURL(t)
-	dir := t.TempDir()
-	ca, caFile := opts.CA, opts.CAFile
-	if ca == nil {
-		var err error
-		if ca, err = devcert.NewCA("Entente replica test CA", time.Hour); err != nil {
-			t.Fatal(err)
-		}
-		caFile = filepath.Join(dir, "ca.pem")
-		if err := os.WriteFile(caFile, ca.PEM, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dbURL := service(t, storetest.DatabaseURLEnv, "PostgreSQL")
 	bal, err := NewBalancer()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(bal.Close)
-	certPEM, keyPEM, err := ca.Issue([]string{"127.0.0.1"}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
+	replicas := make([]*Replica, n)
+	for i := range replicas {
+		replicas[i] = &Replica{logs: newLogs()}
 	}
-	certFile, keyFile, err := devcert.WriteFiles(filepath.Join(dir, "tls"), certPEM, keyPEM)
+	local, err := localreplicas.Start(context.Background(), localreplicas.Options{
+		Command: []string{bin}, Replicas: n, DatabaseURL: dbURL, NATSURL: natsURL,
+		Dir: t.TempDir(), Name: "Ministry", PublicURL: "https://" + bal.Addr(),
+		CA: opts.CA, CAFile: opts.CAFile,
+		Settings: append([]string{"ENTENTE_HTTP_SHUTDOWN_TIMEOUT=20s"}, opts.Env...),
+		Lines:    func(i int, line string) { replicas[i].logs.add(line) },
+	})
 	if err != nil {
-		t.Fatal(err)
+		var tails strings.Builder
+		for i, r := range replicas {
+			fmt.Fprintf(&tails, "--- replica-%d log (last lines)\n%s\n", i+1, r.logs.tail(40))
+		}
+		t.Fatalf("%v\n%s", err, tails.String())
 	}
-	node := &Node{Bin: bin, PublicURL: "https://" + bal.Addr(), CA: ca, CAFile: caFile, Balancer: bal, DatabaseURL: dbURL, dir: dir}
-	node.env = append([]string{
-		"ENTENTE_NODE_NAME=Ministry", "ENTENTE_NODE_PUBLIC_URL=" + node.PublicURL,
-		"ENTENTE_DATABASE_URL=" + dbURL, "ENTENTE_KEYS_STORAGE=database",
-		"ENTENTE_CLUSTER_NATS_URL=" + natsURL,
-		"ENTENTE_HTTP_TLS_CERT=" + certFile, "ENTENTE_HTTP_TLS_KEY=" + keyFile,
-		"ENTENTE_FEDERATION_CA_FILE=" + caFile, "ENTENTE_FEDERATION_ALLOW_PRIVATE_ADDRESSES=true",
-		"ENTENTE_MEDIA_LOOPBACK_CANDIDATES=true", "ENTENTE_HTTP_SHUTDOWN_TIMEOUT=20s",
-		"ENTENTE_LOG_FORMAT=text", "ENTENTE_LOG_LEVEL=info",
-	}, opts.Env...)
-	// The first replica makes the keys in the database; the others read
-	// them, so they start after it.
-	for i := range n {
-		r := node.newReplica(t, fmt.Sprintf("replica-%d", i+1))
-		r.start(t)
-		node.Replicas = append(node.Replicas, r)
+	node := &Node{Bin: bin, PublicURL: local.PublicURL, CA: local.CA, CAFile: local.CAFile,
+		Replicas: replicas, Balancer: bal, DatabaseURL: local.DatabaseURL, local: local}
+	t.Cleanup(func() {
+		for _, r := range replicas {
+			if r.proc.Running() {
+				r.proc.Kill()
+			}
+			if race := r.logs.find([]string{"WARNING: DATA RACE"}); race != "" {
+				t.Errorf("%s: data race:\n%s", r.ID, r.logs.tail(200))
+			}
+			if t.Failed() {
+				t.Logf("--- %s log (last lines)\n%s", r.ID, r.logs.tail(60))
+			}
+		}
+		if err := local.Close(); err != nil {
+			t.Errorf("remove the node's schema and NATS buckets: %v", err)
+		}
+	})
+	for i, p := range local.Replicas {
+		r := replicas[i]
+		r.ID, r.Addr, r.URL, r.InternalURL, r.proc = p.ID, p.Addr, p.URL, p.URL, p
 		bal.Add(r.Addr)
 	}
 	return node
 }
 
-func (n *Node) newReplica(t testing.TB, id string) *Replica {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	r := &Replica{ID: id, Addr: addr, URL: "https://" + addr, InternalURL: "https://" + addr, bin: n.Bin}
-	r.env = append(append([]string{}, n.env...),
-		"ENTENTE_HTTP_LISTEN="+addr, "ENTENTE_CLUSTER_REPLICA_ID="+id,
-		"ENTENTE_CLUSTER_INTERNAL_URL="+r.InternalURL,
-		"ENTENTE_NODE_DATA_DIR="+filepath.Join(n.dir, id))
-	return r
-}
-
-func (r *Replica) start(t testing.TB) {
-	t.Helper()
-	cmd := exec.Command(r.bin, "serve")
-	cmd.Env = append(os.Environ(), r.env...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r.cmd, r.logs, r.exited = cmd, newLogs(), make(chan struct{})
-	go func() {
-		r.logs.read(stderr)
-		r.exitErr = cmd.Wait()
-		close(r.exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-r.exited
-		if race := r.logs.find([]string{"WARNING: DATA RACE"}); race != "" {
-			t.Errorf("%s: data race:\n%s", r.ID, r.logs.tail(200))
-		}
-		if t.Failed() {
-			t.Logf("--- %s log (last lines)\n%s", r.ID, r.logs.tail(60))
-		}
-	})
-	if err := r.logs.wait("node ready", 60*time.Second, r.exited); err != nil {
-		t.Fatalf("%s: %v\n%s", r.ID, err, r.logs.tail(40))
-	}
-}
-
 // Kill sends SIGKILL and waits for the process to end.
 func (r *Replica) Kill(t testing.TB) {
 	t.Helper()
-	if err := r.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := r.proc.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	<-r.exited
 }
 
 // Terminate sends SIGTERM and returns at once; Exited reports the end.
 func (r *Replica) Terminate(t testing.TB) {
 	t.Helper()
-	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := r.proc.Terminate(); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // Pid is the process's id, which names it in the outbox leases it holds.
-func (r *Replica) Pid() int { return r.cmd.Process.Pid }
+func (r *Replica) Pid() int { return r.proc.Pid() }
 
 // Exited is closed when the process has ended; ExitErr is then its status.
-func (r *Replica) Exited() <-chan struct{} { return r.exited }
+func (r *Replica) Exited() <-chan struct{} { return r.proc.Exited() }
 
 // ExitErr is the process's exit status once Exited is closed.
-func (r *Replica) ExitErr() error { return r.exitErr }
+func (r *Replica) ExitErr() error { return r.proc.ExitErr() }
 
 // WaitLog waits for a log line containing every part and returns it.
 func (r *Replica) WaitLog(parts []string, within time.Duration) (string, error) {
@@ -250,7 +206,7 @@ func (r *Replica) Logs(n int) string { return r.logs.tail(n) }
 func (n *Node) CLI(t testing.TB, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(n.Bin, args...)
-	cmd.Env = append(os.Environ(), n.Replicas[0].env...)
+	cmd.Env = append(os.Environ(), n.Replicas[0].proc.Env...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -269,11 +225,9 @@ func (n *Node) User(t testing.TB, name string) string {
 
 // HTTPClient trusts the node's CA.
 func (n *Node) HTTPClient() *http.Client {
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(n.CA.PEM)
-	return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: false,
-	}}
+	c := n.local.HTTPClient()
+	c.Timeout = 20 * time.Second
+	return c
 }
 
 // WebSocketClient trusts the node's CA and has no overall timeout, which
@@ -326,18 +280,14 @@ const maxLogLines = 20000
 
 func newLogs() *logs { return &logs{grew: make(chan struct{})} }
 
-func (l *logs) read(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		l.mu.Lock()
-		if len(l.lines) < maxLogLines {
-			l.lines = append(l.lines, sc.Text())
-		}
-		close(l.grew)
-		l.grew = make(chan struct{})
-		l.mu.Unlock()
+func (l *logs) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lines) < maxLogLines {
+		l.lines = append(l.lines, line)
 	}
+	close(l.grew)
+	l.grew = make(chan struct{})
 }
 
 func (l *logs) find(parts []string) string {
@@ -376,28 +326,6 @@ func (l *logs) all(parts ...string) []string {
 		}
 	}
 	return out
-}
-
-func (l *logs) wait(part string, within time.Duration, exited <-chan struct{}) error {
-	deadline := time.After(within)
-	for {
-		if l.find([]string{part}) != "" {
-			return nil
-		}
-		l.mu.Lock()
-		grew := l.grew
-		l.mu.Unlock()
-		select {
-		case <-grew:
-		case <-exited:
-			if l.find([]string{part}) != "" {
-				return nil
-			}
-			return fmt.Errorf("exited before logging %q", part)
-		case <-deadline:
-			return fmt.Errorf("no %q logged within %s", part, within)
-		}
-	}
 }
 
 func (l *logs) waitAll(parts []string, within time.Duration) (string, error) {
