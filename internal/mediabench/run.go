@@ -363,10 +363,14 @@ func report(clients []*client) Report {
 		if !c.p.Subscribe {
 			continue
 		}
-		byTrack := map[[2]string]*subscription{}
+		// The clients may still be receiving (a failover run measures
+		// after the report): read each subscription as it is now.
+		byTrack := map[[2]string]subscriptionStats{}
+		c.mu.Lock()
 		for _, s := range c.subs {
-			byTrack[[2]string{s.owner, s.kind}] = s
+			byTrack[[2]string{s.owner, s.kind}] = s.stats()
 		}
+		c.mu.Unlock()
 		for _, t := range tracks {
 			if t.conference != c.p.Conference || t.owner == c.user {
 				continue

@@ -73,6 +73,27 @@ type subscription struct {
 	mismatched int64
 }
 
+// subscriptionStats is a copy of what a subscription counted so far.
+type subscriptionStats struct {
+	kind                        string
+	announcedNS                 int64
+	received, bytes, mismatched int64
+	firstAnyNS, firstKeyNS      int64
+	latenciesNS                 []int64
+}
+
+// stats copies what s counted, while its track may still be recording.
+func (s *subscription) stats() subscriptionStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return subscriptionStats{
+		kind: s.kind, announcedNS: s.announcedNS,
+		received: s.received, bytes: s.bytes, mismatched: s.mismatched,
+		firstAnyNS: s.firstAnyNS, firstKeyNS: s.firstKeyNS,
+		latenciesNS: slices.Clone(s.latenciesNS),
+	}
+}
+
 // record notes one received payload; retransmissions count once.
 func (s *subscription) record(p parsed, at int64, w *window) {
 	s.mu.Lock()
