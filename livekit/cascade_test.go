@@ -103,18 +103,7 @@ func TestLiveKitClientAcrossOrganisations(t *testing.T) {
 	room, err := lksdk.ConnectToRoomWithToken(tok["url"], tok["token"], &lksdk.RoomCallback{ParticipantCallback: lksdk.ParticipantCallback{
 		OnTrackSubscribed: func(track *webrtc.TrackRemote, _ *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
 			once.Do(func() { subscribed <- rp })
-			go func() {
-				for {
-					p, _, err := track.ReadRTP()
-					if err != nil {
-						return
-					}
-					select {
-					case fromNative <- append([]byte(nil), p.Payload...):
-					default:
-					}
-				}
-			}()
+			go readPayloads(track, fromNative)
 		},
 	}})
 	if err != nil {
@@ -223,18 +212,7 @@ func TestLiveKitIdentityAcrossOrganisations(t *testing.T) {
 	brunoCreds := liveKitToken(t, f.Client(), b.PublicURL(), conf.ID, brunoTok)
 	bRoom, err := lksdk.ConnectToRoomWithToken(brunoCreds["url"], brunoCreds["token"], &lksdk.RoomCallback{ParticipantCallback: lksdk.ParticipantCallback{
 		OnTrackSubscribed: func(track *webrtc.TrackRemote, _ *lksdk.RemoteTrackPublication, _ *lksdk.RemoteParticipant) {
-			go func() {
-				for {
-					p, _, err := track.ReadRTP()
-					if err != nil {
-						return
-					}
-					select {
-					case heard <- append([]byte(nil), p.Payload...):
-					default:
-					}
-				}
-			}()
+			go readPayloads(track, heard)
 		},
 	}})
 	if err != nil {

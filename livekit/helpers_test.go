@@ -184,16 +184,7 @@ func dialNativeURL(t *testing.T, url string, opts *websocket.DialOptions, user s
 		})
 	}
 	c.sub.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		for {
-			p, _, err := tr.ReadRTP()
-			if err != nil {
-				return
-			}
-			select {
-			case c.payloads <- append([]byte(nil), p.Payload...):
-			default:
-			}
-		}
+		readPayloads(tr, c.payloads)
 	})
 	go c.readLoop()
 	c.send(map[string]any{"type": "join"})
@@ -424,4 +415,19 @@ func trustCA(t *testing.T, f *nodetest.Federation) {
 	gorilla.DefaultDialer = &d
 	http.DefaultClient = f.Client()
 	t.Cleanup(func() { gorilla.DefaultDialer, http.DefaultClient = dialer, client })
+}
+
+// readPayloads copies each RTP payload of track to to until the track ends;
+// a payload that finds to full is dropped.
+func readPayloads(track *webrtc.TrackRemote, to chan<- []byte) {
+	for {
+		p, _, err := track.ReadRTP()
+		if err != nil {
+			return
+		}
+		select {
+		case to <- append([]byte(nil), p.Payload...):
+		default:
+		}
+	}
 }

@@ -31,18 +31,7 @@ func TestLiveKitAndNativeClientsHearEachOther(t *testing.T) {
 	cb := &lksdk.RoomCallback{ParticipantCallback: lksdk.ParticipantCallback{
 		OnTrackSubscribed: func(track *webrtc.TrackRemote, _ *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
 			subOnce.Do(func() { subscribed <- rp })
-			go func() {
-				for {
-					p, _, err := track.ReadRTP()
-					if err != nil {
-						return
-					}
-					select {
-					case fromNative <- append([]byte(nil), p.Payload...):
-					default:
-					}
-				}
-			}()
+			go readPayloads(track, fromNative)
 		},
 	}}
 	room, err := lksdk.ConnectToRoomWithToken(e.wsURL(), e.token(t, conf, "bob"), cb, lksdk.WithAutoSubscribe(true))

@@ -98,18 +98,7 @@ func startBlipCall(t *testing.T, e *env, conf string) *blipCall {
 		OnReconnected: func() { c.reconnects <- struct{}{} },
 		ParticipantCallback: lksdk.ParticipantCallback{
 			OnTrackSubscribed: func(track *webrtc.TrackRemote, _ *lksdk.RemoteTrackPublication, _ *lksdk.RemoteParticipant) {
-				go func() {
-					for {
-						p, _, err := track.ReadRTP()
-						if err != nil {
-							return
-						}
-						select {
-						case c.fromNative <- append([]byte(nil), p.Payload...):
-						default:
-						}
-					}
-				}()
+				go readPayloads(track, c.fromNative)
 			},
 		},
 	})

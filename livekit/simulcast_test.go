@@ -92,18 +92,7 @@ func TestLiveKitSimulcast(t *testing.T) {
 				return
 			}
 			subscribed <- rp
-			go func() {
-				for {
-					p, _, err := track.ReadRTP()
-					if err != nil {
-						return
-					}
-					select {
-					case fromBob <- append([]byte(nil), p.Payload...):
-					default:
-					}
-				}
-			}()
+			go readPayloads(track, fromBob)
 		},
 	}})
 	if err != nil {

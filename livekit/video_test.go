@@ -25,18 +25,7 @@ func TestLiveKitAndNativeVP8(t *testing.T) {
 	room, err := lksdk.ConnectToRoomWithToken(e.wsURL(), e.token(t, conf, "bob"), &lksdk.RoomCallback{ParticipantCallback: lksdk.ParticipantCallback{
 		OnTrackSubscribed: func(track *webrtc.TrackRemote, pub *lksdk.RemoteTrackPublication, _ *lksdk.RemoteParticipant) {
 			kinds <- pub.Source()
-			go func() {
-				for {
-					p, _, err := track.ReadRTP()
-					if err != nil {
-						return
-					}
-					select {
-					case fromNative <- append([]byte(nil), p.Payload...):
-					default:
-					}
-				}
-			}()
+			go readPayloads(track, fromNative)
 		},
 	}})
 	if err != nil {
