@@ -46,6 +46,18 @@ func open(t *testing.T, url, key, id string, secret []byte) *Cluster {
 	return c
 }
 
+// twoReplicas opens replicas "a" and "b" of one node, closed when the test
+// ends.
+func twoReplicas(t *testing.T) (a, b *Cluster) {
+	t.Helper()
+	url, key := natsURL(t), testKey(t)
+	a = open(t, url, key, "a", secret())
+	t.Cleanup(a.Close)
+	b = open(t, url, key, "b", secret())
+	t.Cleanup(b.Close)
+	return a, b
+}
+
 func secret() []byte { return bytes.Repeat([]byte{7}, 32) }
 
 func TestPlacementMovesOffADeadReplica(t *testing.T) {
@@ -91,12 +103,7 @@ func TestPlacementMovesOffADeadReplica(t *testing.T) {
 }
 
 func TestDrainReleasesConferences(t *testing.T) {
-	url := natsURL(t)
-	key := testKey(t)
-	a := open(t, url, key, "a", secret())
-	defer a.Close()
-	b := open(t, url, key, "b", secret())
-	defer b.Close()
+	a, b := twoReplicas(t)
 	testwait.Until(t, 10*time.Second, func() bool { return len(b.Live()) == 2 }, "b does not see a")
 	ctx := context.Background()
 	if got, err := a.Place(ctx, "c1"); err != nil || got.ID != "a" {
@@ -126,12 +133,7 @@ func TestDrainReleasesConferences(t *testing.T) {
 }
 
 func TestMessagesReachOtherReplicas(t *testing.T) {
-	url := natsURL(t)
-	key := testKey(t)
-	a := open(t, url, key, "a", secret())
-	defer a.Close()
-	b := open(t, url, key, "b", secret())
-	defer b.Close()
+	a, b := twoReplicas(t)
 	got := make(chan string, 4)
 	for _, c := range []*Cluster{a, b} {
 		unsub, err := c.Subscribe("signals", func(d []byte) { got <- c.opts.ReplicaID + ":" + string(d) })
@@ -257,12 +259,7 @@ func TestChoosePrefersRoom(t *testing.T) {
 }
 
 func TestSuspectLastsUntilTheNextHeartbeat(t *testing.T) {
-	url := natsURL(t)
-	key := testKey(t)
-	a := open(t, url, key, "a", secret())
-	defer a.Close()
-	b := open(t, url, key, "b", secret())
-	defer b.Close()
+	a, _ := twoReplicas(t)
 	has := func(id string) bool {
 		for _, r := range a.Live() {
 			if r.ID == id {
