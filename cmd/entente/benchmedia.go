@@ -82,27 +82,23 @@ others flows to it again.`,
 			if err := o.Validate(); err != nil {
 				return usageError{err}
 			}
-			if o.Replicas != 0 {
-				res, err := scenario.RunReplicas(ctx, o, scenario.Env{
-					Stderr: a.stderr, Version: version, Environ: a.environ,
-					ClientsArgs: []string{"bench", "media", "--clients-only"},
-				})
-				if err != nil {
-					return err
-				}
-				enc := json.NewEncoder(a.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
-			}
-			res, err := scenario.Run(ctx, o, scenario.Env{
+			env := scenario.Env{
 				Stderr: a.stderr, Version: version, Environ: a.environ,
 				ClientsArgs: []string{"bench", "media", "--clients-only"},
-			})
-			if err != nil {
-				return err
 			}
 			enc := json.NewEncoder(a.stdout)
 			enc.SetIndent("", "  ")
+			if o.Replicas != 0 {
+				res, err := scenario.RunReplicas(ctx, o, env)
+				if err != nil {
+					return err
+				}
+				return enc.Encode(res)
+			}
+			res, err := scenario.Run(ctx, o, env)
+			if err != nil {
+				return err
+			}
 			if len(res) == 2 {
 				return enc.Encode(scenario.Comparison{Native: res[0], LiveKit: res[1]})
 			}
