@@ -113,13 +113,26 @@ func TestSpanningConferenceHostedElsewhere(t *testing.T) {
 	for _, r := range n.Replicas {
 		trunks = append(trunks, int(gauge(t, n, r, "entente_media_trunks")))
 	}
-	// The owner: to the agency and from the other replica; that replica:
-	// to the owner; the third: none.
-	counts := map[int]int{}
-	for _, c := range trunks {
-		counts[c]++
+	// The owner: one trunk to the agency and one from each replica the
+	// meeting spans; each of those: one, to the owner. On a busy machine a
+	// participant still connecting may hold a seat for a moment, so the
+	// meeting may span a third replica, but never two trunks on one link.
+	owner, spanned := 0, 0
+	for i, c := range trunks {
+		if c > trunks[owner] {
+			owner = i
+		}
 	}
-	if counts[2] != 1 || counts[1] != 1 || counts[0] != 1 {
-		t.Fatalf("trunks per replica %v, want 2, 1 and 0", trunks)
+	for i, c := range trunks {
+		switch {
+		case i == owner:
+		case c == 1:
+			spanned++
+		case c != 0:
+			t.Fatalf("trunks per replica %v: a replica other than the owner has %d", trunks, c)
+		}
+	}
+	if spanned == 0 || trunks[owner] != 1+spanned {
+		t.Fatalf("trunks per replica %v, want the owner's to the agency and one from each other replica with participants", trunks)
 	}
 }
