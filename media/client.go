@@ -318,6 +318,7 @@ func (c *client) newUpTrack(a publishedTrack, remote *webrtc.TrackRemote, receiv
 		info.Width, info.Height = 1280, 720
 	}
 	t := newUpTrack(info, remote.Codec().RTPCodecCapability, remote.Kind(), pliSender(c.pub), c.sfu.metrics, c.log)
+	t.out = c.sfu.out
 	for _, ext := range receiver.GetParameters().HeaderExtensions {
 		if ext.URI == sdp.AudioLevelURI && ext.ID > 0 && ext.ID < 256 {
 			t.audioLevelID = uint8(ext.ID)

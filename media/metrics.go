@@ -19,6 +19,10 @@ type metrics struct {
 	keyframeRequests prometheus.Counter
 	malformed        *prometheus.CounterVec
 	peerConnections  prometheus.Gauge
+	// The shared media socket's sender (udpbatch.go).
+	udpSent    prometheus.Counter
+	udpBatches prometheus.Counter
+	udpDropped *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -52,6 +56,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "entente", Subsystem: "media", Name: "peer_connections",
 			Help: "Peer connections currently open with clients.",
 		}),
+		udpSent: auto.NewCounter(prometheus.CounterOpts{
+			Namespace: "entente", Subsystem: "media", Name: "udp_sent_datagrams_total",
+			Help: "Datagrams sent from the shared media socket (media.udp_port).",
+		}),
+		udpBatches: auto.NewCounter(prometheus.CounterOpts{
+			Namespace: "entente", Subsystem: "media", Name: "udp_send_batches_total",
+			Help: "System calls sending the shared media socket's datagrams: sent datagrams over batches is the mean batch size.",
+		}),
+		udpDropped: auto.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "entente", Subsystem: "media", Name: "udp_dropped_datagrams_total",
+			Help: "Datagrams the shared media socket did not send: queue_full when the sender fell behind, send_error when the kernel refused one.",
+		}, []string{"reason"}),
 	}
 	if err := registered(); err != nil {
 		var already prometheus.AlreadyRegisteredError
@@ -68,6 +84,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	m.malformed.WithLabelValues("rtp")
 	m.malformed.WithLabelValues("rtcp")
+	m.udpDropped.WithLabelValues("queue_full")
+	m.udpDropped.WithLabelValues("send_error")
 	return m, nil
 }
 

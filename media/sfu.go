@@ -109,6 +109,9 @@ type SFU struct {
 	pubAPI  *webrtc.API
 	subAPI  *webrtc.API
 	udp     io.Closer // the shared media socket's mux
+	// out sends the shared socket's datagrams in batches (udpbatch.go);
+	// nil without a shared socket.
+	out *batchSender
 	// settings are kept for the trunks' API, which shares the UDP port and
 	// candidates with clients but has its own timeouts (trunk.go).
 	settings webrtc.SettingEngine
@@ -152,9 +155,15 @@ func New(o Options) (*SFU, error) {
 		// buffer. The kernel caps the size at net.core.rmem_max/wmem_max.
 		_ = conn.SetReadBuffer(udpSocketBuffer)
 		_ = conn.SetWriteBuffer(udpSocketBuffer)
+		bc, err := newBatchConn(conn, m)
+		if err != nil {
+			_ = conn.Close()
+			return nil, fmt.Errorf("media: UDP port %d: %w", o.UDPPort, err)
+		}
+		s.out = bc.out
 		// Closing the mux closes the socket, without its reader taking
 		// the closed socket for an error.
-		mux := webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("ice"), conn)
+		mux := webrtc.NewICEUDPMux(se.LoggerFactory.NewLogger("ice"), bc)
 		s.udp = mux
 		se.SetICEUDPMux(mux)
 	}

@@ -188,6 +188,7 @@ func (t *trunk) addRemoteTrack(tr trunkTrack) {
 	codec := webrtc.RTPCodecCapability{MimeType: tr.Codec.MimeType, ClockRate: tr.Codec.ClockRate, Channels: tr.Codec.Channels, SDPFmtpLine: tr.Codec.SDPFmtpLine}
 	u := newUpTrack(info, codec, kind, t.sendPLI, t.set.sfu.metrics, t.log)
 	u.audioLevelID = levelID
+	u.out = t.set.sfu.out
 	t.remote[tr.ID] = u
 	t.mu.Unlock()
 	t.conf.publish(u)

@@ -73,6 +73,10 @@ type upTrack struct {
 	peerRates   [maxLayers]atomic.Uint64
 	peerRatesAt atomic.Int64
 
+	// out is the shared media socket's sender, held while a packet fans
+	// out so that its copies leave in one batch; nil without one.
+	out *batchSender
+
 	metrics *metrics
 	log     *slog.Logger
 }
@@ -402,7 +406,9 @@ func (t *upTrack) forward(layer int, raw []byte, now int64) {
 	}
 
 	l.pkt = Packet{Header: &l.hdr, Payload: payload, Layer: layer, Keyframe: keyframe, AudioLevel: level, HasAudioLevel: hasLevel, Arrival: now}
+	t.out.hold()
 	for _, s := range *t.sinks.Load() {
 		s.WriteRTP(&l.pkt)
 	}
+	t.out.release()
 }
