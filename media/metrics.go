@@ -22,7 +22,8 @@ type metrics struct {
 	// The shared media socket's sender (udpbatch.go).
 	udpSent    prometheus.Counter
 	udpBatches prometheus.Counter
-	udpDropped *prometheus.CounterVec
+	udpFull    prometheus.Counter
+	udpErrors  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -64,10 +65,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "entente", Subsystem: "media", Name: "udp_send_batches_total",
 			Help: "System calls sending the shared media socket's datagrams: sent datagrams over batches is the mean batch size.",
 		}),
-		udpDropped: auto.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "entente", Subsystem: "media", Name: "udp_dropped_datagrams_total",
-			Help: "Datagrams the shared media socket did not send: queue_full when the sender fell behind, send_error when the kernel refused one.",
-		}, []string{"reason"}),
+		udpFull: auto.NewCounter(prometheus.CounterOpts{
+			Namespace: "entente", Subsystem: "media", Name: "udp_send_queue_full_total",
+			Help: "Times a write to the shared media socket waited for room in its sender's queue: the node sends more than the sender carries.",
+		}),
+		udpErrors: auto.NewCounter(prometheus.CounterOpts{
+			Namespace: "entente", Subsystem: "media", Name: "udp_send_errors_total",
+			Help: "Datagrams of the shared media socket the kernel refused to send (an unreachable destination).",
+		}),
 	}
 	if err := registered(); err != nil {
 		var already prometheus.AlreadyRegisteredError
@@ -84,8 +89,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	m.malformed.WithLabelValues("rtp")
 	m.malformed.WithLabelValues("rtcp")
-	m.udpDropped.WithLabelValues("queue_full")
-	m.udpDropped.WithLabelValues("send_error")
 	return m, nil
 }
 

@@ -111,7 +111,7 @@ type SFU struct {
 	udp     io.Closer // the shared media socket's mux
 	// out sends the shared socket's datagrams in batches (udpbatch.go);
 	// nil without a shared socket.
-	out *batchSender
+	out *sendGroup
 	// settings are kept for the trunks' API, which shares the UDP port and
 	// candidates with clients but has its own timeouts (trunk.go).
 	settings webrtc.SettingEngine

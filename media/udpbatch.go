@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -14,19 +15,26 @@ import (
 // media. Writing each forwarded packet with its own sendto(2) from the
 // publisher's reader costs a system call per subscriber. batchConn hands
 // the socket to pion's ICE mux as its net.PacketConn: reads go straight to
-// the socket, and writes are copied into a queue that one sender goroutine,
-// which owns the socket's writing side, sends with sendmmsg(2), as many
-// datagrams per call as are waiting.
+// the socket, and writes are copied into the queue of a sender goroutine,
+// which sends with sendmmsg(2) as many datagrams per call as are waiting.
+// There is a sender per two cores: one fan-out split over more senders
+// costs a call and a wake-up per sender, which on two cores cost more than
+// a second sender gained (entente bench media), while on a larger machine
+// one sender would bind all sending to one core. A destination always
+// goes through the same sender, which keeps each subscriber's datagrams in
+// order.
 //
 // A publisher's reader forwarding a packet to its subscribers holds the
 // batch open (hold and release) so that the whole fan-out goes out in one
-// call; every other write (ICE, DTLS, RTCP, trunks) wakes the sender at
-// once when no fan-out is under way, and otherwise goes with the fan-out.
+// call per sender; every other write (ICE, DTLS, RTCP, trunks) wakes its
+// sender at once when no fan-out is under way, and otherwise goes with
+// the fan-out.
 
 const (
-	// sendQueueSize bounds the datagrams waiting for the sender. A full
-	// queue drops the datagram, as a full socket buffer would: the sender
-	// has fallen behind by far more than any fan-out.
+	// sendQueueSize bounds the datagrams waiting for one sender. A writer
+	// finding the queue full waits for room, as it waits on a full socket
+	// buffer: the sender has fallen behind by far more than any fan-out,
+	// and the forwarders slow down to its pace.
 	sendQueueSize = 2048
 	// sendBatchMax is the most datagrams one sendmmsg(2) carries.
 	sendBatchMax = 64
@@ -44,14 +52,21 @@ type outDatagram struct {
 // batchConn is the shared media socket with batched writes.
 type batchConn struct {
 	*net.UDPConn
-	out *batchSender
+	out *sendGroup
 
 	closeOnce sync.Once
 }
 
-// batchSender owns the writing side of one socket.
+// sendGroup is the senders of one socket.
+type sendGroup struct {
+	senders []*batchSender
+	// holds counts fan-outs under way.
+	holds atomic.Int32
+}
+
+// batchSender is one goroutine writing to the socket.
 type batchSender struct {
-	conn *net.UDPConn
+	group *sendGroup
 	// sys sends a batch with the platform's best call (udpbatch_linux.go).
 	sys batchWriter
 
@@ -61,19 +76,22 @@ type batchSender struct {
 	head   int
 	queued int
 	closed bool
+	// room is signalled, with mu, when a queue that filled up is half
+	// empty again, to the waiters writing into it: woken at once, they
+	// would fill it again with a few datagrams each.
+	room    sync.Cond
+	waiters int
 
-	// waiting counts datagrams queued and not yet taken by the sender;
-	// holds counts fan-outs under way. Both are read without mu to decide
-	// who wakes the sender.
+	// waiting counts datagrams queued and not yet taken by the sender,
+	// read without mu to decide who wakes the sender.
 	waiting atomic.Int32
-	holds   atomic.Int32
 	wake    chan struct{}
 	done    chan struct{}
 
 	sentPackets prometheus.Counter
 	batches     prometheus.Counter
-	dropFull    prometheus.Counter
-	dropError   prometheus.Counter
+	full        prometheus.Counter
+	sendErrors  prometheus.Counter
 }
 
 // batchWriter sends datagrams; it returns how many it sent, and an error
@@ -83,23 +101,29 @@ type batchWriter interface {
 }
 
 func newBatchConn(conn *net.UDPConn, m *metrics) (*batchConn, error) {
-	s := &batchSender{
-		conn:        conn,
-		ring:        make([]outDatagram, sendQueueSize),
-		wake:        make(chan struct{}, 1),
-		done:        make(chan struct{}),
-		sentPackets: m.udpSent,
-		batches:     m.udpBatches,
-		dropFull:    m.udpDropped.WithLabelValues("queue_full"),
-		dropError:   m.udpDropped.WithLabelValues("send_error"),
+	g := &sendGroup{}
+	for range min(max(runtime.GOMAXPROCS(0)/2, 1), 8) {
+		w, err := newBatchWriter(conn)
+		if err != nil {
+			g.stop()
+			return nil, err
+		}
+		s := &batchSender{
+			group:       g,
+			sys:         w,
+			ring:        make([]outDatagram, sendQueueSize),
+			wake:        make(chan struct{}, 1),
+			done:        make(chan struct{}),
+			sentPackets: m.udpSent,
+			batches:     m.udpBatches,
+			full:        m.udpFull,
+			sendErrors:  m.udpErrors,
+		}
+		s.room.L = &s.mu
+		g.senders = append(g.senders, s)
+		go s.run()
 	}
-	w, err := newBatchWriter(conn)
-	if err != nil {
-		return nil, err
-	}
-	s.sys = w
-	go s.run()
-	return &batchConn{UDPConn: conn, out: s}, nil
+	return &batchConn{UDPConn: conn, out: g}, nil
 }
 
 // ReadFromAddrPort and WriteToAddrPort make the ICE mux read and write
@@ -125,24 +149,54 @@ func (c *batchConn) Close() error {
 	c.closeOnce.Do(func() {
 		c.out.stop()
 		err = c.UDPConn.Close()
-		<-c.out.done
+		for _, s := range c.out.senders {
+			<-s.done
+		}
 	})
 	return err
 }
 
-// hold keeps the sender from being woken until release: the caller is
-// about to write several datagrams at once. Safe on a nil sender.
-func (s *batchSender) hold() {
-	if s != nil {
-		s.holds.Add(1)
+// hold keeps the senders from being woken by each write until release:
+// the caller is about to write several datagrams at once. Safe on a nil
+// group.
+func (g *sendGroup) hold() {
+	if g != nil {
+		g.holds.Add(1)
 	}
 }
 
-// release ends a hold, waking the sender if the last hold ends with
-// datagrams waiting.
-func (s *batchSender) release() {
-	if s != nil && s.holds.Add(-1) == 0 && s.waiting.Load() > 0 {
-		s.signal()
+// release ends a hold and wakes the senders with datagrams waiting. Other
+// fan-outs may still be under way: their datagrams queued so far go too,
+// the rest with their own release.
+func (g *sendGroup) release() {
+	if g == nil {
+		return
+	}
+	g.holds.Add(-1)
+	for _, s := range g.senders {
+		if s.waiting.Load() > 0 {
+			s.signal()
+		}
+	}
+}
+
+// enqueue queues b for the sender of its destination.
+func (g *sendGroup) enqueue(b []byte, to netip.AddrPort) (int, error) {
+	return g.senders[senderOf(to, len(g.senders))].enqueue(b, to)
+}
+
+// senderOf picks a destination's sender: clients behind one address differ
+// by port.
+func senderOf(to netip.AddrPort, n int) int {
+	a := to.Addr().As16()
+	return int((uint32(to.Port()) ^ uint32(a[15]) ^ uint32(a[14])<<8) % uint32(n))
+}
+
+// stop refuses further writes; each sender ends once it finds its queue
+// empty. Closing the socket ends a send under way.
+func (g *sendGroup) stop() {
+	for _, s := range g.senders {
+		s.stop()
 	}
 }
 
@@ -153,29 +207,32 @@ func (s *batchSender) signal() {
 	}
 }
 
-// enqueue copies b for the sender. It never blocks: when the queue is full
-// the datagram is dropped and counted, as the kernel drops one that finds
-// the socket buffer full.
+// enqueue copies b for the sender. When the queue is full it wakes the
+// sender, whatever holds are under way, and waits for room.
 func (s *batchSender) enqueue(b []byte, to netip.AddrPort) (int, error) {
 	if len(b) > maxPacketSize {
 		return 0, &net.OpError{Op: "write", Net: "udp", Err: errors.New("datagram larger than the media MTU")}
 	}
 	s.mu.Lock()
+	for s.queued == len(s.ring) && !s.closed {
+		s.full.Inc()
+		s.signal()
+		s.waiters++
+		s.room.Wait()
+		s.waiters--
+	}
 	if s.closed {
 		s.mu.Unlock()
 		return 0, &net.OpError{Op: "write", Net: "udp", Err: errBatchClosed}
-	}
-	if s.queued == len(s.ring) {
-		s.mu.Unlock()
-		s.dropFull.Inc()
-		return len(b), nil
 	}
 	d := &s.ring[(s.head+s.queued)%len(s.ring)]
 	d.to, d.n = to, copy(d.buf[:], b)
 	s.queued++
 	s.mu.Unlock()
-	s.waiting.Add(1)
-	if s.holds.Load() == 0 {
+	// A write outside any fan-out goes at once, and so do the first
+	// sendBatchMax datagrams of a large fan-out: the sender sends them
+	// while the rest are written.
+	if w := s.waiting.Add(1); s.group.holds.Load() == 0 || w == sendBatchMax {
 		s.signal()
 	}
 	return len(b), nil
@@ -218,6 +275,9 @@ func (s *batchSender) finish(n int) {
 	s.mu.Lock()
 	s.head = (s.head + n) % len(s.ring)
 	s.queued -= n
+	if s.waiters > 0 && s.queued <= len(s.ring)/2 {
+		s.room.Broadcast()
+	}
 	s.mu.Unlock()
 }
 
@@ -234,17 +294,16 @@ func (s *batchSender) send(ds []*outDatagram) {
 			continue
 		}
 		if err != nil || n == 0 {
-			s.dropError.Inc()
+			s.sendErrors.Inc()
 			ds = ds[1:]
 		}
 	}
 }
 
-// stop refuses further writes and lets the sender end once it finds the
-// queue empty; closing the socket ends a send under way.
 func (s *batchSender) stop() {
 	s.mu.Lock()
 	s.closed = true
+	s.room.Broadcast()
 	s.mu.Unlock()
 	s.signal()
 }

@@ -2,9 +2,11 @@ package media
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,7 +61,7 @@ func readDatagrams(t *testing.T, r *net.UDPConn, n int) [][]byte {
 	return got
 }
 
-func TestBatchHeldFanOutLeavesInOneCall(t *testing.T) {
+func TestBatchHeldFanOutLeavesInOneCallPerSender(t *testing.T) {
 	bc, m := newTestBatchConn(t, "udp")
 	r4, to4 := listenLoopback(t, "udp4", "127.0.0.1")
 	r6, to6 := listenLoopback(t, "udp6", "::1")
@@ -89,11 +91,34 @@ func TestBatchHeldFanOutLeavesInOneCall(t *testing.T) {
 			t.Errorf("IPv6 datagram %d is %q, want %q", i, d, want)
 		}
 	}
-	if got := counterValue(t, m.udpBatches); got != 1 {
-		t.Errorf("%v batches for one held fan-out, want 1", got)
+	testwait.Until(t, 30*time.Second, func() bool { return counterValue(t, m.udpSent) == 10 },
+		"%v datagrams counted as sent, want 10", counterValue(t, m.udpSent))
+	// One call per sender the two destinations go through.
+	want := 1.0
+	if n := len(bc.out.senders); senderOf(to4, n) != senderOf(to6, n) {
+		want = 2
 	}
-	if got := counterValue(t, m.udpSent); got != 10 {
-		t.Errorf("%v datagrams counted as sent, want 10", got)
+	if got := counterValue(t, m.udpBatches); got != want {
+		t.Errorf("%v batches for one held fan-out, want %v", got, want)
+	}
+}
+
+func TestBatchLargeFanOutStartsBeforeItsEnd(t *testing.T) {
+	bc, m := newTestBatchConn(t, "udp4")
+	r, to := listenLoopback(t, "udp4", "127.0.0.1")
+	bc.out.hold()
+	defer bc.out.release()
+	for i := range sendBatchMax {
+		if _, err := bc.WriteToAddrPort(fmt.Appendf(nil, "%d", i), to); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	// Still held: the first sendBatchMax datagrams go without waiting for
+	// the fan-out's end.
+	testwait.Until(t, 30*time.Second, func() bool { return counterValue(t, m.udpSent) == sendBatchMax },
+		"%v of %d datagrams sent during the fan-out", counterValue(t, m.udpSent), sendBatchMax)
+	if d := readDatagrams(t, r, 1); string(d[0]) != "0" {
+		t.Errorf("first datagram is %q, want %q", d[0], "0")
 	}
 }
 
@@ -109,30 +134,91 @@ func TestBatchUnheldWriteGoesAtOnce(t *testing.T) {
 	if _, err := bc.WriteTo([]byte("x"), &net.IPAddr{IP: net.IPv4(127, 0, 0, 1)}); err == nil {
 		t.Fatal("a write to a non-UDP address was accepted")
 	}
-	if got := counterValue(t, m.udpSent); got != 1 {
-		t.Errorf("%v datagrams counted as sent, want 1", got)
+	testwait.Until(t, 30*time.Second, func() bool { return counterValue(t, m.udpSent) == 1 },
+		"%v datagrams counted as sent, want 1", counterValue(t, m.udpSent))
+}
+
+// gatedWriter holds every batch until its gate opens: a sender that has
+// fallen behind.
+type gatedWriter struct {
+	gate  chan struct{}
+	inner batchWriter
+}
+
+func (w gatedWriter) write(ds []*outDatagram) (int, error) {
+	<-w.gate
+	return w.inner.write(ds)
+}
+
+// gateSender makes the sender of to hold its batches until the returned
+// function is called.
+func gateSender(bc *batchConn, to netip.AddrPort) (*batchSender, func()) {
+	s := bc.out.senders[senderOf(to, len(bc.out.senders))]
+	gate := make(chan struct{})
+	s.sys = gatedWriter{gate: gate, inner: s.sys}
+	var once sync.Once
+	return s, func() { once.Do(func() { close(gate) }) }
+}
+
+func TestBatchFullQueueWaitsForRoom(t *testing.T) {
+	bc, m := newTestBatchConn(t, "udp4")
+	r, to := listenLoopback(t, "udp4", "127.0.0.1")
+	_, open := gateSender(bc, to)
+	defer open()
+	const total = sendQueueSize + 5
+	done := make(chan error, 1)
+	go func() {
+		for i := range total {
+			if _, err := bc.WriteToAddrPort(fmt.Appendf(nil, "%d", i), to); err != nil {
+				done <- fmt.Errorf("write %d: %w", i, err)
+				return
+			}
+		}
+		done <- nil
+	}()
+	// The sender is stuck in its first batch: the writer fills the queue
+	// and waits for room, dropping nothing.
+	testwait.Until(t, 30*time.Second, func() bool { return counterValue(t, m.udpFull) >= 1 }, "the writer never found the queue full")
+	select {
+	case err := <-done:
+		t.Fatalf("the writer finished past a full queue: %v", err)
+	default:
+	}
+	open()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// The kernel may drop some at the receiver; the sender sent them all.
+	testwait.Until(t, 30*time.Second, func() bool { return counterValue(t, m.udpSent) == total },
+		"%v of %d datagrams sent", counterValue(t, m.udpSent), total)
+	if d := readDatagrams(t, r, 1); string(d[0]) != "0" {
+		t.Errorf("first datagram is %q, want %q", d[0], "0")
 	}
 }
 
-func TestBatchFullQueueDropsAndCounts(t *testing.T) {
+func TestBatchCloseReleasesAWriterWaitingForRoom(t *testing.T) {
 	bc, m := newTestBatchConn(t, "udp4")
-	r, to := listenLoopback(t, "udp4", "127.0.0.1")
-	const extra = 5
-	bc.out.hold()
-	for i := range sendQueueSize + extra {
-		if _, err := bc.WriteToAddrPort(fmt.Appendf(nil, "%d", i), to); err != nil {
-			t.Fatalf("write %d: %v", i, err)
+	_, to := listenLoopback(t, "udp4", "127.0.0.1")
+	s, open := gateSender(bc, to)
+	defer open()
+	done := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := bc.WriteToAddrPort([]byte("x"), to); err != nil {
+				done <- err
+				return
+			}
 		}
-	}
-	if got := counterValue(t, m.udpDropped.WithLabelValues("queue_full")); got != extra {
-		t.Fatalf("%v datagrams dropped on a full queue, want %d", got, extra)
-	}
-	bc.out.release()
-	// The kernel may drop some at the receiver; the sender sent them all.
-	testwait.Until(t, 30*time.Second, func() bool { return counterValue(t, m.udpSent) == sendQueueSize },
-		"%v of %d queued datagrams sent", counterValue(t, m.udpSent), sendQueueSize)
-	if d := readDatagrams(t, r, 1); string(d[0]) != "0" {
-		t.Errorf("first datagram is %q, want %q", d[0], "0")
+	}()
+	testwait.Until(t, 30*time.Second, func() bool { return counterValue(t, m.udpFull) >= 1 }, "the writer never found the queue full")
+	s.stop()
+	select {
+	case err := <-done:
+		if !errors.Is(err, errBatchClosed) {
+			t.Fatalf("the waiting writer got %v, want %v", err, errBatchClosed)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("stop left a writer waiting for room")
 	}
 }
 
@@ -151,8 +237,8 @@ func TestBatchRefusedDatagramDoesNotStopTheRest(t *testing.T) {
 	if d := readDatagrams(t, r, 1); string(d[0]) != "after" {
 		t.Fatalf("got %q, want %q", d[0], "after")
 	}
-	if got := counterValue(t, m.udpDropped.WithLabelValues("send_error")); got != 1 {
-		t.Errorf("%v datagrams dropped on a send error, want 1", got)
+	if got := counterValue(t, m.udpErrors); got != 1 {
+		t.Errorf("%v datagrams refused by the kernel, want 1", got)
 	}
 }
 
@@ -167,5 +253,23 @@ func TestBatchConnRefusesWritesOnceClosed(t *testing.T) {
 	}
 	if _, err := bc.WriteToAddrPort(make([]byte, maxPacketSize+1), to); err == nil {
 		t.Fatal("an oversized datagram was accepted")
+	}
+}
+
+func TestSenderOfSpreadsPortsAndKeepsADestination(t *testing.T) {
+	seen := map[int]bool{}
+	for port := uint16(40000); port < 40016; port++ {
+		to := netip.AddrPortFrom(netip.MustParseAddr("192.0.2.7"), port)
+		i := senderOf(to, 4)
+		if i < 0 || i >= 4 {
+			t.Fatalf("sender %d of 4", i)
+		}
+		if senderOf(to, 4) != i {
+			t.Fatalf("%v moved from sender %d", to, i)
+		}
+		seen[i] = true
+	}
+	if len(seen) != 4 {
+		t.Errorf("16 ports of one address went through %d of 4 senders", len(seen))
 	}
 }

@@ -75,7 +75,7 @@ type upTrack struct {
 
 	// out is the shared media socket's sender, held while a packet fans
 	// out so that its copies leave in one batch; nil without one.
-	out *batchSender
+	out *sendGroup
 
 	metrics *metrics
 	log     *slog.Logger
