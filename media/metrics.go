@@ -63,7 +63,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		udpBatches: auto.NewCounter(prometheus.CounterOpts{
 			Namespace: "entente", Subsystem: "media", Name: "udp_send_batches_total",
-			Help: "System calls sending the shared media socket's datagrams: sent datagrams over batches is the mean batch size.",
+			Help: "System calls sending the shared media socket's datagrams (sendmmsg for a batch, sendto for a datagram sent at once): sent datagrams over calls is the mean batch.",
 		}),
 		udpFull: auto.NewCounter(prometheus.CounterOpts{
 			Namespace: "entente", Subsystem: "media", Name: "udp_send_queue_full_total",

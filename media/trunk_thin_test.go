@@ -236,9 +236,11 @@ func TestTrunkAdaptsToThinLink(t *testing.T) {
 	for _, tr := range []*testTrack{cam1, cam2, screen} {
 		topLayer(tr, 'f', minWait, "unimpaired link")
 	}
-	if n := tk.cc.dropped.Load(); n != 0 {
-		t.Fatalf("layers held back on an unimpaired link: %d", n)
-	}
+	// On a starved machine the estimator can take late arrivals for
+	// congestion and hold a layer back for a moment; on an unimpaired link
+	// it carries them all again.
+	testwait.Until(t, minWait, func() bool { return tk.cc.dropped.Load() == 0 },
+		"layers held back on an unimpaired link: %d", tk.cc.dropped.Load())
 
 	thin := func(seed uint64) netcut.LinkConfig {
 		return netcut.LinkConfig{Rate: 1_500_000, Delay: 40 * time.Millisecond, Loss: 0.02, Seed: seed, Queue: 200 * time.Millisecond}

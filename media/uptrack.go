@@ -73,8 +73,9 @@ type upTrack struct {
 	peerRates   [maxLayers]atomic.Uint64
 	peerRatesAt atomic.Int64
 
-	// out is the shared media socket's sender, held while a packet fans
-	// out so that its copies leave in one batch; nil without one.
+	// out is the shared media socket's senders, held while a packet fans
+	// out to batchFanOut sinks or more so that its copies leave in one
+	// batch; nil without a shared socket.
 	out *sendGroup
 
 	metrics *metrics
@@ -406,8 +407,15 @@ func (t *upTrack) forward(layer int, raw []byte, now int64) {
 	}
 
 	l.pkt = Packet{Header: &l.hdr, Payload: payload, Layer: layer, Keyframe: keyframe, AudioLevel: level, HasAudioLevel: hasLevel, Arrival: now}
+	sinks := *t.sinks.Load()
+	if len(sinks) < batchFanOut {
+		for _, s := range sinks {
+			s.WriteRTP(&l.pkt)
+		}
+		return
+	}
 	t.out.hold()
-	for _, s := range *t.sinks.Load() {
+	for _, s := range sinks {
 		s.WriteRTP(&l.pkt)
 	}
 	t.out.release()
