@@ -247,7 +247,8 @@ func (s *batchSender) enqueue(b []byte, to netip.AddrPort) (int, error) {
 	d.to, d.n = to, copy(d.buf[:], b)
 	s.queued++
 	s.mu.Unlock()
-	// A write outside any fan-out goes at once, and so do the first
+	// A write that finds every fan-out over (they ended since
+	// WriteToAddrPort looked) goes at once, and so do the first
 	// sendBatchMax datagrams of a large fan-out: the sender sends them
 	// while the rest are written.
 	if w := s.waiting.Add(1); s.group.holds.Load() == 0 || w == sendBatchMax {
