@@ -88,8 +88,10 @@ type batchSender struct {
 	waiters int
 
 	// waiting counts datagrams queued and not yet taken by the sender,
-	// read without mu to decide who wakes the sender.
+	// read without mu to decide who wakes the sender; unsent counts those
+	// queued and not yet sent, taken or not.
 	waiting atomic.Int32
+	unsent  atomic.Int32
 	wake    chan struct{}
 	done    chan struct{}
 
@@ -140,9 +142,12 @@ func (c *batchConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 // WriteToAddrPort queues b while a fan-out is under way, and otherwise
 // sends it at once: a wake-up of the sender costs more than it saves on a
 // datagram or two.
+// A datagram never overtakes one queued before it for the same sender,
+// hence the same destination: a subscriber whose layer switches from one
+// publisher's reader to another's sees its packets in the order written.
 func (c *batchConn) WriteToAddrPort(b []byte, to netip.AddrPort) (int, error) {
-	if c.out.holds.Load() > 0 {
-		return c.out.enqueue(b, to)
+	if s := c.out.senders[senderOf(to, len(c.out.senders))]; c.out.holds.Load() > 0 || s.unsent.Load() > 0 {
+		return s.enqueue(b, to)
 	}
 	n, err := c.UDPConn.WriteToUDPAddrPort(b, to)
 	if err != nil {
@@ -198,11 +203,6 @@ func (g *sendGroup) release() {
 	}
 }
 
-// enqueue queues b for the sender of its destination.
-func (g *sendGroup) enqueue(b []byte, to netip.AddrPort) (int, error) {
-	return g.senders[senderOf(to, len(g.senders))].enqueue(b, to)
-}
-
 // senderOf picks a destination's sender: clients behind one address differ
 // by port.
 func senderOf(to netip.AddrPort, n int) int {
@@ -246,6 +246,7 @@ func (s *batchSender) enqueue(b []byte, to netip.AddrPort) (int, error) {
 	d := &s.ring[(s.head+s.queued)%len(s.ring)]
 	d.to, d.n = to, copy(d.buf[:], b)
 	s.queued++
+	s.unsent.Add(1)
 	s.mu.Unlock()
 	// A write that finds every fan-out over (they ended since
 	// WriteToAddrPort looked) goes at once, and so do the first
@@ -294,6 +295,7 @@ func (s *batchSender) finish(n int) {
 	s.mu.Lock()
 	s.head = (s.head + n) % len(s.ring)
 	s.queued -= n
+	s.unsent.Add(int32(-n))
 	if s.waiters > 0 && s.queued <= len(s.ring)/2 {
 		s.room.Broadcast()
 	}

@@ -164,6 +164,29 @@ func gateSender(bc *batchConn, to netip.AddrPort) (*batchSender, func()) {
 	return s, func() { once.Do(func() { close(gate) }) }
 }
 
+func TestBatchDatagramNeverOvertakesAQueuedOne(t *testing.T) {
+	bc, _ := newTestBatchConn(t, "udp4")
+	r, to := listenLoopback(t, "udp4", "127.0.0.1")
+	s, open := gateSender(bc, to)
+	defer open()
+	bc.out.hold()
+	if _, err := bc.WriteToAddrPort([]byte("first"), to); err != nil {
+		t.Fatal(err)
+	}
+	bc.out.release()
+	// The sender has taken "first" and is stuck sending it.
+	testwait.Until(t, 30*time.Second, func() bool { return s.waiting.Load() == 0 }, "the sender never took the datagram")
+	// Outside any fan-out, yet behind "first": queued, not sent at once.
+	if _, err := bc.WriteToAddrPort([]byte("second"), to); err != nil {
+		t.Fatal(err)
+	}
+	open()
+	got := readDatagrams(t, r, 2)
+	if string(got[0]) != "first" || string(got[1]) != "second" {
+		t.Fatalf("received %q, %q; want first, second", got[0], got[1])
+	}
+}
+
 func TestBatchFullQueueWaitsForRoom(t *testing.T) {
 	bc, m := newTestBatchConn(t, "udp4")
 	r, to := listenLoopback(t, "udp4", "127.0.0.1")
