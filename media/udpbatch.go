@@ -67,6 +67,11 @@ type sendGroup struct {
 	senders []*batchSender
 	// holds counts fan-outs under way.
 	holds atomic.Int32
+
+	sentPackets prometheus.Counter
+	batches     prometheus.Counter
+	full        prometheus.Counter
+	sendErrors  prometheus.Counter
 }
 
 // batchSender is one goroutine writing to the socket.
@@ -94,11 +99,6 @@ type batchSender struct {
 	unsent  atomic.Int32
 	wake    chan struct{}
 	done    chan struct{}
-
-	sentPackets prometheus.Counter
-	batches     prometheus.Counter
-	full        prometheus.Counter
-	sendErrors  prometheus.Counter
 }
 
 // batchWriter sends datagrams; it returns how many it sent, and an error
@@ -108,7 +108,7 @@ type batchWriter interface {
 }
 
 func newBatchConn(conn *net.UDPConn, m *metrics) (*batchConn, error) {
-	g := &sendGroup{}
+	g := &sendGroup{sentPackets: m.udpSent, batches: m.udpBatches, full: m.udpFull, sendErrors: m.udpErrors}
 	for range min(max(runtime.GOMAXPROCS(0)/2, 1), 8) {
 		w, err := newBatchWriter(conn)
 		if err != nil {
@@ -116,15 +116,11 @@ func newBatchConn(conn *net.UDPConn, m *metrics) (*batchConn, error) {
 			return nil, err
 		}
 		s := &batchSender{
-			group:       g,
-			sys:         w,
-			ring:        make([]outDatagram, sendQueueSize),
-			wake:        make(chan struct{}, 1),
-			done:        make(chan struct{}),
-			sentPackets: m.udpSent,
-			batches:     m.udpBatches,
-			full:        m.udpFull,
-			sendErrors:  m.udpErrors,
+			group: g,
+			sys:   w,
+			ring:  make([]outDatagram, sendQueueSize),
+			wake:  make(chan struct{}, 1),
+			done:  make(chan struct{}),
 		}
 		s.room.L = &s.mu
 		g.senders = append(g.senders, s)
@@ -151,11 +147,11 @@ func (c *batchConn) WriteToAddrPort(b []byte, to netip.AddrPort) (int, error) {
 	}
 	n, err := c.UDPConn.WriteToUDPAddrPort(b, to)
 	if err != nil {
-		c.out.senders[0].sendErrors.Inc()
+		c.out.sendErrors.Inc()
 		return n, err
 	}
-	c.out.senders[0].batches.Inc()
-	c.out.senders[0].sentPackets.Inc()
+	c.out.batches.Inc()
+	c.out.sentPackets.Inc()
 	return n, nil
 }
 
@@ -233,7 +229,7 @@ func (s *batchSender) enqueue(b []byte, to netip.AddrPort) (int, error) {
 	}
 	s.mu.Lock()
 	for s.queued == len(s.ring) && !s.closed {
-		s.full.Inc()
+		s.group.full.Inc()
 		s.signal()
 		s.waiters++
 		s.room.Wait()
@@ -306,16 +302,16 @@ func (s *batchSender) finish(n int) {
 // that became unreachable, say): sendmmsg(2) reports an error only for the
 // first datagram of a call.
 func (s *batchSender) send(ds []*outDatagram) {
-	s.batches.Inc()
+	s.group.batches.Inc()
 	for len(ds) > 0 {
 		n, err := s.sys.write(ds)
 		if n > 0 {
-			s.sentPackets.Add(float64(n))
+			s.group.sentPackets.Add(float64(n))
 			ds = ds[n:]
 			continue
 		}
 		if err != nil || n == 0 {
-			s.sendErrors.Inc()
+			s.group.sendErrors.Inc()
 			ds = ds[1:]
 		}
 	}

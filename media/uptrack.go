@@ -408,15 +408,14 @@ func (t *upTrack) forward(layer int, raw []byte, now int64) {
 
 	l.pkt = Packet{Header: &l.hdr, Payload: payload, Layer: layer, Keyframe: keyframe, AudioLevel: level, HasAudioLevel: hasLevel, Arrival: now}
 	sinks := *t.sinks.Load()
-	if len(sinks) < batchFanOut {
-		for _, s := range sinks {
-			s.WriteRTP(&l.pkt)
-		}
-		return
+	held := len(sinks) >= batchFanOut
+	if held {
+		t.out.hold()
 	}
-	t.out.hold()
 	for _, s := range sinks {
 		s.WriteRTP(&l.pkt)
 	}
-	t.out.release()
+	if held {
+		t.out.release()
+	}
 }
