@@ -82,6 +82,9 @@ type trunk struct {
 	closed bool
 	// restarting is set while the member restarts ICE (§10.6).
 	restarting bool
+	// serveMu makes one serve (trunk_demand.go) at a time bind slots: the
+	// control channel's wants and the demand loop's retries both serve.
+	serveMu sync.Mutex
 	// Sending side: slots by MID, local tracks offered to the peer, and
 	// what the peer wants of them.
 	slots   map[string]*trunkSlot

@@ -1,6 +1,7 @@
 package media
 
 import (
+	"errors"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -203,8 +204,11 @@ func (t *trunk) want(track string, layers []int) {
 }
 
 // serve binds the layers of track that cross now: what the peer wants,
-// within the cap, if any, that the trunk's capacity sets.
+// within the cap, if any, that the trunk's capacity sets. One serve runs at
+// a time, so two never see the same layer missing and bind it twice.
 func (t *trunk) serve(track string) {
+	t.serveMu.Lock()
+	defer t.serveMu.Unlock()
 	t.mu.Lock()
 	up, ok := t.offered[track]
 	if !ok || t.closed {
@@ -248,8 +252,10 @@ func (t *trunk) serve(track string) {
 			continue
 		}
 		var slot *trunkSlot
+		var err error
 		for len(free) > 0 && slot == nil {
-			if free[0].free() {
+			// A slot that was free may have started a probe meanwhile.
+			if err = free[0].bind(up, l, counter); !errors.Is(err, errSlotTaken) {
 				slot = free[0]
 			}
 			free = free[1:]
@@ -262,7 +268,7 @@ func (t *trunk) serve(track string) {
 			t.send(trunkRefusedMsg{Track: track, Layer: l, Reason: "no free slot"})
 			return
 		}
-		if err := slot.bind(up, l, counter); err != nil {
+		if err != nil {
 			t.send(trunkRefusedMsg{Track: track, Layer: l, Reason: "codec not negotiated"})
 			return
 		}

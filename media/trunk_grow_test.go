@@ -1,7 +1,10 @@
 package media
 
 import (
+	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,16 +51,82 @@ func TestTrunkGrowsItsSlotPool(t *testing.T) {
 			// Read from the trunk as it is now: on a loaded machine a trunk
 			// may have been set up afresh and be growing again.
 			var audio, video int
+			var bound []string
 			testwait.For(settleWithin, func() bool {
 				tr := trunkOf(t, side, c.conference, peer)
 				tr.mu.Lock()
 				defer tr.mu.Unlock()
 				audio, video = tr.slotCountLocked(webrtc.RTPCodecTypeAudio), tr.slotCountLocked(webrtc.RTPCodecTypeVideo)
+				bound = slotBindings(tr)
 				return audio >= trunkAudioSlots+slotGrowth
 			})
 			if audio != trunkAudioSlots+slotGrowth || video != trunkVideoSlots {
-				t.Fatalf("%s, %s: %d audio and %d video slots, want %d and %d", c.conference, side.did, audio, video, trunkAudioSlots+slotGrowth, trunkVideoSlots)
+				t.Fatalf("%s, %s: %d audio and %d video slots, want %d and %d; audio slots: %s", c.conference, side.did, audio, video, trunkAudioSlots+slotGrowth, trunkVideoSlots, strings.Join(bound, ", "))
 			}
 		}
+	}
+}
+
+// slotBindings describes tr's audio slots for a failure message: MID, then
+// the track bound or "free", "starting" (no sender yet) or "pending" (not in
+// a description yet). Called with tr.mu held.
+func slotBindings(tr *trunk) []string {
+	var out []string
+	for mid, s := range tr.slots {
+		if s.kind != webrtc.RTPCodecTypeAudio {
+			continue
+		}
+		s.mu.Lock()
+		state := "free"
+		switch {
+		case s.up != nil:
+			state = s.up.ID()
+		case s.writer == nil:
+			state = "starting"
+		}
+		s.mu.Unlock()
+		out = append(out, mid+"="+state)
+	}
+	for _, s := range tr.pending {
+		if s.kind == webrtc.RTPCodecTypeAudio {
+			out = append(out, "pending")
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// A slot takes a binding only while it is free: not before its sender is
+// bound, not while another track holds it, not while it sends a probe. Two
+// serves that both saw it free bind it once.
+func TestTrunkSlotBindsOnlyWhenFree(t *testing.T) {
+	up := newAudioToTrunk(t, &discardWriter{})
+	other := newAudioToTrunk(t, &discardWriter{})
+	codecs := []webrtc.RTPCodecParameters{{RTPCodecCapability: up.codec, PayloadType: 111}}
+	s := newTrunkSlot(&trunk{}, webrtc.RTPCodecTypeAudio)
+	s.codecs = codecs
+	if err := s.bind(up, 0, &trackCounter{}); !errors.Is(err, errSlotTaken) {
+		t.Fatalf("bind before the sender is bound: %v, want errSlotTaken", err)
+	}
+	s.writer = &discardWriter{}
+	if err := s.bind(up, 0, &trackCounter{}); err != nil {
+		t.Fatalf("bind of a free slot: %v", err)
+	}
+	if err := s.bind(other, 0, &trackCounter{}); !errors.Is(err, errSlotTaken) {
+		t.Fatalf("second bind: %v, want errSlotTaken", err)
+	}
+	if s.up != UpTrack(up) {
+		t.Fatalf("slot carries %v after a refused bind, want the first track", s.up)
+	}
+	s.unbind()
+	if !s.reserveForProbe() {
+		t.Fatal("a free slot refused a probe")
+	}
+	if err := s.bind(other, 0, &trackCounter{}); !errors.Is(err, errSlotTaken) {
+		t.Fatalf("bind during a probe: %v, want errSlotTaken", err)
+	}
+	s.endProbe()
+	if err := s.bind(other, 0, &trackCounter{}); err != nil || s.up != UpTrack(other) {
+		t.Fatalf("bind after the probe: %v, slot carries %v", err, s.up)
 	}
 }

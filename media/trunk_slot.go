@@ -1,6 +1,7 @@
 package media
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -87,19 +88,19 @@ func (s *trunkSlot) Unbind(webrtc.TrackLocalContext) error {
 	return nil
 }
 
-// free reports whether the slot can take a binding.
-func (s *trunkSlot) free() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.up == nil && s.writer != nil && !s.probing
-}
+// errSlotTaken is bind's answer for a slot that is no longer free.
+var errSlotTaken = errors.New("trunk slot taken")
 
-// bind makes the slot carry layer of up; the payload type follows up's
-// codec. It fails when the peer did not negotiate that codec.
+// bind makes the slot, if it is free, carry layer of up; the payload type
+// follows up's codec. It fails with errSlotTaken when the slot is not free,
+// and when the peer did not negotiate that codec.
 func (s *trunkSlot) bind(up UpTrack, layer int, counter *trackCounter) error {
 	codec := up.Codec()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.up != nil || s.writer == nil || s.probing {
+		return errSlotTaken
+	}
 	for _, c := range s.codecs {
 		if !strings.EqualFold(c.MimeType, codec.MimeType) {
 			continue

@@ -26,10 +26,11 @@ import (
 //
 // A publisher's reader forwarding a packet to batchFanOut subscribers or
 // more holds the batch open (hold and release) so that the whole fan-out
-// goes out in one call per sender. Every other write (a smaller fan-out,
-// ICE, DTLS, RTCP, trunks) is sent at once with sendto(2) when no fan-out
-// is under way, and otherwise goes with the fan-out: waking a sender for
-// a datagram or two costs more than the calls it saves.
+// goes out in one call per sender. Other RTP and RTCP (a smaller fan-out,
+// reports, trunks) is sent at once with sendto(2) when no fan-out is under
+// way, and otherwise goes with the fan-out: waking a sender for a datagram
+// or two costs more than the calls it saves. STUN and DTLS always go at
+// once.
 
 const (
 	// sendQueueSize bounds the datagrams waiting for one sender. A writer
@@ -135,14 +136,17 @@ func (c *batchConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 	return c.UDPConn.ReadFromUDPAddrPort(b)
 }
 
-// WriteToAddrPort queues b while a fan-out is under way, and otherwise
-// sends it at once: a wake-up of the sender costs more than it saves on a
-// datagram or two.
-// A datagram never overtakes one queued before it for the same sender,
-// hence the same destination: a subscriber whose layer switches from one
-// publisher's reader to another's sees its packets in the order written.
+// WriteToAddrPort queues RTP and RTCP while a fan-out is under way, and
+// otherwise sends them at once: a wake-up of the sender costs more than it
+// saves on a datagram or two.
+// An RTP or RTCP datagram never overtakes one queued before it for the
+// same sender, hence the same destination: a subscriber whose layer
+// switches from one publisher's reader to another's sees its packets in
+// the order written.
+// STUN and DTLS always go at once: a joining client's handshake never
+// waits behind media, and DTLS and SCTP put their own records in order.
 func (c *batchConn) WriteToAddrPort(b []byte, to netip.AddrPort) (int, error) {
-	if s := c.out.senders[senderOf(to, len(c.out.senders))]; c.out.holds.Load() > 0 || s.unsent.Load() > 0 {
+	if s := c.out.senders[senderOf(to, len(c.out.senders))]; isRTPOrRTCP(b) && (c.out.holds.Load() > 0 || s.unsent.Load() > 0) {
 		return s.enqueue(b, to)
 	}
 	n, err := c.UDPConn.WriteToUDPAddrPort(b, to)
@@ -154,6 +158,10 @@ func (c *batchConn) WriteToAddrPort(b []byte, to netip.AddrPort) (int, error) {
 	c.out.sentPackets.Inc()
 	return n, nil
 }
+
+// isRTPOrRTCP tells RTP and RTCP from STUN, DTLS and TURN channel data on
+// one socket by the first byte (RFC 7983 §7: 128 to 191).
+func isRTPOrRTCP(b []byte) bool { return len(b) > 0 && b[0] >= 128 && b[0] <= 191 }
 
 func (c *batchConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	ua, ok := addr.(*net.UDPAddr)

@@ -61,6 +61,10 @@ func readDatagrams(t *testing.T, r *net.UDPConn, n int) [][]byte {
 	return got
 }
 
+// rtpLike is s after a first byte of 0x80, which makes a datagram RTP or
+// RTCP to the socket (RFC 7983): only those are queued.
+func rtpLike(s string) []byte { return append([]byte{0x80}, s...) }
+
 func TestBatchHeldFanOutLeavesInOneCallPerSender(t *testing.T) {
 	bc, m := newTestBatchConn(t, "udp")
 	r4, to4 := listenLoopback(t, "udp4", "127.0.0.1")
@@ -72,7 +76,7 @@ func TestBatchHeldFanOutLeavesInOneCallPerSender(t *testing.T) {
 		if i%2 == 1 {
 			to = to6
 		}
-		if n, err := bc.WriteToAddrPort(fmt.Appendf(nil, "packet %d", i), to); err != nil || n != len(fmt.Sprintf("packet %d", i)) {
+		if n, err := bc.WriteToAddrPort(rtpLike(fmt.Sprintf("packet %d", i)), to); err != nil || n != len(rtpLike(fmt.Sprintf("packet %d", i))) {
 			t.Fatalf("write %d: %d, %v", i, n, err)
 		}
 	}
@@ -82,12 +86,12 @@ func TestBatchHeldFanOutLeavesInOneCallPerSender(t *testing.T) {
 	bc.out.release()
 
 	for i, d := range readDatagrams(t, r4, 5) {
-		if want := fmt.Sprintf("packet %d", 2*i); string(d) != want {
+		if want := string(rtpLike(fmt.Sprintf("packet %d", 2*i))); string(d) != want {
 			t.Errorf("IPv4 datagram %d is %q, want %q", i, d, want)
 		}
 	}
 	for i, d := range readDatagrams(t, r6, 5) {
-		if want := fmt.Sprintf("packet %d", 2*i+1); string(d) != want {
+		if want := string(rtpLike(fmt.Sprintf("packet %d", 2*i+1))); string(d) != want {
 			t.Errorf("IPv6 datagram %d is %q, want %q", i, d, want)
 		}
 	}
@@ -109,7 +113,7 @@ func TestBatchLargeFanOutStartsBeforeItsEnd(t *testing.T) {
 	bc.out.hold()
 	defer bc.out.release()
 	for i := range sendBatchMax {
-		if _, err := bc.WriteToAddrPort(fmt.Appendf(nil, "%d", i), to); err != nil {
+		if _, err := bc.WriteToAddrPort(rtpLike(fmt.Sprint(i)), to); err != nil {
 			t.Fatalf("write %d: %v", i, err)
 		}
 	}
@@ -125,8 +129,8 @@ func sentFromZero(t *testing.T, m *metrics, r *net.UDPConn, n int) {
 	t.Helper()
 	testwait.Until(t, 30*time.Second, func() bool { return counterValue(t, m.udpSent) == float64(n) },
 		"%v of %d datagrams sent", counterValue(t, m.udpSent), n)
-	if d := readDatagrams(t, r, 1); string(d[0]) != "0" {
-		t.Errorf("first datagram is %q, want %q", d[0], "0")
+	if d := readDatagrams(t, r, 1); string(d[0]) != string(rtpLike("0")) {
+		t.Errorf("first datagram is %q, want %q", d[0], rtpLike("0"))
 	}
 }
 
@@ -148,6 +152,38 @@ func TestBatchUnheldWriteGoesDirectly(t *testing.T) {
 	if got := counterValue(t, m.udpSent); got != 1 {
 		t.Errorf("%v datagrams counted as sent, want 1", got)
 	}
+}
+
+// STUN and DTLS (a join's handshake, data channel messages) never wait for
+// a fan-out or for the media queued before them: they go at once, even
+// while the sender is stuck.
+func TestBatchHandshakeNeverWaitsForAFanOut(t *testing.T) {
+	bc, m := newTestBatchConn(t, "udp4")
+	r, to := listenLoopback(t, "udp4", "127.0.0.1")
+	_, open := gateSender(bc, to)
+	defer open()
+	bc.out.hold()
+	if _, err := bc.WriteToAddrPort(rtpLike("media"), to); err != nil {
+		t.Fatal(err)
+	}
+	stun := []byte{0x00, 0x01, 's', 't', 'u', 'n'}
+	dtls := []byte{22, 0xfe, 0xfd, 'd', 't', 'l', 's'}
+	for _, b := range [][]byte{stun, dtls} {
+		if _, err := bc.WriteToAddrPort(b, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := readDatagrams(t, r, 2)
+	if !bytes.Equal(got[0], stun) || !bytes.Equal(got[1], dtls) {
+		t.Fatalf("during the fan-out received %q, %q; want the STUN, then the DTLS datagram", got[0], got[1])
+	}
+	bc.out.release()
+	open()
+	if d := readDatagrams(t, r, 1); !bytes.Equal(d[0], rtpLike("media")) {
+		t.Fatalf("after the fan-out received %q, want %q", d[0], rtpLike("media"))
+	}
+	testwait.Until(t, 30*time.Second, func() bool { return counterValue(t, m.udpSent) == 3 },
+		"%v datagrams counted as sent, want 3", counterValue(t, m.udpSent))
 }
 
 // gatedWriter holds every batch until its gate opens: a sender that has
@@ -178,19 +214,19 @@ func TestBatchDatagramNeverOvertakesAQueuedOne(t *testing.T) {
 	s, open := gateSender(bc, to)
 	defer open()
 	bc.out.hold()
-	if _, err := bc.WriteToAddrPort([]byte("first"), to); err != nil {
+	if _, err := bc.WriteToAddrPort(rtpLike("first"), to); err != nil {
 		t.Fatal(err)
 	}
 	bc.out.release()
 	// The sender has taken "first" and is stuck sending it.
 	testwait.Until(t, 30*time.Second, func() bool { return s.waiting.Load() == 0 }, "the sender never took the datagram")
 	// Outside any fan-out, yet behind "first": queued, not sent at once.
-	if _, err := bc.WriteToAddrPort([]byte("second"), to); err != nil {
+	if _, err := bc.WriteToAddrPort(rtpLike("second"), to); err != nil {
 		t.Fatal(err)
 	}
 	open()
 	got := readDatagrams(t, r, 2)
-	if string(got[0]) != "first" || string(got[1]) != "second" {
+	if string(got[0]) != string(rtpLike("first")) || string(got[1]) != string(rtpLike("second")) {
 		t.Fatalf("received %q, %q; want first, second", got[0], got[1])
 	}
 }
@@ -206,7 +242,7 @@ func TestBatchFullQueueWaitsForRoom(t *testing.T) {
 		bc.out.hold()
 		defer bc.out.release()
 		for i := range total {
-			if _, err := bc.WriteToAddrPort(fmt.Appendf(nil, "%d", i), to); err != nil {
+			if _, err := bc.WriteToAddrPort(rtpLike(fmt.Sprint(i)), to); err != nil {
 				done <- fmt.Errorf("write %d: %w", i, err)
 				return
 			}
@@ -238,7 +274,7 @@ func TestBatchCloseReleasesAWriterWaitingForRoom(t *testing.T) {
 		bc.out.hold()
 		defer bc.out.release()
 		for {
-			if _, err := bc.WriteToAddrPort([]byte("x"), to); err != nil {
+			if _, err := bc.WriteToAddrPort(rtpLike("x"), to); err != nil {
 				done <- err
 				return
 			}
@@ -261,15 +297,15 @@ func TestBatchRefusedDatagramDoesNotStopTheRest(t *testing.T) {
 	r, to := listenLoopback(t, "udp4", "127.0.0.1")
 	bc.out.hold()
 	// An IPv4-only socket cannot reach an IPv6 address.
-	if _, err := bc.WriteToAddrPort([]byte("lost"), netip.MustParseAddrPort("[2001:db8::1]:9")); err != nil {
+	if _, err := bc.WriteToAddrPort(rtpLike("lost"), netip.MustParseAddrPort("[2001:db8::1]:9")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bc.WriteToAddrPort([]byte("after"), to); err != nil {
+	if _, err := bc.WriteToAddrPort(rtpLike("after"), to); err != nil {
 		t.Fatal(err)
 	}
 	bc.out.release()
-	if d := readDatagrams(t, r, 1); string(d[0]) != "after" {
-		t.Fatalf("got %q, want %q", d[0], "after")
+	if d := readDatagrams(t, r, 1); string(d[0]) != string(rtpLike("after")) {
+		t.Fatalf("got %q, want %q", d[0], rtpLike("after"))
 	}
 	if got := counterValue(t, m.udpErrors); got != 1 {
 		t.Errorf("%v datagrams refused by the kernel, want 1", got)
