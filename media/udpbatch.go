@@ -25,8 +25,8 @@ import (
 // order.
 //
 // A publisher's reader forwarding a packet to batchFanOut subscribers or
-// more holds the batch open (hold and release) so that the whole fan-out
-// goes out in one call per sender. Other RTP and RTCP (a smaller fan-out,
+// more, and fewer than batchFanOutMax, holds the batch open (hold and
+// release) so that the whole fan-out goes out in one call per sender. Other RTP and RTCP (a smaller fan-out,
 // reports, trunks) is sent at once with sendto(2) when no fan-out is under
 // way, and otherwise goes with the fan-out: waking a sender for a datagram
 // or two costs more than the calls it saves. STUN and DTLS always go at
@@ -44,6 +44,13 @@ const (
 	// subscribers a sender's wake-up cost more than the calls it saved,
 	// at 9 it saved more (entente bench media --meeting 4 and 10).
 	batchFanOut = 6
+	// batchFanOutMax is the smallest fan-out written by its reader again.
+	// Past it a call saves little next to the kernel's cost per datagram,
+	// and readers writing at once send on every core: through one sender
+	// per two cores, 50 participants with 10 cameras fell seconds behind
+	// and lost packets where the readers' own writes kept up (entente
+	// bench media --meeting 50 --video 10).
+	batchFanOutMax = 32
 )
 
 var errBatchClosed = errors.New("media socket closed")
@@ -182,6 +189,9 @@ func (c *batchConn) Close() error {
 	})
 	return err
 }
+
+// heldFanOut reports whether a fan-out to n sinks goes through the senders.
+func heldFanOut(n int) bool { return n >= batchFanOut && n < batchFanOutMax }
 
 // hold keeps the senders from being woken by each write until release:
 // the caller is about to write several datagrams at once. Safe on a nil

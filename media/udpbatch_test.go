@@ -343,3 +343,42 @@ func TestSenderOfSpreadsPortsAndKeepsADestination(t *testing.T) {
 		t.Errorf("16 ports of one address went through %d of 4 senders", len(seen))
 	}
 }
+
+// holdProbe is a sink that records whether the senders were held while it
+// was written to.
+type holdProbe struct {
+	g    *sendGroup
+	held *[]bool
+}
+
+func (p holdProbe) WriteRTP(*Packet) { *p.held = append(*p.held, p.g.holds.Load() > 0) }
+func (holdProbe) Close()             {}
+
+// A fan-out from batchFanOut to below batchFanOutMax sinks is held for the
+// senders; a smaller or a larger one is written by the reader at once.
+func TestForwardHoldsOnlyAMidSizedFanOut(t *testing.T) {
+	for _, c := range []struct {
+		sinks int
+		held  bool
+	}{{1, false}, {batchFanOut - 1, false}, {batchFanOut, true}, {batchFanOutMax - 1, true}, {batchFanOutMax, false}, {49, false}} {
+		up := newAudioToTrunk(t, &discardWriter{})
+		up.RemoveSink((*up.sinks.Load())[0])
+		up.out = &sendGroup{}
+		var held []bool
+		for range c.sinks {
+			up.AddSink(holdProbe{g: up.out, held: &held})
+		}
+		up.forward(0, opusPacket(1, 0x80), time.Now().UnixNano())
+		if len(held) != c.sinks {
+			t.Fatalf("%d sinks: %d written, want all", c.sinks, len(held))
+		}
+		for i, h := range held {
+			if h != c.held {
+				t.Fatalf("%d sinks: sink %d written with the senders held %v, want %v", c.sinks, i, h, c.held)
+			}
+		}
+		if n := up.out.holds.Load(); n != 0 {
+			t.Fatalf("%d sinks: %d holds left after the fan-out", c.sinks, n)
+		}
+	}
+}

@@ -74,8 +74,8 @@ type upTrack struct {
 	peerRatesAt atomic.Int64
 
 	// out is the shared media socket's senders, held while a packet fans
-	// out to batchFanOut sinks or more so that its copies leave in one
-	// batch; nil without a shared socket.
+	// out to as many sinks as heldFanOut says, so that its copies leave in
+	// one batch; nil without a shared socket.
 	out *sendGroup
 
 	metrics *metrics
@@ -408,7 +408,7 @@ func (t *upTrack) forward(layer int, raw []byte, now int64) {
 
 	l.pkt = Packet{Header: &l.hdr, Payload: payload, Layer: layer, Keyframe: keyframe, AudioLevel: level, HasAudioLevel: hasLevel, Arrival: now}
 	sinks := *t.sinks.Load()
-	held := len(sinks) >= batchFanOut
+	held := heldFanOut(len(sinks))
 	if held {
 		t.out.hold()
 	}
