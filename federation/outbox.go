@@ -234,12 +234,15 @@ func (s *Service) deliver(ctx context.Context, l store.OutboxLease, m store.Outb
 // record logs the failure to record an attempt's outcome. A lost lease is
 // no fault: the replica that took it over sends the message again, and the
 // peer, which keeps the message ids it applied, answers it as a duplicate
-// (spec §8).
+// (spec §8). Nor is a stop of the node during the attempt: the message is
+// still pending, and is sent again after the next start.
 func (s *Service) record(log *slog.Logger, what string, err error) {
 	switch {
 	case err == nil:
 	case errors.Is(err, store.ErrLeaseLost):
 		log.Info("outbox: delivery lease lost before the outcome was recorded; the new holder sends the message again", "outcome", what)
+	case errors.Is(err, context.Canceled):
+		log.Info("outbox: stopping before the outcome was recorded; the message is sent again after the next start", "outcome", what)
 	default:
 		log.Error("outbox: cannot "+what, "err", err)
 	}
