@@ -104,6 +104,13 @@ func TestStalledReplicaLosesItsLease(t *testing.T) {
 		return err == nil && l.Holder == stalled && l.Token == taken.Token && l.ExpiresAt.After(taken.ExpiresAt)
 	})
 	clock.Stop()
+	// The path heals only once the other replica holds the lease: healed
+	// earlier, the stalled attempt could reach the agency before its lease
+	// ran out, and be a delivery like any other.
+	nodetest.Eventually(t, wait, "the other replica taking the lease over", func() bool {
+		l, err := ministry.Store().GetOutboxLease(ctx, agency.DID())
+		return err == nil && l.Holder != stalled && l.Token > taken.Token
+	})
 	path.Heal()
 
 	select {
