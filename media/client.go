@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/coder/websocket"
@@ -297,6 +298,9 @@ func (c *client) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceive
 		// packets triggers this; browsers label RTX with the repaired rid.
 		c.log.Debug("layer stream replaced", "track", t.ID(), "rid", remote.RID(), "ssrc", remote.SSRC(), "codec", remote.Codec().MimeType)
 		return
+	}
+	if c := remote.Codec(); !strings.EqualFold(c.MimeType, "video/rtx") {
+		reader.pt = int(c.PayloadType)
 	}
 	go drainRTCP(receiver, remote.RID())
 	t.readFrom(layer, uint32(remote.SSRC()), reader)

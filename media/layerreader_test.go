@@ -143,6 +143,35 @@ func TestLayerHasOneReader(t *testing.T) {
 	}
 }
 
+// A browser probes the link at the start of a call with padding-only RTX
+// packets. One read before any media must not make the reader take the
+// RTX payload type for the layer's and drop every media packet after it.
+func TestLayerReaderIsNotLockedOutByAnEarlyProbe(t *testing.T) {
+	up, _ := newBenchTrack(t, 0)
+	d := newDownTrack(up, up.metrics, 0, 0, nil)
+	w := &countingWriter{}
+	d.writer, d.ssrc, d.pt = w, 99, 96
+	up.AddSink(d)
+	r := newChanReader()
+	done := make(chan struct{})
+	go func() {
+		up.readLayer(0, 1, r)
+		close(done)
+	}()
+	probe := rtp.Packet{Header: rtp.Header{Version: 2, Padding: true, PayloadType: 97, SequenceNumber: 1, SSRC: 1}, PaddingSize: 200}
+	raw, err := probe.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.packets <- raw
+	for seq := uint16(100); seq < 105; seq++ {
+		r.packets <- vp8PacketFrom(1, seq, seq == 100)
+	}
+	testwait.Until(t, 10*time.Second, func() bool { return w.packets.Load() == 5 }, "forwarded %d packets after the probe, want 5", w.packets.Load())
+	close(r.packets)
+	<-done
+}
+
 // countedReader hands out one packet n times, with rising sequence numbers,
 // then io.EOF.
 type countedReader struct {

@@ -274,6 +274,9 @@ type rtpReader interface {
 // layerReader is the goroutine reading one received stream into a layer.
 type layerReader struct {
 	src rtpReader
+	// pt is the payload type the stream was negotiated with, -1 when
+	// unknown: the first media packet then sets it.
+	pt int
 }
 
 // readLayer forwards one received stream until it ends or a newer stream
@@ -296,7 +299,7 @@ func (t *upTrack) readLayer(layer int, ssrc uint32, r rtpReader) {
 // already read by a live reader.
 func (t *upTrack) claimLayer(layer int, r rtpReader) *layerReader {
 	l := &t.layers[layer]
-	me := &layerReader{src: r}
+	me := &layerReader{src: r, pt: -1}
 	for {
 		cur := l.reader.Load()
 		if cur != nil && cur.src == r {
@@ -315,7 +318,7 @@ func (t *upTrack) readFrom(layer int, ssrc uint32, me *layerReader) {
 	defer l.reader.CompareAndSwap(me, nil)
 	l.ssrc.Store(ssrc)
 	buf := make([]byte, maxPacketSize)
-	pt := -1
+	pt := me.pt
 	for {
 		n, _, err := r.Read(buf)
 		if err != nil {
@@ -335,8 +338,15 @@ func (t *upTrack) readFrom(layer int, ssrc uint32, me *layerReader) {
 		// The up-track's codec is fixed: a packet in another payload type
 		// (a publisher's RTX stream labelled with the rid instead of the
 		// repaired rid, RFC 8852 §3.2, which pion then reads in place of
-		// the layer) would reach subscribers as garbage.
+		// the layer) would reach subscribers as garbage. Without the
+		// negotiated one, the first packet without padding sets it: a
+		// browser probes the link at the start with padding-only RTX
+		// packets, and a probe taken for the media would drop every media
+		// packet after it.
 		if p := int(buf[1] & 0x7f); pt < 0 {
+			if buf[0]&0x20 != 0 {
+				continue
+			}
 			pt = p
 		} else if p != pt {
 			continue
