@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 
 	"github.com/coder/websocket"
@@ -299,9 +298,7 @@ func (c *client) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceive
 		c.log.Debug("layer stream replaced", "track", t.ID(), "rid", remote.RID(), "ssrc", remote.SSRC(), "codec", remote.Codec().MimeType)
 		return
 	}
-	if c := remote.Codec(); !strings.EqualFold(c.MimeType, "video/rtx") {
-		reader.pt = int(c.PayloadType)
-	}
+	reader.pt = streamPayloadType(remote.Codec())
 	go drainRTCP(receiver, remote.RID())
 	t.readFrom(layer, uint32(remote.SSRC()), reader)
 }

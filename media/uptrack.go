@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -277,6 +278,16 @@ type layerReader struct {
 	// pt is the payload type the stream was negotiated with, -1 when
 	// unknown: the first media packet then sets it.
 	pt int
+}
+
+// streamPayloadType is the payload type a layer reader keeps for a stream
+// of codec c, -1 when pion reports the stream's RTX codec instead: the
+// reader then takes the first media packet's.
+func streamPayloadType(c webrtc.RTPCodecParameters) int {
+	if strings.EqualFold(c.MimeType, "video/rtx") {
+		return -1
+	}
+	return int(c.PayloadType)
 }
 
 // readLayer forwards one received stream until it ends or a newer stream
