@@ -18,18 +18,25 @@ func (c *testClient) estimate(ssrc uint32, bps float32) {
 // waitLayer reads track's media until 20 packets in a row are of layer
 // want, each exactly as sent, and returns the SSRC they came with. Once the
 // wanted layer has started, any other layer is a failure: a switch happens
-// at a keyframe and does not flip back.
+// at a keyframe and does not flip back. A packet numbered before one already
+// read is a retransmission, or came late: it was sent before the switch,
+// and says nothing of it.
 func (c *testClient) waitLayer(tr *testTrack, track string, want byte, timeout time.Duration) uint32 {
 	c.t.Helper()
 	timeout = max(timeout, minWait)
 	deadline := time.After(timeout)
 	run := 0
+	newest, seen := uint16(0), false
 	for {
 		select {
 		case r := <-c.media:
 			if r.track != track {
 				continue
 			}
+			if seen && int16(r.seq-newest) <= 0 {
+				continue
+			}
+			newest, seen = r.seq, true
 			_, layer, _, ok := parsePayload(r.payload)
 			if !ok {
 				c.t.Fatalf("%s: bad payload % x", c.user, r.payload)
@@ -56,6 +63,7 @@ func (c *testClient) waitLayer(tr *testTrack, track string, want byte, timeout t
 // crosses.
 func TestSimulcastFollowsBandwidthEstimate(t *testing.T) {
 	a, b := twoNodes(t, "conf-remb")
+	fullLayers(a, b)
 	pub := connect(t, b.testNode, "conf-remb", "bob@did:web:b", clientOptions{})
 	local := connect(t, b.testNode, "conf-remb", "bea@did:web:b", clientOptions{autoSubscribe: true})
 	remote := connect(t, a.testNode, "conf-remb", "ann@did:web:a", clientOptions{autoSubscribe: true})

@@ -74,6 +74,10 @@ type trunkSet struct {
 	apiErr             error
 	// net replaces the network the trunks use; tests cut it.
 	net transport.Net
+	// fullLayers, set by tests of layer choice, keeps the trunks from
+	// holding layers back: on a loaded machine the estimator can take the
+	// scheduler's delays on loopback for a queue.
+	fullLayers bool
 
 	trunkMetrics
 	estimators estimatorRegistry

@@ -150,7 +150,11 @@ func (ts *trunkSet) newTrunk(conference, peer string, member, relay bool) (*trun
 		unmet: map[string]layerSet{}, growAsked: map[webrtc.RTPCodecType]time.Time{},
 		wanted: map[string]layerSet{}, caps: map[string]int{},
 	}
-	t.cc = newTrunkCC(ts.estimators.take(pc.ID()), ts.ccMetrics, conference, peer)
+	est := ts.estimators.take(pc.ID())
+	if ts.fullLayers {
+		est = nil
+	}
+	t.cc = newTrunkCC(est, ts.ccMetrics, conference, peer)
 	t.relay.Store(relay)
 	ts.mu.Lock()
 	if ts.closed {
