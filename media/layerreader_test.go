@@ -64,24 +64,13 @@ func TestLayerHasOneReader(t *testing.T) {
 		plis = append(plis, ssrc)
 		return nil
 	}
-	d := newDownTrack(up, up.metrics, 0, 0, nil)
-	w := &countingWriter{}
-	d.writer, d.ssrc, d.pt = w, 99, 96
-	up.AddSink(d)
+	w := countingSink(up)
 
 	first := newChanReader()
-	firstDone := make(chan struct{})
-	go func() {
-		up.readLayer(0, 1, first)
-		close(firstDone)
-	}()
+	firstDone := startReading(up, 0, 1, first)
 	testwait.Until(t, 10*time.Second, func() bool { return up.layers[0].reader.Load() != nil }, "first reader never claimed the layer")
 
-	again := make(chan struct{})
-	go func() {
-		up.readLayer(0, 1, first) // pion's second OnTrack, same TrackRemote
-		close(again)
-	}()
+	again := startReading(up, 0, 1, first) // pion's second OnTrack, same TrackRemote
 	select {
 	case <-again:
 	case <-time.After(10 * time.Second):
@@ -112,11 +101,7 @@ func TestLayerHasOneReader(t *testing.T) {
 	// A different stream for the layer takes over: the old reader stops
 	// at its next packet, which is not forwarded.
 	second := newChanReader()
-	secondDone := make(chan struct{})
-	go func() {
-		up.readLayer(0, 3, second)
-		close(secondDone)
-	}()
+	secondDone := startReading(up, 0, 3, second)
 	testwait.Until(t, 10*time.Second, func() bool {
 		r := up.layers[0].reader.Load()
 		return r != nil && r.src == second
@@ -148,16 +133,9 @@ func TestLayerHasOneReader(t *testing.T) {
 // RTX payload type for the layer's and drop every media packet after it.
 func TestLayerReaderIsNotLockedOutByAnEarlyProbe(t *testing.T) {
 	up, _ := newBenchTrack(t, 0)
-	d := newDownTrack(up, up.metrics, 0, 0, nil)
-	w := &countingWriter{}
-	d.writer, d.ssrc, d.pt = w, 99, 96
-	up.AddSink(d)
+	w := countingSink(up)
 	r := newChanReader()
-	done := make(chan struct{})
-	go func() {
-		up.readLayer(0, 1, r)
-		close(done)
-	}()
+	done := startReading(up, 0, 1, r)
 	probe := rtp.Packet{Header: rtp.Header{Version: 2, Padding: true, PayloadType: 97, SequenceNumber: 1, SSRC: 1}, PaddingSize: 200}
 	raw, err := probe.Marshal()
 	if err != nil {
@@ -197,4 +175,24 @@ func BenchmarkReadLayer(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	up.readLayer(0, 1, r)
+}
+
+// countingSink adds to up a down-track that counts what it is sent.
+func countingSink(up *upTrack) *countingWriter {
+	d := newDownTrack(up, up.metrics, 0, 0, nil)
+	w := &countingWriter{}
+	d.writer, d.ssrc, d.pt = w, 99, 96
+	up.AddSink(d)
+	return w
+}
+
+// startReading reads r into up's layer as pion's OnTrack would; the
+// channel closes when the reader returns.
+func startReading(up *upTrack, layer int, ssrc uint32, r rtpReader) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		up.readLayer(layer, ssrc, r)
+		close(done)
+	}()
+	return done
 }

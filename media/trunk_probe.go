@@ -141,4 +141,4 @@ func (s *trunkSlot) writePadding() {
 
 // isProbe reports whether raw, received on a trunk, is a probe packet: the
 // only packets on a trunk with the padding flag.
-func isProbe(raw []byte) bool { return len(raw) > 0 && raw[0]&0x20 != 0 }
+func isProbe(raw []byte) bool { return padded(raw) }

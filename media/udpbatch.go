@@ -26,11 +26,12 @@ import (
 //
 // A publisher's reader forwarding a packet to batchFanOut subscribers or
 // more, and fewer than batchFanOutMax, holds the batch open (hold and
-// release) so that the whole fan-out goes out in one call per sender. Other RTP and RTCP (a smaller fan-out,
-// reports, trunks) is sent at once with sendto(2) when no fan-out is under
-// way, and otherwise goes with the fan-out: waking a sender for a datagram
-// or two costs more than the calls it saves. STUN and DTLS always go at
-// once.
+// release) so that the whole fan-out goes out in one call per sender.
+// Other RTP and RTCP (a smaller fan-out, reports, trunks) is sent at once
+// with sendto(2) when no fan-out is under way, and otherwise goes with the
+// fan-out: waking a sender for a datagram or two costs more than the calls
+// it saves. A fan-out of batchFanOutMax or more is written the same way
+// (see there). STUN and DTLS always go at once.
 
 const (
 	// sendQueueSize bounds the datagrams waiting for one sender. A writer

@@ -284,11 +284,14 @@ type layerReader struct {
 // of codec c, -1 when pion reports the stream's RTX codec instead: the
 // reader then takes the first media packet's.
 func streamPayloadType(c webrtc.RTPCodecParameters) int {
-	if strings.EqualFold(c.MimeType, "video/rtx") {
+	if strings.EqualFold(c.MimeType, webrtc.MimeTypeRTX) {
 		return -1
 	}
 	return int(c.PayloadType)
 }
+
+// padded reports whether the RTP packet raw has the padding flag.
+func padded(raw []byte) bool { return len(raw) > 0 && raw[0]&0x20 != 0 }
 
 // readLayer forwards one received stream until it ends or a newer stream
 // of the same layer replaces it. A layer has one reader at a time: pion
@@ -355,7 +358,7 @@ func (t *upTrack) readFrom(layer int, ssrc uint32, me *layerReader) {
 		// packets, and a probe taken for the media would drop every media
 		// packet after it.
 		if p := int(buf[1] & 0x7f); pt < 0 {
-			if buf[0]&0x20 != 0 {
+			if padded(buf[:n]) {
 				continue
 			}
 			pt = p
